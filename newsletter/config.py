@@ -1,0 +1,291 @@
+"""Project settings: ``newsletter.toml`` plus ``NEWSLETTER_*`` environment variables.
+
+This module is the only reader of either. ``load_settings()`` finds the project
+(the folder holding ``newsletter.toml``, searched from the current folder up, or
+the one given), reads the file, applies environment overrides and validates the
+result. Any wrong or missing value becomes one ``ConfigError`` line that names
+the file, the line and the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .errors import ConfigError
+
+CONFIG_NAME = "newsletter.toml"
+ENV_PREFIX = "NEWSLETTER_"
+_HEX = re.compile(r"^#(?:[0-9a-fA-F]{3}){1,2}$")
+
+
+class Brand(BaseModel):
+    """Colours, logo and type of the email. Defaults survive Gmail's dark-mode inversion."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    primary_color: str = "#b3261e"  # headings' rule, links, figures
+    text_color: str = "#1f1f1f"
+    muted_color: str = "#5f6368"  # credits, footer
+    background_color: str = "#f4f1ea"  # around the 600 px body
+    body_color: str = "#ffffff"  # the body itself
+    dark_text_color: str = "#e8e6e3"
+    dark_background_color: str = "#121212"
+    dark_body_color: str = "#1e1e1e"
+    dark_primary_color: str = "#f28b82"
+    logo_url: str | None = None
+    logo_width: int = Field(default=180, ge=16, le=600)
+    font_family: str = "Georgia, 'Times New Roman', serif"
+    heading_font_family: str = "Helvetica, Arial, sans-serif"
+
+    @field_validator(
+        "primary_color",
+        "text_color",
+        "muted_color",
+        "background_color",
+        "body_color",
+        "dark_text_color",
+        "dark_background_color",
+        "dark_body_color",
+        "dark_primary_color",
+    )
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        if not _HEX.match(value):
+            raise ValueError(f"{value!r} is not a colour: use #rgb or #rrggbb, for example #b3261e")
+        return value.lower()
+
+    @field_validator("logo_url")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("https://"):
+            raise ValueError("the logo must be an absolute https:// URL")
+        return value
+
+
+_TOML_DATA: ContextVar[dict[str, Any] | None] = ContextVar("_TOML_DATA", default=None)
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Values read from newsletter.toml by ``load_settings`` (lower priority than the env)."""
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - not used
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_TOML_DATA.get() or {})
+
+
+class Settings(BaseSettings):
+    """Every setting of a newsletter project. Relative paths are relative to ``project_dir``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    project_dir: Path = Path(".")
+    name: str = Field(default="The Daily Briefing", min_length=1, max_length=100)
+    from_address: str | None = None
+    reply_to: str | None = None
+    postal_address: str | None = None
+    base_url: str | None = None
+    secret_key: str | None = None
+    old_secret_keys: list[str] = Field(default_factory=list)
+    old_secret_days: int = Field(default=90, ge=0)
+    timezone: str = "UTC"
+    lang: str = Field(default="en", pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+    footer_text: str = "You are receiving this because you subscribed to our newsletter."
+    database_url: str | None = None
+    backend: Literal["outbox", "smtp", "sendgrid"] = "outbox"
+    outbox_dir: Path = Path("outbox")
+    smtp_url: str | None = None
+    sendgrid_api_host: str = "https://api.sendgrid.com"
+    templates: Path | None = None
+    issues_dir: Path = Path("issues")
+    archive: bool = True
+    schedule_grace_hours: float = Field(default=6.0, ge=0)
+    brand: Brand = Field(default_factory=Brand)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}: use an IANA name such as Europe/London"
+            ) from None
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an absolute URL such as https://news.example.org")
+        return value.rstrip("/")
+
+    @field_validator("from_address", "reply_to")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if "@" not in value:
+            raise ValueError(
+                f"{value!r} is not an email address: write news@example.org or "
+                "'The Briefing <news@example.org>'"
+            )
+        return value
+
+    # -- resolved paths -------------------------------------------------------------
+
+    def path(self, value: Path) -> Path:
+        return value if value.is_absolute() else (self.project_dir / value)
+
+    @property
+    def issues_path(self) -> Path:
+        return self.path(self.issues_dir)
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.path(self.outbox_dir)
+
+    @property
+    def templates_path(self) -> Path | None:
+        """The user's templates folder, if any: it overrides the built-in templates."""
+        if self.templates is not None:
+            return self.path(self.templates)
+        default = self.project_dir / "templates"
+        return default if default.is_dir() else None
+
+    @property
+    def config_file(self) -> Path:
+        return self.project_dir / CONFIG_NAME
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.project_dir / 'newsletter.db').resolve()}"
+
+
+def find_project(start: Path | None = None) -> Path | None:
+    """The nearest folder at or above ``start`` holding newsletter.toml, or None."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_NAME).is_file():
+            return folder
+    return None
+
+
+def _line_of(text: str, key: str) -> int:
+    pattern = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=", re.MULTILINE)
+    match = pattern.search(text)
+    if match:
+        return text.count("\n", 0, match.start()) + 1
+    table = re.compile(rf"^\s*\[\s*{re.escape(key)}\s*\]", re.MULTILINE).search(text)
+    return text.count("\n", 0, table.start()) + 1 if table else 1
+
+
+def _describe(error: dict[str, Any], toml_text: str, config_file: Path, data: dict) -> str:
+    loc = [str(part) for part in error["loc"]]
+    key = ".".join(loc)
+    leaf = loc[-1] if loc else "?"
+    env_name = ENV_PREFIX + "__".join(loc).upper()
+    if error["type"] == "extra_forbidden":
+        section = data
+        for part in loc[:-1]:
+            section = section.get(part, {}) if isinstance(section, dict) else {}
+        model: type[BaseModel] = Brand if loc[:1] == ["brand"] else Settings
+        names = [n for n in model.model_fields if n != "project_dir"]
+        close = difflib.get_close_matches(leaf, names, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else "; remove it"
+        where = f"{config_file}:{_line_of(toml_text, leaf)}"
+        return f"{where}: unknown setting '{key}'{hint}"
+    message = error["msg"].removeprefix("Value error, ")
+    if env_name in os.environ:
+        return f"environment variable {env_name}: {message}"
+    line = _line_of(toml_text, leaf) if toml_text else 1
+    where = f"{config_file}:{line}" if toml_text else str(config_file)
+    return f"{where}: setting '{key}': {message}"
+
+
+def load_settings(project: Path | str | None = None, **overrides: Any) -> Settings:
+    """Read the project's settings.
+
+    ``project`` is a folder holding newsletter.toml (or the file itself); without it
+    the current folder and its parents are searched. With no file at all the defaults
+    apply in the current folder, so ``newsletter validate`` works on a loose file.
+    """
+    if project is not None:
+        project = Path(project)
+        if project.is_file():
+            project = project.parent
+        if not project.is_dir():
+            raise ConfigError(f"{project}: no such project folder (check --project)")
+        root: Path = project.resolve()
+    else:
+        root = find_project() or Path.cwd().resolve()
+    config_file = root / CONFIG_NAME
+    text = ""
+    data: dict[str, Any] = {}
+    if config_file.is_file():
+        try:
+            text = config_file.read_text(encoding="utf-8")
+            data = tomllib.loads(text)
+        except UnicodeDecodeError:
+            raise ConfigError(f"{config_file}: not UTF-8 text; save it as UTF-8") from None
+        except tomllib.TOMLDecodeError as exc:
+            match = re.search(r"line (\d+)", str(exc))
+            line = match.group(1) if match else "1"
+            raise ConfigError(
+                f"{config_file}:{line}: TOML syntax error: {exc}; check quotes and brackets"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"{config_file}: cannot read: {exc.strerror}") from None
+        if "project_dir" in data:
+            raise ConfigError(
+                f"{config_file}:{_line_of(text, 'project_dir')}: 'project_dir' is not a "
+                "setting; the project is the folder holding newsletter.toml"
+            )
+    token = _TOML_DATA.set(data)
+    try:
+        return Settings(project_dir=root, **overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc.errors()[0], text, config_file, data)) from None
+    finally:
+        _TOML_DATA.reset(token)
+
+
+def require(settings: Settings, *keys: str, purpose: str) -> None:
+    """Raise a one-line ConfigError naming the first missing key and how to set it."""
+    for key in keys:
+        if not getattr(settings, key):
+            raise ConfigError(
+                f"{settings.config_file}: '{key}' is not set, and {purpose} needs it; add "
+                f"{key} = \"...\" to newsletter.toml or set {ENV_PREFIX}{key.upper()}"
+            )

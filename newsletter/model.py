@@ -1,0 +1,191 @@
+"""The issue model: what an issue file means, with no I/O.
+
+Every node keeps the 1-based line of the file it came from, so that findings and
+the preview can point at it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Severity(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+class Finding(BaseModel):
+    """One validator finding, printed compiler-style."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    line: int
+    column: int = 1
+    severity: Severity
+    message: str
+    rule: str
+
+    def format(self) -> str:
+        return (
+            f"{self.path}:{self.line}:{self.column}: {self.severity.value}: "
+            f"{self.message} [{self.rule}]"
+        )
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity is Severity.ERROR
+
+
+class SectionKind(StrEnum):
+    LEAD = "Lead"
+    STORY = "Story"
+    HARD_NUMBERS = "Hard Numbers"
+    WATCHING = "What We're Watching"
+
+    @property
+    def has_items(self) -> bool:
+        return self in (SectionKind.HARD_NUMBERS, SectionKind.WATCHING)
+
+
+# -- inline content -------------------------------------------------------------------
+
+
+class _Node(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Text(_Node):
+    type: Literal["text"] = "text"
+    text: str
+
+
+class LineBreak(_Node):
+    type: Literal["br"] = "br"
+
+
+class Strong(_Node):
+    type: Literal["strong"] = "strong"
+    children: list[Inline]
+
+
+class Emphasis(_Node):
+    type: Literal["em"] = "em"
+    children: list[Inline]
+
+
+class Link(_Node):
+    type: Literal["link"] = "link"
+    href: str
+    children: list[Inline]
+
+
+Inline = Annotated[Text | LineBreak | Strong | Emphasis | Link, Field(discriminator="type")]
+Strong.model_rebuild()
+Emphasis.model_rebuild()
+Link.model_rebuild()
+
+
+def plain(inlines: list[Inline]) -> str:
+    """The text of inline content without any markup."""
+    out: list[str] = []
+    for node in inlines:
+        if isinstance(node, Text):
+            out.append(node.text)
+        elif isinstance(node, LineBreak):
+            out.append(" ")
+        else:
+            out.append(plain(node.children))
+    return "".join(out)
+
+
+# -- blocks ---------------------------------------------------------------------------
+
+
+class Paragraph(_Node):
+    type: Literal["paragraph"] = "paragraph"
+    line: int
+    inlines: list[Inline]
+
+
+class BulletList(_Node):
+    type: Literal["list"] = "list"
+    line: int
+    ordered: bool = False
+    items: list[list[Inline]]
+
+
+Block = Annotated[Paragraph | BulletList, Field(discriminator="type")]
+
+
+class Image(_Node):
+    line: int
+    src: str
+    alt: str
+    credit: str | None = None
+
+
+class ReadMore(_Node):
+    line: int
+    href: str
+    label: str
+
+
+class Item(_Node):
+    """A Hard Numbers figure or a What We're Watching title with its text."""
+
+    line: int
+    title: str
+    blocks: list[Block] = Field(default_factory=list)
+
+
+class Section(_Node):
+    line: int
+    kind: SectionKind
+    headline: str
+    image: Image | None = None
+    blocks: list[Block] = Field(default_factory=list)  # body, or intro before items
+    items: list[Item] = Field(default_factory=list)
+    read_more: ReadMore | None = None
+
+    @property
+    def anchor(self) -> str:
+        return f"section-{self.line}"
+
+
+class Issue(BaseModel):
+    """A whole issue: front matter and sections."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    subject: str
+    preheader: str | None = None
+    date: dt.date
+    send_at: str | None = None
+    sections: list[Section] = Field(default_factory=list)
+
+    @property
+    def slug(self) -> str:
+        from pathlib import PurePath
+
+        return PurePath(self.path).stem
+
+    def words(self) -> int:
+        count = len(self.subject.split())
+        for section in self.sections:
+            count += len(section.headline.split())
+            blocks = list(section.blocks)
+            for item in section.items:
+                count += len(item.title.split())
+                blocks.extend(item.blocks)
+            for block in blocks:
+                if isinstance(block, Paragraph):
+                    count += len(plain(block.inlines).split())
+                else:
+                    count += sum(len(plain(i).split()) for i in block.items)
+        return count

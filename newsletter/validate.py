@@ -1,0 +1,306 @@
+"""Rules over a parsed issue: one small function per rule family, each yielding findings.
+
+The parser reports what it could not model; these rules judge what it did model.
+``GMAIL_CLIP_BYTES`` is checked after rendering, in ``build``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from urllib.parse import urlsplit
+
+from .model import (
+    BulletList,
+    Emphasis,
+    Finding,
+    Inline,
+    Link,
+    Paragraph,
+    Section,
+    SectionKind,
+    Severity,
+    Strong,
+)
+from .parse import ParseResult, locate
+
+SUBJECT_MAX = 150
+SUBJECT_PHONE = 60
+PREHEADER_MAX = 150
+PREHEADER_SHOWN = 100
+GMAIL_CLIP_BYTES = 102 * 1024
+
+
+class _Ctx:
+    def __init__(self, result: ParseResult, lines: list[str], path: str) -> None:
+        self.result = result
+        self.lines = lines
+        self.path = path
+
+    def finding(
+        self, line: int, rule: str, message: str, *, column: int = 1, warning: bool = False
+    ) -> Finding:
+        return Finding(
+            path=self.path,
+            line=max(1, line),
+            column=max(1, column),
+            severity=Severity.WARNING if warning else Severity.ERROR,
+            message=message,
+            rule=rule,
+        )
+
+    def key_line(self, key: str) -> int:
+        for number, text in enumerate(self.lines[: self.result.body_line], start=1):
+            if text.startswith(f"{key}:") or text.startswith(f"{key} :"):
+                return number
+        return 2
+
+
+Rule = Callable[[_Ctx], Iterator[Finding]]
+
+
+def front_matter_rules(ctx: _Ctx) -> Iterator[Finding]:
+    issue = ctx.result.issue
+    if issue is None:
+        return
+    n = len(issue.subject)
+    if n > SUBJECT_MAX:
+        yield ctx.finding(
+            ctx.key_line("subject"),
+            "subject-too-long",
+            f"the subject has {n} characters; the limit is {SUBJECT_MAX}: shorten it",
+        )
+    elif n > SUBJECT_PHONE:
+        yield ctx.finding(
+            ctx.key_line("subject"),
+            "subject-long",
+            f"the subject has {n} characters and is cut off on phones after about "
+            f"{SUBJECT_PHONE}: put the key words first or shorten it",
+            warning=True,
+        )
+    if issue.preheader is None:
+        yield ctx.finding(
+            1,
+            "preheader-missing",
+            "no preheader: add 'preheader: ...' so the inbox shows your words, not the first "
+            "text of the email",
+            warning=True,
+        )
+    else:
+        n = len(issue.preheader)
+        if n > PREHEADER_MAX:
+            yield ctx.finding(
+                ctx.key_line("preheader"),
+                "preheader-too-long",
+                f"the preheader has {n} characters; the limit is {PREHEADER_MAX}: shorten it",
+            )
+        elif n > PREHEADER_SHOWN:
+            yield ctx.finding(
+                ctx.key_line("preheader"),
+                "preheader-long",
+                f"the preheader has {n} characters; inboxes show about {PREHEADER_SHOWN}: "
+                "shorten it",
+                warning=True,
+            )
+
+
+def structure_rules(ctx: _Ctx) -> Iterator[Finding]:
+    sections = ctx.result.sections
+    if not sections and not any(f.rule.startswith("section-") for f in ctx.result.findings):
+        yield ctx.finding(
+            ctx.result.body_line,
+            "no-sections",
+            "the issue has no sections: add one, starting with '# Lead: Your headline'",
+        )
+    leads = [s for s in sections if s.kind is SectionKind.LEAD]
+    for extra in leads[1:]:
+        yield ctx.finding(
+            extra.line,
+            "lead-duplicate",
+            "more than one Lead: make this one a '# Story:'",
+            warning=True,
+        )
+    if leads and sections[0].kind is not SectionKind.LEAD:
+        yield ctx.finding(
+            leads[0].line,
+            "lead-not-first",
+            "the Lead should come first: move this section to the top of the issue",
+            warning=True,
+        )
+
+
+def _has_text(blocks: list) -> bool:
+    return any(
+        (isinstance(b, Paragraph) and b.inlines) or (isinstance(b, BulletList) and b.items)
+        for b in blocks
+    )
+
+
+def section_rules(ctx: _Ctx) -> Iterator[Finding]:
+    for section in ctx.result.sections:
+        yield from _section(ctx, section)
+
+
+def _section(ctx: _Ctx, section: Section) -> Iterator[Finding]:
+    kind = section.kind.value
+    if not section.headline.strip():
+        yield ctx.finding(
+            section.line,
+            "section-headline-missing",
+            f"the {kind} section has no headline: write '# {kind}: Your headline'",
+        )
+    if section.kind in (SectionKind.LEAD, SectionKind.STORY):
+        if not _has_text(section.blocks):
+            yield ctx.finding(
+                section.line,
+                "story-empty",
+                f"the {kind} '{section.headline[:40]}' has no text: add at least one paragraph "
+                "under its heading",
+            )
+        return
+    label = "Hard Numbers" if section.kind is SectionKind.HARD_NUMBERS else "What We're Watching"
+    if not section.items:
+        yield ctx.finding(
+            section.line,
+            "hard-numbers-empty"
+            if section.kind is SectionKind.HARD_NUMBERS
+            else "watching-empty",
+            f"the {label} section has no items: add '## <figure>' lines, each followed by a "
+            "paragraph"
+            if section.kind is SectionKind.HARD_NUMBERS
+            else f"the {label} section has no items: add '## <title>' lines, each followed by a "
+            "paragraph",
+        )
+    for item in section.items:
+        if section.kind is SectionKind.HARD_NUMBERS:
+            if not any(ch.isdigit() for ch in item.title):
+                yield ctx.finding(
+                    item.line,
+                    "hard-numbers-figure",
+                    f"Hard Numbers item "{item.title[:40]}" has no digit: the heading is the "
+                    "figure itself, such as '## 70,000' or '## 3.2%'",
+                )
+            if not _has_text(item.blocks):
+                yield ctx.finding(
+                    item.line,
+                    "hard-numbers-item-empty",
+                    f"Hard Numbers item "{item.title[:40]}" has no text: add a paragraph under it",
+                )
+        else:
+            if not item.title:
+                yield ctx.finding(
+                    item.line,
+                    "watching-item-title",
+                    "What We're Watching item has no title: write '## Title'",
+                )
+            if not _has_text(item.blocks):
+                yield ctx.finding(
+                    item.line,
+                    "watching-item-empty",
+                    f"What We're Watching item "{item.title[:40]}" has no text: add a paragraph "
+                    "under it",
+                )
+
+
+def _links(inlines: list[Inline]) -> Iterator[Link]:
+    for node in inlines:
+        if isinstance(node, Link):
+            yield node
+            yield from _links(node.children)
+        elif isinstance(node, (Strong, Emphasis)):
+            yield from _links(node.children)
+
+
+def _url_problem(url: str, *, mailto: bool) -> str | None:
+    if not url:
+        return "is empty"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme == "https":
+        return None if parts.netloc else "has no host"
+    if mailto and parts.scheme == "mailto":
+        return None if parts.path else "has no address"
+    if not parts.scheme:
+        return "is relative"
+    return f"uses {parts.scheme}:"
+
+
+def url_rules(ctx: _Ctx) -> Iterator[Finding]:
+    for section in ctx.result.sections:
+        image = section.image
+        if image is not None:
+            line, col = locate(ctx.lines, "![", image.line, image.line)
+            if not image.alt:
+                yield ctx.finding(
+                    line,
+                    "image-alt-missing",
+                    "the image has no alt text: describe it between the brackets, "
+                    "![Delegates arrive in Doha](...)",
+                    column=col,
+                )
+            problem = _url_problem(image.src, mailto=False)
+            if problem:
+                yield ctx.finding(
+                    line,
+                    "image-url",
+                    f"the image URL {image.src[:60]!r} {problem}: use an absolute https:// URL",
+                    column=col,
+                )
+            if not image.credit:
+                yield ctx.finding(
+                    line,
+                    "image-credit-missing",
+                    'the image has no credit: add it in quotes after the URL, '
+                    '(https://... "Photo: Agency/Name")',
+                    column=col,
+                    warning=True,
+                )
+        blocks: list = list(section.blocks)
+        for item in section.items:
+            blocks.extend(item.blocks)
+        for block in blocks:
+            groups = [block.inlines] if isinstance(block, Paragraph) else list(block.items)
+            last = block.line + 200
+            for inlines in groups:
+                for link in _links(inlines):
+                    problem = _url_problem(link.href, mailto=True)
+                    if problem:
+                        line, col = locate(ctx.lines, link.href or "](", block.line, last)
+                        yield ctx.finding(
+                            line,
+                            "link-url",
+                            f"the link {link.href[:60]!r} {problem}: links must be absolute "
+                            "https:// (or mailto:) URLs",
+                            column=col,
+                        )
+        if section.read_more is not None:
+            problem = _url_problem(section.read_more.href, mailto=False)
+            if problem:
+                line, col = locate(
+                    ctx.lines, section.read_more.href or "](", section.read_more.line,
+                    section.read_more.line,
+                )
+                yield ctx.finding(
+                    line,
+                    "link-url",
+                    f"the Read more link {section.read_more.href[:60]!r} {problem}: use an "
+                    "absolute https:// URL",
+                    column=col,
+                )
+
+
+RULES: tuple[Rule, ...] = (front_matter_rules, structure_rules, section_rules, url_rules)
+
+
+def validate(result: ParseResult, lines: list[str], path: str) -> list[Finding]:
+    """All findings of the rules over a parse result (not including the parser's own)."""
+    ctx = _Ctx(result, lines, path)
+    findings: list[Finding] = []
+    for rule in RULES:
+        findings.extend(rule(ctx))
+    return findings
+
+
+def sort_findings(findings: list[Finding]) -> list[Finding]:
+    return sorted(findings, key=lambda f: (f.line, f.column, f.severity != Severity.ERROR, f.rule))
