@@ -171,19 +171,20 @@ def _section(ctx: _Ctx, section: Section) -> Iterator[Finding]:
             "paragraph",
         )
     for item in section.items:
+        quoted = f'"{item.title[:40]}"'
         if section.kind is SectionKind.HARD_NUMBERS:
             if not any(ch.isdigit() for ch in item.title):
                 yield ctx.finding(
                     item.line,
                     "hard-numbers-figure",
-                    f"Hard Numbers item "{item.title[:40]}" has no digit: the heading is the "
+                    f"Hard Numbers item {quoted} has no digit: the heading is the "
                     "figure itself, such as '## 70,000' or '## 3.2%'",
                 )
             if not _has_text(item.blocks):
                 yield ctx.finding(
                     item.line,
                     "hard-numbers-item-empty",
-                    f"Hard Numbers item "{item.title[:40]}" has no text: add a paragraph under it",
+                    f"Hard Numbers item {quoted} has no text: add a paragraph under it",
                 )
         else:
             if not item.title:
@@ -196,7 +197,7 @@ def _section(ctx: _Ctx, section: Section) -> Iterator[Finding]:
                 yield ctx.finding(
                     item.line,
                     "watching-item-empty",
-                    f"What We're Watching item "{item.title[:40]}" has no text: add a paragraph "
+                    f"What We're Watching item {quoted} has no text: add a paragraph "
                     "under it",
                 )
 
