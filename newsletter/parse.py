@@ -40,9 +40,29 @@ from .model import (
 )
 
 try:  # the C loader is ten times faster; fall back where libyaml is missing
-    from yaml import CSafeLoader as _Loader
+    from yaml import CSafeLoader as _BaseLoader
 except ImportError:  # pragma: no cover
-    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+    from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
+    """Safe YAML whose values never raise outside YAMLError: an impossible date such as
+    2026-13-45 stays a string (the date rule then names it), and so does a bad !!int."""
+
+
+def _lenient(constructor):  # type: ignore[no-untyped-def]
+    def construct(loader, node):  # type: ignore[no-untyped-def]
+        try:
+            return constructor(loader, node)
+        except (ValueError, TypeError, OverflowError):
+            return loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode) else None
+
+    return construct
+
+
+for _tag in ("timestamp", "int", "float", "bool"):
+    _full = f"tag:yaml.org,2002:{_tag}"
+    _Loader.add_constructor(_full, _lenient(_BaseLoader.yaml_constructors[_full]))
 
 FRONT_MATTER_KEYS = ("subject", "preheader", "date", "send_at")
 KIND_NAMES = {
@@ -51,6 +71,8 @@ KIND_NAMES = {
     "hard numbers": SectionKind.HARD_NUMBERS,
     "what we're watching": SectionKind.WATCHING,
 }
+# C0 controls other than tab and newline, and the two non-characters: MRML cannot parse them
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _HEADING = re.compile(r"^\s*([^:]*?)\s*:\s*(.*?)\s*$", re.DOTALL)
 _md = MarkdownIt("commonmark", {"html": True}).enable("table")
 
@@ -182,11 +204,14 @@ def _front_matter(text: str, rep: _Reporter) -> tuple[dict[str, Any], dict[str, 
     except RecursionError:
         rep.add(2, "yaml-syntax", "YAML syntax error in front matter: nested too deeply")
         return {}, {}, -body_line
+    except (ValueError, TypeError, OverflowError) as exc:  # a value YAML cannot construct
+        rep.add(2, "yaml-syntax", f"YAML value error in front matter: {str(exc)[:80]}")
+        return {}, {}, -body_line
     if data is None:
         data = {}
     if not isinstance(data, dict):
         rep.add(2, "front-matter-not-mapping", "front matter must be 'key: value' lines")
-        return {}, {}, body_line
+        return {}, {}, -body_line
     return data, _key_lines(yaml_text), body_line
 
 
@@ -217,6 +242,12 @@ def _issue_fields(data: dict[str, Any], key_lines: dict[str, int], rep: _Reporte
         ok = False
     else:
         values["subject"] = str(subject).strip()
+        if _CONTROL.search(values["subject"]):
+            rep.add(
+                key_lines.get("subject", 2),
+                "control-character",
+                "the subject contains an invisible control character: delete it",
+            )
     preheader = data.get("preheader")
     if preheader is not None:
         if isinstance(preheader, (dict, list)):
@@ -227,6 +258,12 @@ def _issue_fields(data: dict[str, Any], key_lines: dict[str, int], rep: _Reporte
             )
         else:
             values["preheader"] = str(preheader).strip() or None
+            if _CONTROL.search(values["preheader"] or ""):
+                rep.add(
+                    key_lines.get("preheader", 2),
+                    "control-character",
+                    "the preheader contains an invisible control character: delete it",
+                )
     date = data.get("date")
     if date is None:
         rep.add(
@@ -256,7 +293,13 @@ def _issue_fields(data: dict[str, Any], key_lines: dict[str, int], rep: _Reporte
         else:
             values["date"] = parsed
     send_at = data.get("send_at")
-    if send_at is not None:
+    if isinstance(send_at, (dict, list, set)):
+        rep.add(
+            key_lines.get("send_at", 2),
+            "send-at-type",
+            "send_at must be a date and time such as 2026-11-24 06:00",
+        )
+    elif send_at is not None:
         values["send_at"] = send_at.isoformat() if isinstance(send_at, dt.date) else str(send_at)
     return values if ok else None
 
@@ -643,6 +686,20 @@ def parse_text(text: str, path: str = "<issue>") -> ParseResult:
         text = text[1:]
     lines = text.split("\n")
     rep = _Reporter(path, lines)
+    if _CONTROL.search(text):
+        for number, line in enumerate(lines, start=1):
+            match = _CONTROL.search(line)
+            if match:
+                rep.add(
+                    number,
+                    "control-character",
+                    f"invisible control character U+{ord(match.group()):04X}: delete it; "
+                    "email clients and the renderer reject it",
+                    column=match.start() + 1,
+                )
+        text = _CONTROL.sub("\ufffd", text)
+        lines = text.split("\n")
+        rep.lines = lines
     data, key_lines, body_line = _front_matter(text, rep)
     yaml_failed = body_line < 0
     body_line = abs(body_line)

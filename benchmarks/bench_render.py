@@ -1,0 +1,156 @@
+"""Authoring speed: the library pipeline in one process, and the CLI as a user runs it.
+
+(a) parse + validate + render HTML + plain text, median per issue, in one process, for the
+    sample issue (issues/2026-11-24.md) and the typical issue (tests/fixtures/typical-issue.md,
+    about 2,000 words in 8 sections). Target: at most 5 ms.
+(b) ``newsletter validate FILE`` and ``newsletter render FILE -o ...`` as whole commands,
+    start-up included, median of ``--runs`` runs (default 20). Target: under 300 ms each.
+    Timed twice: through the ``newsletter`` found on PATH (under pyenv that is a bash shim that
+    execs the interpreter) and through the installed entry-point script itself.
+
+Run: python benchmarks/bench_render.py [--runs 20] [--loops 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "issues" / "2026-11-24.md"
+TYPICAL = REPO / "tests" / "fixtures" / "typical-issue.md"
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:8.2f} ms"
+
+
+def bench_library(loops: int) -> None:
+    from newsletter.build import build_text
+    from newsletter.config import load_settings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        from newsletter.project import init_project
+
+        init_project(Path(tmp) / "p", samples=False)
+        settings = load_settings(Path(tmp) / "p")
+        print(f"(a) parse + validate + render HTML + text, one process, median of {loops}")
+        for path in (SAMPLE, TYPICAL):
+            if not path.exists():
+                print(f"    {path.name}: missing, skipped")
+                continue
+            text = path.read_text(encoding="utf-8")
+            first = time.perf_counter()
+            result = build_text(text, str(path), settings)
+            first = time.perf_counter() - first
+            assert result.ok and result.rendered is not None, [f.format() for f in result.errors]
+            times = []
+            for _ in range(loops):
+                start = time.perf_counter()
+                build_text(text, str(path), settings)
+                times.append(time.perf_counter() - start)
+            assert result.issue is not None
+            print(
+                f"    {path.name:24} {result.issue.words():5d} words "
+                f"{len(result.issue.sections):2d} sections {result.rendered.size / 1024:6.1f} KB"
+                f"  median {_ms(statistics.median(times))}  (first call {_ms(first)})"
+            )
+            _stages(text, str(path), settings, loops)
+
+
+def _stages(text: str, path: str, settings, loops: int) -> None:
+    """Where the time goes, stage by stage (medians)."""
+    from newsletter.parse import parse_text
+    from newsletter.render import _INLINER, render_mjml
+    from newsletter.text import render_text
+    from newsletter.validate import validate
+
+    parsed = parse_text(text, path)
+    lines = text.split("\n")
+    issue = parsed.issue
+    assert issue is not None
+    mjml_source = render_mjml(issue, settings)
+    from mjml import mjml2html
+
+    raw_html = mjml2html(mjml_source, fonts={}, disable_comments=True)
+    stages = {
+        "parse": lambda: parse_text(text, path),
+        "validate": lambda: validate(parsed, lines, path),
+        "jinja -> mjml": lambda: render_mjml(issue, settings),
+        "mjml -> html": lambda: mjml2html(mjml_source, fonts={}, disable_comments=True),
+        "css inline": lambda: _INLINER.inline(raw_html),
+        "plain text": lambda: render_text(issue, settings),
+    }
+    parts = []
+    for name, call in stages.items():
+        times = []
+        for _ in range(max(20, loops // 4)):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+        parts.append(f"{name} {statistics.median(times) * 1000:.2f}")
+    print("        stages (ms): " + ", ".join(parts))
+
+
+def _time_command(argv: list[str], runs: int, cwd: Path) -> float:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True)
+        times.append(time.perf_counter() - start)
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(argv)} failed: {proc.stderr.decode()[-500:]}")
+    return statistics.median(times)
+
+
+def bench_commands(runs: int) -> None:
+    launchers: list[tuple[str, str | None]] = []
+    seen: set[Path] = set()
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = Path(folder) / "newsletter"
+        if candidate.is_file() and os.access(candidate, os.X_OK) and candidate not in seen:
+            seen.add(candidate)
+            kind = "pyenv shim" if "shims" in candidate.parts else "entry script"
+            launchers.append((f"{kind} {candidate.parent}", str(candidate)))
+    launchers.append(("python -c main()", None))
+    print(f"(b) whole commands, start-up included, median of {runs} runs")
+    with tempfile.TemporaryDirectory() as tmp:
+        project = Path(tmp) / "p"
+        from newsletter.project import init_project
+
+        init_project(project, samples=False)
+        shutil.copyfile(SAMPLE, project / "issues" / SAMPLE.name)
+        issue = f"issues/{SAMPLE.name}"
+        baseline = _time_command([sys.executable, "-c", "pass"], runs, project)
+        print(f"    {'python -c pass (interpreter start-up alone)':58} {_ms(baseline)}")
+        for label, launcher in launchers:
+            prefix = [launcher] if launcher else [sys.executable, "-c", "from newsletter.cli import main; main()"]
+            for args in (["validate", issue], ["render", issue, "-o", "out/x.html",
+                                                 "--text", "out/x.txt"]):
+                median = _time_command(prefix + args, runs, project)
+                shown = f"newsletter {' '.join(args[:2])} ({label})"
+                print(f"    {shown:58} {_ms(median)}  {'ok' if median < 0.3 else 'OVER 300 ms'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=20, help="runs per command")
+    parser.add_argument("--loops", type=int, default=200, help="in-process loops per issue")
+    parser.add_argument("--skip-commands", action="store_true")
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    bench_library(args.loops)
+    if not args.skip_commands:
+        bench_commands(args.runs)
+
+
+if __name__ == "__main__":
+    main()
