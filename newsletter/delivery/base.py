@@ -1,0 +1,123 @@
+"""The small interface every delivery backend implements, and its result types.
+
+How the engine drives a backend
+-------------------------------
+- ``backend.open()`` once before the first batch, ``backend.close()`` at the end
+  (or ``with backend:``). ``open`` checks the configuration and credentials it can check
+  without sending (a missing API key or a bad SMTP URL is a ``ConfigError``).
+- ``backend.send_batch(messages)`` takes the ``OutgoingMessage`` objects of one ledger
+  batch (built by ``MessageTemplate.message(recipient)``) and returns one
+  ``DeliveryResult`` per message, in the same order. It returns only when every message
+  has an outcome; retries the backend can do by itself (SMTP 421 and dropped connections,
+  SendGrid 429 and 5xx) happen inside the call, bounded.
+- ``send_batch`` is thread-safe: the engine runs ``backend.concurrency`` calls at once
+  (one per worker thread) to use N SMTP connections or N SendGrid requests in flight.
+- Batch size: any length is accepted. ``backend.batch_size`` is the size the engine
+  should claim: one SendGrid request carries up to 1,000 personalizations (the backend
+  splits a longer batch, or one repeating an address, into several requests); SMTP and
+  the outbox handle messages one at a time inside a batch, so their batch size only sets
+  how much is at stake (possibly "uncertain") if the process dies mid-batch.
+
+Outcomes (``Status``)
+---------------------
+- ``SENT``: accepted by the server or API (``provider_id``: queue id / X-Message-Id / file).
+- ``TEMPORARY``: not accepted, try again later (SMTP 4xx, SendGrid 5xx or 429 after the
+  bounded retries, a full disk); ``reason`` has the server's reply.
+- ``PERMANENT``: refused for good (SMTP 5xx for that recipient, SendGrid 400 with its
+  error body for the whole request): do not retry without a change.
+- ``UNCERTAIN``: the data left us but no answer came back (connection lost or timed out
+  after the SMTP end-of-data or while a SendGrid request was in flight). It may have been
+  delivered; resend only when the user asks (``--resend-uncertain``).
+
+Exceptions: ``BackendUnavailable`` (bad credentials, a server that refuses every
+connection) means nothing in the batch was accepted and the send should stop, with the
+batch still pending. Any other exception escaping ``send_batch`` is a bug; the engine must
+treat that batch as uncertain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from types import TracebackType
+from typing import Protocol, runtime_checkable
+
+from ..errors import NewsletterError
+from ..personalize import OutgoingMessage
+
+
+class Status(StrEnum):
+    SENT = "sent"
+    TEMPORARY = "temporary"
+    PERMANENT = "permanent"
+    UNCERTAIN = "uncertain"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    subscriber_id: int | None
+    email: str
+    status: Status
+    reason: str = ""  # the server's reply or the API's error body, for the report
+    provider_id: str | None = None  # SMTP queue id, SendGrid X-Message-Id, outbox file
+
+    @classmethod
+    def of(
+        cls,
+        message: OutgoingMessage,
+        status: Status,
+        reason: str = "",
+        provider_id: str | None = None,
+    ) -> DeliveryResult:
+        return cls(message.subscriber_id, message.email, status, reason, provider_id)
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.SENT
+
+
+class BackendUnavailable(NewsletterError):
+    """The backend cannot send at all (bad key, failed login, server unreachable).
+
+    Nothing in the batch was accepted; stop the send and keep the batch pending.
+    """
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+    batch_size: int  # how many messages the engine should claim per send_batch call
+    concurrency: int  # how many send_batch calls may usefully run at once
+
+    def open(self) -> None: ...
+
+    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]: ...
+
+    def close(self) -> None: ...
+
+
+class BackendBase:
+    """Context-manager plumbing shared by the backends."""
+
+    name = "base"
+    batch_size = 100
+    concurrency = 1
+
+    def open(self) -> None:  # pragma: no cover - overridden where there is work to do
+        return None
+
+    def close(self) -> None:  # pragma: no cover - overridden where there is work to do
+        return None
+
+    def __enter__(self):
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
