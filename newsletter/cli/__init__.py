@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("newsletter.cli.authoring:validate_cmd", "Check issue files; point at file:line."),
     "render": ("newsletter.cli.authoring:render_cmd", "Render an issue to email HTML and text."),
     "demo": ("newsletter.cli.demo:demo_cmd", "Build a demo project and run the whole job."),
+    "preview": ("newsletter.cli.preview:preview_cmd", "Serve a live browser preview of issues."),
 }
 
 

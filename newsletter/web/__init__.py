@@ -1,0 +1,136 @@
+"""The web app: one factory, assembled from parts that each own their routes.
+
+``create_app(settings)`` returns a Starlette app. Each part (the editors' preview,
+later the public pages: unsubscribe, webhooks, archive) lives in its own module and
+exposes a function ``part(settings) -> Part``; ``PARTS`` names them, imported only
+when used. The factory adds what every part shares: HTML error pages that never
+show a traceback, and an optional list of allowed ``Host`` names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute
+
+from newsletter.config import Settings
+
+PAGES = Path(__file__).parent / "templates"
+
+PARTS: dict[str, list[str]] = {
+    # part name: the "module:function" entries that build it, each (settings) -> Part
+    "preview": ["newsletter.web.preview:part"],
+    "public": [],  # the public pages (unsubscribe, webhooks, archive) register here
+}
+
+
+@dataclass
+class Part:
+    """Routes of one part of the site, and what must run while the app runs."""
+
+    routes: list[BaseRoute]
+    lifespan: Callable[[], AbstractAsyncContextManager[None]] | None = None
+    state: object | None = None  # the part's own state, for its tests and helpers
+    # Called from any thread when the server starts to stop: ends long-lived requests.
+    stopping: Callable[[], None] | None = None
+
+
+_pages = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(PAGES)),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def page(template: str, status_code: int = 200, **context: object) -> HTMLResponse:
+    """Render one of the web app's own pages (not an email template); never cached."""
+    html = _pages.get_template(template).render(**context)
+    return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})
+
+
+def error_page(status_code: int, title: str, message: str) -> HTMLResponse:
+    return page("error.html", status_code, title=title, message=message, code=status_code)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return error_page(404, "Not found", exc.detail if exc.detail != "Not Found" else
+                          "There is no such page in this newsletter project.")
+    if exc.status_code == 405:
+        return error_page(405, "Method not allowed", "This page can only be read.")
+    return error_page(exc.status_code, "Error", str(exc.detail))
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    return error_page(
+        500,
+        "Internal error",
+        f"{type(exc).__name__}: the server could not build this page; "
+        "the terminal running `newsletter preview` shows the details.",
+    )
+
+
+def _load_part(target: str, settings: Settings) -> Part:
+    module_name, attr = target.split(":")
+    factory = getattr(importlib.import_module(module_name), attr)
+    return factory(settings)
+
+
+def stopping(app: Starlette) -> None:
+    """Tell every part that the server is stopping (safe from signal handlers, any thread)."""
+    for part_ in getattr(app.state, "parts", []):
+        if part_.stopping is not None:
+            part_.stopping()
+
+
+def create_app(
+    settings: Settings,
+    *,
+    preview: bool = True,
+    public: bool = False,
+    allowed_hosts: Sequence[str] | None = None,
+) -> Starlette:
+    """The web app for a project: the editors' preview and/or the public pages.
+
+    ``allowed_hosts`` (for example the loopback names) rejects requests whose ``Host``
+    header names another host, which stops DNS-rebinding pages from reading drafts.
+    """
+    parts: list[Part] = []
+    for name, wanted in (("preview", preview), ("public", public)):
+        if wanted:
+            parts.extend(_load_part(target, settings) for target in PARTS[name])
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            for part_ in parts:
+                if part_.lifespan is not None:
+                    await stack.enter_async_context(part_.lifespan())
+            yield
+
+    middleware = []
+    if allowed_hosts:
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
+    app = Starlette(
+        routes=[route for part_ in parts for route in part_.routes],
+        middleware=middleware,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        lifespan=lifespan,
+    )
+    app.state.parts = parts
+    return app
