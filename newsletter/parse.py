@@ -105,12 +105,20 @@ class _Reporter:
         )
 
 
-def locate(lines: list[str], needle: str, first: int, last: int) -> tuple[int, int]:
-    """Line and column (1-based) of ``needle`` between lines ``first``..``last``."""
+def locate(
+    lines: list[str], needle: str, first: int, last: int, skip: int = 0
+) -> tuple[int, int]:
+    """Line and column (1-based) of ``needle`` between lines ``first``..``last``.
+
+    ``skip`` passes over that many earlier occurrences (the second image of a paragraph).
+    """
     for number in range(max(1, first), min(len(lines), last) + 1):
         col = lines[number - 1].find(needle)
-        if col >= 0:
-            return number, col + 1
+        while col >= 0:
+            if skip == 0:
+                return number, col + 1
+            skip -= 1
+            col = lines[number - 1].find(needle, col + 1)
     return first, 1
 
 
@@ -328,6 +336,13 @@ class _BodyParser:
         root: list[Any] = []
         stack: list[tuple[str, dict[str, Any], list[Any]]] = []
         current = root
+        seen: dict[str, int] = {}  # needle -> occurrences already reported in this block
+
+        def where(needle: str) -> tuple[int, int]:
+            count = seen.get(needle, 0)
+            seen[needle] = count + 1
+            return locate(self.rep.lines, needle, first, last, skip=count)
+
         for child in token.children or []:
             kind = child.type
             if kind == "text" or kind == "code_inline":
@@ -352,7 +367,7 @@ class _BodyParser:
                 parent.append(node)
                 current = parent
             elif kind == "html_inline":
-                line, col = locate(self.rep.lines, child.content, first, last)
+                line, col = where(child.content)
                 self.rep.add(
                     line,
                     "raw-html",
@@ -361,7 +376,7 @@ class _BodyParser:
                     column=col,
                 )
             elif kind == "image":
-                line, col = locate(self.rep.lines, "![", first, last)
+                line, col = where("![")
                 self.rep.add(
                     line,
                     "image-position",
@@ -460,13 +475,17 @@ class _BodyParser:
     def paragraph(self, inline: Token, first: int, last: int) -> None:
         children = [c for c in inline.children or [] if c.type != "softbreak"]
         images = [c for c in children if c.type == "image"]
-        only_image = len(images) == 1 and all(
+        only_images = bool(images) and all(
             c.type == "image" or (c.type == "text" and not c.content.strip()) for c in children
         )
-        if only_image:
-            image = images[0]
+        if only_images:
             section = self.section
-            if section is not None and section["_first_block"] and self.item is None:
+            if section is None:
+                self.orphan(first, "an image")
+                return
+            extra = images
+            if section["_first_block"] and self.item is None:
+                image = images[0]
                 alt = "".join(
                     c.content for c in (image.children or []) if c.type in ("text", "code_inline")
                 )
@@ -478,18 +497,17 @@ class _BodyParser:
                     credit=str(credit).strip() if credit else None,
                 )
                 section["_first_block"] = False
-                return
-            if section is None:
-                self.orphan(first, "an image")
-                return
-            line, col = locate(self.rep.lines, "![", first, last)
-            self.rep.add(
-                line,
-                "image-position",
-                "an image may only stand on the line right after a '# Kind: Headline' heading; "
-                "move it there or remove it",
-                column=col,
-            )
+                extra = images[1:]
+            skip = len(images) - len(extra)
+            for number in range(len(extra)):
+                line, col = locate(self.rep.lines, "![", first, last, skip=skip + number)
+                self.rep.add(
+                    line,
+                    "image-position",
+                    "an image may only stand on the line right after a '# Kind: Headline' "
+                    "heading, one per section; move it there or remove it",
+                    column=col,
+                )
             return
         inlines = self.inlines(inline, first, last)
         if self.section is not None:

@@ -1,0 +1,289 @@
+"""The parser: issue file text -> Issue model, and the findings only the parser can see.
+
+Each rule is checked with the line (and where it matters the column) a user is sent to.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from newsletter.model import BulletList, Link, Paragraph, SectionKind, Severity, Strong
+from newsletter.parse import locate, parse_text
+
+FRONT = "---\nsubject: A test subject\npreheader: A test preheader\ndate: 2026-11-24\n---\n"
+# FRONT takes lines 1-5; the body starts on line 6.
+
+
+def found(text: str) -> list[tuple[int, str, str]]:
+    """(line, severity, rule) of every parser finding, in file order."""
+    result = parse_text(text, "t.md")
+    return sorted((f.line, f.severity.value, f.rule) for f in result.findings)
+
+
+def one(text: str, rule: str):
+    matches = [f for f in parse_text(text, "t.md").findings if f.rule == rule]
+    assert len(matches) == 1, [f.format() for f in parse_text(text, "t.md").findings]
+    return matches[0]
+
+
+# -- a whole issue ------------------------------------------------------------------------
+
+
+def test_sample_shaped_issue_parses_into_the_model() -> None:
+    text = FRONT + (
+        "\n"
+        "# Lead: Can a ceasefire hold?\n"  # 7
+        '![Delegates arrive.](https://images.example.org/doha.jpg "Photo: Agency/Name")\n'
+        "\n"
+        "First paragraph with **bold** and a [link](https://example.org/a).\n"  # 10
+        "\n"
+        "[Read more](https://example.org/ceasefire)\n"  # 12
+        "\n"
+        "# Hard Numbers: Floods and fares\n"  # 14
+        "\n"
+        "## 70,000\n"  # 16
+        "People evacuated.\n"
+        "\n"
+        "## 3.2%\n"  # 19
+        "The fall in fares.\n"
+        "\n"
+        "# what we\u2019re watching: Banks\n"  # 22
+        "An intro paragraph.\n"
+        "\n"
+        "## The bank steps in\n"  # 25
+        "It cut rates.\n"
+        "\n"
+        "# STORY: A second story\n"  # 28
+        "- one\n"
+        "- two\n"
+    )
+    result = parse_text(text, "t.md")
+    assert result.findings == []
+    issue = result.issue
+    assert issue is not None
+    assert issue.subject == "A test subject"
+    assert issue.preheader == "A test preheader"
+    assert issue.date == dt.date(2026, 11, 24)
+    assert [(s.kind, s.line) for s in issue.sections] == [
+        (SectionKind.LEAD, 7),
+        (SectionKind.HARD_NUMBERS, 14),
+        (SectionKind.WATCHING, 22),
+        (SectionKind.STORY, 28),
+    ]
+    lead, numbers, watching, story = issue.sections
+    assert lead.headline == "Can a ceasefire hold?"
+    assert lead.image is not None
+    assert (lead.image.alt, lead.image.credit, lead.image.line) == (
+        "Delegates arrive.", "Photo: Agency/Name", 8
+    )
+    assert lead.read_more is not None
+    assert (lead.read_more.href, lead.read_more.label, lead.read_more.line) == (
+        "https://example.org/ceasefire", "Read more", 12
+    )
+    assert len(lead.blocks) == 1 and isinstance(lead.blocks[0], Paragraph)
+    inlines = lead.blocks[0].inlines
+    assert any(isinstance(n, Strong) for n in inlines)
+    assert any(isinstance(n, Link) and n.href == "https://example.org/a" for n in inlines)
+    assert [(i.title, i.line) for i in numbers.items] == [("70,000", 16), ("3.2%", 19)]
+    assert watching.headline == "Banks" and len(watching.blocks) == 1  # the intro
+    assert [i.title for i in watching.items] == ["The bank steps in"]
+    assert isinstance(story.blocks[0], BulletList) and len(story.blocks[0].items) == 2
+
+
+def test_crlf_and_bom_give_the_same_model_and_lines() -> None:
+    text = FRONT + "# Lead: X\n\nText with <b>html</b>.\n"
+    plain_result = parse_text(text, "t.md")
+    for variant in (text.replace("\n", "\r\n"), "\ufeff" + text, "\ufeff" + text.replace("\n", "\r")):
+        other = parse_text(variant, "t.md")
+        assert [f.format() for f in other.findings] == [f.format() for f in plain_result.findings]
+        assert other.sections == plain_result.sections
+
+
+# -- front matter ------------------------------------------------------------------------
+
+
+def test_yaml_syntax_error_names_its_line_and_column() -> None:
+    finding = one(
+        "---\nsubject: A\npreheader: [unclosed\ndate: 2026-11-24\n---\n# Lead: X\nText.\n",
+        "yaml-syntax",
+    )
+    assert (finding.line, finding.column, finding.severity) == (4, 5, Severity.ERROR)
+    assert "YAML syntax error" in finding.message and "quote" in finding.message
+
+
+def test_unquoted_colon_in_a_value_is_accepted() -> None:
+    result = parse_text(
+        "---\nsubject: War: what next\npreheader: Plus: three numbers\ndate: 2026-11-24\n---\n"
+        "# Lead: X\nText.\n"
+    )
+    assert result.findings == []
+    assert result.issue is not None
+    assert result.issue.subject == "War: what next"
+    assert result.issue.preheader == "Plus: three numbers"
+
+
+def test_unknown_front_matter_key_is_a_warning_with_did_you_mean() -> None:
+    finding = one(
+        "---\nsubject: A\npreheadr: B\ndate: 2026-11-24\n---\n# Lead: X\nText.\n",
+        "front-matter-unknown-key",
+    )
+    assert finding.line == 3 and finding.severity is Severity.WARNING
+    assert "did you mean 'preheader'?" in finding.message
+    far = one("---\nsubject: A\nzzz: 1\ndate: 2026-11-24\n---\n", "front-matter-unknown-key")
+    assert "remove it" in far.message
+
+
+@pytest.mark.parametrize(
+    ("front", "rule", "line"),
+    [
+        ("subject: A\n", "date-missing", 2),
+        ("date: 2026-11-24\n", "subject-missing", 2),
+        ("subject: '  '\ndate: 2026-11-24\n", "subject-missing", 2),
+        ("subject: A\ndate: 2026-13-45\n", "date-format", 3),
+        ("subject: A\ndate: 2026-02-30\n", "date-format", 3),
+        ("subject: A\ndate: tomorrow\n", "date-format", 3),
+        ("subject: A\ndate: 24/11/2026\n", "date-format", 3),
+        ("date: 2026-11-24\nsubject: [a, b]\n", "subject-type", 3),
+        ("subject: A\npreheader: {a: 1}\ndate: 2026-11-24\n", "preheader-type", 3),
+        ("subject: A\ndate: 2026-11-24\nsend_at: [1, 2]\n", "send-at-type", 4),
+    ],
+)
+def test_front_matter_values(front: str, rule: str, line: int) -> None:
+    finding = one(f"---\n{front}---\n# Lead: X\nText.\n", rule)
+    assert finding.line == line and finding.severity is Severity.ERROR
+
+
+def test_front_matter_missing_unclosed_and_not_a_mapping() -> None:
+    assert (1, "error", "front-matter-missing") in found("# Lead: X\nText.\n")
+    assert (1, "error", "front-matter-unclosed") in found("---\nsubject: A\n# Lead: X\nText.\n")
+    assert found("---\n- a\n- b\n---\n# Lead: X\nText.\n") == [
+        (2, "error", "front-matter-not-mapping")
+    ]
+
+
+def test_no_front_matter_still_reports_body_findings() -> None:
+    rules = {rule for _, _, rule in found("# Leed: X\nText.\n")}
+    assert {"front-matter-missing", "section-kind-unknown"} <= rules
+
+
+def test_datetime_date_and_send_at() -> None:
+    result = parse_text(
+        "---\nsubject: A\ndate: 2026-11-24 07:30:00\nsend_at: 2026-11-24 06:00:00\n---\n"
+        "# Lead: X\nText.\n"
+    )
+    assert result.issue is not None
+    assert result.issue.date == dt.date(2026, 11, 24)
+    assert result.issue.send_at == "2026-11-24T06:00:00"
+
+
+# -- sections ------------------------------------------------------------------------------
+
+
+def test_unknown_section_kind_is_an_error_with_did_you_mean() -> None:
+    finding = one(FRONT + "\n# Hard Numbrs: Figures\n\n## 5\nText.\n", "section-kind-unknown")
+    assert finding.line == 7 and finding.severity is Severity.ERROR
+    assert "did you mean 'Hard Numbers'?" in finding.message
+    other = one(FRONT + "# Weather: Rain\nText.\n", "section-kind-unknown")
+    assert "use one of Lead, Story, Hard Numbers, What We're Watching" in other.message
+
+
+@pytest.mark.parametrize(
+    "heading",
+    [
+        "What We're Watching",
+        "What We\u2019re Watching",  # curly apostrophe, as editors' word processors write it
+        "what we\u2018re watching",
+        "WHAT WE'RE WATCHING",
+        "What  We're   Watching",
+    ],
+)
+def test_watching_kind_with_any_case_and_apostrophe(heading: str) -> None:
+    result = parse_text(FRONT + f"# {heading}: Banks\n\n## The bank\nIt cut rates.\n")
+    assert result.findings == []
+    assert result.issue is not None
+    assert result.issue.sections[0].kind is SectionKind.WATCHING
+
+
+def test_heading_without_kind() -> None:
+    finding = one(FRONT + "# Just a heading\nText.\n", "section-heading-format")
+    assert finding.line == 6
+
+
+def test_text_before_the_first_section() -> None:
+    finding = one(FRONT + "\nHello readers.\n\n# Lead: X\nText.\n", "text-before-section")
+    assert finding.line == 7 and "before the first section" in finding.message
+
+
+def test_misplaced_images() -> None:
+    text = FRONT + (
+        "# Lead: X\n"  # 6
+        '![a](https://x.org/a.jpg "c")\n'  # 7: the section image
+        '![b](https://x.org/b.jpg "c")\n'  # 8: a second one
+        "\n"
+        "Text ![inline](https://x.org/c.jpg) here.\n"  # 10
+        "\n"
+        '![late](https://x.org/d.jpg "c")\n'  # 12
+    )
+    result = parse_text(text, "t.md")
+    positions = [(f.line, f.column) for f in result.findings if f.rule == "image-position"]
+    assert positions == [(8, 1), (10, 6), (12, 1)]
+    assert result.issue is not None and result.issue.sections[0].image is not None
+    assert result.issue.sections[0].image.line == 7
+
+
+@pytest.mark.parametrize(
+    ("body", "rule", "line", "column"),
+    [
+        ("# Lead: X\nText <br> here.\n", "raw-html", 7, 6),
+        ("# Lead: X\nText.\n\n<div>block</div>\n", "raw-html", 9, 1),
+        ("# Lead: X\nText.\n\n| a | b |\n|---|---|\n| 1 | 2 |\n", "table", 9, 1),
+        ("# Lead: X\nText.\n\n```\ncode\n```\n", "code-block", 9, 1),
+        ("# Lead: X\nText.\n\n    indented code\n", "code-block", 9, 1),
+        ("# Lead: X\nText.\n\n> A quote\n", "blockquote", 9, 1),
+        ("# Lead: X\nText.\n\n### Small heading\n", "heading-level", 9, 1),
+        ("# Lead: X\nText.\n\n***\n", "horizontal-rule", 9, 1),
+        ("# Lead: X\nText.\n\n## Sub\nMore.\n", "subheading-in-story", 9, 1),
+        ("# Lead: X\n- a\n  - b\n", "list-nested", 8, 1),
+        ("# Lead: X\n- a\n\n  ```\n  code\n  ```\n", "list-content", 9, 1),
+        ("# Lead: X\nText \x00 with a NUL.\n", "control-character", 7, 6),
+    ],
+)
+def test_unsafe_markdown_is_an_error_at_its_line(
+    body: str, rule: str, line: int, column: int
+) -> None:
+    finding = one(FRONT + body, rule)
+    assert (finding.line, finding.column, finding.severity) == (line, column, Severity.ERROR)
+
+
+def test_every_error_is_reported_at_once() -> None:
+    text = FRONT + (
+        "Stray text.\n"  # 6
+        "# Lead: X\n"  # 7
+        "Text <i>html</i>.\n"  # 8
+        "\n"
+        "| a | b |\n|---|---|\n| 1 | 2 |\n"  # 10
+        "\n"
+        "# Weather: Rain\n"  # 14
+        "\n"
+        "# Story: Y\n"  # 16
+        "> quote\n"  # 17
+    )
+    rules = [(line, rule) for line, _, rule in found(text)]
+    assert rules == [
+        (6, "text-before-section"),
+        (8, "raw-html"),
+        (8, "raw-html"),
+        (10, "table"),
+        (14, "section-kind-unknown"),
+        (17, "blockquote"),
+    ]
+
+
+def test_locate_skips_earlier_occurrences() -> None:
+    lines = ["a ![x] ![y]", "![z]"]
+    assert locate(lines, "![", 1, 2) == (1, 3)
+    assert locate(lines, "![", 1, 2, skip=1) == (1, 8)
+    assert locate(lines, "![", 1, 2, skip=2) == (2, 1)
+    assert locate(lines, "nothing", 1, 2) == (1, 1)
