@@ -132,9 +132,9 @@ def test_relative_and_insecure_urls_are_errors_mailto_allowed(settings: Settings
         "See [a](/relative), [b](http://x.org), [c](mailto:desk@example.org) and "  # 9
         "[d](https://x.org/ok).\n"
         "\n"
-        "- a [list link](ftp://x.org/file)\n"  # 12
+        "- a [list link](ftp://x.org/file)\n"  # 11
         "\n"
-        "[Read more](page.html)\n"  # 14
+        "[Read more](page.html)\n"  # 13
     )
     result = build_text(text, "t.md", settings, render_html=False)
     got = [(f.line, f.column, f.rule) for f in result.findings]
@@ -142,8 +142,8 @@ def test_relative_and_insecure_urls_are_errors_mailto_allowed(settings: Settings
         (7, 1, "image-url"),
         (9, 9, "link-url"),
         (9, 25, "link-url"),
-        (12, 17, "link-url"),
-        (14, 13, "link-url"),
+        (11, 17, "link-url"),
+        (13, 13, "link-url"),
     ]
     messages = [f.message for f in result.findings]
     assert "is relative" in messages[1] and "uses http:" in messages[2]
