@@ -1,0 +1,76 @@
+"""The plain-text part, built from the model: headlines, figures, paragraphs, link references."""
+
+from __future__ import annotations
+
+import re
+
+from newsletter.build import build_file, build_text
+from newsletter.config import Settings
+from newsletter.text import WIDTH
+
+from .conftest import SAMPLE
+
+
+def test_sample_issue_text_part(settings: Settings) -> None:
+    result = build_file(SAMPLE, settings)
+    assert result.rendered is not None
+    text = result.rendered.text
+    lines = text.split("\n")
+    # the name and the date open it
+    assert lines[:4] == ["TEST BRIEFING", "=============", "", "Tuesday, 24 November 2026"]
+    # headlines, underlined
+    index = lines.index("LEAD: Can the river towns rebuild before spring?")
+    assert lines[index + 1] == "-" * len(lines[index])
+    assert "HARD NUMBERS: Evacuations, fares and a quiet record" in lines
+    assert "WHAT WE'RE WATCHING: A bank blinks, a summit wobbles" in lines
+    # figures stand on their own line, their text indented under them
+    figure = lines.index("70,000")
+    assert lines[figure + 1].startswith("  People left their homes")
+    assert "3.2%" in lines and "1 in 4" in lines
+    # watching items are titled
+    assert "* The central bank steps in" in lines
+    # image captions with credits, bullet lists
+    assert "[Image: Volunteers stack sandbags" in text
+    assert "(Photo: Lena Okafor/Northern Wire)]" in text
+    assert "- Complaints received: three, all about the coffee machine" in text
+    # paragraphs are wrapped at 72 columns and keep emphasis as plain marks
+    assert all(len(line) <= WIDTH for line in lines if " " in line.strip())
+    assert "*4,200 homes*" in text
+    # no HTML at all
+    assert not re.search(r"<[a-z/][^>]*>", text)
+
+
+def test_links_become_numbered_references(settings: Settings) -> None:
+    result = build_file(SAMPLE, settings)
+    assert result.rendered is not None
+    text = result.rendered.text
+    assert "Read the authority's damage survey [1] for" in text
+    assert "Read the full report [2]" in text
+    links = text.split("\nLinks:\n", 1)[1].strip().split("\n")
+    assert links[:2] == [
+        "[1] https://example.org/alder-survey",
+        "[2] https://example.org/river-towns-rebuild",
+    ]
+    assert links[-1] == "[3] https://example.org/holloway"
+    assert text.endswith("\n") and not text.endswith("\n\n")
+
+
+def test_repeated_links_share_a_number_and_mailto_is_inline(settings: Settings) -> None:
+    body = (
+        "# Lead: X\nSee [this](https://example.org/a) and [that](https://example.org/a), "
+        "or write to [desk@example.org](mailto:desk@example.org).\n"
+    )
+    front = "---\nsubject: s\npreheader: p\ndate: 2026-11-24\n---\n"
+    result = build_text(front + body, "t.md", settings)
+    assert result.rendered is not None
+    text = result.rendered.text
+    assert "See this [1] and that [1], or write to desk@example.org." in text
+    assert "[2]" not in text
+
+
+def test_footer_has_postal_address_and_archive_link(settings: Settings) -> None:
+    result = build_file(SAMPLE, settings)
+    assert result.rendered is not None
+    text = result.rendered.text
+    assert "Test Briefing, 1 Example Street, Example City, EX1 2MP" in text
+    assert "Read in your browser: https://news.example.org/archive/2026-11-24" in text
