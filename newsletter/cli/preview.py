@@ -105,5 +105,8 @@ def preview_cmd(
 
     try:
         Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C after a clean shutdown
+        pass
     finally:
         sock.close()
+    click.echo("Preview stopped.")

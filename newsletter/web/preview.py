@@ -243,7 +243,9 @@ class PreviewState:
 
     async def wait(self, version: int, timeout: float) -> int:
         """Wait until the version differs from ``version`` (or ``timeout`` seconds)."""
-        self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # an asyncio.Event belongs to one event loop
+            self._loop, self._woken = loop, asyncio.Event()
         if self.version == version and not self.closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._woken.wait(), timeout)
