@@ -1,0 +1,321 @@
+"""The SendGrid backend: v3 Mail Send, up to 1,000 personalizations per request.
+
+The API key comes only from the environment (``SENDGRID_API_KEY``); the host from
+``sendgrid_api_host`` (tests and benchmarks point it at a local stand-in).
+
+One request per batch: the HTML and text bodies go once per request with substitution
+keys where the per-recipient parts were (``%%unsubscribe_url%%``, ``%%nl_name_N%%``); each
+personalization carries its recipient, its ``substitutions``, its own headers
+(``List-Unsubscribe``, ``Message-ID``) and ``custom_args`` (``subscriber_id``; the message
+level has ``send_id`` and ``list_id``), which SendGrid returns on every webhook event.
+A batch longer than 1,000, or naming an address twice, is split into several requests.
+
+Answers: 202 -> sent (``provider_id`` is ``X-Message-Id``). 429 -> wait until
+``X-RateLimit-Reset`` and try again. 5xx or a refused connection -> exponential backoff
+with full jitter. Both are bounded (``max_attempts``), then a temporary failure. 400 ->
+permanent failure of that request's recipients with SendGrid's error body. 413 -> the
+request is split in two, down to single messages. 401/403/404 -> ``BackendUnavailable``
+(a bad key or host; the send stops). A timeout or a connection lost while a request was
+in flight -> its recipients are ``uncertain`` (SendGrid may have accepted it).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import threading
+import time
+import urllib.error
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from email.utils import parseaddr
+from html import escape
+from typing import Any
+
+from python_http_client import exceptions as http_errors
+
+from ..config import Settings
+from ..errors import ConfigError
+from ..personalize import LIST_UNSUBSCRIBE_POST, MessageTemplate, OutgoingMessage, Part
+from .base import BackendBase, BackendUnavailable, DeliveryResult, Status
+
+MAX_PER_REQUEST = 1000
+UNSUB_KEY = "%%unsubscribe_url%%"
+_FATAL = {401, 403, 404, 405}
+
+
+@dataclass(frozen=True)
+class _Content:
+    """A send's request skeleton: bodies with substitution keys, shared fields."""
+
+    base: dict[str, Any]  # from, reply_to, subject?, content, headers, custom_args
+    html_keys: list[str]  # substitution key per slot of the HTML part
+    text_keys: list[str]
+    unsub_html_key: str | None  # a separate key when the URL changes under HTML escaping
+    personal_subject: bool
+
+
+def _address(value: str) -> dict[str, str]:
+    name, email = parseaddr(value)
+    return {"email": email, "name": name} if name else {"email": email}
+
+
+def _keyed(part: Part, prefix: str, keys: dict[tuple[str, str], str]) -> tuple[str, list[str]]:
+    out = [part.literals[0]]
+    slot_keys: list[str] = []
+    for slot, literal in zip(part.slots, part.literals[1:], strict=True):
+        if slot.kind == "unsubscribe":
+            key = UNSUB_KEY if prefix == "t" else "%%unsubscribe_url_h%%"
+        else:
+            key = keys.setdefault((prefix, slot.fallback), f"%%nl_name_{prefix}{len(keys)}%%")
+        slot_keys.append(key)
+        out.append(key)
+        out.append(literal)
+    return "".join(out), slot_keys
+
+
+def build_content(template: MessageTemplate) -> _Content:
+    keys: dict[tuple[str, str], str] = {}
+    text, text_keys = _keyed(template.text, "t", keys)
+    html, html_keys = _keyed(template.html, "h", keys)
+    shared_url = escape(template.base_url) == template.base_url
+    if shared_url:
+        html = html.replace("%%unsubscribe_url_h%%", UNSUB_KEY)
+        html_keys = [UNSUB_KEY if k == "%%unsubscribe_url_h%%" else k for k in html_keys]
+    base: dict[str, Any] = {
+        "from": _address(template.from_address),
+        "content": [{"type": "text/plain", "value": text}, {"type": "text/html", "value": html}],
+        "headers": {
+            "List-Id": template.list_id_header,
+            "List-Unsubscribe-Post": LIST_UNSUBSCRIBE_POST,
+        },
+        "custom_args": {"send_id": str(template.send_id), "list_id": str(template.list_id)},
+    }
+    if template.reply_to:
+        base["reply_to"] = _address(template.reply_to)
+    if not template.subject.personal:
+        base["subject"] = template.subject_text
+    return _Content(
+        base=base,
+        html_keys=html_keys,
+        text_keys=text_keys,
+        unsub_html_key=None if shared_url else "%%unsubscribe_url_h%%",
+        personal_subject=template.subject.personal,
+    )
+
+
+def personalization(content: _Content, message: OutgoingMessage) -> dict[str, Any]:
+    template = message.template
+    url, name = message.unsubscribe_url, message.name
+    subs: dict[str, str] = {}
+    for key, value in zip(content.text_keys, template.text.values(url, name), strict=True):
+        subs[key] = value
+    for key, value in zip(content.html_keys, template.html.values(url, name), strict=True):
+        subs[key] = value
+    to = {"email": message.email, "name": name} if name else {"email": message.email}
+    item: dict[str, Any] = {
+        "to": [to],
+        "headers": {"List-Unsubscribe": f"<{url}>", "Message-ID": message.message_id},
+        "substitutions": subs,
+    }
+    if message.subscriber_id is not None:
+        item["custom_args"] = {"subscriber_id": str(message.subscriber_id)}
+    if content.personal_subject:
+        item["subject"] = message.subject
+    return item
+
+
+def split_requests(messages: Sequence[OutgoingMessage]) -> list[list[OutgoingMessage]]:
+    """Groups of at most 1,000 messages of one template, each address once per group."""
+    groups: list[list[OutgoingMessage]] = []
+    open_groups: dict[int, list[tuple[list[OutgoingMessage], set[str]]]] = {}
+    for message in messages:
+        key = message.email.lower()
+        candidates = open_groups.setdefault(id(message.template), [])
+        for group, seen in candidates:
+            if key not in seen and len(group) < MAX_PER_REQUEST:
+                group.append(message)
+                seen.add(key)
+                break
+        else:
+            group = [message]
+            candidates.append((group, {key}))
+            groups.append(group)
+    return groups
+
+
+def _text(body: Any) -> str:
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    return " ".join(str(body or "").split())[:2000]
+
+
+def _reset_wait(headers: Any, now: float) -> float | None:
+    try:
+        reset = float(headers.get("X-RateLimit-Reset"))
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return max(0.0, reset - now)
+
+
+class SendGridBackend(BackendBase):
+    name = "sendgrid"
+    batch_size = MAX_PER_REQUEST
+
+    def __init__(
+        self,
+        api_key: str,
+        host: str = "https://api.sendgrid.com",
+        *,
+        workers: int | None = None,
+        timeout: float = 60.0,
+        max_attempts: int = 6,
+        backoff: float = 1.0,
+        max_wait: float = 120.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.api_key = api_key
+        self.host = host.rstrip("/")
+        self.concurrency = workers or 4
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.max_wait = max_wait
+        self.sleep = sleep
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._contents: dict[int, tuple[MessageTemplate, _Content]] = {}
+        self.requests_made = 0
+        self.waits: list[tuple[int, float]] = []  # (status, seconds) of each back-off
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, workers: int | None = None) -> SendGridBackend:
+        key = os.environ.get("SENDGRID_API_KEY", "").strip()
+        if not key:
+            raise ConfigError(
+                "SENDGRID_API_KEY is not set: export SENDGRID_API_KEY=SG.... (an API key with "
+                "Mail Send permission), or choose another backend with --backend"
+            )
+        return cls(key, settings.sendgrid_api_host, workers=workers)
+
+    def _client(self):
+        client = getattr(self._local, "client", None)
+        if client is None:
+            from sendgrid import SendGridAPIClient
+
+            client = SendGridAPIClient(api_key=self.api_key, host=self.host)
+            client.client.timeout = self.timeout
+            self._local.client = client
+        return client
+
+    def open(self) -> None:
+        self._client()
+
+    def close(self) -> None:
+        with self._lock:
+            self._contents.clear()
+
+    def content_for(self, template: MessageTemplate) -> _Content:
+        with self._lock:
+            entry = self._contents.get(id(template))
+            if entry is None or entry[0] is not template:
+                entry = (template, build_content(template))
+                self._contents[id(template)] = entry
+            return entry[1]
+
+    def payload(self, messages: Sequence[OutgoingMessage]) -> dict[str, Any]:
+        content = self.content_for(messages[0].template)
+        body = dict(content.base)
+        body["personalizations"] = [personalization(content, m) for m in messages]
+        return body
+
+    # -- one request, with its retries ----------------------------------------------------
+
+    def _post(self, body: dict[str, Any]) -> tuple[int, str, str | None]:
+        """(status, error text, X-Message-Id): the final answer after bounded retries."""
+        client = self._client()
+        attempt = 0
+        while True:
+            attempt += 1
+            with self._lock:
+                self.requests_made += 1
+            try:
+                response = client.client.mail.send.post(request_body=body)
+            except http_errors.HTTPError as exc:
+                status = exc.status_code
+                text = _text(exc.body)
+                if attempt >= self.max_attempts:
+                    return status, text, None
+                if status == 429:
+                    wait = _reset_wait(exc.headers, time.time())
+                    if wait is None:
+                        wait = self.backoff * 2 ** (attempt - 1)
+                    wait = min(self.max_wait, wait) + random.uniform(0, 0.25)
+                elif status >= 500:
+                    wait = random.uniform(0, min(self.max_wait, self.backoff * 2 ** (attempt - 1)))
+                else:
+                    return status, text, None
+                with self._lock:
+                    self.waits.append((status, wait))
+                self.sleep(wait)
+                continue
+            except TimeoutError as exc:
+                return -1, f"no answer from SendGrid within {self.timeout:g} s: {exc}", None
+            except urllib.error.URLError as exc:
+                reason = exc.reason
+                if isinstance(reason, TimeoutError | socket.timeout):
+                    return -1, f"no answer from SendGrid within {self.timeout:g} s", None
+                if isinstance(reason, ConnectionRefusedError | socket.gaierror):
+                    if attempt >= self.max_attempts:
+                        return -2, f"cannot reach {self.host}: {reason}", None
+                    wait = random.uniform(0, min(self.max_wait, self.backoff * 2 ** (attempt - 1)))
+                    self.sleep(wait)
+                    continue
+                return -1, f"connection to SendGrid lost during the request: {reason}", None
+            except (ConnectionError, OSError) as exc:
+                return -1, f"connection to SendGrid lost during the request: {exc}", None
+            message_id = response.headers.get("X-Message-Id") if response.headers else None
+            return response.status_code, "", message_id
+
+    def _send_group(self, group: list[OutgoingMessage]) -> list[DeliveryResult]:
+        status, text, message_id = self._post(self.payload(group))
+        if 200 <= status < 300:
+            return [DeliveryResult.of(m, Status.SENT, provider_id=message_id) for m in group]
+        if status == 413:
+            if len(group) == 1:
+                return [DeliveryResult.of(group[0], Status.PERMANENT, f"413 {text}: too large")]
+            half = len(group) // 2
+            return self._send_group(group[:half]) + self._send_group(group[half:])
+        if status in _FATAL:
+            raise BackendUnavailable(
+                f"SendGrid answered {status} ({text or 'no details'}): "
+                + (
+                    "check SENDGRID_API_KEY (a key with Mail Send permission)"
+                    if status in (401, 403)
+                    else f"check sendgrid_api_host ({self.host})"
+                )
+            )
+        if status == -1:
+            return [DeliveryResult.of(m, Status.UNCERTAIN, text) for m in group]
+        if status == -2:
+            raise BackendUnavailable(text + "; check sendgrid_api_host and the network")
+        if status == 400:
+            return [DeliveryResult.of(m, Status.PERMANENT, f"400 {text}") for m in group]
+        reason = f"{status} {text} (after {self.max_attempts} attempts)"
+        return [DeliveryResult.of(m, Status.TEMPORARY, reason) for m in group]
+
+    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
+        by_message: dict[int, DeliveryResult] = {}
+        accepted_any = False
+        for group in split_requests(messages):
+            try:
+                results = self._send_group(group)
+            except BackendUnavailable as exc:
+                if not accepted_any:
+                    raise
+                results = [DeliveryResult.of(m, Status.TEMPORARY, str(exc)) for m in group]
+            accepted_any = accepted_any or any(r.ok for r in results)
+            for message, result in zip(group, results, strict=True):
+                by_message[id(message)] = result
+        return [by_message[id(m)] for m in messages]

@@ -1,0 +1,387 @@
+"""A local stand-in for SendGrid's v3 ``POST /v3/mail/send``, for tests and benchmarks.
+
+It follows the documented contract (twilio/sendgrid-oai tsg_mail_v3.yaml and the Mail
+Send reference): ``Authorization: Bearer KEY`` (401 / 403 with the error JSON), the
+request JSON (400 ``{"errors": [{"message", "field", "help"}]}`` for a missing
+``from``, ``subject``, ``content`` or ``personalizations``, more than 1,000
+personalizations or recipients, an address twice in one request, reserved headers,
+oversized ``custom_args`` / ``substitutions``), the 30 MB size limit (413), a
+configurable rate limit answering 429 with ``X-RateLimit-Limit`` / ``-Remaining`` /
+``-Reset`` (epoch seconds), injected 5xx answers, and 202 with an empty body and
+``X-Message-Id`` for an accepted request.
+
+In-process (tests)::
+
+    with SendGridStandIn(api_key="SG.test") as sg:
+        SendGridAPIClient(api_key="SG.test", host=sg.url)
+        sg.rate_limit(2, window=1.0)       # 2 requests per window, then 429
+        sg.fail_next(2, status=503)        # the next 2 requests get 503
+        sg.counts["a@example.com"]         # accepted messages per recipient
+        sg.expand("a@example.com")         # those messages with substitutions applied
+
+As a separate process (benchmarks, so it does not share the client's GIL)::
+
+    python -m tests.sendgrid_standin --port 0 --key SG.bench --record counts
+    # prints "READY http://127.0.0.1:PORT"; GET /_stats answers the counters as JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+MAX_BYTES = 30 * 1024 * 1024
+MAX_PERSONALIZATIONS = 1000
+MAX_RECIPIENTS = 1000
+RESERVED_HEADERS = {
+    "x-sg-id", "x-sg-eid", "received", "dkim-signature", "content-type",
+    "content-transfer-encoding", "to", "from", "subject", "reply-to", "cc", "bcc",
+}
+
+
+class Invalid(Exception):
+    def __init__(self, message: str, field: str | None, help_: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.field, self.help = message, field, help_
+
+
+def error_body(*errors: tuple[str, str | None, str | None]) -> bytes:
+    return json.dumps({
+        "errors": [{"message": m, "field": f, "help": h} for m, f, h in errors],
+        "id": uuid.uuid4().hex,
+    }).encode()
+
+
+def _size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":")).encode())
+
+
+def validate(body: Any) -> None:
+    """Raise ``Invalid`` like SendGrid does for a request it would refuse with 400."""
+    if not isinstance(body, dict):
+        raise Invalid("Bad Request", None)
+    sender = body.get("from")
+    if not isinstance(sender, dict) or not sender.get("email"):
+        raise Invalid("The from object must be provided for every email send. "
+                      "It is an object that requires the email parameter, but may also "
+                      "contain a name parameter.", "from.email",
+                      "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html#message.from")
+    if not str(sender["email"]).isascii():
+        raise Invalid("The from email does not contain a valid address.", "from.email")
+    personalizations = body.get("personalizations")
+    if not isinstance(personalizations, list) or not personalizations:
+        raise Invalid("The personalizations field is required and must have at least one "
+                      "personalization.", "personalizations",
+                      "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html#-Personalizations-Errors")
+    if len(personalizations) > MAX_PERSONALIZATIONS:
+        raise Invalid("The personalizations field must have no more than 1000 "
+                      "personalizations.", "personalizations", None)
+    content = body.get("content")
+    if not isinstance(content, list) or not content or not all(
+        isinstance(c, dict) and c.get("type") and isinstance(c.get("value"), str) and c["value"]
+        for c in content
+    ):
+        raise Invalid("Unless a valid template_id is provided, the content parameter is "
+                      "required. There must be at least one defined content block. We "
+                      "typically suggest both text/plain and text/html blocks are included, "
+                      "but only one block is required.", "content", None)
+    types = [c["type"] for c in content]
+    if "text/plain" in types and types[0] != "text/plain":
+        raise Invalid("If present, text/plain content must be first, followed by any other "
+                      "content.", "content", None)
+    for name, _value in (body.get("headers") or {}).items():
+        if name.lower() in RESERVED_HEADERS:
+            raise Invalid(f"The header {name} is reserved and cannot be set.", "headers", None)
+    if "custom_args" in body and _size(body["custom_args"]) > 10000:
+        raise Invalid("The custom_args field must be less than 10000 bytes.", "custom_args", None)
+    seen: set[str] = set()
+    total = 0
+    for i, p in enumerate(personalizations):
+        if not isinstance(p, dict) or not p.get("to"):
+            raise Invalid("The to array is required for all personalization objects, and must "
+                          "have at least one email object with a valid email address.",
+                          f"personalizations.{i}.to", None)
+        if not body.get("subject") and not p.get("subject"):
+            raise Invalid("The subject is required. You can get around this requirement if "
+                          "you use a template with a subject defined or if every single "
+                          "personalization has a subject defined.", "subject", None)
+        for kind in ("to", "cc", "bcc"):
+            for address in p.get(kind) or []:
+                email = str(address.get("email", "")) if isinstance(address, dict) else ""
+                if "@" not in email:
+                    raise Invalid("Does not contain a valid address.",
+                                  f"personalizations.{i}.{kind}", None)
+                key = email.lower()
+                if key in seen:
+                    raise Invalid(
+                        "Each email address in the personalization block should be unique "
+                        "between to, cc, and bcc. We found the first duplicate instance of "
+                        f"[{email}] in the personalizations.{i}.{kind} field.",
+                        f"personalizations.{i}.{kind}", None)
+                seen.add(key)
+                total += 1
+        if total > MAX_RECIPIENTS:
+            raise Invalid("The total number of recipients must be no more than 1000.",
+                          "personalizations", None)
+        for name in (p.get("headers") or {}):
+            if name.lower() in RESERVED_HEADERS:
+                raise Invalid(f"The header {name} is reserved and cannot be set.",
+                              f"personalizations.{i}.headers", None)
+        if "substitutions" in p and _size(p["substitutions"]) > 10000:
+            raise Invalid("The substitutions field must be less than 10000 bytes.",
+                          f"personalizations.{i}.substitutions", None)
+        if "custom_args" in p and _size(p["custom_args"]) > 10000:
+            raise Invalid("The custom_args field must be less than 10000 bytes.",
+                          f"personalizations.{i}.custom_args", None)
+
+
+@dataclass
+class Accepted:
+    message_id: str
+    body: dict[str, Any]  # the request (shared by its recipients)
+    index: int  # which personalization
+
+
+class SendGridStandIn:
+    def __init__(
+        self,
+        *,
+        api_key: str = "SG.test-key",
+        forbidden_keys: tuple[str, ...] = (),
+        record: str = "full",  # "full" keeps each request; "counts" only counts
+        max_bytes: int = MAX_BYTES,
+        port: int = 0,
+    ) -> None:
+        self.api_key = api_key
+        self.forbidden_keys = set(forbidden_keys)
+        self.record = record
+        self.max_bytes = max_bytes
+        self.lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+        self.accepted: dict[str, list[Accepted]] = defaultdict(list)
+        self.statuses: Counter[int] = Counter()
+        self.requests = 0
+        self.accepted_requests = 0
+        self.bytes_received = 0
+        self.last_errors: list[bytes] = []
+        self._limit: int | None = None
+        self._window = 1.0
+        self._window_start = 0.0
+        self._window_count = 0
+        self._fail: list[int] = []
+        self._delay = 0.0
+        self._port = port
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- switches ------------------------------------------------------------------------
+
+    def rate_limit(self, limit: int | None, window: float = 1.0) -> None:
+        """Allow ``limit`` requests per ``window`` seconds, then 429 until the reset."""
+        with self.lock:
+            self._limit, self._window = limit, window
+            self._window_start, self._window_count = time.time(), 0
+
+    def fail_next(self, count: int, status: int = 500) -> None:
+        with self.lock:
+            self._fail.extend([status] * count)
+
+    def delay(self, seconds: float) -> None:
+        """Wait this long before answering each accepted request (to provoke timeouts)."""
+        self._delay = seconds
+
+    # -- what was accepted ----------------------------------------------------------------
+
+    def expand(self, email: str) -> list[dict[str, Any]]:
+        """Each accepted message for ``email`` as the recipient would get it."""
+        out = []
+        for item in self.accepted.get(email.lower(), []):
+            body, p = item.body, item.body["personalizations"][item.index]
+            subs: dict[str, str] = p.get("substitutions") or {}
+
+            def fill(text: str, subs: dict[str, str] = subs) -> str:
+                for key, value in subs.items():
+                    text = text.replace(key, value)
+                return text
+
+            content = {c["type"]: fill(c["value"]) for c in body["content"]}
+            out.append({
+                "message_id": item.message_id,
+                "to": p["to"],
+                "from": body["from"],
+                "reply_to": body.get("reply_to"),
+                "subject": fill(p.get("subject") or body["subject"]),
+                "headers": {**(body.get("headers") or {}), **(p.get("headers") or {})},
+                "custom_args": {**(body.get("custom_args") or {}), **(p.get("custom_args") or {})},
+                "text": content.get("text/plain"),
+                "html": content.get("text/html"),
+                "content_types": [c["type"] for c in body["content"]],
+            })
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "requests": self.requests,
+                "accepted_requests": self.accepted_requests,
+                "recipients": sum(self.counts.values()),
+                "distinct": len(self.counts),
+                "duplicates": sum(1 for v in self.counts.values() if v > 1),
+                "statuses": dict(self.statuses),
+                "bytes": self.bytes_received,
+            }
+
+    # -- HTTP ----------------------------------------------------------------------------
+
+    def _answer(self, handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
+        if handler.path.rstrip("/") != "/v3/mail/send":
+            return 404, {}, error_body(("Not Found", None, None))
+        auth = handler.headers.get("Authorization", "")
+        key = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else None
+        length = int(handler.headers.get("Content-Length") or 0)
+        if key in self.forbidden_keys:
+            handler.rfile.read(length)
+            return 403, {}, error_body(("access forbidden", None, None))
+        if key != self.api_key:
+            handler.rfile.read(length)
+            return 401, {}, error_body((
+                "The provided authorization grant is invalid, expired, or revoked", None, None
+            ))
+        if length > self.max_bytes:
+            while length > 0:  # drain it, so the client reads the answer
+                length -= len(handler.rfile.read(min(length, 1 << 20)) or b"x" * length)
+            return 413, {}, error_body(("Payload Too Large", None, None))
+        raw = handler.rfile.read(length)
+        with self.lock:
+            self.bytes_received += len(raw)
+            if self._fail:
+                return self._fail.pop(0), {}, error_body(("Internal Server Error", None, None))
+            if self._limit is not None:
+                now = time.time()
+                if now - self._window_start >= self._window:
+                    self._window_start, self._window_count = now, 0
+                reset = int(self._window_start + self._window) + 1
+                if self._window_count >= self._limit:
+                    return 429, {
+                        "X-RateLimit-Limit": str(self._limit),
+                        "X-RateLimit-Remaining": "0",
+                        "X-RateLimit-Reset": str(reset),
+                    }, error_body(("too many requests", None, None))
+                self._window_count += 1
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return 400, {}, error_body(("Bad Request", None, None))
+        try:
+            validate(body)
+        except Invalid as exc:
+            return 400, {}, error_body((exc.message, exc.field, exc.help))
+        if self._delay:
+            time.sleep(self._delay)
+        message_id = uuid.uuid4().hex[:22]
+        with self.lock:
+            self.accepted_requests += 1
+            for i, p in enumerate(body["personalizations"]):
+                for kind in ("to", "cc", "bcc"):
+                    for address in p.get(kind) or []:
+                        email = address["email"].lower()
+                        self.counts[email] += 1
+                        if self.record == "full":
+                            self.accepted[email].append(Accepted(message_id, body, i))
+        return 202, {"X-Message-Id": message_id}, b""
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                return None
+
+            def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
+                self.send_response(status)
+                if body:
+                    self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                if self.close_connection:
+                    self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:  # noqa: N802
+                with standin.lock:
+                    standin.requests += 1
+                status, headers, body = standin._answer(self)
+                with standin.lock:
+                    standin.statuses[status] += 1
+                    if status == 400:
+                        standin.last_errors.append(body)
+                self._send(status, headers, body)
+
+            def do_GET(self) -> None:  # noqa: N802
+                if self.path == "/_stats":
+                    self._send(200, {}, json.dumps(standin.stats()).encode())
+                else:
+                    self._send(405, {}, error_body(("Method Not Allowed", None, None)))
+
+        return Handler
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> SendGridStandIn:
+        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), self._handler())
+        self._server.daemon_threads = True
+        self._server.request_queue_size = 128
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> SendGridStandIn:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--key", default="SG.test-key")
+    parser.add_argument("--record", choices=["full", "counts"], default="counts")
+    args = parser.parse_args(argv)
+    standin = SendGridStandIn(api_key=args.key, record=args.record, port=args.port).start()
+    print(f"READY {standin.url}", flush=True)
+    try:
+        sys.stdin.read()  # until the parent closes our stdin
+    finally:
+        standin.stop()
+
+
+if __name__ == "__main__":
+    main()
