@@ -10,16 +10,16 @@ the file, the line and the key.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import tomllib
-from contextvars import ContextVar
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
 
@@ -72,28 +72,14 @@ class Brand(BaseModel):
         return value
 
 
-_TOML_DATA: ContextVar[dict[str, Any] | None] = ContextVar("_TOML_DATA", default=None)
+class Settings(BaseModel):
+    """Every setting of a newsletter project. Relative paths are relative to ``project_dir``.
 
+    ``load_settings`` fills it from newsletter.toml and ``NEWSLETTER_*`` variables; built
+    directly (``Settings(secret_key=...)``) it takes only the values given and the defaults.
+    """
 
-class _TomlSource(PydanticBaseSettingsSource):
-    """Values read from newsletter.toml by ``load_settings`` (lower priority than the env)."""
-
-    def get_field_value(self, field, field_name):  # pragma: no cover - not used
-        return None, field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(_TOML_DATA.get() or {})
-
-
-class Settings(BaseSettings):
-    """Every setting of a newsletter project. Relative paths are relative to ``project_dir``."""
-
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
-        extra="forbid",
-        validate_default=True,
-    )
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
     project_dir: Path = Path(".")
     name: str = Field(default="The Daily Briefing", min_length=1, max_length=100)
@@ -117,17 +103,6 @@ class Settings(BaseSettings):
     archive: bool = True
     schedule_grace_hours: float = Field(default=6.0, ge=0)
     brand: Brand = Field(default_factory=Brand)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _TomlSource(settings_cls))
 
     @field_validator("timezone")
     @classmethod
@@ -202,12 +177,80 @@ def find_project(start: Path | None = None) -> Path | None:
     return None
 
 
+# fields whose environment value is JSON (as pydantic-settings read them), e.g.
+# NEWSLETTER_OLD_SECRET_KEYS='["old1", "old2"]' or NEWSLETTER_BRAND='{"primary_color": "#000"}'
+_JSON_FIELDS = ("old_secret_keys", "brand")
+_NESTED = "__"
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated with ``extra``; nested tables are merged key by key."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def env_values(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Settings given as ``NEWSLETTER_<KEY>`` variables (any case), nested with ``__``.
+
+    ``NEWSLETTER_BRAND__PRIMARY_COLOR=#0b6e4f`` sets ``brand.primary_color``; list and table
+    settings take JSON. Variables that name no setting (``NEWSLETTER_PROJECT``,
+    ``NEWSLETTER_DEBUG``) are left to their readers.
+    """
+    environ = os.environ if environ is None else environ
+    names = set(Settings.model_fields) - {"project_dir"}
+    whole: dict[str, Any] = {}
+    nested: dict[str, Any] = {}
+    prefix = ENV_PREFIX.lower()
+    for variable, raw in environ.items():
+        lowered = variable.lower()
+        if not lowered.startswith(prefix):
+            continue
+        field, _, rest = lowered[len(prefix) :].partition(_NESTED)
+        if field not in names:
+            continue
+        if rest:
+            if field != "brand":
+                continue
+            nested = _merge(nested, {field: {rest: raw}})
+        elif field in _JSON_FIELDS:
+            try:
+                whole[field] = json.loads(raw)
+            except ValueError:
+                example = (
+                    '["key1", "key2"]'
+                    if field == "old_secret_keys"
+                    else ('{"primary_color": "#b3261e"}')
+                )
+                raise ConfigError(
+                    f"environment variable {variable}: not valid JSON; write it as {example}"
+                    + (f" or set {ENV_PREFIX}BRAND__<KEY> per colour" if field == "brand" else "")
+                ) from None
+        else:
+            whole[field] = raw
+    return _merge(whole, nested)
+
+
+def _env_name_for(loc: list[str]) -> str | None:
+    """The environment variable (as spelt in the environment) that set ``loc``, if any."""
+    wanted = [(ENV_PREFIX + _NESTED.join(loc[:i])).upper() for i in range(len(loc), 0, -1)]
+    spelt = {name.upper(): name for name in os.environ}
+    for name in wanted:
+        if name in spelt:
+            return spelt[name]
+    return None
+
+
 def _line_of(text: str, key: str) -> int:
-    pattern = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=", re.MULTILINE)
+    pattern = re.compile(rf"^[ \t]*[\"']?{re.escape(key)}[\"']?[ \t]*=", re.MULTILINE)
     match = pattern.search(text)
     if match:
         return text.count("\n", 0, match.start()) + 1
-    table = re.compile(rf"^\s*\[\s*{re.escape(key)}\s*\]", re.MULTILINE).search(text)
+    table = re.compile(rf"^[ \t]*\[[ \t]*{re.escape(key)}[ \t]*\]", re.MULTILINE).search(text)
     return text.count("\n", 0, table.start()) + 1 if table else 1
 
 
@@ -215,7 +258,7 @@ def _describe(error: dict[str, Any], toml_text: str, config_file: Path, data: di
     loc = [str(part) for part in error["loc"]]
     key = ".".join(loc)
     leaf = loc[-1] if loc else "?"
-    env_name = ENV_PREFIX + "__".join(loc).upper()
+    env_name = _env_name_for(loc)
     if error["type"] == "extra_forbidden":
         section = data
         for part in loc[:-1]:
@@ -224,14 +267,25 @@ def _describe(error: dict[str, Any], toml_text: str, config_file: Path, data: di
         names = [n for n in model.model_fields if n != "project_dir"]
         close = difflib.get_close_matches(leaf, names, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else "; remove it"
+        if env_name and not _in_toml(data, loc):
+            return f"environment variable {env_name}: unknown setting '{key}'{hint}"
         where = f"{config_file}:{_line_of(toml_text, leaf)}"
         return f"{where}: unknown setting '{key}'{hint}"
     message = error["msg"].removeprefix("Value error, ")
-    if env_name in os.environ:
+    if env_name:
         return f"environment variable {env_name}: {message}"
     line = _line_of(toml_text, leaf) if toml_text else 1
     where = f"{config_file}:{line}" if toml_text else str(config_file)
     return f"{where}: setting '{key}': {message}"
+
+
+def _in_toml(data: dict[str, Any], loc: list[str]) -> bool:
+    section: Any = data
+    for part in loc:
+        if not isinstance(section, dict) or part not in section:
+            return False
+        section = section[part]
+    return True
 
 
 def load_settings(project: Path | str | None = None, **overrides: Any) -> Settings:
@@ -272,13 +326,12 @@ def load_settings(project: Path | str | None = None, **overrides: Any) -> Settin
                 f"{config_file}:{_line_of(text, 'project_dir')}: 'project_dir' is not a "
                 "setting; the project is the folder holding newsletter.toml"
             )
-    token = _TOML_DATA.set(data)
+    values = _merge(_merge(data, env_values()), overrides)
+    values["project_dir"] = root
     try:
-        return Settings(project_dir=root, **overrides)
+        return Settings(**values)
     except ValidationError as exc:
         raise ConfigError(_describe(exc.errors()[0], text, config_file, data)) from None
-    finally:
-        _TOML_DATA.reset(token)
 
 
 def require(settings: Settings, *keys: str, purpose: str) -> None:
