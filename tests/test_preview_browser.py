@@ -12,19 +12,17 @@ repository (ignored by git), so a person can look at it after the run.
 from __future__ import annotations
 
 import os
-import socket
 import struct
-import threading
 import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from newsletter.config import load_settings
-from newsletter.web import create_app, stopping
+from newsletter.web import create_app
+from newsletter.web.server import BackgroundServer
 
 from .conftest import REPO
 
@@ -71,40 +69,22 @@ def browser() -> Iterator[object]:
         browser.close()
 
 
-class Server:
+class Server(BackgroundServer):
     def __init__(self, project: Path) -> None:
+        super().__init__(create_app(load_settings(project)))
         self.project = project
-        self.app = create_app(load_settings(project))
         self.state = self.app.state.parts[0].state
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="on",
-                                timeout_graceful_shutdown=1)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
-        )
 
-    def start(self) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
+    def start(self, timeout: float = 10.0) -> Server:
+        super().start(timeout)
         # The watcher starts with the app; touch a file until it reports, so no save is missed.
+        deadline = time.monotonic() + timeout
         config = self.project / "newsletter.toml"
         while self.state.version == 0:
             assert time.monotonic() < deadline, "the file watcher did not start"
             config.write_bytes(config.read_bytes())
             time.sleep(0.1)
-
-    def stop(self) -> None:
-        stopping(self.app)
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
+        return self
 
 
 @pytest.fixture

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from . import get_settings
+
+if TYPE_CHECKING:
+    from newsletter.config import Settings
 
 LOOPBACK_NAMES = ["127.0.0.1", "localhost"]
 
@@ -16,31 +19,12 @@ def _is_loopback(host: str) -> bool:
     return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    from newsletter.errors import UsageError
-
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        reason = "is in use" if exc.errno in (98, 48) else f"cannot be opened ({exc.strerror})"
-        raise UsageError(
-            f"{host}:{port} {reason}: stop the other server or pick another port with --port"
-        ) from None
-    sock.listen(128)
-    sock.set_inheritable(True)
-    return sock
-
-
-def issue_url(settings, base: str, file: Path | None) -> str:
-    """The preview URL for FILE (an issue of this project), or the index."""
+def page_path(settings: Settings, file: Path | None) -> str:
+    """The preview page for FILE (an issue file of this project), or the index."""
     from newsletter.errors import UsageError
 
     if file is None:
-        return base + "/"
+        return "/"
     path = Path(file).resolve()
     if not path.is_file():
         raise UsageError(f"{file}: no such file")
@@ -50,7 +34,7 @@ def issue_url(settings, base: str, file: Path | None) -> str:
             f"{file}: not an issue file of this project; the preview shows the .md files in "
             f"{issues} (choose the project with --project)"
         )
-    return f"{base}/issues/{path.stem}"
+    return f"/issues/{path.stem}"
 
 
 @click.command("preview")
@@ -72,15 +56,14 @@ def preview_cmd(
 
     Example: newsletter preview issues/2026-11-25.md --port 8025
     """
-    import uvicorn
-
-    from newsletter.web import create_app, stopping
+    from newsletter.web import create_app
+    from newsletter.web.server import listening_socket, serve
 
     settings = get_settings(ctx)
-    sock = _bind(host, port)
-    bound_port = sock.getsockname()[1]
+    path = page_path(settings, file)
+    sock = listening_socket(host, port)
     shown_host = f"[{host}]" if ":" in host else host
-    url = issue_url(settings, f"http://{shown_host}:{bound_port}", file)
+    url = f"http://{shown_host}:{sock.getsockname()[1]}{path}"
     # Loopback only: refuse other Host names, so a web page cannot rebind its name to us.
     allowed = [*LOOPBACK_NAMES, host] if _is_loopback(host) and ":" not in host else None
     app = create_app(settings, preview=True, allowed_hosts=allowed)
@@ -94,19 +77,5 @@ def preview_cmd(
         import webbrowser
 
         webbrowser.open(url)
-    config = uvicorn.Config(
-        app, log_level="warning", access_log=False, timeout_graceful_shutdown=1, lifespan="on"
-    )
-
-    class Server(uvicorn.Server):
-        def handle_exit(self, sig, frame) -> None:  # Ctrl+C: answer open pages first
-            stopping(app)
-            super().handle_exit(sig, frame)
-
-    try:
-        Server(config).run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C after a clean shutdown
-        pass
-    finally:
-        sock.close()
+    serve(app, sock)
     click.echo("Preview stopped.")
