@@ -265,3 +265,34 @@ def _shot(name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return SCREENSHOTS / name
 
+
+
+def test_an_issue_that_never_rendered_shows_frames_once_fixed(page, server: Server) -> None:
+    path = server.project / "issues" / "2026-11-26.md"
+    path.write_text(
+        "---\nsubject: Draft\npreheader: P\ndate: 2026-11-26\n---\n\n# Lead: First try\n\n"
+        "### Not allowed here\n",
+        encoding="utf-8",
+    )
+    page.goto(f"{server.url}/issues/2026-11-26")
+    assert "line 9" in page.locator("#findings").inner_text()
+    assert page.get_by_text("No render to show yet").is_visible()
+    assert page.locator("iframe").count() == 0
+    edit(path, "### Not allowed here", "A paragraph at last.")
+    frame(page, "phone").get_by_text("A paragraph at last.").wait_for(timeout=2000)
+    assert page.locator("#findings").count() == 0
+    assert page.locator(".badge.valid").is_visible()
+
+
+def test_the_index_updates_when_an_issue_file_is_added(page, server: Server) -> None:
+    page.goto(server.url + "/")
+    assert page.locator("table.issues tbody tr").count() == 2
+    (server.project / "issues" / "2026-11-30.md").write_text(
+        "---\nsubject: Added while open\npreheader: P\ndate: 2026-11-30\n---\n\n"
+        "# Lead: New\nText.\n",
+        encoding="utf-8",
+    )
+    first = page.locator("table.issues tbody tr").first
+    first.get_by_text("Added while open").wait_for(timeout=2000)
+    assert first.locator("td.date").inner_text() == "2026-11-30"
+    assert first.locator(".badge").inner_text() == "valid"
