@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
+import logging
 import re
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -45,6 +46,7 @@ from newsletter.validate import GMAIL_CLIP_BYTES, PREHEADER_SHOWN, SUBJECT_PHONE
 
 from . import Part, error_page, page
 
+log = logging.getLogger("newsletter.preview")
 NO_STORE = {"Cache-Control": "no-store"}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,150}")
 _RAW = {".html": "html", ".txt": "text"}
@@ -291,11 +293,21 @@ class PreviewState:
             return Path(path).name == CONFIG_NAME
 
         async def loop(paths: list[Path], filt: Callable[[Change, str], bool], rec: bool) -> None:
-            async for changes in awatch(
-                *paths, watch_filter=filt, debounce=400, step=20, recursive=rec,
-                stop_event=stop_event, rust_timeout=1000,
-            ):
-                self.changed([path for _change, path in changes])
+            polling = False
+            while not stop_event.is_set():
+                try:
+                    async for changes in awatch(
+                        *paths, watch_filter=filt, debounce=400, step=20, recursive=rec,
+                        stop_event=stop_event, rust_timeout=1000, force_polling=polling,
+                        poll_delay_ms=150,
+                    ):
+                        self.changed([path for _change, path in changes])
+                except Exception as exc:  # e.g. the OS limit on watched files is reached
+                    if polling:
+                        log.warning("live reload is off: cannot watch %s: %s", paths[0], exc)
+                        return
+                    log.warning("cannot watch %s (%s): polling for changes instead", paths[0], exc)
+                    polling = True
 
         tasks = [asyncio.create_task(loop([project], config, False))]
         if folders:
