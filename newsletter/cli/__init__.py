@@ -20,7 +20,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("newsletter.cli.authoring:validate_cmd", "Check issue files; point at file:line."),
     "render": ("newsletter.cli.authoring:render_cmd", "Render an issue to email HTML and text."),
     "demo": ("newsletter.cli.demo:demo_cmd", "Build a demo project and run the whole job."),
+    "db": ("newsletter.cli.store:db_group", "The database schema: upgrade, current."),
+    "lists": ("newsletter.cli.store:lists_group", "Mailing lists: create, list, delete."),
+    "subscribers": (
+        "newsletter.cli.store:subscribers_group",
+        "Subscribers: add, remove, unsubscribe, show, list, count, import, export.",
+    ),
     "preview": ("newsletter.cli.preview:preview_cmd", "Serve a live browser preview of issues."),
+    "send": ("newsletter.cli.send:send_cmd", "Send an issue to a list, exactly once each."),
+    "sends": ("newsletter.cli.send:sends_group", "Report sends: list, show."),
 }
 
 

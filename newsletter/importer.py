@@ -1,0 +1,546 @@
+"""CSV import and export of subscribers.
+
+``import_csv(engine, path, list_name=...)`` streams the file (constant memory, a
+million rows are fine) and commits it in chunks of a few thousand rows. Each chunk
+is one transaction and idempotent, so an import killed half way leaves the database
+consistent, and running it again completes it. Rules:
+
+- UTF-8 with or without BOM; comma, semicolon or tab delimiters (detected from the
+  header line); quoted fields; Windows line endings.
+- Header names in any case and spelling: ``Email``, ``E-mail Address``,
+  ``email_address``; ``Name`` or ``First Name`` + ``Last Name``; ``status`` and
+  ``list_status`` (as written by export); every other column becomes an attribute.
+- Invalid addresses, empty rows and duplicates inside the file are skipped, counted
+  and written with their line number and reason to ``<file>.rejects.csv`` beside it.
+- An existing subscriber keeps its name and attributes. One that unsubscribed, bounced
+  or complained (globally, or from the list) is never made active again, unless
+  ``resubscribe=True``; the report counts those separately. A ``status`` or
+  ``list_status`` column can only ever unsubscribe someone, never the reverse.
+
+``export_csv`` writes a CSV that ``import_csv`` reads back to the same state
+(addresses, names, attributes, statuses and the list's membership statuses).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, NamedTuple, TextIO
+
+from sqlalchemy.engine import Engine
+
+from .errors import UsageError
+from .store._db import utcnow
+from .store.bulk import Bulk, NewSubscriber
+from .store.emails import InvalidEmail, normalize_email
+from .store.lists import get_list
+from .store.subscribers import attribute_keys, iter_subscribers
+from .store.tables import MEMBERSHIP_STATUSES, STATUSES
+
+CHUNK_ROWS = 5000
+SNIFF_BYTES = 64 * 1024
+INACTIVE = frozenset(STATUSES) - {"active"}
+
+_EMAIL = {"email", "emailaddress", "mail", "emailadress", "emailaddr", "subscriberemail"}
+_NAME = {"name", "fullname", "displayname", "subscribername"}
+_FIRST = {"firstname", "first", "givenname", "fname", "forename"}
+_LAST = {"lastname", "last", "surname", "familyname", "lname"}
+_STATUS = {"status"}
+_LIST_STATUS = {"liststatus"}
+
+Progress = Callable[[int, int, int], None]  # bytes read, file size, rows read
+
+
+@dataclass
+class ImportReport:
+    """What an import did. Every data row is counted in exactly one of the counters."""
+
+    path: Path
+    list_name: str | None
+    rows: int = 0  # data rows read (the header excluded)
+    added: int = 0  # new subscribers
+    joined: int = 0  # existing active subscribers newly subscribed to the list
+    unchanged: int = 0  # already there as the file says
+    kept_unsubscribed: int = 0  # unsubscribed/bounced/complained: left so (not reactivated)
+    resubscribed: int = 0  # made active again (only with resubscribe=True)
+    status_applied: int = 0  # unsubscribed by the file's status or list_status column
+    invalid: int = 0
+    empty: int = 0
+    duplicates: int = 0
+    rejects_path: Path | None = None
+    seconds: float = 0.0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rejected(self) -> int:
+        return self.invalid + self.empty + self.duplicates
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": str(self.path),
+            "list": self.list_name,
+            "rows": self.rows,
+            "added": self.added,
+            "joined": self.joined,
+            "unchanged": self.unchanged,
+            "kept_unsubscribed": self.kept_unsubscribed,
+            "resubscribed": self.resubscribed,
+            "status_applied": self.status_applied,
+            "invalid": self.invalid,
+            "empty": self.empty,
+            "duplicates": self.duplicates,
+            "rejects": str(self.rejects_path) if self.rejects_path else None,
+            "seconds": round(self.seconds, 3),
+        }
+
+    def lines(self) -> list[str]:
+        target = f" into list {self.list_name!r}" if self.list_name else ""
+        out = [
+            f"imported {self.path}{target}: {self.rows:,} rows in {self.seconds:.1f} s "
+            f"({self.rate:,.0f} rows/s)",
+            f"  added {self.added:,} new, subscribed {self.joined:,} existing to the list, "
+            f"{self.unchanged:,} unchanged",
+            f"  not reactivated (unsubscribed, bounced or complained): {self.kept_unsubscribed:,}",
+        ]
+        if self.resubscribed:
+            out.append(f"  resubscribed (--resubscribe): {self.resubscribed:,}")
+        if self.status_applied:
+            out.append(f"  unsubscribed by the file's status columns: {self.status_applied:,}")
+        out.append(
+            f"  skipped: {self.invalid:,} invalid, {self.empty:,} empty, "
+            f"{self.duplicates:,} duplicates"
+            + (f" (see {self.rejects_path})" if self.rejects_path else "")
+        )
+        return out
+
+
+class _Row(NamedTuple):
+    line: int
+    email: str
+    key: str
+    name: str | None
+    attributes: str  # JSON
+    status: str | None  # from the file: None, or an inactive status
+    list_status: str | None  # from the file: None, "subscribed" or "unsubscribed"
+    cells: list[str]  # as read, for the rejects file
+
+
+@dataclass
+class _Columns:
+    header: list[str]
+    email: int
+    name: int | None
+    first: int | None
+    last: int | None
+    status: int | None
+    list_status: int | None
+    attributes: list[tuple[int, str]]
+
+
+def rejects_path_for(path: Path) -> Path:
+    return path.with_name(f"{path.stem}.rejects.csv")
+
+
+def _norm_header(cell: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", cell.strip().lower())
+
+
+def _columns(path: Path, header: list[str]) -> _Columns:
+    found: dict[str, int] = {}
+    attributes: list[tuple[int, str]] = []
+    roles = (
+        ("email", _EMAIL),
+        ("name", _NAME),
+        ("first", _FIRST),
+        ("last", _LAST),
+        ("status", _STATUS),
+        ("list_status", _LIST_STATUS),
+    )
+    used: set[str] = set()
+    for index, cell in enumerate(header):
+        norm = _norm_header(cell)
+        role = next((r for r, names in roles if norm in names), None)
+        if role is not None and role not in found:
+            found[role] = index
+            continue
+        key = cell.strip() or f"column_{index + 1}"
+        if key in used:
+            raise UsageError(
+                f"{path}:1: column {key!r} appears twice in the header; rename one of them"
+            )
+        used.add(key)
+        attributes.append((index, key))
+    if "name" in found:  # then First Name and Last Name are attributes like any other
+        for role in ("first", "last"):
+            index = found.pop(role, None)
+            if index is not None:
+                attributes.append((index, header[index].strip()))
+        attributes.sort()
+    if "email" not in found:
+        shown = ", ".join(repr(c) for c in header[:8]) or "nothing"
+        raise UsageError(
+            f"{path}:1: no email column in the header (found {shown}); name the column "
+            "holding the addresses 'email'"
+        )
+    return _Columns(
+        header=header,
+        email=found["email"],
+        name=found.get("name"),
+        first=found.get("first"),
+        last=found.get("last"),
+        status=found.get("status"),
+        list_status=found.get("list_status"),
+        attributes=attributes,
+    )
+
+
+def _delimiter(header_line: str) -> str:
+    counts = {d: header_line.count(d) for d in (",", ";", "\t")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+class _Rejects:
+    """The rejects CSV, opened on the first rejected row."""
+
+    def __init__(self, path: Path, header: list[str]) -> None:
+        self.path = path
+        self.header = header
+        self._file: TextIO | None = None
+        self._writer: Any = None
+
+    def write(self, line: int, reason: str, cells: list[str]) -> None:
+        if self._writer is None:
+            self._file = open(self.path, "w", encoding="utf-8", newline="")  # noqa: SIM115
+            self._writer = csv.writer(self._file)
+            self._writer.writerow(["line", "reason", *self.header])
+        self._writer.writerow([line, reason, *cells])
+
+    @property
+    def used(self) -> bool:
+        return self._writer is not None
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        elif self.path.exists():
+            self.path.unlink()  # a stale one from an earlier run of the same file
+
+
+def _open_text(path: Path) -> tuple[IO[bytes], TextIO]:
+    try:
+        raw = open(path, "rb")  # noqa: SIM115 - closed by import_csv
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a folder, not a CSV file") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    return raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+
+
+def import_csv(
+    engine: Engine,
+    path: Path | str,
+    *,
+    list_name: str | None = None,
+    resubscribe: bool = False,
+    source: str | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Import subscribers from a CSV file (see the module docs for the rules)."""
+    path = Path(path)
+    started = time.perf_counter()
+    report = ImportReport(path=path, list_name=list_name)
+    source = source or f"import:{path.name}"[:200]
+    reason = f"import of {path.name}"
+    raw, text = _open_text(path)
+    size = path.stat().st_size
+    try:
+        try:
+            first_line = text.readline()
+        except UnicodeDecodeError:
+            raise UsageError(f"{path}:1: not UTF-8 text; save the file as UTF-8 CSV") from None
+        if not first_line.strip():
+            raise UsageError(f"{path}:1: empty header line; the first line must name the columns")
+        delimiter = _delimiter(first_line)
+        header = next(csv.reader([first_line], delimiter=delimiter))
+        columns = _columns(path, header)
+        reader = csv.reader(text, delimiter=delimiter)
+        rejects = _Rejects(rejects_path_for(path), header)
+        with engine.connect() as conn:
+            list_id = get_list(conn, list_name).id if list_name else None
+            conn.commit()
+            bulk = Bulk.for_connection(conn)
+            with conn.begin():
+                bulk.prepare()
+            try:
+                for chunk in _chunks(path, reader, columns, report, rejects, chunk_rows):
+                    with conn.begin():
+                        _flush(bulk, chunk, list_id, resubscribe, source, reason, report, rejects)
+                    if progress is not None:
+                        progress(raw.tell(), size, report.rows)
+            finally:
+                if not conn.closed and not conn.invalidated:
+                    with conn.begin():
+                        bulk.finish()
+        rejects.close()
+        report.rejects_path = rejects.path if rejects.used else None
+    finally:
+        text.close()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _chunks(
+    path: Path,
+    reader: Iterator[list[str]],
+    columns: _Columns,
+    report: ImportReport,
+    rejects: _Rejects,
+    chunk_rows: int,
+) -> Iterator[list[_Row]]:
+    """Parse rows into chunks of distinct addresses; rejects what is wrong on its own."""
+    width = len(columns.header)
+    email_at, name_at, first_at, last_at = columns.email, columns.name, columns.first, columns.last
+    status_at, list_status_at, attribute_cols = (
+        columns.status,
+        columns.list_status,
+        columns.attributes,
+    )
+    # Attribute values are strings: the JSON object is built from pre-encoded names,
+    # four times faster than json.dumps per row and byte-for-byte the same.
+    encode = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+    attribute_cols = [(i, encode(k)) for i, k in attribute_cols]
+    chunk: dict[str, _Row] = {}
+    line_end = 1  # the header's
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except UnicodeDecodeError:
+            raise UsageError(
+                f"{path}:{line_end + 1}: not UTF-8 text; save the file as UTF-8 CSV "
+                f"(the rows before line {line_end + 1} were imported)"
+            ) from None
+        except csv.Error as exc:
+            raise UsageError(f"{path}:{line_end + 1}: unreadable CSV: {exc}") from None
+        line = line_end + 1
+        line_end = reader.line_num + 1  # type: ignore[attr-defined]
+        report.rows += 1
+        if not "".join(cells).strip():
+            report.empty += 1
+            rejects.write(line, "empty row", cells)
+            continue
+        if len(cells) > width and any(cell.strip() for cell in cells[width:]):
+            report.invalid += 1
+            rejects.write(
+                line, f"{len(cells)} fields but the header has {width}: check the quotes", cells
+            )
+            continue
+        if len(cells) < width:
+            cells = cells + [""] * (width - len(cells))
+        try:
+            email, key = normalize_email(cells[email_at])
+        except InvalidEmail as exc:
+            report.invalid += 1
+            shown = cells[email_at].strip()
+            rejects.write(line, f"invalid email address {shown!r}: {exc}", cells)
+            continue
+        status = cells[status_at].strip().lower() if status_at is not None else ""
+        if status and status not in STATUSES:
+            report.invalid += 1
+            rejects.write(line, f"unknown status {status!r}: use {', '.join(STATUSES)}", cells)
+            continue
+        list_status = cells[list_status_at].strip().lower() if list_status_at is not None else ""
+        if list_status and list_status not in MEMBERSHIP_STATUSES:
+            report.invalid += 1
+            rejects.write(
+                line, f"unknown list_status {list_status!r}: use subscribed or unsubscribed", cells
+            )
+            continue
+        earlier = chunk.get(key)
+        if earlier is not None:
+            report.duplicates += 1
+            rejects.write(line, f"duplicate of line {earlier.line}", cells)
+            continue
+        if name_at is not None:
+            name = cells[name_at].strip()
+        else:
+            first = cells[first_at].strip() if first_at is not None else ""
+            last = cells[last_at].strip() if last_at is not None else ""
+            name = f"{first} {last}".strip()
+        attributes = ", ".join(
+            [f"{k}: {encode(cells[i])}" for i, k in attribute_cols if cells[i] != ""]
+        )
+        chunk[key] = _Row(
+            line,
+            email,
+            key,
+            name or None,
+            f"{{{attributes}}}",  # the JSON object, built from pre-encoded keys
+            status if status in INACTIVE else None,
+            list_status or None,
+            cells,
+        )
+        if len(chunk) >= chunk_rows:
+            yield list(chunk.values())
+            chunk = {}
+    if chunk:
+        yield list(chunk.values())
+
+
+def _flush(
+    bulk: Bulk,
+    rows: list[_Row],
+    list_id: int | None,
+    resubscribe: bool,
+    source: str,
+    reason: str,
+    report: ImportReport,
+    rejects: _Rejects,
+) -> None:
+    """Apply one chunk of distinct addresses, in the caller's transaction."""
+    now = utcnow()
+    seen = bulk.seen_before([(row.key, row.line) for row in rows])
+    if seen:
+        for row in rows:
+            if row.key in seen:
+                report.duplicates += 1
+                rejects.write(row.line, f"duplicate of line {seen[row.key]}", row.cells)
+        rows = [row for row in rows if row.key not in seen]
+    existing = bulk.find([row.key for row in rows])
+
+    new_rows: list[_Row] = []
+    status_updates: list[tuple[int, str, str]] = []
+    to_check: list[tuple[_Row, int, bool]] = []  # (row, id, resubscribing) for list checks
+    for row in rows:
+        found = existing.get(row.key)
+        if found is None:
+            new_rows.append(row)
+            continue
+        sid, status = found
+        if status == "active":
+            if row.status is not None:  # the file unsubscribes them
+                status_updates.append((sid, row.status, reason))
+                report.status_applied += 1
+                if list_id is not None:
+                    to_check.append((row, sid, False))
+            elif list_id is None:
+                report.unchanged += 1
+            else:
+                to_check.append((row, sid, False))
+        elif resubscribe and row.status is None:
+            status_updates.append((sid, "active", f"resubscribed by {reason}"))
+            report.resubscribed += 1
+            if list_id is not None:
+                to_check.append((row, sid, True))
+        elif row.status == status:
+            report.unchanged += 1
+        else:
+            report.kept_unsubscribed += 1
+
+    if new_rows:
+        inserted: list[NewSubscriber] = [
+            (
+                row.email,
+                row.key,
+                row.name,
+                row.attributes,
+                row.status or "active",
+                reason if row.status is None else f"{row.status} in {reason}",
+            )
+            for row in new_rows
+        ]
+        ids = bulk.insert_subscribers(inserted, now, source)
+        report.added += len(new_rows)
+        if list_id is not None:
+            bulk.insert_memberships(
+                list_id,
+                [(ids[row.key], row.list_status or "subscribed") for row in new_rows],
+                now,
+                reason,
+            )
+    if status_updates:
+        bulk.set_statuses(status_updates, now)
+    if list_id is None or not to_check:
+        return
+    current = bulk.memberships(list_id, [sid for _, sid, _ in to_check])
+    joins: list[tuple[int, str]] = []
+    changes: list[tuple[int, str, str]] = []
+    for row, sid, resubscribing in to_check:
+        counted = resubscribing or row.status is not None  # already counted above
+        member = current.get(sid)
+        wanted = row.list_status or "subscribed"
+        if member is None:
+            joins.append((sid, wanted))
+            if not counted:
+                if wanted == "subscribed":
+                    report.joined += 1
+                else:
+                    report.status_applied += 1
+        elif member == wanted or (member == "subscribed" and row.list_status is None):
+            if not counted:
+                report.unchanged += 1
+        elif wanted == "unsubscribed":
+            changes.append((sid, "unsubscribed", reason))
+            if not counted:
+                report.status_applied += 1
+        elif resubscribe:  # unsubscribed from this list; the file wants them back
+            changes.append((sid, "subscribed", f"resubscribed by {reason}"))
+            if not counted:
+                report.resubscribed += 1
+        elif not counted:
+            report.kept_unsubscribed += 1
+    if joins:
+        bulk.insert_memberships(list_id, joins, now, reason)
+    if changes:
+        bulk.set_membership_statuses(list_id, changes, now)
+
+
+# -- export ----------------------------------------------------------------------------
+
+EXPORT_FIELDS = ("email", "name", "status")
+
+
+def export_csv(
+    engine: Engine,
+    out: TextIO,
+    *,
+    list_name: str | None = None,
+    status: str | None = None,
+) -> int:
+    """Write matching subscribers as CSV (``email, name, status[, list_status], attributes``);
+    returns the number of rows. ``import_csv`` reads it back to the same state."""
+    keys = attribute_keys(engine, list_name=list_name, status=status)
+    header = [*EXPORT_FIELDS, *(["list_status"] if list_name else []), *keys]
+    writer = csv.writer(out)
+    writer.writerow(header)
+    count = 0
+    for sub in iter_subscribers(engine, list_name=list_name, status=status, batch_size=2000):
+        values = [sub.email, sub.name or "", sub.status]
+        if list_name:
+            values.append(sub.list_status or "")
+        for key in keys:
+            value = sub.attributes.get(key)
+            if value is None:
+                values.append("")
+            elif isinstance(value, str):
+                values.append(value)
+            else:
+                values.append(json.dumps(value, ensure_ascii=False))
+        writer.writerow(values)
+        count += 1
+    return count

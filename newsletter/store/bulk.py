@@ -1,0 +1,287 @@
+"""Bulk statements for the CSV importer, one implementation per database.
+
+The importer works in chunks of a few thousand rows, one transaction each. Per chunk
+it asks: which of these addresses has this import already seen (a temporary table
+``import_seen`` on the import's own connection, so memory stays constant however long
+the file), which exist and with what status, then inserts the new subscribers and
+memberships. SQLite uses ``executemany`` with ``INSERT ... ON CONFLICT DO NOTHING``;
+PostgreSQL sends whole columns as arrays through ``unnest`` (one round trip per
+statement, ``RETURNING`` the new ids).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from .tables import subscribers
+
+NewSubscriber = tuple[str, str, str | None, str, str, str]  # email, key, name, attrs, status, why
+
+
+class Bulk(ABC):
+    """Chunk operations on one connection (which must stay the same for the import)."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+        stamp = subscribers.c.created_at.type.dialect_impl(conn.dialect)
+        self._stamp = stamp.bind_processor(conn.dialect) or (lambda value: value)
+
+    @staticmethod
+    def for_connection(conn: sa.Connection) -> Bulk:
+        if conn.dialect.name == "postgresql":
+            return PostgresBulk(conn)
+        return SqliteBulk(conn)
+
+    def stamp(self, value: dt.datetime) -> Any:
+        return self._stamp(value)
+
+    def _run(self, sql: str, params: Any = None) -> sa.CursorResult:
+        if params is None:
+            return self.conn.exec_driver_sql(sql)
+        return self.conn.exec_driver_sql(sql, params)
+
+    # The interface; each database implements these.
+    @abstractmethod
+    def prepare(self) -> None:
+        """Create the import's temporary table of addresses seen."""
+
+    @abstractmethod
+    def seen_before(self, items: Sequence[tuple[str, int]]) -> dict[str, int]:
+        """For (key, line) pairs unique within the chunk: the keys this import saw in an
+        earlier chunk, with the line they were first seen on. Records the others."""
+
+    @abstractmethod
+    def find(self, keys: Sequence[str]) -> dict[str, tuple[int, str]]:
+        """``{key: (id, status)}`` of the existing subscribers among ``keys``."""
+
+    @abstractmethod
+    def insert_subscribers(
+        self, rows: Sequence[NewSubscriber], now: dt.datetime, source: str | None
+    ) -> dict[str, int]:
+        """Insert new subscribers (ON CONFLICT DO NOTHING); ``{key: id}`` of the rows."""
+
+    @abstractmethod
+    def memberships(self, list_id: int, ids: Sequence[int]) -> dict[int, str]:
+        """``{subscriber id: membership status}`` in list ``list_id``."""
+
+    @abstractmethod
+    def insert_memberships(
+        self, list_id: int, rows: Sequence[tuple[int, str]], now: dt.datetime, reason: str
+    ) -> None:
+        """Insert (subscriber id, status) memberships of list ``list_id``."""
+
+    @abstractmethod
+    def set_statuses(self, rows: Sequence[tuple[int, str, str]], now: dt.datetime) -> None:
+        """Set (id, status, reason) global statuses."""
+
+    @abstractmethod
+    def set_membership_statuses(
+        self, list_id: int, rows: Sequence[tuple[int, str, str]], now: dt.datetime
+    ) -> None:
+        """Set (subscriber id, status, reason) membership statuses in list ``list_id``."""
+
+    @abstractmethod
+    def finish(self) -> None:
+        """Drop the temporary table."""
+
+
+class SqliteBulk(Bulk):
+    """Raw sqlite3 cursor on the import's connection (in SQLAlchemy's transaction): lists
+    of keys or ids travel as one JSON parameter (``json_each``), joined with CROSS JOIN so
+    that SQLite probes the unique indexes once per value."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        super().__init__(conn)
+        self.cursor = conn.connection.driver_connection.cursor()
+
+    def prepare(self) -> None:
+        # A bigger page cache for the import (random inserts into the email index);
+        # finish() puts the default back.
+        self.cursor.execute("PRAGMA cache_size = -32768")
+        self.cursor.execute("DROP TABLE IF EXISTS temp.import_seen")
+        self.cursor.execute(
+            "CREATE TEMP TABLE import_seen (key TEXT PRIMARY KEY, line INTEGER NOT NULL) "
+            "WITHOUT ROWID"
+        )
+
+    def finish(self) -> None:
+        self.cursor.execute("DROP TABLE IF EXISTS temp.import_seen")
+        self.cursor.execute("PRAGMA cache_size = -2000")
+
+    def seen_before(self, items: Sequence[tuple[str, int]]) -> dict[str, int]:
+        keys = json.dumps([key for key, _ in items])
+        found = dict(
+            self.cursor.execute(
+                "SELECT t.key, t.line FROM json_each(?) j CROSS JOIN temp.import_seen t "
+                "ON t.key = j.value",
+                (keys,),
+            ).fetchall()
+        )
+        fresh = [item for item in items if item[0] not in found] if found else items
+        if fresh:
+            self.cursor.executemany("INSERT INTO temp.import_seen (key, line) VALUES (?, ?)", fresh)
+        return found
+
+    def find(self, keys: Sequence[str]) -> dict[str, tuple[int, str]]:
+        rows = self.cursor.execute(
+            "SELECT s.email_key, s.id, s.status FROM json_each(?) j CROSS JOIN subscribers s "
+            "ON s.email_key = j.value",
+            (json.dumps(list(keys)),),
+        ).fetchall()
+        return {key: (sid, status) for key, sid, status in rows}
+
+    def _sequence(self) -> int:
+        row = self.cursor.execute(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'subscribers'"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def insert_subscribers(
+        self, rows: Sequence[NewSubscriber], now: dt.datetime, source: str | None
+    ) -> dict[str, int]:
+        stamp = self.stamp(now)
+        before = self._sequence()
+        self.cursor.executemany(
+            "INSERT INTO subscribers (email, email_key, name, attributes, status, "
+            "status_reason, status_changed_at, created_at, source) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (email_key) DO NOTHING",
+            [(*row, stamp, stamp, source) for row in rows],
+        )
+        inserted = self.cursor.rowcount
+        if inserted == len(rows) and self._sequence() == before + inserted:
+            # AUTOINCREMENT hands out increasing ids; n rows took exactly the next n ids,
+            # so they took them in order.
+            return {row[1]: before + n for n, row in enumerate(rows, start=1)}
+        return {key: sid for key, (sid, _) in self.find([row[1] for row in rows]).items()}
+
+    def memberships(self, list_id: int, ids: Sequence[int]) -> dict[int, str]:
+        rows = self.cursor.execute(
+            "SELECT m.subscriber_id, m.status FROM json_each(?) j CROSS JOIN memberships m "
+            "ON m.list_id = ? AND m.subscriber_id = j.value",
+            (json.dumps(list(ids)), list_id),
+        ).fetchall()
+        return dict(rows)
+
+    def insert_memberships(
+        self, list_id: int, rows: Sequence[tuple[int, str]], now: dt.datetime, reason: str
+    ) -> None:
+        stamp = self.stamp(now)
+        self.cursor.executemany(
+            "INSERT INTO memberships (list_id, subscriber_id, status, created_at, "
+            "status_changed_at, status_reason) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (list_id, subscriber_id) DO NOTHING",
+            [(list_id, sid, status, stamp, stamp, reason) for sid, status in rows],
+        )
+
+    def set_statuses(self, rows: Sequence[tuple[int, str, str]], now: dt.datetime) -> None:
+        stamp = self.stamp(now)
+        self.cursor.executemany(
+            "UPDATE subscribers SET status = ?, status_reason = ?, status_changed_at = ? "
+            "WHERE id = ?",
+            [(status, reason, stamp, sid) for sid, status, reason in rows],
+        )
+
+    def set_membership_statuses(
+        self, list_id: int, rows: Sequence[tuple[int, str, str]], now: dt.datetime
+    ) -> None:
+        stamp = self.stamp(now)
+        self.cursor.executemany(
+            "UPDATE memberships SET status = ?, status_reason = ?, status_changed_at = ? "
+            "WHERE list_id = ? AND subscriber_id = ?",
+            [(status, reason, stamp, list_id, sid) for sid, status, reason in rows],
+        )
+
+
+class PostgresBulk(Bulk):
+    def prepare(self) -> None:
+        self._run("DROP TABLE IF EXISTS pg_temp.import_seen")
+        self._run("CREATE TEMP TABLE import_seen (key TEXT PRIMARY KEY, line INTEGER NOT NULL)")
+
+    def finish(self) -> None:
+        self._run("DROP TABLE IF EXISTS pg_temp.import_seen")
+
+    def seen_before(self, items: Sequence[tuple[str, int]]) -> dict[str, int]:
+        keys = [key for key, _ in items]
+        lines = [line for _, line in items]
+        inserted = {
+            row[0]
+            for row in self._run(
+                "INSERT INTO import_seen (key, line) SELECT * FROM unnest(%s::text[], %s::int[]) "
+                "ON CONFLICT (key) DO NOTHING RETURNING key",
+                (keys, lines),
+            )
+        }
+        again = [key for key in keys if key not in inserted]
+        if not again:
+            return {}
+        rows = self._run(
+            "SELECT key, line FROM import_seen WHERE key = ANY(%s::text[])", (again,)
+        ).all()
+        return dict(rows)
+
+    def find(self, keys: Sequence[str]) -> dict[str, tuple[int, str]]:
+        rows = self._run(
+            "SELECT email_key, id, status FROM subscribers WHERE email_key = ANY(%s::text[])",
+            (list(keys),),
+        )
+        return {key: (sid, status) for key, sid, status in rows}
+
+    def insert_subscribers(
+        self, rows: Sequence[NewSubscriber], now: dt.datetime, source: str | None
+    ) -> dict[str, int]:
+        columns = list(zip(*rows, strict=True)) if rows else [[]] * 6
+        result = self._run(
+            "INSERT INTO subscribers (email, email_key, name, attributes, status, "
+            "status_reason, status_changed_at, created_at, source) "
+            "SELECT e, k, n, a::jsonb, s, r, %s, %s, %s FROM unnest("
+            "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[]"
+            ") AS t(e, k, n, a, s, r) ON CONFLICT (email_key) DO NOTHING "
+            "RETURNING email_key, id",
+            (now, now, source, *(list(column) for column in columns)),
+        )
+        inserted = dict(result.all())
+        if len(inserted) < len(rows):  # lost a race with another writer: read theirs
+            missing = [row[1] for row in rows if row[1] not in inserted]
+            inserted.update({k: sid for k, (sid, _) in self.find(missing).items()})
+        return inserted
+
+    def memberships(self, list_id: int, ids: Sequence[int]) -> dict[int, str]:
+        rows = self._run(
+            "SELECT subscriber_id, status FROM memberships "
+            "WHERE list_id = %s AND subscriber_id = ANY(%s::bigint[])",
+            (list_id, list(ids)),
+        )
+        return dict(rows.all())
+
+    def insert_memberships(
+        self, list_id: int, rows: Sequence[tuple[int, str]], now: dt.datetime, reason: str
+    ) -> None:
+        self._run(
+            "INSERT INTO memberships (list_id, subscriber_id, status, created_at, "
+            "status_changed_at, status_reason) "
+            "SELECT %s, i, s, %s, %s, %s FROM unnest(%s::bigint[], %s::text[]) AS t(i, s) "
+            "ON CONFLICT (list_id, subscriber_id) DO NOTHING",
+            (list_id, now, now, reason, [r[0] for r in rows], [r[1] for r in rows]),
+        )
+
+    def set_statuses(self, rows: Sequence[tuple[int, str, str]], now: dt.datetime) -> None:
+        self._run(
+            "UPDATE subscribers SET status = %s, status_reason = %s, status_changed_at = %s "
+            "WHERE id = %s",
+            [(status, reason, now, sid) for sid, status, reason in rows],
+        )
+
+    def set_membership_statuses(
+        self, list_id: int, rows: Sequence[tuple[int, str, str]], now: dt.datetime
+    ) -> None:
+        self._run(
+            "UPDATE memberships SET status = %s, status_reason = %s, status_changed_at = %s "
+            "WHERE list_id = %s AND subscriber_id = %s",
+            [(status, reason, now, list_id, sid) for sid, status, reason in rows],
+        )

@@ -1,0 +1,131 @@
+"""Schema versions: Alembic migrations shipped inside the package.
+
+The Alembic configuration is built in code (no alembic.ini), so it works from an
+installed wheel. ``ensure_schema`` runs on every open: an empty database is created
+at the newest version (first use); a database at an older version is refused with
+the command that migrates it; one made by a newer version of newsletter is refused too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from ..errors import NewsletterError
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+UPGRADE_HINT = "run `newsletter db upgrade`"
+
+
+class SchemaError(NewsletterError):
+    """The database's schema is not the one this version of newsletter needs."""
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    current: tuple[str, ...]  # revisions stamped in the database (empty: no schema yet)
+    heads: tuple[str, ...]  # the newest revisions shipped with this package
+    known: bool  # every current revision is one this package knows
+
+    @property
+    def up_to_date(self) -> bool:
+        return set(self.current) == set(self.heads)
+
+    @property
+    def empty(self) -> bool:
+        return not self.current
+
+
+def alembic_config(engine: Engine, script_location: Path | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(script_location or MIGRATIONS))
+    config.set_main_option("path_separator", "os")
+    url = engine.url.render_as_string(hide_password=False).replace("%", "%%")
+    config.set_main_option("sqlalchemy.url", url)
+    config.attributes["engine"] = engine
+    return config
+
+
+def _describe(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def schema_state(engine: Engine, script_location: Path | None = None) -> SchemaState:
+    script = ScriptDirectory.from_config(alembic_config(engine, script_location))
+    heads = tuple(sorted(script.get_heads()))
+    try:
+        with engine.connect() as connection:
+            current = tuple(sorted(MigrationContext.configure(connection).get_current_heads()))
+    except (OperationalError, ProgrammingError) as exc:
+        raise NewsletterError(
+            f"database {_describe(engine)}: cannot be read ({_first_line(exc)})"
+        ) from None
+    known = True
+    for revision in current:
+        try:
+            script.get_revision(revision)
+        except Exception:  # alembic raises several kinds for an unknown revision
+            known = False
+    return SchemaState(current=current, heads=heads, known=known)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", exc) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _has_tables(engine: Engine) -> bool:
+    names = set(sa.inspect(engine).get_table_names())
+    return bool(names - {"alembic_version"})
+
+
+def upgrade(engine: Engine, script_location: Path | None = None) -> tuple[SchemaState, SchemaState]:
+    """Migrate to the newest schema; returns the states before and after."""
+    before = schema_state(engine, script_location)
+    if not before.known:
+        raise SchemaError(_newer_message(engine, before))
+    if before.empty and _has_tables(engine):
+        raise SchemaError(
+            f"database {_describe(engine)} has tables but no newsletter schema version: "
+            "it is not a newsletter database; point database_url at an empty or newsletter "
+            "database"
+        )
+    if not before.up_to_date:
+        command.upgrade(alembic_config(engine, script_location), "heads")
+    return before, schema_state(engine, script_location)
+
+
+def _newer_message(engine: Engine, state: SchemaState) -> str:
+    return (
+        f"database {_describe(engine)} has schema version {', '.join(state.current)}, which "
+        "this version of newsletter does not know: it was made by a newer newsletter; "
+        "upgrade the newsletter package"
+    )
+
+
+def ensure_schema(
+    engine: Engine, *, create: bool = True, script_location: Path | None = None
+) -> SchemaState:
+    """Check the schema before use; create it in an empty database when ``create``."""
+    state = schema_state(engine, script_location)
+    if state.up_to_date:
+        return state
+    if not state.known:
+        raise SchemaError(_newer_message(engine, state))
+    if state.empty:
+        if not create:
+            raise SchemaError(f"database {_describe(engine)} has no schema yet: {UPGRADE_HINT}")
+        return upgrade(engine, script_location)[1]
+    raise SchemaError(
+        f"database {_describe(engine)} has an old schema (version "
+        f"{', '.join(state.current)}; this newsletter needs {', '.join(state.heads)}): "
+        f"{UPGRADE_HINT}"
+    )
