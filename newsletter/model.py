@@ -21,7 +21,7 @@ class Severity(StrEnum):
 class Finding(BaseModel):
     """One validator finding, printed compiler-style."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     path: str
     line: int
@@ -56,7 +56,9 @@ class SectionKind(StrEnum):
 
 
 class _Node(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    # the schema is built on first validation or dump, not at import: the parser builds
+    # nodes with model_construct, so ``newsletter validate`` never needs it
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
 
 class Text(_Node):
@@ -85,9 +87,8 @@ class Link(_Node):
 
 
 Inline = Annotated[Text | LineBreak | Strong | Emphasis | Link, Field(discriminator="type")]
-Strong.model_rebuild()
-Emphasis.model_rebuild()
-Link.model_rebuild()
+# Strong, Emphasis and Link refer to ``Inline`` before it exists: their deferred schemas
+# resolve it from this module when first needed.
 
 
 def plain(inlines: list[Inline]) -> str:
@@ -160,7 +161,7 @@ class Section(_Node):
 class Issue(BaseModel):
     """A whole issue: front matter and sections."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     path: str
     subject: str

@@ -1,5 +1,8 @@
 """Issue file -> ``Issue`` model plus the findings only the parser can see.
 
+The parser builds the model with ``model_construct``: every value is made here, of the
+right type, so pydantic's validation would only cost time (the models defer their schema).
+
 The parser reads the YAML front matter (with its line marks) and the Markdown body
 (markdown-it-py token maps give each block's line). It reports what cannot be
 represented in the model: YAML errors, unknown section kinds, raw HTML, code,
@@ -346,11 +349,11 @@ class _BodyParser:
         for child in token.children or []:
             kind = child.type
             if kind == "text" or kind == "code_inline":
-                current.append(Text(text=child.content))
+                current.append(Text.model_construct(text=child.content))
             elif kind == "softbreak":
-                current.append(Text(text=" "))
+                current.append(Text.model_construct(text=" "))
             elif kind == "hardbreak":
-                current.append(LineBreak())
+                current.append(LineBreak.model_construct())
             elif kind in ("strong_open", "em_open", "link_open"):
                 attrs = {"href": str(child.attrs.get("href", ""))} if kind == "link_open" else {}
                 stack.append((kind, attrs, current))
@@ -359,11 +362,11 @@ class _BodyParser:
                 opened, attrs, parent = stack.pop()
                 children = current
                 if opened == "strong_open":
-                    node: Any = Strong(children=children)
+                    node: Any = Strong.model_construct(children=children)
                 elif opened == "em_open":
-                    node = Emphasis(children=children)
+                    node = Emphasis.model_construct(children=children)
                 else:
-                    node = Link(href=attrs["href"], children=children)
+                    node = Link.model_construct(href=attrs["href"], children=children)
                 parent.append(node)
                 current = parent
             elif kind == "html_inline":
@@ -458,7 +461,7 @@ class _BodyParser:
 
     def close_item(self) -> None:
         if self.item is not None and self.section is not None:
-            self.section["items"].append(Item(**self.item))
+            self.section["items"].append(Item.model_construct(**self.item))
         self.item = None
 
     def close_section(self) -> None:
@@ -490,7 +493,7 @@ class _BodyParser:
                     c.content for c in (image.children or []) if c.type in ("text", "code_inline")
                 )
                 credit = image.attrs.get("title")
-                section["image"] = Image(
+                section["image"] = Image.model_construct(
                     line=first,
                     src=str(image.attrs.get("src", "")),
                     alt=alt.strip(),
@@ -513,7 +516,7 @@ class _BodyParser:
         if self.section is not None:
             self.section["_first_block"] = False
         if inlines:
-            self.add_block(Paragraph(line=first, inlines=inlines), first)
+            self.add_block(Paragraph.model_construct(line=first, inlines=inlines), first)
 
     def parse(self, tokens: list[Token]) -> list[dict[str, Any]]:
         index = 0
@@ -640,7 +643,7 @@ class _BodyParser:
                 line = self.line(tokens[index - 1]) if index else first
                 content = self.inlines(token, line, line + token.content.count("\n"))
                 if current:
-                    current.append(LineBreak())
+                    current.append(LineBreak.model_construct())
                 current.extend(content)
             elif token.type in ("code_block", "fence", "html_block", "table_open"):
                 self.rep.add(
@@ -653,7 +656,8 @@ class _BodyParser:
         if self.section is not None:
             self.section["_first_block"] = False
         if items:
-            self.add_block(BulletList(line=first, ordered=ordered, items=items), first)
+            block = BulletList.model_construct(line=first, ordered=ordered, items=items)
+            self.add_block(block, first)
         elif self.section is None:
             self.orphan(first, "a list")
         return index + 1
@@ -670,16 +674,16 @@ def _merge_text(nodes: list[Any]) -> list[Any]:
     out: list[Any] = []
     for node in nodes:
         if isinstance(node, Text) and out and isinstance(out[-1], Text):
-            out[-1] = Text(text=out[-1].text + node.text)
+            out[-1] = Text.model_construct(text=out[-1].text + node.text)
         else:
             out.append(node)
     # trim leading/trailing white space
     if out and isinstance(out[0], Text):
-        out[0] = Text(text=out[0].text.lstrip())
+        out[0] = Text.model_construct(text=out[0].text.lstrip())
         if not out[0].text:
             out.pop(0)
     if out and isinstance(out[-1], Text):
-        out[-1] = Text(text=out[-1].text.rstrip())
+        out[-1] = Text.model_construct(text=out[-1].text.rstrip())
         if not out[-1].text:
             out.pop()
     return out
@@ -693,7 +697,9 @@ def _split_read_more(section: dict[str, Any]) -> None:
     inlines = last.inlines
     if len(inlines) == 1 and isinstance(inlines[0], Link):
         link = inlines[0]
-        section["read_more"] = ReadMore(line=last.line, href=link.href, label=plain(link.children))
+        section["read_more"] = ReadMore.model_construct(
+            line=last.line, href=link.href, label=plain(link.children)
+        )
         section["blocks"].pop()
 
 
@@ -733,10 +739,10 @@ def parse_text(text: str, path: str = "<issue>") -> ParseResult:
         rep.add(body_line, "too-deep", "the Markdown is nested too deeply to read; simplify it")
         tokens = []
     raw_sections = parser.parse(tokens)
-    sections = [Section(**s) for s in raw_sections]
+    sections = [Section.model_construct(**s) for s in raw_sections]
     issue = None
     if fields is not None:
-        issue = Issue(path=path, sections=sections, **fields)
+        issue = Issue.model_construct(path=path, sections=sections, **fields)
     return ParseResult(
         issue=issue,
         findings=rep.findings,
