@@ -49,6 +49,7 @@ LIST_UNSUBSCRIBE_POST = "List-Unsubscribe=One-Click"
 _MARKS = re.compile(re.escape(UNSUBSCRIBE_MARK) + "|" + NAME_FIELD.pattern)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _QP_MAX = 76
+_DOTS = re.compile(rb"(?m)^\.")
 
 
 class Slot(NamedTuple):
@@ -87,6 +88,13 @@ def _qp(data: str) -> bytes:
     return encoded.replace(b"=\n", b"=\r\n")
 
 
+def _stuff(data: bytes) -> bytes:
+    """SMTP transparency (RFC 5321 4.5.2): double a '.' that starts a line."""
+    if data.startswith(b".") or b"\n." in data:
+        return _DOTS.sub(b"..", data)
+    return data
+
+
 def _crlf(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
 
@@ -99,6 +107,7 @@ class Part:
     slots: tuple[Slot, ...]
     html: bool
     encoded: tuple[bytes, ...] = field(default=(), repr=False)
+    stuffed: tuple[bytes, ...] = field(default=(), repr=False)  # encoded, SMTP dot-stuffed
 
     @classmethod
     def split(cls, content: str, *, html: bool, encode: bool = True) -> Part:
@@ -120,7 +129,9 @@ class Part:
                 _softbreak_end(piece) if i < len(pieces) - 1 else piece
                 for i, piece in enumerate(pieces)
             )
-        return cls(tuple(literals), tuple(slots), html, encoded)
+        # every piece starts at a line start, so each can be dot-stuffed on its own
+        stuffed = tuple(_DOTS.sub(b"..", piece) for piece in encoded)
+        return cls(tuple(literals), tuple(slots), html, encoded, stuffed)
 
     @property
     def personal(self) -> bool:
@@ -147,12 +158,15 @@ class Part:
             out.append(literal)
         return "".join(out)
 
-    def encode(self, values: Sequence[str]) -> bytes:
+    def encode(self, values: Sequence[str], *, smtp: bool = False) -> bytes:
+        """The part's body, quoted-printable; ``smtp=True``: dot-stuffed for DATA."""
+        pieces = self.stuffed if smtp else self.encoded
         if not values:
-            return self.encoded[0]
-        out = [self.encoded[0]]
-        for value, literal in zip(values, self.encoded[1:], strict=True):
-            out.append(_softbreak_end(_qp(value)))
+            return pieces[0]
+        out = [pieces[0]]
+        for value, literal in zip(values, pieces[1:], strict=True):
+            encoded = _softbreak_end(_qp(value))
+            out.append(_stuff(encoded) if smtp else encoded)
             out.append(literal)
         return b"".join(out)
 
@@ -295,22 +309,34 @@ class OutgoingMessage:
         return data
 
     def as_bytes(self) -> bytes:
-        """The complete RFC 5322 message (CRLF), ready for SMTP DATA or an .eml file."""
+        """The complete RFC 5322 message (CRLF), ready for an .eml file."""
+        return self._assemble(smtp=False)
+
+    def as_smtp_data(self) -> bytes:
+        """The message as SMTP DATA content: dot-stuffed and ending with "<CRLF>.<CRLF>".
+
+        Built from pieces stuffed once per send, so no 50 KB regex runs per recipient.
+        """
+        return self._assemble(smtp=True)
+
+    def _assemble(self, *, smtp: bool) -> bytes:
         t = self.template
         url, name = self.unsubscribe_url, self.name
         boundary = t.boundary.encode("ascii")
+        head = self.recipient_headers()
         return b"".join((
-            self.recipient_headers(),
+            _stuff(head) if smtp else head,
             t.headers,
             b"\r\n--", boundary,
             b"\r\nContent-Type: text/plain; charset=\"utf-8\"\r\n"
             b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-            t.text.encode(t.text.values(url, name)),
+            t.text.encode(t.text.values(url, name), smtp=smtp),
             b"\r\n--", boundary,
             b"\r\nContent-Type: text/html; charset=\"utf-8\"\r\n"
             b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-            t.html.encode(t.html.values(url, name)),
+            t.html.encode(t.html.values(url, name), smtp=smtp),
             b"\r\n--", boundary, b"--\r\n",
+            b".\r\n" if smtp else b"",
         ))
 
     def as_email(self) -> EmailMessage:

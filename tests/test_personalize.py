@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
@@ -159,7 +160,7 @@ def test_unicode_subject_and_sender_are_encoded(project: Path) -> None:
     assert parsed["To"] == "Zoë <z@example.com>"
 
 
-@given(name=st.one_of(st.none(), st.text(max_size=120)))
+@given(name=st.one_of(st.none(), st.text(max_size=120), st.just("." * 80)))
 @hsettings(max_examples=150, deadline=None)
 def test_bytes_always_decode_to_the_filled_parts(sample_template: MessageTemplate, name) -> None:
     msg = sample_template.message(Recipient(9, "p@example.com", name))
@@ -171,6 +172,22 @@ def test_bytes_always_decode_to_the_filled_parts(sample_template: MessageTemplat
     text, html = parts(parse(data))
     assert text == msg.text.replace("\r\n", "\n")
     assert html == msg.html.replace("\r\n", "\n")
+    # the SMTP form is the same message, dot-stuffed, with the end-of-data line
+    smtp = msg.as_smtp_data()
+    assert smtp.endswith(b"\r\n.\r\n") and b"\r\n.\r\n" not in smtp[:-5]
+    assert re.sub(rb"(?m)^\.\.", b".", smtp[:-3]) == data
+
+
+def test_lines_starting_with_a_dot_are_stuffed_for_smtp(project: Path) -> None:
+    settings = _settings(project)
+    path = write_issue(project, "# Lead: Dots\n.hidden line? No: {{name|x}}\n")
+    rendered = build_file(path, settings, personal=True).rendered
+    assert rendered is not None
+    template = prepare(rendered, settings, send_id=1, list_id=1, list_name="L")
+    msg = template.message(Recipient(1, "a@example.com", "." + "n" * 90))
+    data, smtp = msg.as_bytes(), msg.as_smtp_data()
+    assert b"\r\n.hidden" in data and b"\r\n..hidden" in smtp
+    assert re.sub(rb"(?m)^\.\.", b".", smtp[:-3]) == data
 
 
 @pytest.fixture(scope="module")

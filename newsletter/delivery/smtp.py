@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import re
 import smtplib
 import ssl
 import threading
@@ -42,9 +41,9 @@ from ..errors import ConfigError
 from ..personalize import OutgoingMessage
 from .base import BackendBase, BackendUnavailable, DeliveryResult, Status
 
+_MAXLINE = 8192
 ATTEMPTS = 3  # per message, for 421 and dropped connections
 CONNECT_ATTEMPTS = 3
-_DOTS = re.compile(rb"(?m)^\.")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _OPTIONS = {"starttls", "timeout", "pool", "cafile", "verify", "helo"}
@@ -155,6 +154,36 @@ def parse_smtp_url(url: str | None, where: str = "newsletter.toml") -> SMTPConfi
 @lru_cache(maxsize=64)
 def envelope_sender(from_address: str) -> str:
     return parseaddr(from_address)[1]
+
+
+def _sock(conn: smtplib.SMTP):
+    if conn.sock is None:
+        raise smtplib.SMTPServerDisconnected("not connected")
+    return conn.sock
+
+
+def _read_reply(conn: smtplib.SMTP) -> tuple[int, bytes]:
+    """One (possibly multi-line) reply; leaner than smtplib's getreply for the hot path."""
+    if conn.file is None:
+        conn.file = _sock(conn).makefile("rb")
+    lines: list[bytes] = []
+    while True:
+        line = conn.file.readline(_MAXLINE + 1)
+        if not line:
+            raise smtplib.SMTPServerDisconnected("connection closed by the server")
+        lines.append(line[4:].strip())
+        if line[3:4] != b"-":
+            break
+    try:
+        code = int(line[:3])
+    except ValueError:
+        code = -1
+    return code, b"\n".join(lines)
+
+
+def _command(conn: smtplib.SMTP, line: bytes) -> tuple[int, bytes]:
+    _sock(conn).sendall(line)
+    return _read_reply(conn)
 
 
 def _reply(code: int, message: bytes | str) -> str:
@@ -296,26 +325,23 @@ class SMTPBackend(BackendBase):
             if not conn.has_extn("smtputf8"):
                 return Status.PERMANENT, "the server does not support SMTPUTF8 addresses", None
             options.append("SMTPUTF8")
-        data = message.as_bytes()
+        data = message.as_smtp_data()  # dot-stuffed, ends with CRLF.CRLF
+        extra = (" " + " ".join(options)) if options else ""
         try:
-            code, reply = conn.mail(sender, options)
+            code, reply = _command(conn, f"MAIL FROM:<{sender}>{extra}\r\n".encode())
             if code != 250:
                 return self._refused(conn, code, reply)
-            code, reply = conn.rcpt(recipient)
+            code, reply = _command(conn, f"RCPT TO:<{recipient}>\r\n".encode())
             if code not in (250, 251):
                 return self._refused(conn, code, reply)
-            conn.putcmd("data")
-            code, reply = conn.getreply()
+            code, reply = _command(conn, b"DATA\r\n")
             if code != 354:
                 return self._refused(conn, code, reply)
-            payload = _DOTS.sub(b"..", data)
-            if not payload.endswith(b"\r\n"):
-                payload += b"\r\n"
-            conn.send(payload + b".\r\n")
+            _sock(conn).sendall(data)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             raise _Retry(f"connection lost before the message was accepted: {exc}") from None
         try:
-            code, reply = conn.getreply()
+            code, reply = _read_reply(conn)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop(conn)
             return Status.UNCERTAIN, f"connection lost after sending, before the reply: {exc}", None

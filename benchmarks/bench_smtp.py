@@ -1,0 +1,331 @@
+"""SMTP delivery speed: 50,000 recipients to a local sink, side by side in one run.
+
+(a) a plain smtplib loop that opens one connection per message (run on ``--plain``
+    messages, default 2,000; the rate is extrapolated);
+(b) a raw client that replays pre-built messages over one connection: the practical
+    ceiling of one connection (MAIL / RCPT / DATA round trips, nothing else);
+(b') the same raw client over ``--workers`` connections at once;
+(c) our SMTP backend: personalization (token, Message-ID, MIME bytes) included,
+    ``--workers`` pooled connections, batches of ``backend.batch_size``.
+Target: (c) at least 80% of (b).
+
+The sink runs in its own process (so it does not share the client's GIL): ``aiosmtpd``
+(tests/smtpserver.py, counting only) and/or ``fast``, a minimal asyncio SMTP responder,
+to show how much of the ceiling the sink itself sets. After each phase the sink's
+counts are checked: every recipient exactly once.
+
+Run: python benchmarks/bench_smtp.py [--recipients 50000] [--plain 2000] [--workers 4]
+                                     [--sink aiosmtpd|fast|both]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import re
+import smtplib
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+FROM = "news@example.org"
+POOL = 1000  # distinct pre-built messages the raw client cycles through
+
+
+# -- sinks (run in a child process) ---------------------------------------------------------
+
+
+class _FastSink(asyncio.Protocol):
+    """Just enough SMTP for smtplib and the raw client: counts recipients of each DATA."""
+
+    counts: Counter[str] = Counter()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.buffer = b""
+        self.in_data = False
+        self.rcpts: list[str] = []
+        transport.write(b"220 fast sink ESMTP\r\n")  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            if self.in_data:
+                if self.buffer.startswith(b".\r\n"):
+                    end, skip = 0, 3
+                else:
+                    end = self.buffer.find(b"\r\n.\r\n")
+                    if end < 0:
+                        return
+                    skip = 5
+                self.buffer = self.buffer[end + skip :]
+                self.in_data = False
+                for rcpt in self.rcpts:
+                    _FastSink.counts[rcpt] += 1
+                self.rcpts = []
+                self.transport.write(b"250 2.0.0 queued\r\n")  # type: ignore[attr-defined]
+                continue
+            end = self.buffer.find(b"\r\n")
+            if end < 0:
+                return
+            line, self.buffer = self.buffer[:end], self.buffer[end + 2 :]
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                out = b"250-fast sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
+            elif verb == b"HELO" or verb == b"MAIL" or verb == b"RSET" or verb == b"NOOP":
+                out = b"250 OK\r\n"
+            elif verb == b"RCPT":
+                match = re.search(rb"<([^>]*)>", line)
+                self.rcpts.append(match.group(1).decode().lower() if match else "")
+                out = b"250 OK\r\n"
+            elif verb == b"DATA":
+                self.in_data = True
+                out = b"354 go ahead\r\n"
+            elif verb == b"QUIT":
+                self.transport.write(b"221 bye\r\n")  # type: ignore[attr-defined]
+                self.transport.close()
+                return
+            else:
+                out = b"502 not implemented\r\n"
+            self.transport.write(out)  # type: ignore[attr-defined]
+
+
+def _stats(counts: Counter[str]) -> dict[str, int]:
+    return {
+        "messages": sum(counts.values()),
+        "distinct": len(counts),
+        "duplicates": sum(1 for v in counts.values() if v > 1),
+    }
+
+
+def run_sink(kind: str, conn) -> None:  # child process entry point
+    if kind == "fast":
+        loop = asyncio.new_event_loop()
+        server = loop.run_until_complete(loop.create_server(_FastSink, "127.0.0.1", 0))
+        port = server.sockets[0].getsockname()[1]
+        threading.Thread(target=loop.run_forever, daemon=True).start()
+
+        def counts() -> Counter[str]:
+            return _FastSink.counts
+
+        def reset() -> None:
+            loop.call_soon_threadsafe(_FastSink.counts.clear)
+    else:
+        from tests.smtpserver import SMTPTestServer
+
+        srv = SMTPTestServer(record=False).start()
+        port = srv.port
+
+        def counts() -> Counter[str]:
+            return srv.counts
+
+        def reset() -> None:
+            srv.reset()
+    conn.send(port)
+    while True:
+        command = conn.recv()
+        if command == "stats":
+            conn.send(_stats(counts()))
+        elif command == "reset":
+            reset()
+            conn.send("ok")
+        else:
+            conn.send("bye")
+            return
+
+
+class Sink:
+    def __init__(self, kind: str) -> None:
+        ctx = mp.get_context("spawn")
+        self.kind = kind
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=run_sink, args=(kind, child), daemon=True)
+        self.process.start()
+        self.port: int = self.conn.recv()
+
+    def stats(self) -> dict[str, int]:
+        self.conn.send("stats")
+        return self.conn.recv()
+
+    def reset(self) -> None:
+        self.conn.send("reset")
+        self.conn.recv()
+
+    def stop(self) -> None:
+        self.conn.send("stop")
+        self.conn.recv()
+        self.process.join(5)
+
+
+# -- clients ------------------------------------------------------------------------------
+
+
+def address(i: int) -> str:
+    return f"user{i}@example.com"
+
+
+def plain_loop(port: int, messages: list[bytes], count: int) -> None:
+    for i in range(count):
+        with smtplib.SMTP("127.0.0.1", port) as conn:
+            conn.sendmail(FROM, [address(i)], messages[i % len(messages)])
+
+
+def _reply(reader) -> bytes:
+    while True:
+        line = reader.readline()
+        if not line:
+            raise ConnectionError("sink closed the connection")
+        if line[3:4] != b"-":
+            return line
+
+
+def raw_replay(port: int, payloads: list[bytes], indices: range) -> None:
+    """MAIL / RCPT / DATA round trips over one socket, messages already dot-stuffed."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    reader = sock.makefile("rb")
+    _reply(reader)
+    sock.sendall(b"EHLO bench\r\n")
+    _reply(reader)
+    mail = f"MAIL FROM:<{FROM}>\r\n".encode()
+    for i in indices:
+        sock.sendall(mail)
+        _reply(reader)
+        sock.sendall(f"RCPT TO:<{address(i)}>\r\n".encode())
+        _reply(reader)
+        sock.sendall(b"DATA\r\n")
+        _reply(reader)
+        sock.sendall(payloads[i % len(payloads)])
+        if not _reply(reader).startswith(b"250"):
+            raise RuntimeError("message refused")
+    sock.sendall(b"QUIT\r\n")
+    _reply(reader)
+    sock.close()
+
+
+def ours(port: int, template, count: int, workers: int) -> tuple[int, int]:
+    from newsletter.delivery.smtp import SMTPBackend, parse_smtp_url
+    from newsletter.personalize import Recipient
+
+    backend = SMTPBackend(parse_smtp_url(f"smtp://127.0.0.1:{port}"), workers=workers)
+    size = backend.batch_size
+    lock = threading.Lock()
+    cursor = iter(range(0, count, size))
+    failures = 0
+
+    def batches() -> Iterator[range]:
+        while True:
+            with lock:
+                start = next(cursor, None)
+            if start is None:
+                return
+            yield range(start, min(start + size, count))
+
+    def worker() -> int:
+        bad = 0
+        for batch in batches():
+            people = [Recipient(i, address(i), f"Reader {i}" if i % 3 else None) for i in batch]
+            results = backend.send_batch(template.messages(people))
+            bad += sum(1 for r in results if not r.ok)
+        return bad
+
+    backend.open()
+    with ThreadPoolExecutor(workers) as pool:
+        failures = sum(pool.map(lambda _: worker(), range(workers)))
+    backend.close()
+    return failures, backend.connections_made
+
+
+# -- the run ------------------------------------------------------------------------------
+
+
+def timed(fn: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def check(sink: Sink, expected: int, label: str) -> str:
+    stats = sink.stats()
+    ok = stats["messages"] == expected and stats["distinct"] == expected
+    sink.reset()
+    return "ok" if ok and not stats["duplicates"] else f"MISMATCH {stats} (expected {expected})"
+
+
+def bench(kind: str, template, count: int, plain: int, workers: int) -> None:
+    from newsletter.personalize import Recipient
+
+    sink = Sink(kind)
+    try:
+        messages = [
+            template.message(Recipient(i, address(i), f"Reader {i}")).as_bytes()
+            for i in range(POOL)
+        ]
+        payloads = [re.sub(rb"(?m)^\.", b"..", m) + b".\r\n" for m in messages]
+        size = len(messages[0])
+        rows: list[tuple[str, int, float, str]] = []
+
+        seconds = timed(lambda: plain_loop(sink.port, messages, plain))
+        rows.append(("(a) smtplib, 1 connection per message", plain, seconds,
+                     check(sink, plain, "a")))
+        seconds = timed(lambda: raw_replay(sink.port, payloads, range(count)))
+        rows.append(("(b) raw replay, 1 connection", count, seconds, check(sink, count, "b")))
+
+        def raw_n() -> None:
+            chunks = [range(k, count, workers) for k in range(workers)]
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(lambda r: raw_replay(sink.port, payloads, r), chunks))
+
+        seconds = timed(raw_n)
+        rows.append((f"(b') raw replay, {workers} connections", count, seconds,
+                     check(sink, count, "b'")))
+        result: dict[str, tuple[int, int]] = {}
+        seconds = timed(lambda: result.setdefault("x", ours(sink.port, template, count, workers)))
+        failures, connections = result["x"]
+        note = check(sink, count, "c")
+        if failures:
+            note += f", {failures} failed"
+        rows.append((f"(c) our backend, {workers} connections ({connections} opened)", count,
+                     seconds, note))
+    finally:
+        sink.stop()
+    ceiling = rows[1][1] / rows[1][2]
+    print(f"\nsink: {kind}; message size {size / 1024:.1f} KB; recipients {count:,}")
+    print(f"{'':52} {'messages':>9} {'seconds':>8} {'msg/s':>8} {'vs (b)':>7}  check")
+    for label, n, secs, note in rows:
+        rate = n / secs
+        print(f"{label:52} {n:>9,} {secs:>8.2f} {rate:>8.0f} {rate / ceiling:>6.0%}  {note}")
+    per_50k = 50_000 / (rows[0][1] / rows[0][2])
+    print(f"    (a) extrapolated to 50,000 messages: {per_50k:.0f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--recipients", type=int, default=50_000)
+    parser.add_argument("--plain", type=int, default=2_000)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--sink", choices=["aiosmtpd", "fast", "both"], default="both")
+    args = parser.parse_args()
+
+    from tests.delivery_helpers import make_template
+
+    with tempfile.TemporaryDirectory() as tmp:
+        template = make_template(Path(tmp) / "briefing", send_id=1, list_id=1)
+        print(f"CPU cores: {mp.cpu_count()}; python {sys.version.split()[0]}")
+        kinds = ["aiosmtpd", "fast"] if args.sink == "both" else [args.sink]
+        for kind in kinds:
+            bench(kind, template, args.recipients, args.plain, args.workers)
+
+
+if __name__ == "__main__":
+    main()
