@@ -10,6 +10,8 @@ import pytest
 from newsletter.config import Settings, load_settings
 from newsletter.project import init_project
 
+pytest_plugins = ["tests.dbfixtures"]
+
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "issues" / "2026-11-24.md"
 

@@ -411,7 +411,7 @@ def attribute_keys(db: DB, *, list_name: str | None = None, status: str | None =
         ids = _filtered(conn, list_name, status).with_only_columns(subscribers.c.id).subquery()
         if conn.dialect.name == "postgresql":
             keys = sa.func.jsonb_object_keys(subscribers.c.attributes)
-            query = sa.select(sa.distinct(keys)).where(subscribers.c.id.in_(sa.select(ids.c.id)))
+            query = sa.select(keys).where(subscribers.c.id.in_(sa.select(ids.c.id))).distinct()
             found = conn.execute(query).scalars().all()
         else:
             found = (
