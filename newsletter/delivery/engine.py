@@ -1,0 +1,202 @@
+"""The send loop: claim a batch in the ledger, hand it to the backend, record the answer.
+
+``SendRunner(engine, settings, send, backend).run()`` drives one send to the end (or
+until ``stop`` is set: the batches in flight finish and are recorded first). It runs
+``workers`` threads, each a worker of its own in the ledger with its own database
+connection, each claiming batches of ``backend.batch_size``. Recipients refused for now
+(temporary failures) are retried within the run, up to ``ledger.MAX_ATTEMPTS`` tries,
+after a growing pause. The HTML was rendered once, when the send was created; each
+message is personalised by substitution (``personalize.prepare``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Engine
+
+from .. import ledger
+from ..config import Settings
+from ..errors import NewsletterError
+from ..personalize import Recipient, prepare
+from ..render import Rendered
+from .base import Backend, BackendUnavailable, Status
+
+_OUTCOME = {
+    Status.SENT: "sent",
+    Status.TEMPORARY: "temporary",
+    Status.PERMANENT: "failed",
+    Status.UNCERTAIN: "uncertain",
+}
+HEARTBEAT_SECONDS = 5.0
+
+
+@dataclass
+class Progress:
+    total: int
+    counts: dict[str, int] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.get(s, 0) for s in ("sent", "failed", "skipped", "uncertain"))
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+class SendRunner:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        send: ledger.SendInfo,
+        backend: Backend,
+        *,
+        workers: int | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+        stop: threading.Event | None = None,
+        retry_delay: float = 2.0,
+        max_attempts: int = ledger.MAX_ATTEMPTS,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.send = send
+        self.backend = backend
+        self.workers = max(1, workers or getattr(backend, "concurrency", 1))
+        self.on_progress = on_progress
+        self.stop = stop or threading.Event()
+        self.retry_delay = retry_delay
+        self.max_attempts = max_attempts
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._worker_ids: list[str] = []
+        self.progress = Progress(total=send.total, counts=dict(send.counts))
+
+    # -- the run ---------------------------------------------------------------------
+
+    def run(self) -> ledger.SendInfo:
+        send = self.send
+        ledger.reconcile(self.engine, send.id)
+        html, text = ledger.send_content(self.engine, send.id)
+        self.template = prepare(
+            Rendered(html=html, text=text, subject=send.subject, preheader=None),
+            self.settings,
+            send_id=send.id,
+            list_id=send.list_id or 0,
+            list_name=send.list_name,
+            test=send.kind == "test",
+        )
+        self.progress.counts = dict(ledger.get_send(self.engine, send.id).counts)
+        self._worker_ids = [ledger.register_worker(self.engine, send.id)
+                            for _ in range(self.workers)]
+        beat_stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(beat_stop,), daemon=True)
+        beat.start()
+        try:
+            with self.backend:
+                attempt = 0
+                while True:
+                    self._run_workers()
+                    if self.stop.is_set() or self.error is not None:
+                        break
+                    attempt += 1
+                    again = ledger.requeue(self.engine, send.id, ["temporary"],
+                                           max_attempts=self.max_attempts)
+                    if not again:
+                        break
+                    self._refresh()
+                    if self.stop.wait(min(self.retry_delay * attempt, 60.0)):
+                        break
+        finally:
+            beat_stop.set()
+            beat.join(timeout=10)
+            for worker_id in self._worker_ids:
+                ledger.stop_worker(self.engine, worker_id)
+        ledger.finish_if_done(self.engine, send.id)
+        if self.error is not None and not isinstance(self.error, NewsletterError):
+            raise self.error
+        return ledger.get_send(self.engine, send.id)
+
+    def _run_workers(self) -> None:
+        if self.workers == 1:
+            self._worker(self._worker_ids[0])
+            return
+        threads = [threading.Thread(target=self._worker, args=(wid,), daemon=True)
+                   for wid in self._worker_ids]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _worker(self, worker_id: str) -> None:
+        try:
+            while not self.stop.is_set():
+                claimed = ledger.claim_batch(self.engine, self.send, worker_id,
+                                             self.backend.batch_size)
+                if claimed is None:
+                    return
+                batch_id, recipients = claimed
+                if not recipients:
+                    self._refresh()
+                    continue
+                self._send(batch_id, recipients)
+        except BaseException as exc:  # a database failure stops every worker
+            with self._lock:
+                self.error = self.error or exc
+            self.stop.set()
+
+    def _send(self, batch_id: int, recipients: list[ledger.Claimed]) -> None:
+        messages = [
+            self.template.message(Recipient(r.subscriber_id, r.email, r.name))
+            for r in recipients
+        ]
+        try:
+            results = self.backend.send_batch(messages)
+        except BackendUnavailable as exc:
+            ledger.release_batch(self.engine, self.send.id, batch_id)
+            with self._lock:
+                self.error = self.error or exc
+            self.stop.set()
+            return
+        except Exception as exc:  # a backend bug: the batch may or may not have gone out
+            outcomes = [ledger.Outcome(r.seq, "uncertain", f"{type(exc).__name__}: {exc}")
+                        for r in recipients]
+        else:
+            if len(results) != len(recipients):
+                outcomes = [ledger.Outcome(r.seq, "uncertain", "backend returned no outcome")
+                            for r in recipients]
+            else:
+                outcomes = [
+                    ledger.Outcome(r.seq, _OUTCOME[res.status], res.reason, res.provider_id)
+                    for r, res in zip(recipients, results, strict=True)
+                ]
+        ledger.record_batch(self.engine, self.send.id, batch_id, outcomes)
+        with self._lock:
+            counts = self.progress.counts
+            counts["sending"] = max(0, counts.get("sending", 0))
+            for outcome in outcomes:
+                counts[outcome.status] = counts.get(outcome.status, 0) + 1
+                counts["pending"] = max(0, counts.get("pending", 0) - 1)
+        self._report()
+
+    def _refresh(self) -> None:
+        with self._lock:
+            self.progress.counts = dict(ledger.get_send(self.engine, self.send.id).counts)
+        self._report()
+
+    def _report(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.progress)
+
+    def _heartbeat(self, done: threading.Event) -> None:
+        while not done.wait(HEARTBEAT_SECONDS):
+            for worker_id in self._worker_ids:
+                try:
+                    ledger.heartbeat(self.engine, worker_id)
+                except Exception:  # the next beat tries again; a dead database stops workers
+                    break

@@ -1,0 +1,676 @@
+"""The delivery ledger: sends, their per-recipient records, batches and workers.
+
+Nothing lost, nothing twice. A send snapshots its recipients into ``send_recipients``
+when it is created (one ``INSERT ... SELECT``). Workers then claim batches: one
+transaction marks the batch's recipients ``sending`` (and ``skipped`` those who
+unsubscribed or bounced since the snapshot) *before* the backend is called; a second
+transaction records the backend's answer. So after a crash every recipient is in a
+precise state:
+
+=============  ==========================================================================
+``pending``    not yet claimed: the next run sends it
+``sending``    in a batch whose backend call started; if that batch's worker is dead,
+               ``reconcile`` turns it into ``uncertain``
+``sent``       accepted by the backend: never sent again by this send
+``temporary``  refused for now (SMTP 4xx, SendGrid 5xx/429 after retries): retried within
+               the run up to ``MAX_ATTEMPTS``, then by ``--retry-failed``
+``failed``     refused for good (SMTP 5xx, SendGrid 400): shown with the server's reply
+``uncertain``  the call went out but no answer came back: resent only on request
+``skipped``    unsubscribed, bounced or complained before their message went out
+=============  ==========================================================================
+
+Batches are claimed with ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, so any
+number of workers on any number of machines share a send; on SQLite one process claims
+(``BEGIN IMMEDIATE`` serialises its threads). Workers register in ``send_workers`` and
+heartbeat; a batch left ``sending`` by a worker whose heartbeat stopped (or whose process
+is gone, on the same host) is reconciled to ``uncertain``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from .errors import NewsletterError
+from .store._db import DB, aware, transaction, utcnow
+from .store.tables import ID, Stamp, lists, memberships, metadata, subscribers
+
+STATUSES = ("pending", "sending", "sent", "temporary", "failed", "uncertain", "skipped")
+DONE = ("sent", "failed", "skipped")
+SEND_STATES = ("sending", "finished", "cancelled")
+MAX_ATTEMPTS = 3
+LEASE = dt.timedelta(seconds=30)
+
+sends = sa.Table(
+    "sends",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(8), nullable=False),  # real | test
+    sa.Column("issue_path", sa.Text(), nullable=False),
+    sa.Column("issue_slug", sa.String(200), nullable=False),
+    sa.Column("subject", sa.Text(), nullable=False),
+    sa.Column("list_id", ID, sa.ForeignKey("lists.id", ondelete="SET NULL"), nullable=True),
+    sa.Column("list_name", sa.String(100), nullable=False),
+    sa.Column("backend", sa.String(20), nullable=False),
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("html", sa.Text(), nullable=False),  # the personal render, sent as it was
+    sa.Column("text", sa.Text(), nullable=False),
+    sa.Column("total", sa.Integer(), nullable=False),
+    sa.Column("created_at", Stamp, nullable=False),
+    sa.Column("finished_at", Stamp, nullable=True),
+    sa.CheckConstraint("kind IN ('real', 'test')", name="kind"),
+    sa.CheckConstraint("status IN ('sending', 'finished', 'cancelled')", name="status"),
+    sa.Index(None, "issue_slug", "list_id", "kind"),
+    sqlite_autoincrement=True,
+)
+
+send_recipients = sa.Table(
+    "send_recipients",
+    metadata,
+    sa.Column("send_id", ID, sa.ForeignKey("sends.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("seq", ID, primary_key=True),  # the subscriber id (real sends) or 1..n (tests)
+    sa.Column("subscriber_id", ID, nullable=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("name", sa.Text(), nullable=True),
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("batch_id", ID, nullable=True),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.Column("provider_id", sa.String(200), nullable=True),
+    sa.Column("updated_at", Stamp, nullable=True),
+    sa.Index(None, "send_id", "status", "seq"),
+    sa.Index(None, "batch_id"),
+)
+
+send_batches = sa.Table(
+    "send_batches",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("send_id", ID, sa.ForeignKey("sends.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("worker_id", sa.String(40), nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),  # sending | done | uncertain
+    sa.Column("size", sa.Integer(), nullable=False),
+    sa.Column("claimed_at", Stamp, nullable=False),
+    sa.Column("finished_at", Stamp, nullable=True),
+    sa.Index(None, "send_id", "status"),
+    sqlite_autoincrement=True,
+)
+
+send_workers = sa.Table(
+    "send_workers",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("send_id", ID, sa.ForeignKey("sends.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer(), nullable=False),
+    sa.Column("started_at", Stamp, nullable=False),
+    sa.Column("heartbeat_at", Stamp, nullable=False),
+    sa.Column("stopped_at", Stamp, nullable=True),
+)
+
+
+class SendNotFound(NewsletterError):
+    pass
+
+
+@dataclass
+class SendInfo:
+    id: int
+    kind: str
+    issue_path: str
+    issue_slug: str
+    subject: str
+    list_id: int | None
+    list_name: str
+    backend: str
+    status: str
+    total: int
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def unfinished(self) -> int:
+        return self.counts.get("pending", 0) + self.counts.get("sending", 0)
+
+    @property
+    def ok(self) -> bool:
+        bad = ("temporary", "failed", "uncertain", "pending", "sending")
+        return not any(self.counts.get(s, 0) for s in bad)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    seq: int
+    subscriber_id: int | None
+    email: str
+    name: str | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    seq: int
+    status: str  # sent | temporary | failed | uncertain
+    reason: str = ""
+    provider_id: str | None = None
+
+
+def _info(row: sa.Row, counts: dict[str, int] | None = None) -> SendInfo:
+    return SendInfo(
+        id=row.id,
+        kind=row.kind,
+        issue_path=row.issue_path,
+        issue_slug=row.issue_slug,
+        subject=row.subject,
+        list_id=row.list_id,
+        list_name=row.list_name,
+        backend=row.backend,
+        status=row.status,
+        total=row.total,
+        created_at=aware(row.created_at),  # type: ignore[arg-type]
+        finished_at=aware(row.finished_at),
+        counts=counts or {},
+    )
+
+
+_INFO_COLUMNS = [c for c in sends.c if c.name not in ("html", "text")]
+
+
+# -- creating a send -------------------------------------------------------------------
+
+
+def create_send(
+    db: DB,
+    *,
+    kind: str,
+    issue_path: str,
+    issue_slug: str,
+    subject: str,
+    list_id: int | None,
+    list_name: str,
+    backend: str,
+    html: str,
+    text: str,
+    test_to: Sequence[str] = (),
+) -> int:
+    """Create a send and snapshot its recipients; returns the send id."""
+    now = utcnow()
+    with transaction(db) as conn:
+        send_id = conn.execute(
+            sends.insert()
+            .values(
+                kind=kind,
+                issue_path=issue_path,
+                issue_slug=issue_slug,
+                subject=subject,
+                list_id=list_id,
+                list_name=list_name,
+                backend=backend,
+                status="sending",
+                html=html,
+                text=text,
+                total=0,
+                created_at=now,
+            )
+            .returning(sends.c.id)
+        ).scalar_one()
+        if kind == "test":
+            rows = [
+                {
+                    "send_id": send_id,
+                    "seq": n,
+                    "subscriber_id": None,
+                    "email": email,
+                    "name": None,
+                    "status": "pending",
+                    "attempts": 0,
+                }
+                for n, email in enumerate(test_to, start=1)
+            ]
+            if rows:
+                conn.execute(send_recipients.insert(), rows)
+            total = len(rows)
+        else:
+            assert list_id is not None
+            snapshot = (
+                sa.select(
+                    sa.literal(send_id, ID).label("send_id"),
+                    subscribers.c.id.label("seq"),
+                    subscribers.c.id.label("subscriber_id"),
+                    subscribers.c.email,
+                    subscribers.c.name,
+                    sa.literal("pending").label("status"),
+                    sa.literal(0).label("attempts"),
+                )
+                .join(memberships, memberships.c.subscriber_id == subscribers.c.id)
+                .where(
+                    memberships.c.list_id == list_id,
+                    memberships.c.status == "subscribed",
+                    subscribers.c.status == "active",
+                )
+            )
+            conn.execute(
+                send_recipients.insert().from_select(
+                    ["send_id", "seq", "subscriber_id", "email", "name", "status", "attempts"],
+                    snapshot,
+                )
+            )
+            total = conn.execute(  # rowcount of INSERT ... SELECT is not portable
+                sa.select(sa.func.count()).select_from(send_recipients)
+                .where(send_recipients.c.send_id == send_id)
+            ).scalar_one()
+        conn.execute(sends.update().where(sends.c.id == send_id).values(total=total))
+    return send_id
+
+
+def find_latest(db: DB, issue_slug: str, list_id: int) -> SendInfo | None:
+    """The newest real send of this issue to this list, if any."""
+    with transaction(db) as conn:
+        row = conn.execute(
+            sa.select(*_INFO_COLUMNS)
+            .where(
+                sends.c.issue_slug == issue_slug, sends.c.list_id == list_id, sends.c.kind == "real"
+            )
+            .order_by(sends.c.id.desc())
+            .limit(1)
+        ).first()
+    return None if row is None else get_send(db, row.id)
+
+
+def get_send(db: DB, send_id: int) -> SendInfo:
+    with transaction(db) as conn:
+        row = conn.execute(sa.select(*_INFO_COLUMNS).where(sends.c.id == send_id)).first()
+        if row is None:
+            raise SendNotFound(
+                f"no send with id {send_id}; `newsletter sends list` shows the sends"
+            )
+        counts = dict(
+            conn.execute(
+                sa.select(send_recipients.c.status, sa.func.count())
+                .where(send_recipients.c.send_id == send_id)
+                .group_by(send_recipients.c.status)
+            ).all()
+        )
+    return _info(row, counts)
+
+
+def send_content(db: DB, send_id: int) -> tuple[str, str]:
+    with transaction(db) as conn:
+        row = conn.execute(sa.select(sends.c.html, sends.c.text).where(sends.c.id == send_id)).one()
+    return row.html, row.text
+
+
+def list_sends(db: DB, *, limit: int = 50) -> list[SendInfo]:
+    with transaction(db) as conn:
+        rows = conn.execute(
+            sa.select(*_INFO_COLUMNS).order_by(sends.c.id.desc()).limit(limit)
+        ).all()
+        ids = [r.id for r in rows]
+        counts: dict[int, dict[str, int]] = {i: {} for i in ids}
+        if ids:
+            for send_id, status, n in conn.execute(
+                sa.select(send_recipients.c.send_id, send_recipients.c.status, sa.func.count())
+                .where(send_recipients.c.send_id.in_(ids))
+                .group_by(send_recipients.c.send_id, send_recipients.c.status)
+            ):
+                counts[send_id][status] = n
+    return [_info(r, counts[r.id]) for r in rows]
+
+
+def recipients(
+    db: DB, send_id: int, statuses: Iterable[str], *, limit: int | None = 100
+) -> list[sa.Row]:
+    query = (
+        sa.select(send_recipients)
+        .where(send_recipients.c.send_id == send_id, send_recipients.c.status.in_(list(statuses)))
+        .order_by(send_recipients.c.seq)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    with transaction(db) as conn:
+        return list(conn.execute(query).all())
+
+
+# -- workers ---------------------------------------------------------------------------
+
+
+def register_worker(db: DB, send_id: int) -> str:
+    worker_id = uuid.uuid4().hex
+    now = utcnow()
+    with transaction(db) as conn:
+        conn.execute(
+            send_workers.insert().values(
+                id=worker_id,
+                send_id=send_id,
+                host=socket.gethostname()[:255],
+                pid=os.getpid(),
+                started_at=now,
+                heartbeat_at=now,
+            )
+        )
+    return worker_id
+
+
+def heartbeat(db: DB, worker_id: str) -> None:
+    with transaction(db) as conn:
+        conn.execute(
+            send_workers.update()
+            .where(send_workers.c.id == worker_id)
+            .values(heartbeat_at=utcnow())
+        )
+
+
+def stop_worker(db: DB, worker_id: str) -> None:
+    with transaction(db) as conn:
+        conn.execute(
+            send_workers.update()
+            .where(send_workers.c.id == worker_id)
+            .values(stopped_at=utcnow(), heartbeat_at=utcnow())
+        )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _dead_workers(conn: sa.Connection, send_id: int, now: dt.datetime) -> list[str]:
+    host = socket.gethostname()[:255]
+    dead = []
+    for row in conn.execute(sa.select(send_workers).where(send_workers.c.send_id == send_id)):
+        if row.stopped_at is not None or aware(row.heartbeat_at) < now - LEASE or row.host == host and row.pid != os.getpid() and not _pid_alive(row.pid):
+            dead.append(row.id)
+    return dead
+
+
+def reconcile(db: DB, send_id: int) -> int:
+    """Batches left ``sending`` by dead workers become ``uncertain``; returns recipients."""
+    now = utcnow()
+    with transaction(db) as conn:
+        dead = _dead_workers(conn, send_id, now)
+        if not dead:
+            return 0
+        batch_ids = list(
+            conn.execute(
+                sa.select(send_batches.c.id).where(
+                    send_batches.c.send_id == send_id,
+                    send_batches.c.status == "sending",
+                    send_batches.c.worker_id.in_(dead),
+                )
+            ).scalars()
+        )
+        if not batch_ids:
+            return 0
+        changed = conn.execute(
+            send_recipients.update()
+            .where(
+                send_recipients.c.send_id == send_id,
+                send_recipients.c.batch_id.in_(batch_ids),
+                send_recipients.c.status == "sending",
+            )
+            .values(
+                status="uncertain",
+                updated_at=now,
+                reason="the worker stopped during the backend call; outcome unknown",
+            )
+        ).rowcount
+        conn.execute(
+            send_batches.update()
+            .where(send_batches.c.id.in_(batch_ids))
+            .values(status="uncertain", finished_at=now)
+        )
+    return changed
+
+
+def requeue(
+    db: DB, send_id: int, statuses: Sequence[str], *, max_attempts: int | None = None
+) -> int:
+    """Put recipients in ``statuses`` back to ``pending``; returns how many."""
+    condition = [send_recipients.c.send_id == send_id, send_recipients.c.status.in_(list(statuses))]
+    if max_attempts is not None:
+        condition.append(send_recipients.c.attempts < max_attempts)
+    with transaction(db) as conn:
+        count = conn.execute(
+            send_recipients.update().where(*condition).values(status="pending", updated_at=utcnow())
+        ).rowcount
+        if count:
+            conn.execute(
+                sends.update()
+                .where(sends.c.id == send_id)
+                .values(status="sending", finished_at=None)
+            )
+    return count
+
+
+# -- claiming and recording ------------------------------------------------------------
+
+
+def claim_batch(
+    engine: Engine, send: SendInfo, worker_id: str, size: int
+) -> tuple[int, list[Claimed]] | None:
+    """Mark up to ``size`` pending recipients ``sending`` in one transaction.
+
+    Recipients no longer sendable (unsubscribed from the list or globally, bounced,
+    complained) are marked ``skipped`` in the same transaction. Returns the batch id and
+    the claimed recipients, or None when nothing is pending.
+    """
+    postgres = engine.dialect.name == "postgresql"
+    now = utcnow()
+    with engine.begin() as conn:
+        pick = (
+            sa.select(send_recipients.c.seq)
+            .where(send_recipients.c.send_id == send.id, send_recipients.c.status == "pending")
+            .order_by(send_recipients.c.seq)
+            .limit(size)
+        )
+        if postgres:
+            pick = pick.with_for_update(skip_locked=True)
+        seqs = list(conn.execute(pick).scalars())
+        if not seqs:
+            return None
+        batch_id = conn.execute(
+            send_batches.insert()
+            .values(
+                send_id=send.id,
+                worker_id=worker_id,
+                status="sending",
+                size=len(seqs),
+                claimed_at=now,
+            )
+            .returning(send_batches.c.id)
+        ).scalar_one()
+        low, high = seqs[0], seqs[-1]
+        in_batch = [
+            send_recipients.c.send_id == send.id,
+            send_recipients.c.seq.between(low, high),
+            send_recipients.c.status == "pending",
+        ]
+        if len(seqs) < size or postgres:
+            # rows locked by another worker may sit between low and high: name them
+            in_batch = [send_recipients.c.send_id == send.id, send_recipients.c.seq.in_(seqs)]
+        conn.execute(
+            send_recipients.update()
+            .where(*in_batch)
+            .values(status="sending", batch_id=batch_id, updated_at=now)
+        )
+        if send.kind == "real" and send.list_id is not None:
+            still = (
+                sa.select(sa.literal(1))
+                .select_from(
+                    memberships.join(subscribers, subscribers.c.id == memberships.c.subscriber_id)
+                )
+                .where(
+                    memberships.c.list_id == send.list_id,
+                    memberships.c.subscriber_id == send_recipients.c.subscriber_id,
+                    memberships.c.status == "subscribed",
+                    subscribers.c.status == "active",
+                )
+            )
+            conn.execute(
+                send_recipients.update()
+                .where(
+                    send_recipients.c.batch_id == batch_id,
+                    send_recipients.c.status == "sending",
+                    ~sa.exists(still),
+                )
+                .values(
+                    status="skipped", reason="unsubscribed, bounced or complained before sending"
+                )
+            )
+        rows = conn.execute(
+            sa.select(
+                send_recipients.c.seq,
+                send_recipients.c.subscriber_id,
+                send_recipients.c.email,
+                send_recipients.c.name,
+            )
+            .where(send_recipients.c.batch_id == batch_id, send_recipients.c.status == "sending")
+            .order_by(send_recipients.c.seq)
+        ).all()
+        claimed = [Claimed(r.seq, r.subscriber_id, r.email, r.name) for r in rows]
+        if not claimed:
+            conn.execute(
+                send_batches.update()
+                .where(send_batches.c.id == batch_id)
+                .values(status="done", finished_at=now)
+            )
+        conn.execute(
+            send_workers.update().where(send_workers.c.id == worker_id).values(heartbeat_at=now)
+        )
+    return batch_id, claimed
+
+
+def record_batch(engine: Engine, send_id: int, batch_id: int, outcomes: Sequence[Outcome]) -> None:
+    """Record the backend's answer for a batch, in one transaction."""
+    now = utcnow()
+    sent = [o for o in outcomes if o.status == "sent"]
+    others = [o for o in outcomes if o.status != "sent"]
+    with engine.begin() as conn:
+        if sent:
+            provider_ids = {o.provider_id for o in sent}
+            common = provider_ids.pop() if len(provider_ids) == 1 else None
+            if common is not None or len(sent) == 1:
+                conn.execute(
+                    send_recipients.update()
+                    .where(
+                        send_recipients.c.send_id == send_id,
+                        send_recipients.c.batch_id == batch_id,
+                        send_recipients.c.status == "sending",
+                        send_recipients.c.seq.in_([o.seq for o in sent]),
+                    )
+                    .values(
+                        status="sent",
+                        reason=None,
+                        provider_id=common,
+                        attempts=send_recipients.c.attempts + 1,
+                        updated_at=now,
+                    )
+                )
+            else:
+                _update_each(conn, send_id, sent, now)
+        if others:
+            _update_each(conn, send_id, others, now)
+        conn.execute(
+            send_batches.update()
+            .where(send_batches.c.id == batch_id)
+            .values(status="done", finished_at=now)
+        )
+
+
+def _update_each(
+    conn: sa.Connection, send_id: int, outcomes: Sequence[Outcome], now: dt.datetime
+) -> None:
+    statement = (
+        send_recipients.update()
+        .where(
+            send_recipients.c.send_id == sa.bindparam("b_send"),
+            send_recipients.c.seq == sa.bindparam("b_seq"),
+            send_recipients.c.status == "sending",
+        )
+        .values(
+            status=sa.bindparam("b_status"),
+            reason=sa.bindparam("b_reason"),
+            provider_id=sa.bindparam("b_provider"),
+            attempts=send_recipients.c.attempts + 1,
+            updated_at=now,
+        )
+    )
+    conn.execute(
+        statement,
+        [
+            {
+                "b_send": send_id,
+                "b_seq": o.seq,
+                "b_status": o.status,
+                "b_reason": (o.reason or None) and o.reason[:2000],
+                "b_provider": o.provider_id and o.provider_id[:200],
+            }
+            for o in outcomes
+        ],
+    )
+
+
+def in_flight(db: DB, send_id: int) -> int:
+    with transaction(db) as conn:
+        return conn.execute(
+            sa.select(sa.func.count())
+            .select_from(send_recipients)
+            .where(
+                send_recipients.c.send_id == send_id,
+                send_recipients.c.status.in_(["pending", "sending"]),
+            )
+        ).scalar_one()
+
+
+def finish_if_done(db: DB, send_id: int) -> bool:
+    """Mark the send finished when no recipient is pending or sending."""
+    with transaction(db) as conn:
+        open_count = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(send_recipients)
+            .where(
+                send_recipients.c.send_id == send_id,
+                send_recipients.c.status.in_(["pending", "sending"]),
+            )
+        ).scalar_one()
+        if open_count:
+            return False
+        conn.execute(
+            sends.update()
+            .where(sends.c.id == send_id, sends.c.status == "sending")
+            .values(status="finished", finished_at=utcnow())
+        )
+    return True
+
+
+def list_name_of(db: DB, list_id: int) -> str | None:
+    with transaction(db) as conn:
+        return conn.execute(sa.select(lists.c.name).where(lists.c.id == list_id)).scalar()
+
+
+def release_batch(engine: Engine, send_id: int, batch_id: int) -> None:
+    """The backend accepted nothing of this batch (it was unavailable): back to pending."""
+    now = utcnow()
+    with engine.begin() as conn:
+        conn.execute(
+            send_recipients.update()
+            .where(send_recipients.c.send_id == send_id, send_recipients.c.batch_id == batch_id,
+                   send_recipients.c.status == "sending")
+            .values(status="pending", updated_at=now)
+        )
+        conn.execute(
+            send_batches.update().where(send_batches.c.id == batch_id)
+            .values(status="done", finished_at=now)
+        )

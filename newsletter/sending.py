@@ -1,0 +1,201 @@
+"""Sending an issue to a list: the library behind ``newsletter send`` and ``sends``.
+
+- ``preflight(settings, issue_path)``: validates and renders the issue (personal copy)
+  and checks what a send needs (sender, postal address, public base URL, secret); every
+  problem is a one-line ``NewsletterError``.
+- ``start(...)``: creates the send (snapshotting its recipients) or finds the unfinished
+  one of the same issue and list to resume; refuses to repeat a finished send unless
+  ``again``.
+- ``run(...)``: drives a send through the backend with ``delivery.engine.SendRunner``.
+- ``retry_failed(...)``: requeues temporary failures and uncertain recipients, runs again.
+- ``dry_run(...)``: everything but sending: counts, size and a sample message.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from . import ledger
+from .build import build_file
+from .config import Settings
+from .delivery import get_backend
+from .delivery.engine import Progress, SendRunner
+from .errors import NewsletterError, UsageError
+from .personalize import Recipient, prepare
+from .render import Rendered
+from .store import count_subscribers, get_list, sendable_batch
+
+
+@dataclass
+class Prepared:
+    path: Path
+    slug: str
+    rendered: Rendered  # personal copy: carries the merge marks
+    warnings: int
+
+
+def preflight(settings: Settings, issue_path: Path | str) -> Prepared:
+    """Validate, render and check the configuration a send needs."""
+    path = Path(issue_path)
+    result = build_file(path, settings, personal=True)
+    if result.errors:
+        first = result.errors[0]
+        raise NewsletterError(
+            f"{path}: has {len(result.errors)} validation error(s), not sent; first: "
+            f"line {first.line}: {first.message} (run `newsletter validate {path}`)"
+        )
+    assert result.rendered is not None and result.issue is not None
+    missing = [
+        ("from_address", "the sender address"),
+        ("postal_address", "a postal address (CAN-SPAM requires one in every message)"),
+        ("base_url", "the public base URL for unsubscribe links"),
+        ("secret_key", "the secret that signs unsubscribe links"),
+    ]
+    for key, what in missing:
+        if not getattr(settings, key):
+            raise NewsletterError(
+                f"{settings.config_file}: '{key}' is not set: sending needs {what}; add "
+                f'{key} = "..." to newsletter.toml or set NEWSLETTER_{key.upper()}'
+            )
+    return Prepared(path=path, slug=result.issue.slug, rendered=result.rendered,
+                    warnings=len(result.warnings))
+
+
+def parse_addresses(text: str) -> list[str]:
+    from .store import InvalidEmail, normalize_email
+
+    addresses: list[str] = []
+    for raw in text.split(","):
+        raw = raw.strip()
+        if not raw:
+            continue
+        try:
+            email, _ = normalize_email(raw)
+        except InvalidEmail as exc:
+            raise UsageError(f"--test-to: {raw!r} is not an email address ({exc})") from None
+        if email not in addresses:
+            addresses.append(email)
+    if not addresses:
+        raise UsageError("--test-to needs at least one address, e.g. --test-to me@example.org")
+    return addresses
+
+
+@dataclass
+class Started:
+    send: ledger.SendInfo
+    resumed: bool
+
+
+def start(
+    engine: Engine,
+    settings: Settings,
+    prepared: Prepared,
+    list_name: str,
+    *,
+    backend: str | None = None,
+    again: bool = False,
+    test_to: Sequence[str] = (),
+) -> Started:
+    """Create the send, or find the unfinished one of this issue and list to resume."""
+    mailing_list = get_list(engine, list_name)
+    backend_name = backend or settings.backend
+    if test_to:
+        send_id = ledger.create_send(
+            engine, kind="test", issue_path=str(prepared.path), issue_slug=prepared.slug,
+            subject=prepared.rendered.subject, list_id=mailing_list.id,
+            list_name=mailing_list.name, backend=backend_name, html=prepared.rendered.html,
+            text=prepared.rendered.text, test_to=test_to,
+        )
+        return Started(ledger.get_send(engine, send_id), resumed=False)
+    latest = ledger.find_latest(engine, prepared.slug, mailing_list.id)
+    if latest is not None and latest.status == "sending":
+        return Started(latest, resumed=True)
+    if latest is not None and not again:
+        raise NewsletterError(
+            f"issue {prepared.slug} was already sent to list {list_name!r} (send {latest.id}, "
+            f"{latest.counts.get('sent', 0)} sent); add --again to send it once more, or "
+            f"`newsletter send --retry-failed {latest.id}` for its failures"
+        )
+    send_id = ledger.create_send(
+        engine, kind="real", issue_path=str(prepared.path), issue_slug=prepared.slug,
+        subject=prepared.rendered.subject, list_id=mailing_list.id, list_name=mailing_list.name,
+        backend=backend_name, html=prepared.rendered.html, text=prepared.rendered.text,
+    )
+    return Started(ledger.get_send(engine, send_id), resumed=False)
+
+
+def run(
+    engine: Engine,
+    settings: Settings,
+    send_id: int,
+    *,
+    backend: str | None = None,
+    workers: int | None = None,
+    resend_uncertain: bool = False,
+    on_progress: Callable[[Progress], None] | None = None,
+    stop: threading.Event | None = None,
+    retry_delay: float = 2.0,
+) -> ledger.SendInfo:
+    """Send (or resume) ``send_id`` until no recipient is pending."""
+    send = ledger.get_send(engine, send_id)
+    if send.status == "cancelled":
+        raise NewsletterError(f"send {send_id} was cancelled; start a new one")
+    ledger.reconcile(engine, send_id)
+    if resend_uncertain:
+        ledger.requeue(engine, send_id, ["uncertain"])
+    send = ledger.get_send(engine, send_id)
+    chosen = get_backend(settings, backend or send.backend, workers=workers)
+    runner = SendRunner(engine, settings, send, chosen, workers=workers,
+                        on_progress=on_progress, stop=stop, retry_delay=retry_delay)
+    result = runner.run()
+    if runner.error is not None:
+        raise NewsletterError(
+            f"send {send_id} stopped: {runner.error}; fix it, then resume with "
+            f"`newsletter send --resume {send_id}`"
+        )
+    return result
+
+
+def retry_failed(
+    engine: Engine, settings: Settings, send_id: int, **options
+) -> tuple[int, ledger.SendInfo]:
+    """Requeue the temporary failures and uncertain recipients of a send, and run it."""
+    ledger.get_send(engine, send_id)
+    ledger.reconcile(engine, send_id)
+    count = ledger.requeue(engine, send_id, ["temporary", "uncertain"])
+    return count, run(engine, settings, send_id, **options)
+
+
+@dataclass
+class DryRun:
+    recipients: int
+    message_bytes: int
+    sample_path: Path
+
+
+def dry_run(
+    engine: Engine, settings: Settings, prepared: Prepared, list_name: str, sample_path: Path,
+    *, backend: str | None = None, test_to: Sequence[str] = (),
+) -> DryRun:
+    """Check everything and write one sample message; send and record nothing."""
+    mailing_list = get_list(engine, list_name)
+    get_backend(settings, backend)  # checks the backend's settings (URL, key)
+    template = prepare(prepared.rendered, settings, send_id="dry-run", list_id=mailing_list.id,
+                       list_name=mailing_list.name, test=bool(test_to))
+    if test_to:
+        count = len(test_to)
+        recipient = Recipient(None, test_to[0], None)
+    else:
+        count = count_subscribers(engine, list_name=mailing_list.name, status="active")
+        first = sendable_batch(engine, mailing_list.id, limit=1)
+        recipient = (Recipient(first[0].id, first[0].email, first[0].name) if first
+                     else Recipient(None, "reader@example.org", None))
+    data = template.message(recipient).as_bytes()
+    sample_path.parent.mkdir(parents=True, exist_ok=True)
+    sample_path.write_bytes(data)
+    return DryRun(recipients=count, message_bytes=len(data), sample_path=sample_path)
