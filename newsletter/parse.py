@@ -349,9 +349,9 @@ class _BodyParser:
         for child in token.children or []:
             kind = child.type
             if kind == "text" or kind == "code_inline":
-                current.append(Text.model_construct(text=child.content))
+                current.append(child.content)  # plain strings become Text nodes at the end
             elif kind == "softbreak":
-                current.append(Text.model_construct(text=" "))
+                current.append(" ")
             elif kind == "hardbreak":
                 current.append(LineBreak.model_construct())
             elif kind in ("strong_open", "em_open", "link_open"):
@@ -360,7 +360,7 @@ class _BodyParser:
                 current = []
             elif kind in ("strong_close", "em_close", "link_close") and stack:
                 opened, attrs, parent = stack.pop()
-                children = current
+                children = _merge_text(current, trim=False)
                 if opened == "strong_open":
                     node: Any = Strong.model_construct(children=children)
                 elif opened == "em_open":
@@ -670,22 +670,32 @@ def _skip_to(tokens: list[Token], index: int, close: str) -> int:
     return index
 
 
-def _merge_text(nodes: list[Any]) -> list[Any]:
-    out: list[Any] = []
+def _merge_text(nodes: list[Any], *, trim: bool = True) -> list[Any]:
+    """Runs of strings and Text nodes joined into one Text each; with ``trim`` the white
+    space at both ends is removed (a paragraph's or list item's outer edges)."""
+    parts: list[Any] = []  # str runs (as lists) and nodes
     for node in nodes:
-        if isinstance(node, Text) and out and isinstance(out[-1], Text):
-            out[-1] = Text.model_construct(text=out[-1].text + node.text)
+        piece = node.text if isinstance(node, Text) else node
+        if isinstance(piece, str):
+            if parts and isinstance(parts[-1], list):
+                parts[-1].append(piece)
+            else:
+                parts.append([piece])
         else:
-            out.append(node)
-    # trim leading/trailing white space
-    if out and isinstance(out[0], Text):
-        out[0] = Text.model_construct(text=out[0].text.lstrip())
-        if not out[0].text:
-            out.pop(0)
-    if out and isinstance(out[-1], Text):
-        out[-1] = Text.model_construct(text=out[-1].text.rstrip())
-        if not out[-1].text:
-            out.pop()
+            parts.append(piece)
+    out: list[Any] = []
+    last = len(parts) - 1
+    for index, part in enumerate(parts):
+        if not isinstance(part, list):
+            out.append(part)
+            continue
+        text = "".join(part)
+        if trim and index == 0:
+            text = text.lstrip()
+        if trim and index == last:
+            text = text.rstrip()
+        if text:
+            out.append(Text.model_construct(text=text))
     return out
 
 

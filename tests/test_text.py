@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import re
+import textwrap
+
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from newsletter.build import build_file, build_text
 from newsletter.config import Settings
-from newsletter.text import WIDTH
+from newsletter.text import WIDTH, fill
 
 from .conftest import SAMPLE
 
@@ -74,3 +79,25 @@ def test_footer_has_postal_address_and_archive_link(settings: Settings) -> None:
     text = result.rendered.text
     assert "Test Briefing, 1 Example Street, Example City, EX1 2MP" in text
     assert "Read in your browser: https://news.example.org/archive/2026-11-24" in text
+
+
+WORDS = st.sampled_from(["a", "bb", "word", "[12]", "e\u00e9", "-", "x" * 71, "x" * 72, "x" * 80])
+
+
+@hypothesis_settings(max_examples=400, deadline=None)
+@given(
+    text=st.one_of(
+        st.lists(WORDS, max_size=40).map(" ".join),  # the fast path
+        st.lists(st.sampled_from(["a", "bb", " ", "  ", "\t", "\u00a0", "\n", "x" * 75]),
+                 max_size=40).map("".join),  # irregular white space: textwrap itself
+    ),
+    width=st.sampled_from([8, 20, 72]),
+    initial=st.sampled_from(["", "  ", "- ", "10. "]),
+    subsequent=st.sampled_from(["", "  ", "    "]),
+)
+def test_fill_is_exactly_textwrap(text: str, width: int, initial: str, subsequent: str) -> None:
+    expected = textwrap.fill(
+        text, width=width, initial_indent=initial, subsequent_indent=subsequent,
+        break_long_words=False, break_on_hyphens=False,
+    )
+    assert fill(text, width, initial, subsequent) == expected
