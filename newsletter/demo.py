@@ -46,4 +46,7 @@ def run_demo(folder: Path, echo: Callable[[str], None] = print) -> dict:
     echo(f"rendered {html_path} ({newest.rendered.size / 1024:.1f} KB) and {text_path}")
     summary["html"] = str(html_path)
     summary["text"] = str(text_path)
+    from .importer import import_demo_subscribers
+
+    summary["subscribers"] = import_demo_subscribers(settings, echo).as_dict()
     return summary

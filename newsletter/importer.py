@@ -544,3 +544,40 @@ def export_csv(
         writer.writerow(values)
         count += 1
     return count
+
+
+# -- demo ------------------------------------------------------------------------------
+
+DEMO_LIST = "demo"
+DEMO_CSV = """\
+Email;First Name;Last Name;City
+ada@example.org;Ada;Lovelace;London
+grace@example.org;Grace;Hopper;New York
+alan@example.org;Alan;Turing;Manchester
+katherine@example.org;Katherine;Johnson;Hampton
+edsger@example.org;Edsger;Dijkstra;Nuenen
+not-an-address;Broken;Row;Nowhere
+ADA@example.org;Ada;Again;London
+"""
+
+
+def import_demo_subscribers(settings: Any, echo: Callable[[str], None] = print) -> ImportReport:
+    """The demo's subscribers: list ``demo`` and ``subscribers.csv`` (written once into the
+    project, with one invalid row and one duplicate to show the rejects file), imported;
+    running it again changes nothing."""
+    from .store import create_list, list_lists, open_store
+
+    engine = open_store(settings)
+    try:
+        if DEMO_LIST not in {m.name for m in list_lists(engine)}:
+            create_list(engine, DEMO_LIST, "Subscribers of the demo")
+            echo(f"created list {DEMO_LIST!r}")
+        path = settings.project_dir / "subscribers.csv"
+        if not path.exists():
+            path.write_text(DEMO_CSV, encoding="utf-8", newline="")
+        report = import_csv(engine, path, list_name=DEMO_LIST)
+    finally:
+        engine.dispose()
+    for line in report.lines():
+        echo(line)
+    return report

@@ -278,3 +278,18 @@ def test_progress_reports_bytes_and_rows(store: Engine, tmp_path: Path) -> None:
     import_csv(store, path, chunk_rows=10, progress=lambda *a: calls.append(a))
     assert [rows for _, _, rows in calls] == [10, 20, 30]
     assert calls[-1][0] == calls[-1][1] == path.stat().st_size
+
+
+def test_demo_subscribers_are_imported_once(settings) -> None:  # type: ignore[no-untyped-def]
+    from newsletter.importer import DEMO_LIST, import_demo_subscribers
+    from newsletter.store import open_store
+
+    lines: list[str] = []
+    first = import_demo_subscribers(settings, lines.append)
+    assert (first.added, first.invalid, first.duplicates) == (5, 1, 1)
+    assert lines[0] == "created list 'demo'"
+    second = import_demo_subscribers(settings, lines.append)
+    assert (second.added, second.unchanged) == (0, 5)
+    engine = open_store(settings)
+    assert count_subscribers(engine, list_name=DEMO_LIST, status="active") == 5
+    engine.dispose()
