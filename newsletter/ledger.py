@@ -34,6 +34,7 @@ import socket
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -146,8 +147,7 @@ class SendInfo:
         return not any(self.counts.get(s, 0) for s in bad)
 
 
-@dataclass(frozen=True)
-class Claimed:
+class Claimed(NamedTuple):
     seq: int
     subscriber_id: int | None
     email: str
@@ -457,6 +457,33 @@ def requeue(
 # -- claiming and recording ------------------------------------------------------------
 
 
+_CLAIM = """
+UPDATE send_recipients SET status = 'sending', batch_id = :batch, updated_at = :now
+WHERE send_id = :send AND seq IN (
+    SELECT seq FROM send_recipients WHERE send_id = :send AND status = 'pending'
+    ORDER BY seq LIMIT :size{lock})
+RETURNING seq, subscriber_id, email, name
+"""
+_CLAIM_SQL = {
+    "sqlite": sa.text(_CLAIM.format(lock="")),
+    "postgresql": sa.text(_CLAIM.format(lock=" FOR UPDATE SKIP LOCKED")),
+}
+_SKIP_SQL = sa.text("""
+UPDATE send_recipients SET status = 'skipped', updated_at = :now,
+    reason = 'unsubscribed, bounced or complained before sending'
+WHERE batch_id = :batch AND status = 'sending' AND NOT EXISTS (
+    SELECT 1 FROM memberships m JOIN subscribers s ON s.id = m.subscriber_id
+    WHERE m.list_id = :list AND m.subscriber_id = send_recipients.subscriber_id
+      AND m.status = 'subscribed' AND s.status = 'active')
+RETURNING seq
+""")
+_SENT_SQL = sa.text("""
+UPDATE send_recipients SET status = 'sent', reason = NULL, provider_id = :provider,
+    attempts = attempts + 1, updated_at = :now
+WHERE batch_id = :batch AND status = 'sending'
+""")
+
+
 def claim_batch(
     engine: Engine, send: SendInfo, worker_id: str, size: int
 ) -> tuple[int, list[Claimed]] | None:
@@ -464,127 +491,74 @@ def claim_batch(
 
     Recipients no longer sendable (unsubscribed from the list or globally, bounced,
     complained) are marked ``skipped`` in the same transaction. Returns the batch id and
-    the claimed recipients, or None when nothing is pending.
+    the claimed recipients, or None when nothing is pending. Hand-written SQL: this runs
+    a thousand times for a million recipients, so it is one statement per step.
     """
-    postgres = engine.dialect.name == "postgresql"
     now = utcnow()
-    with engine.begin() as conn:
-        pick = (
-            sa.select(send_recipients.c.seq)
-            .where(send_recipients.c.send_id == send.id, send_recipients.c.status == "pending")
-            .order_by(send_recipients.c.seq)
-            .limit(size)
-        )
-        if postgres:
-            pick = pick.with_for_update(skip_locked=True)
-        seqs = list(conn.execute(pick).scalars())
-        if not seqs:
-            return None
-        batch_id = conn.execute(
-            send_batches.insert()
-            .values(
-                send_id=send.id,
-                worker_id=worker_id,
-                status="sending",
-                size=len(seqs),
-                claimed_at=now,
+    with engine.connect() as conn:
+        transaction_ = conn.begin()
+        try:
+            batch_id = conn.execute(
+                send_batches.insert().values(
+                    send_id=send.id, worker_id=worker_id, status="sending", size=size,
+                    claimed_at=now,
+                ).returning(send_batches.c.id)
+            ).scalar_one()
+            rows = conn.execute(
+                _CLAIM_SQL[engine.dialect.name],
+                {"batch": batch_id, "now": now, "send": send.id, "size": size},
+            ).all()
+            if not rows:
+                transaction_.rollback()
+                return None
+            skipped: set[int] = set()
+            if send.kind == "real" and send.list_id is not None:
+                skipped = set(
+                    conn.execute(
+                        _SKIP_SQL, {"now": now, "batch": batch_id, "list": send.list_id}
+                    ).scalars()
+                )
+            claimed = sorted(
+                (Claimed(*row) for row in rows if row[0] not in skipped), key=_seq
             )
-            .returning(send_batches.c.id)
-        ).scalar_one()
-        low, high = seqs[0], seqs[-1]
-        in_batch = [
-            send_recipients.c.send_id == send.id,
-            send_recipients.c.seq.between(low, high),
-            send_recipients.c.status == "pending",
-        ]
-        if len(seqs) < size or postgres:
-            # rows locked by another worker may sit between low and high: name them
-            in_batch = [send_recipients.c.send_id == send.id, send_recipients.c.seq.in_(seqs)]
-        conn.execute(
-            send_recipients.update()
-            .where(*in_batch)
-            .values(status="sending", batch_id=batch_id, updated_at=now)
-        )
-        if send.kind == "real" and send.list_id is not None:
-            still = (
-                sa.select(sa.literal(1))
-                .select_from(
-                    memberships.join(subscribers, subscribers.c.id == memberships.c.subscriber_id)
-                )
-                .where(
-                    memberships.c.list_id == send.list_id,
-                    memberships.c.subscriber_id == send_recipients.c.subscriber_id,
-                    memberships.c.status == "subscribed",
-                    subscribers.c.status == "active",
-                )
+            values: dict = {"size": len(rows)}
+            if not claimed:
+                values.update(status="done", finished_at=now)
+            conn.execute(
+                send_batches.update().where(send_batches.c.id == batch_id).values(**values)
             )
             conn.execute(
-                send_recipients.update()
-                .where(
-                    send_recipients.c.batch_id == batch_id,
-                    send_recipients.c.status == "sending",
-                    ~sa.exists(still),
-                )
-                .values(
-                    status="skipped", reason="unsubscribed, bounced or complained before sending"
-                )
+                send_workers.update().where(send_workers.c.id == worker_id)
+                .values(heartbeat_at=now)
             )
-        rows = conn.execute(
-            sa.select(
-                send_recipients.c.seq,
-                send_recipients.c.subscriber_id,
-                send_recipients.c.email,
-                send_recipients.c.name,
-            )
-            .where(send_recipients.c.batch_id == batch_id, send_recipients.c.status == "sending")
-            .order_by(send_recipients.c.seq)
-        ).all()
-        claimed = [Claimed(r.seq, r.subscriber_id, r.email, r.name) for r in rows]
-        if not claimed:
-            conn.execute(
-                send_batches.update()
-                .where(send_batches.c.id == batch_id)
-                .values(status="done", finished_at=now)
-            )
-        conn.execute(
-            send_workers.update().where(send_workers.c.id == worker_id).values(heartbeat_at=now)
-        )
+            transaction_.commit()
+        except BaseException:
+            transaction_.rollback()
+            raise
     return batch_id, claimed
+
+
+def _seq(claimed: Claimed) -> int:
+    return claimed.seq
 
 
 def record_batch(engine: Engine, send_id: int, batch_id: int, outcomes: Sequence[Outcome]) -> None:
     """Record the backend's answer for a batch, in one transaction."""
     now = utcnow()
-    sent = [o for o in outcomes if o.status == "sent"]
-    others = [o for o in outcomes if o.status != "sent"]
+    sent_ids = {o.provider_id for o in outcomes if o.status == "sent"}
     with engine.begin() as conn:
-        if sent:
-            provider_ids = {o.provider_id for o in sent}
-            common = provider_ids.pop() if len(provider_ids) == 1 else None
-            if common is not None or len(sent) == 1:
-                conn.execute(
-                    send_recipients.update()
-                    .where(
-                        send_recipients.c.send_id == send_id,
-                        send_recipients.c.batch_id == batch_id,
-                        send_recipients.c.status == "sending",
-                        send_recipients.c.seq.in_([o.seq for o in sent]),
-                    )
-                    .values(
-                        status="sent",
-                        reason=None,
-                        provider_id=common,
-                        attempts=send_recipients.c.attempts + 1,
-                        updated_at=now,
-                    )
-                )
-            else:
-                _update_each(conn, send_id, sent, now)
-        if others:
-            _update_each(conn, send_id, others, now)
+        if len(sent_ids) <= 1:
+            # the usual case: every other outcome first, then one statement for the sent
+            others = [o for o in outcomes if o.status != "sent"]
+            if others:
+                _update_each(conn, send_id, others, now)
+            if sent_ids:
+                conn.execute(_SENT_SQL, {"provider": sent_ids.pop(), "now": now,
+                                         "batch": batch_id})
+        else:
+            _update_each(conn, send_id, outcomes, now)
         conn.execute(
-            send_batches.update()
-            .where(send_batches.c.id == batch_id)
+            send_batches.update().where(send_batches.c.id == batch_id)
             .values(status="done", finished_at=now)
         )
 
