@@ -99,7 +99,9 @@ def new_issue(
         raise NewsletterError(
             f"{target}: already exists; edit it, or give another --date"
         )
-    subject = subject or "Your subject line: the most important story first"
+    subject = " ".join((subject or "").split()) or (
+        "Your subject line: the most important story first"
+    )
     try:
         template = environment(settings).get_template("new-issue.md.j2")
         text = template.render(date=date.isoformat(), subject=subject)

@@ -12,6 +12,7 @@ web copy (preview, archive, ``newsletter render``) with no personal links.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -121,6 +122,11 @@ class _TemplateCache(jinja2.FileSystemBytecodeCache):
     source, so an edited template is recompiled; a cache that cannot be written is skipped.
     """
 
+    def get_cache_key(self, name: str, filename: str | None = None) -> str:
+        # compiled code depends on the environment's options too (autoescape...): a change
+        # of them, or of Jinja, must not reuse code compiled under the old ones
+        return super().get_cache_key(f"{_ENV_VERSION}|{jinja2.__version__}|{name}", filename)
+
     def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
         with contextlib.suppress(OSError):
             super().dump_bytecode(bucket)
@@ -144,21 +150,44 @@ def _bytecode_cache() -> jinja2.BytecodeCache | None:
     return _TemplateCache(str(folder))
 
 
+_ENV_VERSION = "2"  # bump when an option of the environment below changes
+
+
+def _autoescape(name: str | None) -> bool:
+    """HTML-escape values in the email templates, not in Markdown ones (new-issue.md.j2)."""
+    return not (name or "").endswith(".md.j2")
+
+
+def yaml_str(value: object) -> str:
+    """A value for a YAML front-matter line: as is when YAML reads it back unchanged as a
+    string, otherwise double-quoted (``Rates #1`` would lose ``#1`` to a comment)."""
+    from .parse import _Loader, yaml
+
+    text = " ".join(str(value).split())
+    try:
+        plain = yaml.load(f"v: {text}\n", Loader=_Loader) == {"v": text}
+    except yaml.YAMLError:
+        plain = False
+    return text if plain else json.dumps(text, ensure_ascii=False)
+
+
 @lru_cache(maxsize=8)
 def _environment(user_dir: str | None, builtin: str) -> jinja2.Environment:
     loaders: list[jinja2.BaseLoader] = []
     if user_dir:
         loaders.append(jinja2.FileSystemLoader(user_dir))
     loaders.append(jinja2.FileSystemLoader(builtin))
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.ChoiceLoader(loaders),
-        autoescape=True,
+        autoescape=_autoescape,
         undefined=jinja2.StrictUndefined,
         trim_blocks=False,
         keep_trailing_newline=True,
         auto_reload=True,
         bytecode_cache=_bytecode_cache(),
     )
+    env.filters["yaml_str"] = yaml_str
+    return env
 
 
 def environment(settings: Settings) -> jinja2.Environment:
