@@ -24,7 +24,7 @@ from __future__ import annotations
 import binascii
 import hmac
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
@@ -212,6 +212,7 @@ class MessageTemplate:
     signer: Signer = field(repr=False)
     _msgid_tag: str = field(repr=False, default="")
     _msgid_domain: str = field(repr=False, default="")
+    _sign: Callable[[int], str] | None = field(repr=False, default=None)
 
     @property
     def subject_text(self) -> str:
@@ -231,23 +232,29 @@ class MessageTemplate:
     def message(self, recipient: Recipient) -> OutgoingMessage:
         """The recipient's message: signs the token; the bytes are built on demand."""
         email = recipient.email
-        if not email or _CONTROL.search(email) or " " in email or "@" not in email:
+        if not (email and email.isprintable() and " " not in email and "@" in email):
             raise ValueError(f"not a deliverable address: {email!r}")
-        token = self.signer.sign(recipient.subscriber_id or 0, self.list_id)
+        sign = self._sign
+        if sign is None:
+            sign = self._sign = self.signer.for_list(self.list_id)
+        subscriber = recipient.subscriber_id
+        token = sign(subscriber or 0)
+        name = recipient.name
+        if name is not None and not (name and name.isprintable() and name == name.strip()):
+            name = clean_name(name)
+        if subscriber is not None:
+            message_id = f"<{self.send_id}.{subscriber}.{self._msgid_tag}@{self._msgid_domain}>"
+        else:
+            message_id = self.message_id(recipient)
         return OutgoingMessage(
-            template=self,
-            recipient=recipient,
-            name=clean_name(recipient.name),
-            token=token,
-            unsubscribe_url=f"{self.base_url}/u/{token}",
-            message_id=self.message_id(recipient),
+            self, recipient, name, token, f"{self.base_url}/u/{token}", message_id
         )
 
     def messages(self, recipients: Sequence[Recipient]) -> list[OutgoingMessage]:
         return [self.message(r) for r in recipients]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OutgoingMessage:
     """One recipient's message. Cheap to create; ``as_bytes()`` builds the MIME bytes."""
 

@@ -227,6 +227,14 @@ class SendGridStandIn:
             })
         return out
 
+    def reset(self) -> None:
+        with self.lock:
+            self.counts.clear()
+            self.accepted.clear()
+            self.statuses.clear()
+            self.requests = self.accepted_requests = self.bytes_received = 0
+            self.last_errors.clear()
+
     def stats(self) -> dict[str, Any]:
         with self.lock:
             return {
@@ -332,6 +340,9 @@ class SendGridStandIn:
             def do_GET(self) -> None:  # noqa: N802
                 if self.path == "/_stats":
                     self._send(200, {}, json.dumps(standin.stats()).encode())
+                elif self.path == "/_reset":
+                    standin.reset()
+                    self._send(200, {}, b'{"reset": true}')
                 else:
                     self._send(405, {}, error_body(("Method Not Allowed", None, None)))
 

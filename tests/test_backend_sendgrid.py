@@ -93,6 +93,24 @@ def test_same_message_as_the_smtp_path(standin: SendGridStandIn, project: Path) 
     assert "Dear friend, Tom &amp; Jerry" in standin.expand("b@example.com")[0]["html"]
 
 
+def test_fast_json_equals_the_dict_payload(project: Path) -> None:
+    path = project / "merge.md"
+    path.write_text(
+        "---\nsubject: Hi {{name|there}}\ndate: 2026-11-24\npreheader: p\n---\n"
+        '# Lead: For {{name|"reader"}}\nDear {{ name | friend & co }}, hi.\n',
+        encoding="utf-8",
+    )
+    backend = SendGridBackend(KEY, "http://127.0.0.1:9")
+    for template in (make_template(project, issue=path), make_template(project)):
+        people = [
+            Recipient(1, "a@example.com", 'Zoë "Q" <&> \\ \u2028'),
+            Recipient(2, "b@example.com", None),
+            Recipient(None, "ü@example.com", "Test"),
+        ]
+        messages = template.messages(people + recipients(50, start=300))
+        assert json.loads(backend.payload_json(messages)) == backend.payload(messages)
+
+
 def test_more_than_1000_or_repeated_addresses_are_split(
     standin: SendGridStandIn, template: MessageTemplate
 ) -> None:

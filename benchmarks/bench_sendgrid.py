@@ -1,0 +1,199 @@
+"""SendGrid delivery speed: 1,000,000 recipients to the local v3 stand-in, side by side.
+
+(a) a bare ``sendgrid`` client posting pre-built, pre-serialized 1,000-recipient JSON
+    payloads (8 of them, built before the clock starts, the same shape and size as ours)
+    with ``--workers`` requests in flight: the practical ceiling;
+(b) our SendGrid backend with the same concurrency: per recipient a Recipient, a signed
+    token, a Message-ID, the personalization (substitutions, headers, custom_args), one
+    request per 1,000. Without the ledger, which is not part of this module.
+Each runs in its own process (peak memory = that process's max RSS, interpreter and
+imports included). The stand-in runs in a third process and counts what it accepted;
+after (b) every recipient must have been accepted exactly once.
+
+Targets (issue 5, for the whole send including the ledger): (b) at least 80% of (a),
+under 30 s, under 150 MB.
+
+Run: python benchmarks/bench_sendgrid.py [--recipients 1000000] [--workers 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+KEY = "SG.bench-key"
+BATCH = 1000
+
+
+def address(i: int) -> str:
+    return f"user{i}@example.com"
+
+
+def recipients(start: int, stop: int):
+    from newsletter.personalize import Recipient
+
+    return [Recipient(i, address(i), f"Reader {i}" if i % 3 else None) for i in range(start, stop)]
+
+
+def _template(tmp: str):
+    from tests.delivery_helpers import make_template
+
+    return make_template(Path(tmp) / "briefing", send_id=1, list_id=1)
+
+
+def _batches(count: int):
+    lock = threading.Lock()
+    cursor = iter(range(0, count, BATCH))
+
+    def take():
+        with lock:
+            start = next(cursor, None)
+        return None if start is None else (start, min(start + BATCH, count))
+
+    return take
+
+
+def run_bare(url: str, count: int, workers: int, out) -> None:
+    from sendgrid import SendGridAPIClient
+
+    from newsletter.delivery.sendgrid import JSON_HEADERS, SendGridBackend
+
+    with tempfile.TemporaryDirectory() as tmp:
+        template = _template(tmp)
+        builder = SendGridBackend(KEY, url)
+        # pre-built and pre-serialized: the client only sends them
+        pool = [builder.payload_json(template.messages(recipients(k * BATCH, (k + 1) * BATCH)))
+                for k in range(8)]
+        request_bytes = len(pool[0].encode())
+        take = _batches(count)
+        requests = 0
+        lock = threading.Lock()
+
+        def worker() -> None:
+            nonlocal requests
+            client = SendGridAPIClient(api_key=KEY, host=url)
+            n = 0
+            while (span := take()) is not None:
+                response = client.client.mail.send.post(
+                    request_body=pool[(span[0] // BATCH) % 8], request_headers=JSON_HEADERS
+                )
+                assert response.status_code == 202
+                n += 1
+            with lock:
+                requests += n
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(workers) as executor:
+            for future in [executor.submit(worker) for _ in range(workers)]:
+                future.result()
+        seconds = time.perf_counter() - started
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out.send({"seconds": seconds, "requests": requests, "rss_mb": rss, "bytes": request_bytes})
+
+
+def run_ours(url: str, count: int, workers: int, out) -> None:
+    from newsletter.delivery.sendgrid import SendGridBackend
+
+    with tempfile.TemporaryDirectory() as tmp:
+        template = _template(tmp)
+        backend = SendGridBackend(KEY, url, workers=workers)
+        take = _batches(count)
+        failed = 0
+        lock = threading.Lock()
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+        def worker() -> None:
+            nonlocal failed
+            bad = 0
+            while (span := take()) is not None:
+                results = backend.send_batch(template.messages(recipients(*span)))
+                bad += sum(1 for r in results if not r.ok)
+            with lock:
+                failed += bad
+
+        backend.open()
+        started = time.perf_counter()
+        with ThreadPoolExecutor(workers) as executor:
+            for future in [executor.submit(worker) for _ in range(backend.concurrency)]:
+                future.result()
+        seconds = time.perf_counter() - started
+        backend.close()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out.send({"seconds": seconds, "requests": backend.requests_made, "rss_mb": rss,
+              "rss_before_mb": rss_before, "failed": failed})
+
+
+def phase(target, url: str, count: int, workers: int) -> dict:
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    process = ctx.Process(target=target, args=(url, count, workers, child))
+    process.start()
+    result = parent.recv()
+    process.join()
+    return result
+
+
+def standin_get(url: str, path: str) -> dict:
+    with urllib.request.urlopen(url + path, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--recipients", type=int, default=1_000_000)
+    parser.add_argument("--workers", type=int, default=4)
+    args = parser.parse_args()
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.sendgrid_standin", "--key", KEY, "--record", "counts"],
+        cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline().split()
+        url = line[1]
+        print(f"CPU cores: {mp.cpu_count()}; stand-in {url} (own process); "
+              f"recipients {args.recipients:,}; {args.workers} requests in flight")
+        bare = phase(run_bare, url, args.recipients, args.workers)
+        bare_stats = standin_get(url, "/_stats")
+        standin_get(url, "/_reset")
+        ours = phase(run_ours, url, args.recipients, args.workers)
+        ours_stats = standin_get(url, "/_stats")
+    finally:
+        if server.stdin:
+            server.stdin.close()
+        server.wait(10)
+
+    exact = (ours_stats["recipients"] == args.recipients
+             and ours_stats["distinct"] == args.recipients and not ours_stats["duplicates"])
+    print(f"request size: {bare['bytes'] / 1024:.0f} KB for 1,000 recipients")
+    print(f"{'':42} {'seconds':>8} {'recipients/s':>13} {'requests':>9} {'peak MB':>8} {'vs (a)':>7}")
+    ceiling = args.recipients / bare["seconds"]
+    for label, row, stats in (
+        ("(a) bare client, pre-built payloads", bare, bare_stats),
+        ("(b) our backend, personalization incl.", ours, ours_stats),
+    ):
+        rate = args.recipients / row["seconds"]
+        print(f"{label:42} {row['seconds']:>8.1f} {rate:>13,.0f} {row['requests']:>9,} "
+              f"{row['rss_mb']:>8.0f} {rate / ceiling:>6.0%}   stand-in saw {stats['requests']:,} "
+              f"requests, statuses {stats['statuses']}")
+    print(f"(b) every recipient accepted exactly once: {'yes' if exact else 'NO'} "
+          f"({ours_stats['recipients']:,} accepted, {ours_stats['distinct']:,} distinct, "
+          f"{ours_stats['duplicates']} duplicated, {ours['failed']} failed); "
+          f"memory before sending {ours['rss_before_mb']:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
