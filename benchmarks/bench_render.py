@@ -8,7 +8,7 @@
     Timed twice: through the ``newsletter`` found on PATH (under pyenv that is a bash shim that
     execs the interpreter) and through the installed entry-point script itself.
 
-Run: python benchmarks/bench_render.py [--runs 20] [--loops 200]
+Run: python benchmarks/bench_render.py [--runs 20] [--loops 200] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -99,29 +99,40 @@ def _stages(text: str, path: str, settings, loops: int) -> None:
     print("        stages (ms): " + ", ".join(parts))
 
 
-def _time_command(argv: list[str], runs: int, cwd: Path) -> float:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True)
-        times.append(time.perf_counter() - start)
-        if proc.returncode != 0:
-            raise SystemExit(f"{' '.join(argv)} failed: {proc.stderr.decode()[-500:]}")
-    return statistics.median(times)
+def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed: {proc.stderr.decode()[-500:]}")
+    return elapsed
 
 
-def bench_commands(runs: int) -> None:
-    launchers: list[tuple[str, str | None]] = []
+def _launchers() -> list[tuple[str, list[str]]]:
+    """Every ``newsletter`` on PATH (a pyenv shim and/or the entry script), and python -c."""
+    found: list[tuple[str, list[str]]] = []
     seen: set[Path] = set()
     for folder in os.environ.get("PATH", "").split(os.pathsep):
         candidate = Path(folder) / "newsletter"
         if candidate.is_file() and os.access(candidate, os.X_OK) and candidate not in seen:
             seen.add(candidate)
             kind = "pyenv shim" if "shims" in candidate.parts else "entry script"
-            launchers.append((f"{kind} {candidate.parent}", str(candidate)))
-    launchers.append(("python -c main()", None))
-    print(f"(b) whole commands, start-up included, median of {runs} runs")
+            found.append((kind, [str(candidate)]))
+    found.append(("python -c", [sys.executable, "-c", "from newsletter.cli import main; main()"]))
+    return found
+
+
+def bench_commands(runs: int, baseline: Path | None) -> None:
+    """Median wall time per command; variants are interleaved run by run, so a busy machine
+    slows them alike and the ratios stay fair."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    variants: list[tuple[str, dict[str, str]]] = [
+        ("this tree", clean),
+        ("this tree, cold template cache", {**clean, "NEWSLETTER_TEMPLATE_CACHE": "0"}),
+    ]
+    if baseline is not None:
+        variants.append((f"baseline {baseline}", {**clean, "PYTHONPATH": str(baseline)}))
+    print(f"(b) whole commands as a user runs them, start-up included, median of {runs} runs")
     with tempfile.TemporaryDirectory() as tmp:
         project = Path(tmp) / "p"
         from newsletter.project import init_project
@@ -129,15 +140,27 @@ def bench_commands(runs: int) -> None:
         init_project(project, samples=False)
         shutil.copyfile(SAMPLE, project / "issues" / SAMPLE.name)
         issue = f"issues/{SAMPLE.name}"
-        baseline = _time_command([sys.executable, "-c", "pass"], runs, project)
-        print(f"    {'python -c pass (interpreter start-up alone)':58} {_ms(baseline)}")
-        for label, launcher in launchers:
-            prefix = [launcher] if launcher else [sys.executable, "-c", "from newsletter.cli import main; main()"]
-            for args in (["validate", issue], ["render", issue, "-o", "out/x.html",
-                                                 "--text", "out/x.txt"]):
-                median = _time_command(prefix + args, runs, project)
-                shown = f"newsletter {' '.join(args[:2])} ({label})"
-                print(f"    {shown:58} {_ms(median)}  {'ok' if median < 0.3 else 'OVER 300 ms'}")
+        python = statistics.median(
+            _run([sys.executable, "-c", "pass"], project, clean) for _ in range(runs)
+        )
+        print(f"    {'python -c pass (interpreter start-up alone)':66} {_ms(python)}")
+        commands = (["validate", issue], ["render", issue, "-o", "out/x.html", "--text", "o.txt"])
+        for kind, prefix in _launchers():
+            for args in commands:
+                times: dict[str, list[float]] = {name: [] for name, _ in variants}
+                for _name, env in variants:  # warm-up: page cache, template cache
+                    _run(prefix + args, project, env)
+                for _ in range(runs):
+                    for name, env in variants:
+                        times[name].append(_run(prefix + args, project, env))
+                medians = {name: statistics.median(values) for name, values in times.items()}
+                for name, median in medians.items():
+                    shown = f"newsletter {args[0]} ({kind}; {name})"
+                    verdict = "ok" if median < 0.3 else "OVER 300 ms"
+                    print(f"    {shown:66} {_ms(median)}  {verdict}")
+                if baseline is not None:
+                    ratio = medians[variants[-1][0]] / medians["this tree"]
+                    print(f"    {'':66} baseline/this = {ratio:.2f}x")
 
 
 def main() -> None:
@@ -145,11 +168,20 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20, help="runs per command")
     parser.add_argument("--loops", type=int, default=200, help="in-process loops per issue")
     parser.add_argument("--skip-commands", action="store_true")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="a source tree of another version (e.g. from `git archive REV | tar -x -C DIR`) "
+        "to time side by side through PYTHONPATH",
+    )
     args = parser.parse_args()
-    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+          f"load average {os.getloadavg()[0]:.1f}")
     bench_library(args.loops)
     if not args.skip_commands:
-        bench_commands(args.runs)
+        bench_commands(args.runs, args.baseline)
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
