@@ -128,18 +128,24 @@ class Signer:
     def for_list(self, list_id: int) -> Callable[[int], str]:
         """A fast ``sign(subscriber_id)`` for one list (the key and suffix prepared once)."""
         suffix = _varint(_check_id("list_id", list_id)) + self._day
-        mac = hmac.new(self._key, PURPOSE, "sha256")
-        small = [bytes([i]) for i in range(128)]
+        key = self._key
+        digest = hmac.digest
         encode = base64.urlsafe_b64encode
 
         def sign(subscriber_id: int) -> str:
-            if type(subscriber_id) is int and 0 <= subscriber_id < 128:
-                payload = small[subscriber_id] + suffix
+            n = subscriber_id
+            if type(n) is int and 0 <= n < 2_097_152:  # up to three varint bytes, inline
+                if n < 128:
+                    head = bytes((n,))
+                elif n < 16_384:
+                    head = bytes((n & 0x7F | 0x80, n >> 7))
+                else:
+                    head = bytes((n & 0x7F | 0x80, (n >> 7) & 0x7F | 0x80, n >> 14))
+                payload = head + suffix
             else:
-                payload = _varint(_check_id("subscriber_id", subscriber_id)) + suffix
-            tag = mac.copy()
-            tag.update(payload)
-            return encode(payload + tag.digest()[:TAG_BYTES]).rstrip(b"=").decode("ascii")
+                payload = _varint(_check_id("subscriber_id", n)) + suffix
+            tag = digest(key, PURPOSE + payload, "sha256")[:TAG_BYTES]
+            return encode(payload + tag).rstrip(b"=").decode("ascii")
 
         return sign
 

@@ -120,3 +120,12 @@ def test_bad_ids_are_refused() -> None:
         tokens.sign(make(), -1, 1)
     with pytest.raises(ValueError):
         tokens.sign(make(), 1, "2")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("n", [0, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152, 10**12])
+def test_fast_signing_path_matches_the_format_at_varint_boundaries(n: int) -> None:
+    settings = make()
+    token = tokens.Signer("s3cret-key", issued_day=20_000).sign(n, 300)
+    raw = base64.urlsafe_b64decode(token + "==")
+    assert raw[:-16] == tokens._varint(n) + tokens._varint(300) + tokens._varint(20_000)
+    assert tokens.verify(token, settings).subscriber_id == n
