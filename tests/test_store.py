@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from email_validator import EmailNotValidError, validate_email
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -77,14 +78,11 @@ def _script_with_next_revision(tmp_path: Path) -> Path:
     """A copy of the shipped migrations plus one newer revision (as a later release has)."""
     folder = tmp_path / "migrations"
     shutil.copytree(schema_module.MIGRATIONS, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    head = (
-        schema_state.__globals__["ScriptDirectory"]
-        .from_config(schema_module.alembic_config(make_engine("sqlite://"), folder))
-        .get_current_head()
-    )
+    config = schema_module.alembic_config(make_engine("sqlite://"), folder)
+    heads = tuple(ScriptDirectory.from_config(config).get_heads())  # one, or several branches
     (folder / "versions" / "9999_next.py").write_text(
         f'"""A later release."""\nimport sqlalchemy as sa\nfrom alembic import op\n'
-        f'revision = "9999_next"\ndown_revision = "{head}"\nbranch_labels = None\n'
+        f'revision = "9999_next"\ndown_revision = {heads!r}\nbranch_labels = None\n'
         "depends_on = None\n\n\ndef upgrade():\n"
         '    op.add_column("lists", sa.Column("colour", sa.String(20), nullable=True))\n\n\n'
         "def downgrade():\n"
