@@ -16,9 +16,9 @@ import datetime as dt
 import difflib
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-import yaml
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
@@ -42,30 +42,95 @@ from .model import (
     plain,
 )
 
-try:  # the C loader is ten times faster; fall back where libyaml is missing
-    from yaml import CSafeLoader as _BaseLoader
-except ImportError:  # pragma: no cover
-    from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
+
+@lru_cache(maxsize=1)
+def yaml_loader() -> tuple[Any, Any]:
+    """(the yaml module, our Loader), imported on first need: most front matter is read by
+    ``_simple_front_matter`` and the CLI starts faster without PyYAML.
+
+    The Loader is safe YAML (the C one where libyaml exists) whose values never raise
+    outside YAMLError: an impossible date such as 2026-13-45 stays a string (the date rule
+    then names it), and so does a bad !!int.
+    """
+    import yaml
+
+    try:
+        from yaml import CSafeLoader as base
+    except ImportError:  # pragma: no cover
+        from yaml import SafeLoader as base  # type: ignore[assignment]
+
+    class Loader(base):  # type: ignore[misc,valid-type]
+        pass
+
+    def lenient(constructor):  # type: ignore[no-untyped-def]
+        def construct(loader, node):  # type: ignore[no-untyped-def]
+            try:
+                return constructor(loader, node)
+            except (ValueError, TypeError, OverflowError):
+                if isinstance(node, yaml.ScalarNode):
+                    return loader.construct_scalar(node)
+                return None
+
+        return construct
+
+    for tag in ("timestamp", "int", "float", "bool"):
+        full = f"tag:yaml.org,2002:{tag}"
+        Loader.add_constructor(full, lenient(base.yaml_constructors[full]))
+    return yaml, Loader
 
 
-class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
-    """Safe YAML whose values never raise outside YAMLError: an impossible date such as
-    2026-13-45 stays a string (the date rule then names it), and so does a bad !!int."""
+# -- the fast path for front matter ---------------------------------------------------------
+# Lines "key: value" whose value YAML would read back as the same string (or as a date) are
+# read here without PyYAML; anything else (quotes, lists, numbers, times, comments after a
+# value, indentation...) goes to YAML. A value containing ': ' is taken whole, as
+# ``_load_yaml`` forgives it. tests/test_parse.py checks that both agree.
+_SIMPLE_KEY_LINE = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*):(?: +(.*?))? *")
+_YAML_WORDS = {"yes", "no", "true", "false", "on", "off", "null", "y", "n", "~"}
+_DATE_VALUE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+# what YAML treats specially or refuses: non-printable characters and other line breaks
+_YAML_SPECIAL_CHARS = re.compile(
+    "[^\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
+)
 
 
-def _lenient(constructor):  # type: ignore[no-untyped-def]
-    def construct(loader, node):  # type: ignore[no-untyped-def]
-        try:
-            return constructor(loader, node)
-        except (ValueError, TypeError, OverflowError):
-            return loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode) else None
+def _simple_front_matter(yaml_text: str) -> tuple[dict[str, Any], dict[str, int]] | None:
+    """The front matter as YAML would read it, when every line is that simple; else None."""
+    data: dict[str, Any] = {}
+    lines: dict[str, int] = {}
+    for number, line in enumerate(yaml_text.split("\n"), start=2):
+        if not line.strip():
+            if line:  # white space only: let YAML judge tabs and the like
+                return None
+            continue
+        if line.startswith("#"):
+            continue
+        match = _SIMPLE_KEY_LINE.fullmatch(line)
+        if not match or "\t" in line or _YAML_SPECIAL_CHARS.search(line):
+            return None
+        key, value = match.group(1), match.group(2)
+        if key.lower() in _YAML_WORDS:
+            return None
+        if not value:
+            parsed: Any = None
+        elif _DATE_VALUE.fullmatch(value):
+            year, month, day = (int(part) for part in _DATE_VALUE.fullmatch(value).groups())
+            try:
+                parsed = dt.date(year, month, day)
+            except ValueError:
+                parsed = value  # as the lenient YAML loader does
+        elif (
+            not value[0].isalpha()
+            or value.lower() in _YAML_WORDS
+            or " #" in value
+            or value.endswith(":")
+        ):
+            return None
+        else:
+            parsed = value
+        data[key] = parsed
+        lines[key] = number
+    return data, lines
 
-    return construct
-
-
-for _tag in ("timestamp", "int", "float", "bool"):
-    _full = f"tag:yaml.org,2002:{_tag}"
-    _Loader.add_constructor(_full, _lenient(_BaseLoader.yaml_constructors[_full]))
 
 FRONT_MATTER_KEYS = ("subject", "preheader", "date", "send_at")
 KIND_NAMES = {
@@ -146,8 +211,9 @@ def _load_yaml(yaml_text: str) -> Any:
     strict parse fails, such top-level values are quoted and the parse tried again;
     if that fails too, the original error is reported.
     """
+    yaml, loader = yaml_loader()
     try:
-        return yaml.load(yaml_text, Loader=_Loader)
+        return yaml.load(yaml_text, Loader=loader)
     except yaml.YAMLError as first:
         fixed = []
         changed = False
@@ -162,15 +228,16 @@ def _load_yaml(yaml_text: str) -> Any:
         if not changed:
             raise
         try:
-            return yaml.load("\n".join(fixed), Loader=_Loader)
+            return yaml.load("\n".join(fixed), Loader=loader)
         except yaml.YAMLError:
             raise first from None
 
 
 def _key_lines(yaml_text: str) -> dict[str, int]:
     result: dict[str, int] = {}
+    yaml, loader = yaml_loader()
     try:
-        node = yaml.compose(yaml_text, Loader=_Loader)
+        node = yaml.compose(yaml_text, Loader=loader)
     except (yaml.YAMLError, RecursionError):
         for number, line in enumerate(yaml_text.split("\n"), start=2):
             match = re.match(r"^([A-Za-z_][\w-]*)\s*:", line)
@@ -198,6 +265,10 @@ def _front_matter(text: str, rep: _Reporter) -> tuple[dict[str, Any], dict[str, 
         rep.add(1, "front-matter-unclosed", "front matter is not closed: add a line '---' after it")
         return {}, {}, 1
     assert yaml_text is not None
+    simple = _simple_front_matter(yaml_text)
+    if simple is not None:
+        return simple[0], simple[1], body_line
+    yaml, _ = yaml_loader()
     try:
         data = _load_yaml(yaml_text)
     except yaml.YAMLError as exc:

@@ -161,11 +161,12 @@ def _autoescape(name: str | None) -> bool:
 def yaml_str(value: object) -> str:
     """A value for a YAML front-matter line: as is when YAML reads it back unchanged as a
     string, otherwise double-quoted (``Rates #1`` would lose ``#1`` to a comment)."""
-    from .parse import _Loader, yaml
+    from .parse import yaml_loader
 
+    yaml, loader = yaml_loader()
     text = " ".join(str(value).split())
     try:
-        plain = yaml.load(f"v: {text}\n", Loader=_Loader) == {"v": text}
+        plain = yaml.load(f"v: {text}\n", Loader=loader) == {"v": text}
     except yaml.YAMLError:
         plain = False
     return text if plain else json.dumps(text, ensure_ascii=False)

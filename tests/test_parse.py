@@ -8,9 +8,14 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from newsletter.model import BulletList, Link, Paragraph, SectionKind, Severity, Strong
-from newsletter.parse import locate, parse_text
+from newsletter.parse import _load_yaml, _simple_front_matter, locate, parse_text
+
+from .conftest import REPO
 
 FRONT = "---\nsubject: A test subject\npreheader: A test preheader\ndate: 2026-11-24\n---\n"
 # FRONT takes lines 1-5; the body starts on line 6.
@@ -287,3 +292,45 @@ def test_locate_skips_earlier_occurrences() -> None:
     assert locate(lines, "![", 1, 2, skip=1) == (1, 8)
     assert locate(lines, "![", 1, 2, skip=2) == (2, 1)
     assert locate(lines, "nothing", 1, 2) == (1, 1)
+
+
+# -- the fast path for simple front matter agrees with YAML --------------------------------
+
+SIMPLE_VALUES = st.one_of(
+    st.from_regex(r"[A-Za-z\u00e9\u4e2d][A-Za-z \u00e9',.!?()\[\]{}&*%@`#:|>-]{0,25}", fullmatch=True),
+    st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\ufeff"),
+        max_size=30,
+    ),
+    st.sampled_from([
+        "2026-11-24", "2026-13-45", "2026-02-30", "2026-11-24 06:00", "yes", "No", "null", "~",
+        "Plus: three numbers", "Rates #1", "C# and F#", "x:", "a:b", "'quoted'", '"double"',
+        "[list]", "{map}", "- dash", "? q", "& anchor", "*alias", "!tag", "|", ">", "%", "@", "`",
+        "3 things", "0x1F", ".inf", "Can't stop", "Plan [B] {x}", "caf\u00e9 \u00fcber", "a\tb",
+        "trailing   ", "\u2028sep", "\x85nel", "\ufffdrepl",
+    ]),
+)
+
+
+@hypothesis_settings(max_examples=500, deadline=None)
+@given(
+    entries=st.lists(
+        st.tuples(st.sampled_from(["subject", "preheader", "date", "send_at", "yes", "x-y", "_k"]),
+                  SIMPLE_VALUES),
+        max_size=5,
+    ),
+    extra=st.sampled_from(["", "\n", "# a comment\n", "  \n", "\t\n"]),
+)
+def test_simple_front_matter_reads_as_yaml_does(entries, extra: str) -> None:
+    text = "".join(f"{key}: {value}\n" for key, value in entries if "\n" not in value) + extra
+    fast = _simple_front_matter(text)
+    if fast is None:
+        return  # left to YAML
+    assert (_load_yaml(text) or {}) == fast[0]
+
+
+def test_simple_front_matter_is_used_for_the_samples() -> None:
+    for path in sorted((REPO / "issues").glob("*.md")):
+        text = path.read_text(encoding="utf-8")
+        front = text.split("---\n")[1]
+        assert _simple_front_matter(front) is not None, path
