@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import resource
 import subprocess
 import sys
@@ -94,13 +95,16 @@ def run_bare(url: str, count: int, workers: int, out) -> None:
             with lock:
                 requests += n
 
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        cpu_before = before.ru_utime + before.ru_stime
         started = time.perf_counter()
         with ThreadPoolExecutor(workers) as executor:
             for future in [executor.submit(worker) for _ in range(workers)]:
                 future.result()
         seconds = time.perf_counter() - started
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out.send({"seconds": seconds, "requests": requests, "rss_mb": rss, "bytes": request_bytes})
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out.send({"seconds": seconds, "requests": requests, "rss_mb": usage.ru_maxrss / 1024,
+              "bytes": request_bytes, "cpu": usage.ru_utime + usage.ru_stime - cpu_before})
 
 
 def run_ours(url: str, count: int, workers: int, out) -> None:
@@ -124,15 +128,18 @@ def run_ours(url: str, count: int, workers: int, out) -> None:
                 failed += bad
 
         backend.open()
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        cpu_before = before.ru_utime + before.ru_stime
         started = time.perf_counter()
         with ThreadPoolExecutor(workers) as executor:
             for future in [executor.submit(worker) for _ in range(backend.concurrency)]:
                 future.result()
         seconds = time.perf_counter() - started
         backend.close()
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out.send({"seconds": seconds, "requests": backend.requests_made, "rss_mb": rss,
-              "rss_before_mb": rss_before, "failed": failed})
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out.send({"seconds": seconds, "requests": backend.requests_made,
+              "rss_mb": usage.ru_maxrss / 1024, "rss_before_mb": rss_before, "failed": failed,
+              "cpu": usage.ru_utime + usage.ru_stime - cpu_before})
 
 
 def phase(target, url: str, count: int, workers: int) -> dict:
@@ -148,6 +155,15 @@ def phase(target, url: str, count: int, workers: int) -> dict:
 def standin_get(url: str, path: str) -> dict:
     with urllib.request.urlopen(url + path, timeout=30) as response:
         return json.loads(response.read())
+
+
+def _cpu_of(pid: int) -> float:
+    """CPU seconds used so far by another process (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
 
 
 def main() -> None:
@@ -171,6 +187,7 @@ def main() -> None:
         standin_get(url, "/_reset")
         ours = phase(run_ours, url, args.recipients, args.workers)
         ours_stats = standin_get(url, "/_stats")
+        server_cpu = _cpu_of(server.pid)
     finally:
         if server.stdin:
             server.stdin.close()
@@ -179,7 +196,8 @@ def main() -> None:
     exact = (ours_stats["recipients"] == args.recipients
              and ours_stats["distinct"] == args.recipients and not ours_stats["duplicates"])
     print(f"request size: {bare['bytes'] / 1024:.0f} KB for 1,000 recipients")
-    print(f"{'':42} {'seconds':>8} {'recipients/s':>13} {'requests':>9} {'peak MB':>8} {'vs (a)':>7}")
+    print(f"{'':42} {'seconds':>8} {'recipients/s':>13} {'requests':>9} {'peak MB':>8} "
+          f"{'client CPU s':>12} {'vs (a)':>7}")
     ceiling = args.recipients / bare["seconds"]
     for label, row, stats in (
         ("(a) bare client, pre-built payloads", bare, bare_stats),
@@ -187,12 +205,14 @@ def main() -> None:
     ):
         rate = args.recipients / row["seconds"]
         print(f"{label:42} {row['seconds']:>8.1f} {rate:>13,.0f} {row['requests']:>9,} "
-              f"{row['rss_mb']:>8.0f} {rate / ceiling:>6.0%}   stand-in saw {stats['requests']:,} "
+              f"{row['rss_mb']:>8.0f} {row['cpu']:>12.1f} {rate / ceiling:>6.0%}   stand-in saw {stats['requests']:,} "
               f"requests, statuses {stats['statuses']}")
     print(f"(b) every recipient accepted exactly once: {'yes' if exact else 'NO'} "
           f"({ours_stats['recipients']:,} accepted, {ours_stats['distinct']:,} distinct, "
           f"{ours_stats['duplicates']} duplicated, {ours['failed']} failed); "
           f"memory before sending {ours['rss_before_mb']:.0f} MB")
+    print(f"stand-in CPU for both phases: {server_cpu:.1f} s; load average now "
+          f"{os.getloadavg()[0]:.1f} on {mp.cpu_count()} cores")
 
 
 if __name__ == "__main__":

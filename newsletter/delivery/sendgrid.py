@@ -174,6 +174,12 @@ def personalization(content: _Content, message: OutgoingMessage) -> dict[str, An
 
 def split_requests(messages: Sequence[OutgoingMessage]) -> list[list[OutgoingMessage]]:
     """Groups of at most 1,000 messages of one template, each address once per group."""
+    if len(messages) <= MAX_PER_REQUEST:  # the usual case: one batch, one request
+        first = messages[0].template if messages else None
+        if all(m.template is first for m in messages) and len(
+            {m.recipient.email.lower() for m in messages}
+        ) == len(messages):
+            return [list(messages)] if messages else []
     groups: list[list[OutgoingMessage]] = []
     open_groups: dict[int, list[tuple[list[OutgoingMessage], set[str]]]] = {}
     for message in messages:
@@ -341,7 +347,11 @@ class SendGridBackend(BackendBase):
     def _send_group(self, group: list[OutgoingMessage]) -> list[DeliveryResult]:
         status, text, message_id = self._post(self.payload_json(group))
         if 200 <= status < 300:
-            return [DeliveryResult.of(m, Status.SENT, provider_id=message_id) for m in group]
+            sent = Status.SENT
+            return [
+                DeliveryResult(m.recipient.subscriber_id, m.recipient.email, sent, "", message_id)
+                for m in group
+            ]
         if status == 413:
             if len(group) == 1:
                 return [DeliveryResult.of(group[0], Status.PERMANENT, f"413 {text}: too large")]
