@@ -427,14 +427,13 @@ def _flush(
 ) -> None:
     """Apply one chunk of distinct addresses, in the caller's transaction."""
     now = utcnow()
-    seen = bulk.seen_before([(row.key, row.line) for row in rows])
+    seen, existing = bulk.lookup([(row.key, row.line) for row in rows])
     if seen:
         for row in rows:
             if row.key in seen:
                 report.duplicates += 1
                 rejects.write(row.line, f"duplicate of line {seen[row.key]}", row.cells)
         rows = [row for row in rows if row.key not in seen]
-    existing = bulk.find([row.key for row in rows])
 
     new_rows: list[_Row] = []
     status_updates: list[tuple[int, str, str]] = []
@@ -468,6 +467,7 @@ def _flush(
     if new_rows:
         inserted: list[NewSubscriber] = [
             (
+                row.line,
                 row.email,
                 row.key,
                 row.name,

@@ -11,9 +11,11 @@ statement, ``RETURNING`` the new ids).
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import json
 from abc import ABC, abstractmethod
+from array import array
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +23,8 @@ import sqlalchemy as sa
 
 from .tables import subscribers
 
-NewSubscriber = tuple[str, str, str | None, str, str, str]  # email, key, name, attrs, status, why
+# line, email, key, name, attributes (JSON), status, status reason
+NewSubscriber = tuple[int, str, str, str | None, str, str, str]
 
 
 class Bulk(ABC):
@@ -46,6 +49,15 @@ class Bulk(ABC):
             return self.conn.exec_driver_sql(sql)
         return self.conn.exec_driver_sql(sql, params)
 
+    def lookup(
+        self, items: Sequence[tuple[str, int]]
+    ) -> tuple[dict[str, int], dict[str, tuple[int, str]]]:
+        """For (key, line) pairs unique within the chunk: ``({key: line}`` of the keys this
+        import saw in an earlier chunk, ``{key: (id, status)}`` of the other keys that
+        exist). Records the keys as seen."""
+        seen = self.seen_before(items)
+        return seen, self.find([key for key, _ in items if key not in seen])
+
     # The interface; each database implements these.
     @abstractmethod
     def prepare(self) -> None:
@@ -64,7 +76,7 @@ class Bulk(ABC):
     def insert_subscribers(
         self, rows: Sequence[NewSubscriber], now: dt.datetime, source: str | None
     ) -> dict[str, int]:
-        """Insert new subscribers (ON CONFLICT DO NOTHING); ``{key: id}`` of the rows."""
+        """Insert new subscribers (ON CONFLICT DO NOTHING), in file order; ``{key: id}``."""
 
     @abstractmethod
     def memberships(self, list_id: int, ids: Sequence[int]) -> dict[int, str]:
@@ -94,11 +106,20 @@ class Bulk(ABC):
 class SqliteBulk(Bulk):
     """Raw sqlite3 cursor on the import's connection (in SQLAlchemy's transaction): lists
     of keys or ids travel as one JSON parameter (``json_each``), joined with CROSS JOIN so
-    that SQLite probes the unique indexes once per value."""
+    that SQLite probes the unique indexes once per value.
+
+    Addresses this import inserted are recognised by their ids: each chunk's new rows take
+    the next ids in file order (AUTOINCREMENT under the write lock), so a list of (first
+    id, lines) ranges, four bytes a row, says which line added an id. Only addresses that
+    existed before the import go to the ``import_seen`` table.
+    """
 
     def __init__(self, conn: sa.Connection) -> None:
         super().__init__(conn)
         self.cursor = conn.connection.driver_connection.cursor()
+        self._starts: list[int] = []  # first id of each chunk's inserted range
+        self._lines: list[array[int]] = []  # the file lines of that range's ids
+        self._other: dict[int, int] = {}  # ids inserted out of range (never in practice)
 
     def prepare(self) -> None:
         # A bigger page cache for the import (random inserts into the email index);
@@ -113,6 +134,34 @@ class SqliteBulk(Bulk):
     def finish(self) -> None:
         self.cursor.execute("DROP TABLE IF EXISTS temp.import_seen")
         self.cursor.execute("PRAGMA cache_size = -2000")
+
+    def _line_of(self, sid: int) -> int | None:
+        """The line that inserted subscriber ``sid`` in this import, or None."""
+        at = bisect.bisect_right(self._starts, sid) - 1
+        if at >= 0:
+            offset = sid - self._starts[at]
+            if offset < len(self._lines[at]):
+                return self._lines[at][offset]
+        return self._other.get(sid)
+
+    def lookup(
+        self, items: Sequence[tuple[str, int]]
+    ) -> tuple[dict[str, int], dict[str, tuple[int, str]]]:
+        existing = self.find([key for key, _ in items])
+        seen: dict[str, int] = {}
+        before: list[str] = []  # existed before this import
+        for key, (sid, _) in existing.items():
+            line = self._line_of(sid)
+            if line is None:
+                before.append(key)
+            else:
+                seen[key] = line
+        if before:
+            earlier = set(before)
+            seen.update(self.seen_before([(k, ln) for k, ln in items if k in earlier]))
+        for key in seen:
+            del existing[key]
+        return seen, existing
 
     def seen_before(self, items: Sequence[tuple[str, int]]) -> dict[str, int]:
         keys = json.dumps([key for key, _ in items])
@@ -146,19 +195,24 @@ class SqliteBulk(Bulk):
         self, rows: Sequence[NewSubscriber], now: dt.datetime, source: str | None
     ) -> dict[str, int]:
         stamp = self.stamp(now)
-        before = self._sequence()
+        first = self._sequence() + 1
         self.cursor.executemany(
             "INSERT INTO subscribers (email, email_key, name, attributes, status, "
             "status_reason, status_changed_at, created_at, source) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (email_key) DO NOTHING",
-            [(*row, stamp, stamp, source) for row in rows],
+            [(*row[1:], stamp, stamp, source) for row in rows],
         )
-        inserted = self.cursor.rowcount
-        if inserted == len(rows) and self._sequence() == before + inserted:
-            # AUTOINCREMENT hands out increasing ids; n rows took exactly the next n ids,
-            # so they took them in order.
-            return {row[1]: before + n for n, row in enumerate(rows, start=1)}
-        return {key: sid for key, (sid, _) in self.find([row[1] for row in rows]).items()}
+        # AUTOINCREMENT hands out ids above every id ever used, in insertion order: if
+        # all n rows went in and took exactly the next n ids, row k has id first + k.
+        if self.cursor.rowcount == len(rows) and self._sequence() == first + len(rows) - 1:
+            self._starts.append(first)
+            self._lines.append(array("l", [row[0] for row in rows]))
+            return {row[2]: first + n for n, row in enumerate(rows)}
+        # Someone else inserted one of these addresses: read the ids back.
+        ids = {key: sid for key, (sid, _) in self.find([row[2] for row in rows]).items()}
+        lines = {row[2]: row[0] for row in rows}
+        self._other.update({sid: lines[key] for key, sid in ids.items() if sid >= first})
+        return ids
 
     def memberships(self, list_id: int, ids: Sequence[int]) -> dict[int, str]:
         rows = self.cursor.execute(
@@ -235,7 +289,7 @@ class PostgresBulk(Bulk):
     def insert_subscribers(
         self, rows: Sequence[NewSubscriber], now: dt.datetime, source: str | None
     ) -> dict[str, int]:
-        columns = list(zip(*rows, strict=True)) if rows else [[]] * 6
+        columns = list(zip(*(row[1:] for row in rows), strict=True)) if rows else [[]] * 6
         result = self._run(
             "INSERT INTO subscribers (email, email_key, name, attributes, status, "
             "status_reason, status_changed_at, created_at, source) "
@@ -247,7 +301,7 @@ class PostgresBulk(Bulk):
         )
         inserted = dict(result.all())
         if len(inserted) < len(rows):  # lost a race with another writer: read theirs
-            missing = [row[1] for row in rows if row[1] not in inserted]
+            missing = [row[2] for row in rows if row[2] not in inserted]
             inserted.update({k: sid for k, (sid, _) in self.find(missing).items()})
         return inserted
 
