@@ -230,3 +230,16 @@ def test_url_defaults_and_decoding() -> None:
     assert parse_smtp_url("smtps://h").port == 465
     assert parse_smtp_url("smtp://h").port == 25
     assert parse_smtp_url("smtp://h:2525?pool=8&timeout=5").pool == 8
+
+
+def test_probe_checks_login_without_sending() -> None:
+    from newsletter.delivery.smtp import probe
+
+    with SMTPTestServer(auth=("u", "p"), tls="starttls") as server:
+        assert "ready (TLS)" in probe(parse_smtp_url(server.url))
+        assert server.logins == ["u"] and server.total == 0
+
+
+def test_missing_smtp_url_names_the_config_file(project: Path) -> None:
+    with pytest.raises(ConfigError, match=r"newsletter.toml: 'smtp_url' is not set"):
+        get_backend(send_settings(project), "smtp")
