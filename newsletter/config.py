@@ -101,6 +101,11 @@ class Settings(BaseModel):
     templates: Path | None = None
     issues_dir: Path = Path("issues")
     archive: bool = True
+    # `newsletter serve`: SendGrid's Signed Event Webhook key (base64 DER or PEM), the
+    # replay window in seconds, and the largest request body the public pages accept
+    sendgrid_webhook_public_key: str | None = None
+    webhook_max_age: int = Field(default=300, ge=10, le=86400)
+    max_body_bytes: int = Field(default=5_000_000, ge=1024)
     schedule_grace_hours: float = Field(default=6.0, ge=0)
     brand: Brand = Field(default_factory=Brand)
 

@@ -126,6 +126,9 @@ def start(
         subject=prepared.rendered.subject, list_id=mailing_list.id, list_name=mailing_list.name,
         backend=backend_name, html=prepared.rendered.html, text=prepared.rendered.text,
     )
+    from .archive import publish
+
+    publish(engine, settings, prepared.path)  # the web archive's generic copy, as sent
     return Started(ledger.get_send(engine, send_id), resumed=False)
 
 

@@ -258,8 +258,12 @@ def sends_show(ctx: click.Context, send_id: int, show_all: bool, fmt: str) -> No
     send = ledger.get_send(engine, send_id)
     problems = ledger.recipients(engine, send_id, ["failed", "temporary", "uncertain"],
                                  limit=None if show_all else 50)
+    from newsletter.events import engagement
+
+    events = engagement(engine, send_id)  # from the SendGrid event webhook
     if fmt == "json":
         data = _as_dict(send)
+        data["engagement"] = events.as_dict()
         data["problems"] = [
             {"email": r.email, "status": r.status, "reason": r.reason, "attempts": r.attempts}
             for r in problems
@@ -275,6 +279,7 @@ def sends_show(ctx: click.Context, send_id: int, show_all: bool, fmt: str) -> No
     click.echo(f"  recipients {send.total:,}: " + ", ".join(
         f"{status} {send.counts.get(status, 0):,}" for status in ledger.STATUSES
         if send.counts.get(status, 0)))
+    click.echo(f"  events: {events.line()}")
     for row in problems:
         click.echo(f"  {row.status:9} {row.email}: {row.reason or ''}")
     hidden = sum(send.counts.get(s, 0) for s in ("failed", "temporary", "uncertain"))

@@ -32,7 +32,7 @@ PAGES = Path(__file__).parent / "templates"
 PARTS: dict[str, list[str]] = {
     # part name: the "module:function" entries that build it, each (settings) -> Part
     "preview": ["newsletter.web.preview:part"],
-    "public": [],  # the public pages (unsubscribe, webhooks, archive) register here
+    "public": ["newsletter.web.public:part"],  # unsubscribe, webhooks, archive, healthz
 }
 
 

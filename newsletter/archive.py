@@ -1,0 +1,102 @@
+"""The web archive: the generic web copy of every issue sent, stored when its send starts.
+
+``publish(db, settings, issue_path)`` renders the issue without personal links
+(``render(..., personal=False)``: no unsubscribe link, ``{{name}}`` at its fallback) and
+stores it under its slug in ``archive_issues``, so the archive shows what was sent even
+after the issue file changes or is removed. Sending the same issue again (to another
+list, or with ``--again``) replaces the stored copy by the newer one and keeps the date
+it was first published. Test sends (``--test-to``) publish nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from .build import build_file
+from .config import Settings
+from .errors import NewsletterError
+from .store._db import DB, aware, transaction, utcnow
+from .store.tables import Stamp, metadata
+
+archive_issues = sa.Table(
+    "archive_issues",
+    metadata,
+    sa.Column("slug", sa.String(200), primary_key=True),
+    sa.Column("issue_date", sa.Date(), nullable=False),
+    sa.Column("subject", sa.Text(), nullable=False),
+    sa.Column("preheader", sa.Text(), nullable=True),
+    sa.Column("html", sa.Text(), nullable=False),
+    sa.Column("text", sa.Text(), nullable=False),
+    sa.Column("published_at", Stamp, nullable=False),
+    sa.Column("updated_at", Stamp, nullable=False),
+    sa.Index(None, "issue_date"),
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    slug: str
+    issue_date: dt.date
+    subject: str
+    preheader: str | None
+    published_at: dt.datetime
+    updated_at: dt.datetime
+
+    @property
+    def date_text(self) -> str:
+        d = self.issue_date
+        return f"{d:%A}, {d.day} {d:%B %Y}"
+
+
+def publish(db: DB, settings: Settings, issue_path: Path | str) -> Entry:
+    """Render the generic web copy of an issue and store it in the archive."""
+    result = build_file(issue_path, settings, personal=False)
+    if result.errors or result.rendered is None or result.issue is None:
+        raise NewsletterError(f"{issue_path}: cannot be archived: it does not render")
+    issue, rendered = result.issue, result.rendered
+    now = utcnow()
+    values = {"issue_date": issue.date, "subject": rendered.subject,
+              "preheader": rendered.preheader, "html": rendered.html, "text": rendered.text,
+              "updated_at": now}
+    with transaction(db) as conn:
+        updated = conn.execute(
+            archive_issues.update().where(archive_issues.c.slug == issue.slug).values(**values)
+        ).rowcount
+        if not updated:
+            conn.execute(archive_issues.insert().values(slug=issue.slug, published_at=now,
+                                                        **values))
+    found = get_entry(db, issue.slug)
+    assert found is not None
+    return found[0]
+
+
+_ENTRY_COLUMNS = [c for c in archive_issues.c if c.name not in ("html", "text")]
+
+
+def _entry(row: sa.Row) -> Entry:
+    published, updated = aware(row.published_at), aware(row.updated_at)
+    assert published is not None and updated is not None
+    return Entry(slug=row.slug, issue_date=row.issue_date, subject=row.subject,
+                 preheader=row.preheader, published_at=published, updated_at=updated)
+
+
+def entries(db: DB, *, limit: int | None = None) -> list[Entry]:
+    """Archived issues, newest first (by issue date, then by publication)."""
+    query = sa.select(*_ENTRY_COLUMNS).order_by(
+        archive_issues.c.issue_date.desc(), archive_issues.c.published_at.desc(),
+        archive_issues.c.slug.desc())
+    if limit is not None:
+        query = query.limit(limit)
+    with transaction(db) as conn:
+        return [_entry(r) for r in conn.execute(query)]
+
+
+def get_entry(db: DB, slug: str) -> tuple[Entry, str] | None:
+    """An archived issue and its web HTML, or None."""
+    with transaction(db) as conn:
+        row = conn.execute(sa.select(archive_issues).where(archive_issues.c.slug == slug)).first()
+    return None if row is None else (_entry(row), row.html)
