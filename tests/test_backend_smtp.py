@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -243,3 +244,27 @@ def test_probe_checks_login_without_sending() -> None:
 def test_missing_smtp_url_names_the_config_file(project: Path) -> None:
     with pytest.raises(ConfigError, match=r"newsletter.toml: 'smtp_url' is not set"):
         get_backend(send_settings(project), "smtp")
+
+
+def test_server_gone_mid_batch_leaves_the_rest_temporary(template: MessageTemplate) -> None:
+    server = SMTPTestServer().start()
+    people = recipients(30)
+    server.drop_after_data(people[9].email)  # message 10 uncertain, connection gone
+    backend = backend_for(server.url + "?timeout=2")
+    server_stop = threading.Timer(0, server.stop)
+    original = backend._transaction
+
+    def transaction(conn, sender, message):
+        outcome = original(conn, sender, message)
+        if message.email == people[9].email:
+            server_stop.run()  # the server goes away for good
+        return outcome
+
+    backend._transaction = transaction  # type: ignore[method-assign]
+    started = time.monotonic()
+    results = backend.send_batch(template.messages(people))
+    assert [r.status for r in results[:9]] == [Status.SENT] * 9
+    assert results[9].status is Status.UNCERTAIN
+    assert {r.status for r in results[10:]} == {Status.TEMPORARY}
+    assert "cannot connect" in results[10].reason
+    assert time.monotonic() - started < 10  # gave up once, not once per message

@@ -365,8 +365,12 @@ class SMTPBackend(BackendBase):
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
         results: list[DeliveryResult] = []
         conn = self._checkout()
+        unavailable: str | None = None  # once the server is unreachable, stop trying
         try:
             for index, message in enumerate(messages):
+                if unavailable is not None:
+                    results.append(DeliveryResult.of(message, Status.TEMPORARY, unavailable))
+                    continue
                 sender = envelope_sender(message.template.from_address)
                 reason = ""
                 outcome: tuple[Status, str, str | None] | None = None
@@ -377,7 +381,8 @@ class SMTPBackend(BackendBase):
                         except BackendUnavailable as exc:
                             if index == 0:
                                 raise  # nothing of this batch was accepted: stop the send
-                            outcome = (Status.TEMPORARY, str(exc), None)
+                            unavailable = str(exc)
+                            outcome = (Status.TEMPORARY, unavailable, None)
                             break
                     try:
                         outcome = self._transaction(conn, sender, message)
