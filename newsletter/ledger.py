@@ -199,8 +199,13 @@ def create_send(
     html: str,
     text: str,
     test_to: Sequence[str] = (),
+    recipient_filter: sa.ColumnElement[bool] | None = None,
 ) -> int:
-    """Create a send and snapshot its recipients; returns the send id."""
+    """Create a send and snapshot its recipients; returns the send id.
+
+    ``recipient_filter`` (a condition on ``subscribers``) narrows the snapshot of a real
+    send, e.g. to the first wave of a local-time schedule; ``add_recipients`` adds more.
+    """
     now = utcnow()
     with transaction(db) as conn:
         send_id = conn.execute(
@@ -239,35 +244,75 @@ def create_send(
             total = len(rows)
         else:
             assert list_id is not None
-            snapshot = (
-                sa.select(
-                    sa.literal(send_id, ID).label("send_id"),
-                    subscribers.c.id.label("seq"),
-                    subscribers.c.id.label("subscriber_id"),
-                    subscribers.c.email,
-                    subscribers.c.name,
-                    sa.literal("pending").label("status"),
-                    sa.literal(0).label("attempts"),
-                )
-                .join(memberships, memberships.c.subscriber_id == subscribers.c.id)
-                .where(
-                    memberships.c.list_id == list_id,
-                    memberships.c.status == "subscribed",
-                    subscribers.c.status == "active",
-                )
-            )
-            conn.execute(
-                send_recipients.insert().from_select(
-                    ["send_id", "seq", "subscriber_id", "email", "name", "status", "attempts"],
-                    snapshot,
-                )
-            )
+            conn.execute(_snapshot(send_id, list_id, recipient_filter))
             total = conn.execute(  # rowcount of INSERT ... SELECT is not portable
                 sa.select(sa.func.count()).select_from(send_recipients)
                 .where(send_recipients.c.send_id == send_id)
             ).scalar_one()
         conn.execute(sends.update().where(sends.c.id == send_id).values(total=total))
     return send_id
+
+
+def _snapshot(
+    send_id: int, list_id: int, condition: sa.ColumnElement[bool] | None
+) -> sa.Insert:
+    """INSERT ... SELECT of the list's sendable members (and ``condition``) as pending."""
+    snapshot = (
+        sa.select(
+            sa.literal(send_id, ID).label("send_id"),
+            subscribers.c.id.label("seq"),
+            subscribers.c.id.label("subscriber_id"),
+            subscribers.c.email,
+            subscribers.c.name,
+            sa.literal("pending").label("status"),
+            sa.literal(0).label("attempts"),
+        )
+        .join(memberships, memberships.c.subscriber_id == subscribers.c.id)
+        .where(
+            memberships.c.list_id == list_id,
+            memberships.c.status == "subscribed",
+            subscribers.c.status == "active",
+        )
+    )
+    if condition is not None:
+        snapshot = snapshot.where(condition)
+    return send_recipients.insert().from_select(
+        ["send_id", "seq", "subscriber_id", "email", "name", "status", "attempts"], snapshot
+    )
+
+
+def add_recipients(db: DB, send_id: int, condition: sa.ColumnElement[bool]) -> int:
+    """Add the list's sendable members matching ``condition`` who are not yet in the send.
+
+    Each subscriber is in a send at most once (the primary key is the subscriber id), so
+    a later wave never repeats an earlier one. Returns how many were added; the send is
+    ``sending`` again when any were.
+    """
+    with transaction(db) as conn:
+        row = conn.execute(sa.select(sends.c.list_id, sends.c.kind)
+                           .where(sends.c.id == send_id)).first()
+        if row is None:
+            raise SendNotFound(f"no send with id {send_id}")
+        if row.kind != "real" or row.list_id is None:
+            return 0
+        already = sa.exists(
+            sa.select(sa.literal(1)).where(send_recipients.c.send_id == send_id,
+                                           send_recipients.c.seq == subscribers.c.id)
+        )
+        before = _count(conn, send_id)
+        conn.execute(_snapshot(send_id, row.list_id, sa.and_(condition, ~already)))
+        after = _count(conn, send_id)
+        if after != before:
+            conn.execute(sends.update().where(sends.c.id == send_id)
+                         .values(total=after, status="sending", finished_at=None))
+    return after - before
+
+
+def _count(conn: sa.Connection, send_id: int) -> int:
+    return conn.execute(
+        sa.select(sa.func.count()).select_from(send_recipients)
+        .where(send_recipients.c.send_id == send_id)
+    ).scalar_one()
 
 
 def find_latest(db: DB, issue_slug: str, list_id: int) -> SendInfo | None:

@@ -29,6 +29,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "preview": ("newsletter.cli.preview:preview_cmd", "Serve a live browser preview of issues."),
     "send": ("newsletter.cli.send:send_cmd", "Send an issue to a list, exactly once each."),
     "sends": ("newsletter.cli.send:sends_group", "Report sends: list, show."),
+    "schedule": (
+        "newsletter.cli.schedule:schedule_group",
+        "Schedule an issue for later; list, cancel, move schedules.",
+    ),
+    "worker": (
+        "newsletter.cli.schedule:worker_cmd",
+        "Send scheduled issues on time; run until stopped.",
+    ),
     "serve": (
         "newsletter.cli.serve:serve_cmd",
         "Serve the public endpoints: unsubscribe, SendGrid webhook, archive.",

@@ -73,6 +73,17 @@ StatusHook = Callable[[Settings, str], "Status | None"]
 STATUS_HOOKS: list[StatusHook] = []
 
 
+def delivery_status(settings: Settings, name: str) -> Status | None:
+    """Scheduled / sending / sent, from the project's database (if it has one)."""
+    from newsletter.scheduler import issue_badge
+
+    badge = issue_badge(settings, name)
+    return None if badge is None else Status(*badge)
+
+
+STATUS_HOOKS.append(delivery_status)
+
+
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
