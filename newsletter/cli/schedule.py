@@ -43,10 +43,13 @@ def schedule_group() -> None:
       newsletter schedule list
       newsletter schedule cancel 3
       newsletter schedule move 3 --at "2026-12-02 06:00"
+
+    `newsletter schedule ISSUE --help` lists the options of scheduling an issue:
+    --list, --at, --tz, --backend, --local-time, --again.
     """
 
 
-@schedule_group.command("create")
+@schedule_group.command("create", hidden=True)
 @click.argument("issue", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--list", "list_name", required=True, help="The list to send to.")
 @click.option("--at", "at", default=None,
