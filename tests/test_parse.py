@@ -334,3 +334,16 @@ def test_simple_front_matter_is_used_for_the_samples() -> None:
         text = path.read_text(encoding="utf-8")
         front = text.split("---\n")[1]
         assert _simple_front_matter(front) is not None, path
+
+
+def test_markdown_too_deep_for_the_reader_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
+    # markdown-it limits nesting itself, so no real file gets here: this checks that if the
+    # reader ever runs out of stack, the editor gets a finding, not a crash
+    from newsletter import parse
+
+    def exhausted(body: str):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(parse._md, "parse", exhausted)
+    result = parse_text(FRONT + "# Lead: X\nText.\n", "t.md")
+    assert [(f.line, f.rule) for f in result.findings] == [(6, "too-deep")]
