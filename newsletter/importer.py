@@ -26,12 +26,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import queue
 import re
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, NamedTuple, TextIO
+from typing import IO, Any, NamedTuple, TextIO, TypeVar
 
 from sqlalchemy.engine import Engine
 
@@ -44,6 +47,9 @@ from .store.subscribers import attribute_keys, iter_subscribers
 from .store.tables import MEMBERSHIP_STATUSES, STATUSES
 
 CHUNK_ROWS = 5000
+# While the reader thread parses, the database side must get the GIL back quickly after
+# each statement: a short switch interval bounds that wait (Python's default is 5 ms).
+SWITCH_INTERVAL = 0.0005
 SNIFF_BYTES = 64 * 1024
 INACTIVE = frozenset(STATUSES) - {"active"}
 
@@ -54,6 +60,7 @@ _LAST = {"lastname", "last", "surname", "familyname", "lname"}
 _STATUS = {"status"}
 _LIST_STATUS = {"liststatus"}
 
+T = TypeVar("T")
 Progress = Callable[[int, int, int], None]  # bytes read, file size, rows read
 
 
@@ -218,13 +225,16 @@ class _Rejects:
         self.header = header
         self._file: TextIO | None = None
         self._writer: Any = None
+        # The reader thread and the database side both reject rows (and count them).
+        self.lock = threading.Lock()
 
     def write(self, line: int, reason: str, cells: list[str]) -> None:
-        if self._writer is None:
-            self._file = open(self.path, "w", encoding="utf-8", newline="")  # noqa: SIM115
-            self._writer = csv.writer(self._file)
-            self._writer.writerow(["line", "reason", *self.header])
-        self._writer.writerow([line, reason, *cells])
+        with self.lock:
+            if self._writer is None:
+                self._file = open(self.path, "w", encoding="utf-8", newline="")  # noqa: SIM115
+                self._writer = csv.writer(self._file)
+                self._writer.writerow(["line", "reason", *self.header])
+            self._writer.writerow([line, reason, *cells])
 
     @property
     def used(self) -> bool:
@@ -285,13 +295,20 @@ def import_csv(
             bulk = Bulk.for_connection(conn)
             with conn.begin():
                 bulk.prepare()
+            chunks = _in_background(
+                lambda: _chunks(path, reader, columns, report, rejects, chunk_rows, raw.tell)
+            )
+            switch = sys.getswitchinterval()
+            sys.setswitchinterval(min(switch, SWITCH_INTERVAL))
             try:
-                for chunk in _chunks(path, reader, columns, report, rejects, chunk_rows):
+                for position, rows_read, chunk in chunks:
                     with conn.begin():
                         _flush(bulk, chunk, list_id, resubscribe, source, reason, report, rejects)
                     if progress is not None:
-                        progress(raw.tell(), size, report.rows)
+                        progress(position, size, rows_read)
             finally:
+                chunks.close()  # stops the reader thread
+                sys.setswitchinterval(switch)
                 if not conn.closed and not conn.invalidated:
                     with conn.begin():
                         bulk.finish()
@@ -303,6 +320,50 @@ def import_csv(
     return report
 
 
+def _in_background(make: Callable[[], Iterator[T]], depth: int = 2) -> Iterator[T]:
+    """Run the generator ``make()`` in a thread, ``depth`` items ahead of the consumer.
+
+    Parsing (Python) then overlaps the database's work, which runs without the GIL:
+    SQLite statements that each do a whole chunk, or the PostgreSQL server. Exceptions
+    of the generator reach the consumer; closing this generator stops the thread.
+    """
+    items: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for value in make():
+                if not put(("item", value)):
+                    return
+            put(("done", None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(("error", exc))
+
+    thread = threading.Thread(target=work, name="newsletter-import-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = items.get()
+            if kind == "item":
+                yield value
+            elif kind == "done":
+                return
+            else:
+                raise value
+    finally:
+        stop.set()
+        thread.join()
+
+
 def _chunks(
     path: Path,
     reader: Iterator[list[str]],
@@ -310,8 +371,10 @@ def _chunks(
     report: ImportReport,
     rejects: _Rejects,
     chunk_rows: int,
-) -> Iterator[list[_Row]]:
+    position: Callable[[], int],
+) -> Iterator[tuple[int, int, list[_Row]]]:
     """Parse rows into chunks of distinct addresses; rejects what is wrong on its own.
+    Yields (bytes read, rows read, chunk).
 
     This loop runs once per row of a file of millions: it keeps to local names and does
     the common case (a plain address, no status columns) with the fewest operations.
@@ -368,7 +431,8 @@ def _chunks(
                     continue
             earlier = chunk.get(key)
             if earlier is not None:
-                report.duplicates += 1
+                with rejects.lock:
+                    report.duplicates += 1
                 write_reject(line, f"duplicate of line {earlier.line}", cells)
                 continue
             if name_at is not None:
@@ -388,7 +452,7 @@ def _chunks(
             if len(chunk) >= chunk_rows:
                 report.rows += rows
                 rows = 0
-                yield list(chunk.values())
+                yield position(), report.rows, list(chunk.values())
                 chunk = {}
     except UnicodeDecodeError:
         raise UsageError(
@@ -399,7 +463,7 @@ def _chunks(
         raise UsageError(f"{path}:{line_end + 1}: unreadable CSV: {exc}") from None
     report.rows += rows
     if chunk:
-        yield list(chunk.values())
+        yield position(), report.rows, list(chunk.values())
 
 
 def _statuses(
@@ -431,7 +495,8 @@ def _flush(
     if seen:
         for row in rows:
             if row.key in seen:
-                report.duplicates += 1
+                with rejects.lock:
+                    report.duplicates += 1
                 rejects.write(row.line, f"duplicate of line {seen[row.key]}", row.cells)
         rows = [row for row in rows if row.key not in seen]
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import json
+import sqlite3
 from abc import ABC, abstractmethod
 from array import array
 from collections.abc import Sequence
@@ -163,26 +164,35 @@ class SqliteBulk(Bulk):
             del existing[key]
         return seen, existing
 
+    def _one(self, sql: str, *params: Any) -> Any:
+        """A query whose answer is one JSON value (json_group_array): one step of SQLite,
+        so one release of the GIL, however many rows it covers."""
+        row = self.cursor.execute(sql, params).fetchone()
+        return json.loads(row[0]) if row and row[0] is not None else []
+
     def seen_before(self, items: Sequence[tuple[str, int]]) -> dict[str, int]:
-        keys = json.dumps([key for key, _ in items])
         found = dict(
-            self.cursor.execute(
-                "SELECT t.key, t.line FROM json_each(?) j CROSS JOIN temp.import_seen t "
-                "ON t.key = j.value",
-                (keys,),
-            ).fetchall()
+            self._one(
+                "SELECT json_group_array(json_array(t.key, t.line)) FROM json_each(?) j "
+                "CROSS JOIN temp.import_seen t ON t.key = j.value",
+                json.dumps([key for key, _ in items]),
+            )
         )
         fresh = [item for item in items if item[0] not in found] if found else items
         if fresh:
-            self.cursor.executemany("INSERT INTO temp.import_seen (key, line) VALUES (?, ?)", fresh)
+            self.cursor.execute(
+                f"INSERT INTO temp.import_seen (key, line) SELECT {_at(0)}, {_at(1)} "
+                "FROM json_each(?) j",
+                (json.dumps(fresh),),
+            )
         return found
 
     def find(self, keys: Sequence[str]) -> dict[str, tuple[int, str]]:
-        rows = self.cursor.execute(
-            "SELECT s.email_key, s.id, s.status FROM json_each(?) j CROSS JOIN subscribers s "
-            "ON s.email_key = j.value",
-            (json.dumps(list(keys)),),
-        ).fetchall()
+        rows = self._one(
+            "SELECT json_group_array(json_array(s.email_key, s.id, s.status)) "
+            "FROM json_each(?) j CROSS JOIN subscribers s ON s.email_key = j.value",
+            json.dumps(list(keys)),
+        )
         return {key: (sid, status) for key, sid, status in rows}
 
     def _sequence(self) -> int:
@@ -196,11 +206,15 @@ class SqliteBulk(Bulk):
     ) -> dict[str, int]:
         stamp = self.stamp(now)
         first = self._sequence() + 1
-        self.cursor.executemany(
+        values = ", ".join(_at(n) for n in range(6))
+        # One statement for the chunk (rows as one JSON array, in file order): SQLite
+        # inserts them all in one step, without the GIL, while the reader thread parses.
+        self.cursor.execute(
             "INSERT INTO subscribers (email, email_key, name, attributes, status, "
             "status_reason, status_changed_at, created_at, source) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (email_key) DO NOTHING",
-            [(*row[1:], stamp, stamp, source) for row in rows],
+            f"SELECT {values}, ?, ?, ? FROM json_each(?) j WHERE true "
+            "ON CONFLICT (email_key) DO NOTHING",
+            (stamp, stamp, source, json.dumps([row[1:] for row in rows])),
         )
         # AUTOINCREMENT hands out ids above every id ever used, in insertion order: if
         # all n rows went in and took exactly the next n ids, row k has id first + k.
@@ -215,22 +229,24 @@ class SqliteBulk(Bulk):
         return ids
 
     def memberships(self, list_id: int, ids: Sequence[int]) -> dict[int, str]:
-        rows = self.cursor.execute(
-            "SELECT m.subscriber_id, m.status FROM json_each(?) j CROSS JOIN memberships m "
+        rows = self._one(
+            "SELECT json_group_array(json_array(m.subscriber_id, m.status)) "
+            "FROM json_each(?) j CROSS JOIN memberships m "
             "ON m.list_id = ? AND m.subscriber_id = j.value",
-            (json.dumps(list(ids)), list_id),
-        ).fetchall()
-        return dict(rows)
+            json.dumps(list(ids)),
+            list_id,
+        )
+        return {sid: status for sid, status in rows}
 
     def insert_memberships(
         self, list_id: int, rows: Sequence[tuple[int, str]], now: dt.datetime, reason: str
     ) -> None:
         stamp = self.stamp(now)
-        self.cursor.executemany(
+        self.cursor.execute(
             "INSERT INTO memberships (list_id, subscriber_id, status, created_at, "
-            "status_changed_at, status_reason) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (list_id, subscriber_id) DO NOTHING",
-            [(list_id, sid, status, stamp, stamp, reason) for sid, status in rows],
+            f"status_changed_at, status_reason) SELECT ?, {_at(0)}, {_at(1)}, ?, ?, ? "
+            "FROM json_each(?) j WHERE true ON CONFLICT (list_id, subscriber_id) DO NOTHING",
+            (list_id, stamp, stamp, reason, json.dumps(rows)),
         )
 
     def set_statuses(self, rows: Sequence[tuple[int, str, str]], now: dt.datetime) -> None:
@@ -250,6 +266,13 @@ class SqliteBulk(Bulk):
             "WHERE list_id = ? AND subscriber_id = ?",
             [(status, reason, stamp, list_id, sid) for sid, status, reason in rows],
         )
+
+
+def _at(index: int) -> str:
+    """SQL for element ``index`` of json_each's current array, as an SQL value."""
+    if sqlite3.sqlite_version_info >= (3, 38, 0):
+        return f"j.value ->> {index}"
+    return f"json_extract(j.value, '$[{index}]')"
 
 
 class PostgresBulk(Bulk):
