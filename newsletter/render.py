@@ -118,14 +118,23 @@ def blocks_html(blocks: list) -> Markup:
 
 class _TemplateCache(jinja2.FileSystemBytecodeCache):
     """Compiled templates kept between runs (a cold ``newsletter render`` compiles eight
-    templates: about 15 ms). Entries are keyed by template file and checked against its
-    source, so an edited template is recompiled; a cache that cannot be written is skipped.
+    templates: about 15 ms); a cache that cannot be written is skipped.
+
+    Entries are keyed by the template's name and source, not its path: every project
+    with the same template shares one entry (so the cache stays a few dozen files however
+    many projects there are), and an edited template gets a new one.
     """
 
-    def get_cache_key(self, name: str, filename: str | None = None) -> str:
+    def get_bucket(
+        self, environment: jinja2.Environment, name: str, filename: str | None, source: str
+    ) -> jinja2.bccache.Bucket:
+        checksum = self.get_source_checksum(source)
         # compiled code depends on the environment's options too (autoescape...): a change
         # of them, or of Jinja, must not reuse code compiled under the old ones
-        return super().get_cache_key(f"{_ENV_VERSION}|{jinja2.__version__}|{name}", filename)
+        key = self.get_cache_key(f"{_ENV_VERSION}|{jinja2.__version__}|{name}|{checksum}")
+        bucket = jinja2.bccache.Bucket(environment, key, checksum)
+        self.load_bytecode(bucket)
+        return bucket
 
     def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
         with contextlib.suppress(OSError):
@@ -150,7 +159,7 @@ def _bytecode_cache() -> jinja2.BytecodeCache | None:
     return _TemplateCache(str(folder))
 
 
-_ENV_VERSION = "2"  # bump when an option of the environment below changes
+_ENV_VERSION = "3"  # bump when an option of the environment below changes
 
 
 def _autoescape(name: str | None) -> bool:

@@ -285,3 +285,35 @@ def test_hard_numbers_side_by_side_on_desktop_stacked_on_phones(
     assert phone["bodyWidth"] == 375
     (l1, t1, w1), (l2, t2, w2) = phone["cols"]
     assert l1 == l2 and t2 > t1 and w1 == w2 == 375  # one column, stacked
+
+
+def test_template_cache_is_shared_by_projects_and_never_stale(tmp_path: Path) -> None:
+    """Compiled templates are cached between runs (in $XDG_CACHE_HOME), keyed by source."""
+    from newsletter.project import init_project
+
+    cache_home = tmp_path / "cache"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env["XDG_CACHE_HOME"] = str(cache_home)
+    projects = [tmp_path / "a", tmp_path / "b"]
+    for folder in projects:
+        init_project(folder, samples=False)
+
+    def render(folder: Path) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-c", "from newsletter.cli import main; main()", "render",
+             str(SAMPLE)],
+            cwd=folder, env=env, capture_output=True, text=True, check=True,
+        )
+        return proc.stdout
+
+    first = render(projects[0])
+    cache = cache_home / "newsletter" / "templates"
+    entries = sorted(p.name for p in cache.iterdir())
+    assert len(entries) == 8  # email, header, footer, style, _image, three sections
+    assert render(projects[1]) == first
+    assert sorted(p.name for p in cache.iterdir()) == entries  # the same templates: shared
+    footer = projects[0] / "templates" / "footer.mjml.j2"
+    footer.write_text(footer.read_text().replace("{{ settings.footer_text }}", "Edited!"))
+    assert "Edited!" in render(projects[0])  # the edit is seen at once
+    assert "Edited!" not in render(projects[1])
+    assert render(projects[1]) == first
