@@ -63,3 +63,14 @@ def test_write_error_is_a_temporary_failure(project: Path, tmp_path: Path) -> No
     results = backend.send_batch(make_template(project).messages(recipients(2)))
     assert {r.status for r in results} == {Status.TEMPORARY}
     assert "cannot write" in results[0].reason
+
+
+def test_get_backend_refuses_unknown_names_and_bad_worker_counts(project: Path) -> None:
+    from newsletter.errors import ConfigError
+
+    settings = send_settings(project)
+    with pytest.raises(ConfigError, match="unknown backend 'pigeon'"):
+        get_backend(settings, "pigeon")
+    with pytest.raises(ConfigError, match="at least 1"):
+        get_backend(settings, workers=0)
+    assert get_backend(settings, workers=3).concurrency == 3
