@@ -86,8 +86,16 @@ send_recipients = sa.Table(
     sa.Column("reason", sa.Text(), nullable=True),
     sa.Column("provider_id", sa.String(200), nullable=True),
     sa.Column("updated_at", Stamp, nullable=True),
-    sa.Index(None, "send_id", "status", "seq"),
-    sa.Index(None, "batch_id"),
+    # Only pending rows are indexed by status: a row leaves this index once, when it is
+    # claimed, and later changes (sending -> sent) touch no index at all. Rows of a batch
+    # are found by their seq range (the primary key) plus batch_id.
+    sa.Index(
+        "ix_send_recipients_pending",
+        "send_id",
+        "seq",
+        sqlite_where=sa.text("status = 'pending'"),
+        postgresql_where=sa.text("status = 'pending'"),
+    ),
 )
 
 send_batches = sa.Table(
@@ -154,8 +162,7 @@ class Claimed(NamedTuple):
     name: str | None
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     seq: int
     status: str  # sent | temporary | failed | uncertain
     reason: str = ""
@@ -516,7 +523,8 @@ _CLAIM_SQL = {
 _SKIP_SQL = sa.text("""
 UPDATE send_recipients SET status = 'skipped', updated_at = :now,
     reason = 'unsubscribed, bounced or complained before sending'
-WHERE batch_id = :batch AND status = 'sending' AND NOT EXISTS (
+WHERE send_id = :send AND seq BETWEEN :low AND :high AND batch_id = :batch
+  AND status = 'sending' AND NOT EXISTS (
     SELECT 1 FROM memberships m JOIN subscribers s ON s.id = m.subscriber_id
     WHERE m.list_id = :list AND m.subscriber_id = send_recipients.subscriber_id
       AND m.status = 'subscribed' AND s.status = 'active')
@@ -525,7 +533,8 @@ RETURNING seq
 _SENT_SQL = sa.text("""
 UPDATE send_recipients SET status = 'sent', reason = NULL, provider_id = :provider,
     attempts = attempts + 1, updated_at = :now
-WHERE batch_id = :batch AND status = 'sending'
+WHERE send_id = :send AND seq BETWEEN :low AND :high AND batch_id = :batch
+  AND status = 'sending'
 """)
 
 
@@ -558,9 +567,12 @@ def claim_batch(
                 return None
             skipped: set[int] = set()
             if send.kind == "real" and send.list_id is not None:
+                seqs = [row[0] for row in rows]
                 skipped = set(
                     conn.execute(
-                        _SKIP_SQL, {"now": now, "batch": batch_id, "list": send.list_id}
+                        _SKIP_SQL,
+                        {"now": now, "batch": batch_id, "list": send.list_id, "send": send.id,
+                         "low": min(seqs), "high": max(seqs)},
                     ).scalars()
                 )
             claimed = sorted(
@@ -598,8 +610,10 @@ def record_batch(engine: Engine, send_id: int, batch_id: int, outcomes: Sequence
             if others:
                 _update_each(conn, send_id, others, now)
             if sent_ids:
+                seqs = [o.seq for o in outcomes]
                 conn.execute(_SENT_SQL, {"provider": sent_ids.pop(), "now": now,
-                                         "batch": batch_id})
+                                         "batch": batch_id, "send": send_id,
+                                         "low": min(seqs), "high": max(seqs)})
         else:
             _update_each(conn, send_id, outcomes, now)
         conn.execute(

@@ -50,12 +50,16 @@ from newsletter.store.tables import metadata
 def test_first_use_creates_the_schema_matching_the_tables(store: Engine) -> None:
     state = schema_state(store)
     assert state.up_to_date and state.current == state.heads
+    # every table of every feature, defined next to its code, against the migrated schema
+    import newsletter.archive  # noqa: F401
+    import newsletter.events  # noqa: F401
+    import newsletter.ledger  # noqa: F401
+    import newsletter.scheduler  # noqa: F401
+
     mine = {"subscribers", "lists", "memberships"}
 
     def include_name(name: str | None, type_: str, parent: dict) -> bool:
-        if type_ == "schema":
-            return True
-        return name in mine if type_ == "table" else parent.get("table_name", "") in mine
+        return name != "alembic_version" if type_ == "table" else True
 
     with store.connect() as conn:
         context = MigrationContext.configure(

@@ -65,10 +65,14 @@ def upgrade() -> None:
             ["send_id"], ["sends.id"], ondelete="CASCADE", name="fk_send_recipients_send_id_sends"
         ),
     )
+    # only pending rows are indexed: later status changes touch no index
     op.create_index(
-        "ix_send_recipients_send_id_status_seq", "send_recipients", ["send_id", "status", "seq"]
+        "ix_send_recipients_pending",
+        "send_recipients",
+        ["send_id", "seq"],
+        sqlite_where=sa.text("status = 'pending'"),
+        postgresql_where=sa.text("status = 'pending'"),
     )
-    op.create_index("ix_send_recipients_batch_id", "send_recipients", ["batch_id"])
     op.create_table(
         "send_batches",
         sa.Column("id", ID, primary_key=True, autoincrement=True),
@@ -104,8 +108,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("send_workers")
     op.drop_table("send_batches")
-    op.drop_index("ix_send_recipients_batch_id", "send_recipients")
-    op.drop_index("ix_send_recipients_send_id_status_seq", "send_recipients")
+    op.drop_index("ix_send_recipients_pending", "send_recipients")
     op.drop_table("send_recipients")
     op.drop_index("ix_sends_issue_slug_list_id_kind", "sends")
     op.drop_table("sends")
