@@ -411,6 +411,12 @@ def schedule_issue(
     now = clock.now()
     waves = _wave_plan(engine, mailing_list.id, when.wall, when.zone) if local_time else []
     first = waves[0][0] if waves else when.due_at
+    if first <= now and local_time:
+        raise UsageError(
+            f"{source} {when.wall:%Y-%m-%d %H:%M} local time has already passed in some "
+            f"subscribers' zones (the first wave is {first:%Y-%m-%d %H:%M} UTC; it is now "
+            f"{now:%Y-%m-%d %H:%M} UTC): pick a later date"
+        )
     if first <= now:
         raise UsageError(
             f"{source} {when.wall:%Y-%m-%d %H:%M} {when.zone} is in the past "

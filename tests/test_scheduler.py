@@ -431,6 +431,42 @@ def test_stop_finishes_the_batch_in_flight_and_the_next_worker_resumes(
     engine.dispose()
 
 
+def test_cancel_while_sending_stops_after_the_batch_in_flight(tmp_path: Path, monkeypatch
+                                                             ) -> None:
+    settings = make_project(tmp_path / "p")
+    engine = seed(settings, 1200)
+    clock = FakeClock(_now())
+    planned = scheduler.schedule_issue(engine, settings, settings.project_dir / ISSUE, "daily",
+                                       at=_fmt(clock.now() + dt.timedelta(seconds=1)),
+                                       clock=clock)
+    in_flight, release = threading.Event(), threading.Event()
+    real = OutboxBackend.send_batch
+
+    def slow(self, messages):  # noqa: ANN001
+        in_flight.set()
+        assert release.wait(30)
+        return real(self, messages)
+
+    monkeypatch.setattr(OutboxBackend, "send_batch", slow)
+    worker = _worker(settings, engine, clock)
+    assert worker.register()
+    clock.advance(seconds=1)
+    worker.tick()
+    assert in_flight.wait(30)
+    info = scheduler.cancel(engine, planned.schedule.id, clock=clock)
+    assert info.status == "cancelled"
+    release.set()
+    worker.wait_idle(60)
+    _tick(worker)
+    info = scheduler.get_schedule(engine, planned.schedule.id)
+    assert info.status == "cancelled" and info.send is not None
+    assert info.send.status == "cancelled"
+    assert info.send.counts == {"sent": 500, "skipped": 700}
+    assert sum(_outbox(settings).values()) == 500
+    worker.shutdown()
+    engine.dispose()
+
+
 def test_sigterm_stops_the_worker_process_cleanly(project) -> None:
     settings, _ = project
     proc = subprocess.Popen(newsletter_cmd(settings.project_dir, "worker"),

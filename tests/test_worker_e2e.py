@@ -139,9 +139,56 @@ def test_two_workers_one_killed_mid_send_every_send_sent_once(tmp_path: Path) ->
             got = received[f"Edition {n}"]
             assert {e: c for e, c in got.items() if c > 1} == {}, "a recipient got two"
             assert [e for e in sent if got[e] != 1] == [], "marked sent, not received"
-            assert len(uncertain) <= SMTPBackend.batch_size  # one batch in flight per send
+            # one batch in flight per send in the killed worker
+            assert len(uncertain) <= SMTPBackend.batch_size, Counter(
+                (r.reason, r.batch_id)
+                for r in ledger.recipients(engine, send.id, ["uncertain"], limit=None))
             uncertain_total += len(uncertain)
         assert len(ledger.list_sends(engine)) == 3  # never started twice
         print(f"\nkilled at {received_at_kill} messages received; uncertain recipients "
               f"(outcome unknown, kept for --retry-failed): {uncertain_total}")
+        engine.dispose()
+
+
+def test_sqlite_worker_killed_mid_send_the_next_one_resumes(tmp_path: Path) -> None:
+    with SMTPTestServer() as smtp:
+        settings = make_project(tmp_path / "p")
+        env = {"NEWSLETTER_BACKEND": "smtp", "NEWSLETTER_SMTP_URL": smtp.url}
+        settings = settings.model_copy(update={"backend": "smtp", "smtp_url": smtp.url})
+        engine = seed(settings, RECIPIENTS)
+        first = WorkerProcess(settings.project_dir, env)
+        try:
+            first.wait_for("worker.started")
+            due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
+            schedule_id = scheduler.schedule_issue(
+                engine, settings, settings.project_dir / ISSUE, "daily",
+                at=due.isoformat()).schedule.id
+            deadline = time.monotonic() + 60
+            while smtp.total < RECIPIENTS // 4:
+                assert time.monotonic() < deadline, "".join(first.lines)
+                time.sleep(0.01)
+            first.proc.send_signal(signal.SIGKILL)
+            first.proc.wait(10)
+            assert scheduler.get_schedule(engine, schedule_id).status == "sending"
+            # the dead worker's row does not block the next one on the same SQLite file
+            second = WorkerProcess(settings.project_dir, env)
+            try:
+                second.wait_for("worker.started")
+                second.wait_for("send.finished", timeout=120)
+                assert "send.resumed" in second.names()
+                second.proc.send_signal(signal.SIGTERM)
+                assert second.proc.wait(30) == 0
+            finally:
+                second.stop()
+        finally:
+            first.stop()
+        info = scheduler.get_schedule(engine, schedule_id)
+        assert info.status == "sent" and info.send is not None
+        assert info.send.status == "finished" and set(info.send.counts) <= {"sent", "uncertain"}
+        sent = {r.email for r in ledger.recipients(engine, info.send.id, ["sent"], limit=None)}
+        uncertain = info.send.counts.get("uncertain", 0)
+        assert uncertain <= SMTPBackend.batch_size
+        assert {e: c for e, c in smtp.counts.items() if c > 1} == {}
+        assert [e for e in sent if smtp.counts[e] != 1] == []
+        assert len(sent) + uncertain == RECIPIENTS
         engine.dispose()
