@@ -177,24 +177,64 @@ def _apply(conn: sa.Connection, events: Sequence[Event]) -> Applied:
         unique.setdefault(event.event_id, event)
     ordered = [unique[k] for k in sorted(unique)]
     now = utcnow()
-    new_ids: set[str] = set()
-    insert = (_insert(conn, webhook_events).on_conflict_do_nothing()
-              .returning(webhook_events.c.sg_event_id))
-    for chunk in _chunks(ordered):
-        rows = [
-            {"sg_event_id": e.event_id, "kind": e.kind, "send_id": e.send_id,
-             "subscriber_id": e.subscriber_id, "email": e.email, "effect": str(e.effect),
-             "reason": e.reason, "url": e.url, "occurred_at": _stamp(e.timestamp),
-             "received_at": now}
-            for e in chunk
-        ]
-        new_ids.update(conn.execute(insert.values(rows)).scalars())
+    stamps = {t: _stamp(t) for t in {e.timestamp for e in ordered}}  # few distinct seconds
+    rows = [
+        {"sg_event_id": e.event_id, "kind": e.kind, "send_id": e.send_id,
+         "subscriber_id": e.subscriber_id, "email": e.email, "effect": e.effect.value,
+         "reason": e.reason, "url": e.url, "occurred_at": stamps[e.timestamp],
+         "received_at": now}
+        for e in ordered
+    ]
+    new_ids = set(_insert_new(conn, rows)) if rows else set()
     fresh = [e for e in ordered if e.event_id in new_ids]
     result = Applied(received=len(events), applied=len(fresh))
     if fresh:
         _count(conn, fresh, now)
         result.effects = _effects(conn, fresh, now)
     return result
+
+
+# PostgreSQL: one statement per table for a whole batch, the rows passed as arrays
+# (``unnest``): a short statement text whatever the batch size, unlike a multi-row VALUES.
+_EVENT_FIELDS = (("sg_event_id", "VARCHAR"), ("kind", "VARCHAR"), ("send_id", "BIGINT"),
+                 ("subscriber_id", "BIGINT"), ("email", "VARCHAR"), ("effect", "VARCHAR"),
+                 ("reason", "TEXT"), ("url", "TEXT"), ("occurred_at", "TIMESTAMPTZ"),
+                 ("received_at", "TIMESTAMPTZ"))
+_RECIPIENT_FIELDS = (("send_id", "BIGINT"), ("email", "VARCHAR"), ("subscriber_id", "BIGINT"),
+                     *((name, "INTEGER") for name in RECIPIENT_COUNTERS),
+                     ("last_event_at", "TIMESTAMPTZ"))
+
+
+def _unnest(fields: Sequence[tuple[str, str]]) -> str:
+    return ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in fields)
+
+
+_EVENTS_PG = sa.text(
+    f"INSERT INTO webhook_events ({', '.join(n for n, _ in _EVENT_FIELDS)}) "
+    f"SELECT * FROM unnest({_unnest(_EVENT_FIELDS)}) "
+    "ON CONFLICT (sg_event_id) DO NOTHING RETURNING sg_event_id"
+)
+_RECIPIENTS_PG = sa.text(
+    f"INSERT INTO send_recipient_events ({', '.join(n for n, _ in _RECIPIENT_FIELDS)}) "
+    f"SELECT * FROM unnest({_unnest(_RECIPIENT_FIELDS)}) "
+    "ON CONFLICT (send_id, email) DO UPDATE SET "
+    + ", ".join(f"{n} = send_recipient_events.{n} + excluded.{n}" for n in RECIPIENT_COUNTERS)
+    + ", subscriber_id = COALESCE(excluded.subscriber_id, send_recipient_events.subscriber_id)"
+    ", last_event_at = GREATEST(send_recipient_events.last_event_at, excluded.last_event_at)"
+)
+
+
+def _columns(rows: Sequence[dict], fields: Sequence[tuple[str, str]]) -> dict[str, list]:
+    return {name: [row[name] for row in rows] for name, _ in fields}
+
+
+def _insert_new(conn: sa.Connection, rows: Sequence[dict]) -> Iterable[str]:
+    """Insert the events not stored yet; returns the ids of those inserted."""
+    if conn.dialect.name == "postgresql":
+        return conn.execute(_EVENTS_PG, _columns(rows, _EVENT_FIELDS)).scalars().all()
+    insert = (_insert(conn, webhook_events).on_conflict_do_nothing()
+              .returning(webhook_events.c.sg_event_id))
+    return conn.execute(insert, list(rows)).scalars().all()
 
 
 def _known_sends(conn: sa.Connection, ids: set[int]) -> set[int]:
@@ -237,9 +277,13 @@ def _count(conn: sa.Connection, fresh: Sequence[Event], now: dt.datetime) -> Non
             set_={"events": send_event_counts.c.events + upsert.excluded.events},
         )
         rows = [{"send_id": s, "kind": k, "events": n} for (s, k), n in sorted(per_send.items())]
-        for chunk in _chunks(rows):
-            conn.execute(upsert.values(list(chunk)))
+        conn.execute(upsert, rows)
     if per_recipient:
+        rows = [
+            {"send_id": s, "email": email, "subscriber_id": subscriber_of[(s, email)],
+             "last_event_at": _stamp(last[(s, email)]) or now, **counts}
+            for (s, email), counts in sorted(per_recipient.items())
+        ]
         upsert = _insert(conn, send_recipient_events)
         table = send_recipient_events.c
         upsert = upsert.on_conflict_do_update(
@@ -248,16 +292,14 @@ def _count(conn: sa.Connection, fresh: Sequence[Event], now: dt.datetime) -> Non
                 **{name: table[name] + upsert.excluded[name] for name in RECIPIENT_COUNTERS},
                 "subscriber_id": sa.func.coalesce(upsert.excluded.subscriber_id,
                                                   table.subscriber_id),
-                "last_event_at": upsert.excluded.last_event_at,
+                "last_event_at": sa.func.coalesce(upsert.excluded.last_event_at,
+                                                  table.last_event_at),
             },
         )
-        rows = [
-            {"send_id": s, "email": email, "subscriber_id": subscriber_of[(s, email)],
-             "last_event_at": _stamp(last[(s, email)]) or now, **counts}
-            for (s, email), counts in sorted(per_recipient.items())
-        ]
-        for chunk in _chunks(rows, _CHUNK // 4):
-            conn.execute(upsert.values(list(chunk)))
+        if conn.dialect.name == "postgresql":
+            conn.execute(_RECIPIENTS_PG, _columns(rows, _RECIPIENT_FIELDS))
+        else:
+            conn.execute(upsert, rows)
 
 
 def _effects(conn: sa.Connection, fresh: Sequence[Event], now: dt.datetime) -> Counter[str]:

@@ -94,7 +94,7 @@ def open_engine(settings: Settings) -> Engine:
     """The store, with a connection pool sized for the thread pool serving requests."""
     url = settings.effective_database_url
     open_store(url).dispose()  # checks (or creates) the schema, one line on error
-    return make_engine(url, pool_size=POOL_SIZE, max_overflow=10, pool_pre_ping=True)
+    return make_engine(url, pool_size=POOL_SIZE, max_overflow=10)
 
 
 def _verifier(settings: Settings) -> Verifier | None:

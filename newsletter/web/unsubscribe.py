@@ -18,8 +18,8 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -27,8 +27,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from newsletter import tokens
-from newsletter.store import unsubscribe as store_unsubscribe
-from newsletter.store.tables import lists, subscribers
+from newsletter.store._db import utcnow
+from newsletter.store.tables import ID, lists, memberships, subscribers
 
 from .public import BodyTooLarge, PublicState, public_page, read_body, too_large
 
@@ -36,36 +36,56 @@ FORM_LIMIT = 16_384  # an unsubscribe form is a few bytes
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
 
 
-def apply(engine: Engine, data: tokens.TokenData, everything: bool) -> str | None:
-    """Unsubscribe the token's subscriber from its list (or from everything).
+def _membership_upsert(dialect: str) -> sa.Insert:
+    """One statement: the subscriber's membership of the list becomes ``unsubscribed``.
 
-    Returns the list's name (None when the list no longer exists). A subscriber or list
-    that no longer exists is already "unsubscribed": nothing to do.
+    The store's rule (``store.unsubscribe(..., list_name=)``) in one round trip: a missing
+    membership is recorded as unsubscribed, so a later import does not subscribe them; a
+    subscriber or list that no longer exists inserts nothing.
     """
-    for attempt in range(3):
-        try:
-            with engine.begin() as conn:
-                list_name = conn.execute(
-                    sa.select(lists.c.name).where(lists.c.id == data.list_id)
-                ).scalar()
-                exists = conn.execute(
-                    sa.select(subscribers.c.id).where(subscribers.c.id == data.subscriber_id)
-                ).scalar()
-                if exists is None:
-                    return list_name
-                if everything:
-                    store_unsubscribe(conn, data.subscriber_id,
-                                      reason="unsubscribe link: everything")
-                elif list_name is not None:
-                    store_unsubscribe(conn, data.subscriber_id, list_name=list_name,
-                                      reason="unsubscribe link: this list")
-                return list_name
-        except IntegrityError:
-            # two requests for the same subscriber created the membership row at once:
-            # the other one won, so it is done; check again
-            if attempt == 2:
-                raise
-    return None
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    now, reason = sa.bindparam("now"), sa.bindparam("reason")
+    source = sa.select(
+        sa.bindparam("list_id", type_=ID), subscribers.c.id, sa.literal("unsubscribed"),
+        now, now, reason,
+    ).where(
+        subscribers.c.id == sa.bindparam("subscriber_id", type_=ID),
+        sa.exists().where(lists.c.id == sa.bindparam("list_id", type_=ID)),
+    )
+    statement = insert(memberships).from_select(
+        ["list_id", "subscriber_id", "status", "created_at", "status_changed_at",
+         "status_reason"], source)
+    return statement.on_conflict_do_update(
+        index_elements=["list_id", "subscriber_id"],
+        set_={"status": "unsubscribed", "status_changed_at": statement.excluded.status_changed_at,
+              "status_reason": statement.excluded.status_reason},
+        where=memberships.c.status != "unsubscribed",
+    )
+
+
+_UPSERTS = {name: _membership_upsert(name) for name in ("postgresql", "sqlite")}
+_GLOBAL = (
+    subscribers.update()
+    .where(subscribers.c.id == sa.bindparam("subscriber_id", type_=ID),
+           subscribers.c.status == "active")
+    .values(status="unsubscribed", status_changed_at=sa.bindparam("now"),
+            status_reason=sa.bindparam("reason"))
+)
+
+
+def apply(engine: Engine, data: tokens.TokenData, everything: bool) -> None:
+    """Unsubscribe the token's subscriber from its list, or from everything (globally).
+
+    One statement in one transaction; idempotent. A subscriber or list that no longer
+    exists is already "unsubscribed": nothing to do.
+    """
+    params = {"subscriber_id": data.subscriber_id, "list_id": data.list_id, "now": utcnow()}
+    with engine.begin() as conn:
+        if everything:
+            conn.execute(_GLOBAL, {**params, "reason": "unsubscribe link: everything"})
+        else:
+            conn.execute(_UPSERTS[conn.dialect.name],
+                         {**params, "reason": "unsubscribe link: this list"})
 
 
 def list_label(engine: Engine, list_id: int) -> str | None:
@@ -126,9 +146,10 @@ def routes(state: PublicState) -> list[BaseRoute]:
             return PlainTextResponse(
                 "send List-Unsubscribe=One-Click, scope=list or scope=all\n", status_code=400)
         everything = not one_click and scope == "all"
-        name = await run_in_threadpool(apply, state.engine, data, everything)
+        await run_in_threadpool(apply, state.engine, data, everything)
         if one_click:
             return PlainTextResponse("unsubscribed\n", headers={"Cache-Control": "no-store"})
+        name = await run_in_threadpool(list_label, state.engine, data.list_id)
         return public_page(settings, "unsubscribed.html", list_name=name or "newsletter",
                            everything=everything)
 
