@@ -806,7 +806,8 @@ class Worker:
         send = ledger.get_send(self.engine, send_id)
         _event("send.started", schedule=info.id, send=send_id, issue=info.issue_path,
                list=info.list_name, recipients=send.total, backend=send.backend,
-               due_at=_iso(info.due_at), late_seconds=round(late.total_seconds(), 3),
+               due_at=_iso(info.due_at),
+               late_seconds=round((self.clock.now() - info.due_at).total_seconds(), 3),
                warnings=prepared.warnings)
         if self.on_started is not None:
             self.on_started(info.id, send_id)
