@@ -293,8 +293,9 @@ def import_csv(
             list_id = get_list(conn, list_name).id if list_name else None
             conn.commit()
             bulk = Bulk.for_connection(conn)
-            with conn.begin():
-                bulk.prepare()
+            bulk.prepare()  # outside a chunk's transaction (SQLite pragmas need that)
+            if conn.in_transaction():
+                conn.commit()
             chunks = _in_background(
                 lambda: _chunks(path, reader, columns, report, rejects, chunk_rows, raw.tell)
             )
@@ -310,8 +311,9 @@ def import_csv(
                 chunks.close()  # stops the reader thread
                 sys.setswitchinterval(switch)
                 if not conn.closed and not conn.invalidated:
-                    with conn.begin():
-                        bulk.finish()
+                    bulk.finish()
+                    if conn.in_transaction():
+                        conn.commit()
         rejects.close()
         report.rejects_path = rejects.path if rejects.used else None
     finally:
@@ -491,6 +493,7 @@ def _flush(
 ) -> None:
     """Apply one chunk of distinct addresses, in the caller's transaction."""
     now = utcnow()
+    bulk.begin_chunk()
     seen, existing = bulk.lookup([(row.key, row.line) for row in rows])
     if seen:
         for row in rows:

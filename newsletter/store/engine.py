@@ -1,6 +1,7 @@
 """Engines: SQLite (the default, a file in the project) or PostgreSQL via psycopg.
 
-SQLite connections run in WAL mode with foreign keys on, a busy timeout and
+SQLite connections run in WAL mode (synchronous=FULL: every commit is on disk before
+it returns) with foreign keys on, a busy timeout and
 ``BEGIN IMMEDIATE`` transactions, so that a read-then-write transaction never fails
 half way with "database is locked" when another process writes at the same time.
 """
@@ -70,7 +71,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA synchronous = FULL")  # a commit (an unsubscribe) is on disk
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 
