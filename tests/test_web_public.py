@@ -7,6 +7,9 @@ import base64
 import concurrent.futures
 import contextlib
 import json
+import re
+import signal
+import subprocess
 import time
 import warnings
 import xml.etree.ElementTree as ET
@@ -27,7 +30,7 @@ from newsletter.store import add_subscriber, create_list, get_subscriber, subscr
 from newsletter.web import create_app
 from newsletter.web.server import BackgroundServer
 
-from .sendtools import make_project, pg_database, run_cli, seed
+from .sendtools import make_project, newsletter_cmd, pg_database, run_cli, seed
 
 with warnings.catch_warnings():  # Starlette's TestClient: "httpx is deprecated, use httpx2"
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -424,11 +427,18 @@ def test_the_same_events_in_concurrent_requests_are_applied_once(site: Site) -> 
 
 def test_a_database_failure_answers_503_without_details(tmp_path: Path, keypair) -> None:
     with _site(tmp_path, "sqlite", keypair) as site:
+        token = site.token("r1@example.com")
         with site.engine.begin() as conn:
             conn.execute(sa.text("DROP TABLE webhook_events"))
+            conn.execute(sa.text("DROP TABLE archive_issues"))
+            conn.execute(sa.text("DROP TABLE memberships"))
         response = site.hook([_event(1, "open", "r1@example.com")])
         assert response.status_code == 503
         assert response.text == "temporarily unavailable, retry later\n"
+        for answer in (site.post(f"/u/{token}", data=ONE_CLICK), site.get("/archive"),
+                       site.get("/archive/feed.xml")):
+            assert answer.status_code == 503
+            assert answer.text == "temporarily unavailable, retry later\n"
 
 
 # -- archive, feed, health ---------------------------------------------------------------
@@ -494,3 +504,61 @@ def test_healthz_and_unknown_pages(site: Site) -> None:
     assert site.get("/").status_code == 404
     assert site.get("/issues/2026-11-24").status_code == 404  # no preview of drafts here
     assert site.get("/webhooks/sendgrid").status_code == 405
+
+
+# -- newsletter serve ----------------------------------------------------------------------
+
+
+def test_newsletter_serve_runs_uvicorn_until_ctrl_c(tmp_path: Path, keypair) -> None:
+    settings = make_project(tmp_path / "p")
+    config = settings.config_file
+    config.write_text(f'sendgrid_webhook_public_key = "{keypair[1]}"\n' + config.read_text())
+    engine = seed(settings, 3)
+    token = tokens.sign(settings, 2, 1)
+    process = subprocess.Popen(newsletter_cmd(settings.project_dir, "serve", "--port", "0"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+", line).group(0)
+        assert "archive" in line
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                health = httpx.get(f"{url}/healthz", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "serve did not answer"
+                time.sleep(0.1)
+        assert health.status_code == 200 and health.text == "ok\n"
+        response = httpx.post(f"{url}/u/{token}", data=ONE_CLICK, timeout=10)
+        assert response.status_code == 200
+        assert httpx.get(f"{url}/archive", timeout=10).status_code == 200
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert "Stopped." in out and "Traceback" not in err
+    assert {m.list_name: m.status for m in subscriber_lists(engine, 2)} == {
+        "daily": "unsubscribed"}
+    engine.dispose()
+
+
+def test_newsletter_serve_refuses_bad_settings_in_one_line(tmp_path: Path) -> None:
+    settings = make_project(tmp_path / "p")
+    config = settings.config_file
+    original = config.read_text()
+    config.write_text('sendgrid_webhook_public_key = "bm90IGEga2V5"\n' + original)
+    result = run_cli(settings.project_dir, "serve", "--port", "0", timeout=60)
+    assert result.returncode != 0
+    assert "sendgrid_webhook_public_key" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    without_secret = "".join(line for line in original.splitlines(keepends=True)
+                             if not line.startswith("secret_key"))
+    assert without_secret != original
+    config.write_text(without_secret)
+    result = run_cli(settings.project_dir, "serve", "--port", "0", timeout=60)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("newsletter: ") and "'secret_key' is not set" in result.stderr

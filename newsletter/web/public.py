@@ -16,14 +16,17 @@ Request bodies are read up to ``max_body_bytes`` (413 past it), before anything 
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from markupsafe import Markup
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -35,6 +38,8 @@ from newsletter.webhooks import Verifier
 
 from . import Part, page
 
+log = logging.getLogger("newsletter.web")
+Endpoint = Callable[[Request], Awaitable[Response]]
 POOL_SIZE = 20  # connections: about half of AnyIO's 40 worker threads
 
 
@@ -127,6 +132,24 @@ def _health_route(state: PublicState) -> Route:
     return Route("/healthz", healthz, methods=["GET", "HEAD"])
 
 
+def guarded(endpoint: Endpoint) -> Endpoint:
+    """An endpoint whose unexpected failures (a database that went away, say) are logged
+    with their traceback on the server and answered 503 with a plain line, nothing more."""
+
+    @functools.wraps(endpoint)
+    async def wrapper(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except HTTPException:
+            raise
+        except Exception:
+            log.exception("%s %s failed", request.method, request.url.path)
+            return PlainTextResponse("temporarily unavailable, retry later\n", status_code=503,
+                                     headers={"Cache-Control": "no-store", "Retry-After": "30"})
+
+    return wrapper
+
+
 def part(settings: Settings) -> Part:
     from . import archive, unsubscribe, webhook
 
@@ -140,6 +163,8 @@ def part(settings: Settings) -> Part:
     ]
     if settings.archive:
         routes.extend(archive.routes(state))
+    routes = [Route(r.path, guarded(r.endpoint), methods=r.methods, name=r.name)
+              if isinstance(r, Route) else r for r in routes]
 
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:

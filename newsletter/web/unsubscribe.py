@@ -15,7 +15,8 @@ batch on (``ledger.claim_batch`` re-checks each recipient).
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from collections.abc import Mapping
+from urllib.parse import parse_qsl, quote
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -93,8 +94,20 @@ def list_label(engine: Engine, list_id: int) -> str | None:
         return conn.execute(sa.select(lists.c.name).where(lists.c.id == list_id)).scalar()
 
 
+async def _form(request: Request, body: bytes) -> Mapping[str, object]:
+    """The form fields of an already read body: urlencoded (what Gmail and Yahoo send,
+    parsed directly) or multipart (through Starlette's parser)."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/"):
+        try:
+            return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        except UnicodeDecodeError:
+            return {}
+    return await _replayed_form(request, body)
+
+
 async def _replayed_form(request: Request, body: bytes) -> FormData:
-    """Parse an already read body as a form (urlencoded or multipart)."""
+    """Parse an already read multipart body with Starlette's parser."""
     sent = False
 
     async def receive() -> dict[str, object]:
@@ -137,7 +150,7 @@ def routes(state: PublicState) -> list[BaseRoute]:
         if data is None:
             return invalid()
         try:
-            form = await _replayed_form(request, body)
+            form = await _form(request, body)
         except Exception:  # a malformed multipart body
             return PlainTextResponse("malformed form\n", status_code=400)
         one_click = form.get(ONE_CLICK[0]) == ONE_CLICK[1]
