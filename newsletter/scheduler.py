@@ -1029,10 +1029,23 @@ def issue_badge(settings: Settings, name: str) -> tuple[str, str] | None:
                 .order_by(ledger.sends.c.id.desc()).limit(1)
             ).scalar()
             if sent is None:
-                return None
+                return _problem_badge(conn, name)
             send = ledger.get_send(conn, sent)
     except sa.exc.SQLAlchemyError:
         return None
     if send.status == "sending":
         return "sending", f"sending to {send.list_name}"
     return "sent", f"sent to {send.counts.get('sent', 0):,} ({send.list_name})"
+
+
+def _problem_badge(conn: sa.Connection, name: str) -> tuple[str, str] | None:
+    """A failed or missed schedule of an issue never sent: the editor has to act."""
+    rows = conn.execute(
+        sa.select(schedules.c.issue_path, schedules.c.status, schedules.c.id)
+        .where(schedules.c.status.in_(["failed", "missed"]))
+        .order_by(schedules.c.id.desc())
+    ).all()
+    for row in rows:
+        if Path(row.issue_path).stem == name:
+            return "error", f"schedule {row.id} {row.status}"
+    return None

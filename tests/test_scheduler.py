@@ -8,6 +8,7 @@ threads; tests wait for them with ``wait_idle``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -76,6 +77,16 @@ def project(tmp_path: Path):
     engine = seed(settings, 12)
     yield settings, engine
     engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def project_db(request, tmp_path: Path):
+    """The same project on SQLite and on a fresh PostgreSQL database."""
+    with pg_database() if request.param == "postgresql" else contextlib.nullcontext() as url:
+        settings = make_project(tmp_path / "p", url)
+        engine = seed(settings, 12)
+        yield settings, engine
+        engine.dispose()
 
 
 def _worker(settings, engine, clock, **kw) -> scheduler.Worker:
@@ -377,6 +388,9 @@ def test_issue_that_no_longer_validates_fails_with_its_findings(project, caplog)
     info = scheduler.get_schedule(engine, planned.schedule.id)
     assert info.status == "failed" and info.send_id is None
     assert f"{path}:2: the subject is missing" in (info.note or "")
+    status = delivery_status(settings, "2026-11-24")
+    assert status is not None and (status.kind, status.label) == (
+        "error", f"schedule {info.id} failed")
     failed = [json.loads(r.getMessage()) for r in caplog.records
               if json.loads(r.getMessage())["event"] == "schedule.failed"]
     assert len(failed) == 1 and failed[0]["level"] == "error"
@@ -559,9 +573,9 @@ def test_postgres_workers_never_start_the_same_schedule_twice(tmp_path: Path) ->
 # -- --local-time waves ----------------------------------------------------------------------
 
 
-def test_local_time_waves_reach_each_recipient_once_at_six_in_their_zone(project, caplog
+def test_local_time_waves_reach_each_recipient_once_at_six_in_their_zone(project_db, caplog
                                                                         ) -> None:
-    settings, engine = project  # 12 subscribers, ids 1..12
+    settings, engine = project_db  # 12 subscribers, ids 1..12
     zones = {1: "Asia/Kolkata", 2: "Asia/Kolkata", 3: "America/New_York", 4: "Europe/Berlin",
              5: "Not/AZone", 6: "Asia/Kathmandu"}  # 7..12: none -> the schedule's zone
     with engine.begin() as conn:
