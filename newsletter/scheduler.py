@@ -596,6 +596,7 @@ class Worker:
         self.running: dict[int, threading.Thread] = {}
         self.not_before: dict[int, dt.datetime] = {}
         self.last_beat: dt.datetime | None = None
+        self.last_tick: dt.datetime | None = None
         self.registered = False
         self._lock = threading.Lock()
 
@@ -647,8 +648,14 @@ class Worker:
             return
         try:
             while not self.stop.is_set():
-                self.tick()
-                if self.clock.sleep(self.next_wait(), self.stop):
+                try:
+                    self.tick()
+                    wait = self.next_wait()
+                except sa.exc.SQLAlchemyError as exc:  # the database restarts: try again
+                    _event("worker.error", worker=self.id, error=_first_line(exc),
+                           retry_in_seconds=self.poll)
+                    wait = self.poll
+                if self.clock.sleep(wait, self.stop):
                     break
         finally:
             self.shutdown()
@@ -678,7 +685,10 @@ class Worker:
                                .where(schedules.c.status == "scheduled")).scalar()
         wait = self.poll
         if due is not None:
-            wait = min(wait, (_stamp(due) - self.clock.now()).total_seconds())
+            due = _stamp(due)
+            seen = self.last_tick is not None and due <= self.last_tick  # and left as it is
+            if not seen:
+                wait = min(wait, (due - self.clock.now()).total_seconds())
         return max(0.0, wait)
 
     # -- one look -----------------------------------------------------------------------
@@ -686,6 +696,7 @@ class Worker:
     def tick(self) -> None:
         """Heartbeat, settle finished sends, resume unfinished ones, start due ones."""
         now = self.clock.now()
+        self.last_tick = now
         self._reap()
         self._heartbeat(now)
         with transaction(self.engine) as conn:
@@ -700,10 +711,19 @@ class Worker:
             if self.stop.is_set():
                 return
             info = _info(row)
-            if info.status == "scheduled":
-                self._start(info, now)
-            elif info.id not in self.running:
-                self._continue(info, now)
+            if self.not_before.get(info.id, now) > now:
+                continue
+            try:
+                if info.status == "scheduled":
+                    self._start(info, now)
+                elif info.id not in self.running:
+                    self._continue(info, now)
+            except sa.exc.SQLAlchemyError:
+                raise  # the database itself: the loop logs it and tries again
+            except Exception as exc:  # one bad schedule must not stop the others
+                self.not_before[info.id] = now + RETRY_AFTER
+                _event("schedule.error", schedule=info.id, error=f"{type(exc).__name__}: {exc}",
+                       retry_in_seconds=int(RETRY_AFTER.total_seconds()))
 
     def _heartbeat(self, now: dt.datetime, force: bool = False) -> None:
         if not self.registered:
@@ -815,7 +835,7 @@ class Worker:
 
     def _continue(self, info: ScheduleInfo, now: dt.datetime) -> None:
         """A schedule already sending: release due waves, join its send, or settle it."""
-        if info.send_id is None or self.not_before.get(info.id, now) > now:
+        if info.send_id is None:
             return
         if info.local_time:
             self._release_waves(info, now)
@@ -928,6 +948,11 @@ def _finished(info: ScheduleInfo, send: ledger.SendInfo) -> None:
 
 def _wall(info: ScheduleInfo) -> dt.datetime:
     return dt.datetime.strptime(info.wall, "%Y-%m-%d %H:%M:%S")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _hours(delta: dt.timedelta) -> str:
