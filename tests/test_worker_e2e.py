@@ -192,3 +192,36 @@ def test_sqlite_worker_killed_mid_send_the_next_one_resumes(tmp_path: Path) -> N
         assert [e for e in sent if smtp.counts[e] != 1] == []
         assert len(sent) + uncertain == RECIPIENTS
         engine.dispose()
+
+
+def test_sigterm_mid_send_finishes_the_batch_in_flight_then_exits(tmp_path: Path) -> None:
+    with SMTPTestServer() as smtp:
+        settings = make_project(tmp_path / "p")
+        env = {"NEWSLETTER_BACKEND": "smtp", "NEWSLETTER_SMTP_URL": smtp.url}
+        settings = settings.model_copy(update={"backend": "smtp", "smtp_url": smtp.url})
+        engine = seed(settings, RECIPIENTS)
+        worker = WorkerProcess(settings.project_dir, env)
+        try:
+            worker.wait_for("worker.started")
+            due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
+            schedule_id = scheduler.schedule_issue(
+                engine, settings, settings.project_dir / ISSUE, "daily",
+                at=due.isoformat()).schedule.id
+            deadline = time.monotonic() + 60
+            while smtp.total < RECIPIENTS // 4:
+                assert time.monotonic() < deadline, "".join(worker.lines)
+                time.sleep(0.01)
+            worker.proc.send_signal(signal.SIGTERM)
+            assert worker.proc.wait(30) == 0, "".join(worker.lines)
+            worker.reader.join(10)
+        finally:
+            worker.stop()
+        assert worker.names()[-1] == "worker.stopped"
+        info = scheduler.get_schedule(engine, schedule_id)
+        assert info.status == "sending" and info.send is not None
+        counts = info.send.counts
+        # every batch that went out was recorded: nothing in doubt, the rest still pending
+        assert set(counts) == {"sent", "pending"}, counts
+        assert counts["sent"] == smtp.total < RECIPIENTS
+        assert counts["sent"] % SMTPBackend.batch_size == 0
+        engine.dispose()
