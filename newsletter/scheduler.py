@@ -23,16 +23,11 @@ and no backend can say afterwards whether the message was delivered. The worker 
 resend them (that could send twice); it finishes the send, logs how many are uncertain
 and ``newsletter send --retry-failed ID`` resends them on request.
 
-Times: a wall-clock time is resolved in its zone for its own date, so 06:00 local is
-06:00 local on both sides of a daylight-saving change. A time in the hour skipped in
-spring is moved forward by the gap (01:30 -> 02:30 in Europe/London); a time in the
-repeated autumn hour means its first occurrence. Both are said when scheduling.
-
-``local_time`` schedules send at the wall-clock time in each subscriber's own zone
-(attribute ``timezone``, else the schedule's zone): one wave per whole-hour UTC offset
-(a zone with a fractional offset joins the next wave, at most 45 minutes late). Every
-wave adds its subscribers to the one ledger send, whose primary key keeps each
-recipient once.
+Times (``--at``, ``send_at``, daylight saving) and ``--local-time`` waves are computed in
+``newsletter.sendtimes``. A ``local_time`` schedule sends at the wall-clock time in each
+subscriber's own zone (attribute ``timezone``, else the schedule's zone), one wave per
+whole-hour UTC offset; every wave adds its subscribers to the one ledger send
+(``ledger.add_recipients``), whose primary key keeps each recipient once.
 """
 
 from __future__ import annotations
@@ -40,9 +35,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import math
 import os
-import re
 import socket
 import threading
 import uuid
@@ -50,7 +43,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -58,9 +50,19 @@ from sqlalchemy.engine import Engine
 from . import ledger, sending
 from .config import Settings
 from .errors import NewsletterError, UsageError
+from .sendtimes import (
+    When,
+    advance_waves,
+    iso,
+    parse_at,
+    wave_at,
+    zone_condition,
+    zone_info,
+    zone_waves,
+)
 from .store import get_list
 from .store._db import DB, aware, transaction, utcnow
-from .store.tables import ID, JSONType, Stamp, memberships, metadata, subscribers
+from .store.tables import ID, JSONType, Stamp, metadata
 
 STATES = ("scheduled", "sending", "sent", "failed", "missed", "cancelled")
 OPEN = ("scheduled", "sending")
@@ -140,117 +142,6 @@ class SystemClock:
 
 
 SYSTEM_CLOCK = SystemClock()
-
-
-# -- times -------------------------------------------------------------------------------
-
-_WALL = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?$")
-AT_HELP = ("write YYYY-MM-DD HH:MM[:SS] (in --tz) or ISO 8601 with an offset, "
-           "e.g. 2026-12-01T06:00:00+01:00")
-
-
-@dataclass(frozen=True)
-class When:
-    due_at: dt.datetime  # UTC
-    wall: dt.datetime  # naive: the wall-clock time in ``zone``
-    zone: str
-    fixed: bool  # given with an offset: one instant, whatever the zone
-    note: str | None = None  # a daylight-saving remark
-
-
-def zone_info(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise UsageError(
-            f"unknown time zone {name!r}: use an IANA name such as Europe/London"
-        ) from None
-
-
-def localize(wall: dt.datetime, zone: ZoneInfo) -> tuple[dt.datetime, str | None]:
-    """The UTC instant of a wall-clock time in ``zone``, and a note on DST oddities."""
-    first = wall.replace(tzinfo=zone, fold=0).astimezone(dt.UTC)
-    back = first.astimezone(zone).replace(tzinfo=None)
-    if back != wall:  # in the gap: clocks went forward over it
-        return first, (
-            f"{wall:%H:%M} does not exist on {wall:%Y-%m-%d} in {zone.key} (clocks go "
-            f"forward); it goes out at {back:%H:%M} local, {first:%H:%M} UTC"
-        )
-    second = wall.replace(tzinfo=zone, fold=1).astimezone(dt.UTC)
-    if second != first:
-        return first, (
-            f"{wall:%H:%M} happens twice on {wall:%Y-%m-%d} in {zone.key} (clocks go back); "
-            f"it goes out at the first, {first:%H:%M} UTC"
-        )
-    return first, None
-
-
-def parse_at(text: str, zone_name: str, *, what: str = "--at") -> When:
-    """``YYYY-MM-DD HH:MM[:SS]`` in ``zone_name``, or ISO 8601 (with or without offset)."""
-    zone = zone_info(zone_name)
-    raw = str(text).strip()
-    try:
-        parsed = dt.datetime.fromisoformat(raw[:-1] + "+00:00" if raw.endswith("Z") else raw)
-    except ValueError:
-        raise UsageError(f"{what} {raw!r} is not a date and time: {AT_HELP}") from None
-    if parsed.tzinfo is None:
-        if not _WALL.match(raw) and "T" not in raw:
-            raise UsageError(f"{what} {raw!r} has no time of day: {AT_HELP}")
-        due, note = localize(parsed, zone)
-        return When(due, parsed, zone_name, fixed=False, note=note)
-    due = parsed.astimezone(dt.UTC)
-    return When(due, due.astimezone(zone).replace(tzinfo=None), zone_name, fixed=True)
-
-
-def wave_at(wall: dt.datetime, zone: ZoneInfo) -> dt.datetime:
-    """The UTC time of the wave that reaches ``zone`` at ``wall`` (whole-hour grid)."""
-    instant, _ = localize(wall, zone)
-    base = wall.replace(tzinfo=dt.UTC)
-    hours = math.ceil((instant - base) / dt.timedelta(hours=1))
-    return base + dt.timedelta(hours=hours)
-
-
-def _iso(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _from_iso(text: str) -> dt.datetime:
-    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
-
-
-_TZ = subscribers.c.attributes["timezone"].as_string()
-
-
-def zone_waves(db: DB, list_id: int, wall: dt.datetime, default_zone: str
-               ) -> dict[str | None, dt.datetime]:
-    """Each ``timezone`` attribute value among the list's recipients -> its wave (UTC)."""
-    with transaction(db) as conn:
-        values = conn.execute(
-            sa.select(_TZ).distinct()
-            .select_from(subscribers.join(memberships,
-                                          memberships.c.subscriber_id == subscribers.c.id))
-            .where(memberships.c.list_id == list_id, memberships.c.status == "subscribed",
-                   subscribers.c.status == "active")
-        ).scalars().all()
-    fallback = zone_info(default_zone)
-    waves: dict[str | None, dt.datetime] = {}
-    for value in values:
-        try:
-            zone = ZoneInfo(value) if value else fallback
-        except (ZoneInfoNotFoundError, ValueError):
-            zone = fallback  # a typo in a subscriber's attribute: the newsletter's zone
-        waves[value] = wave_at(wall, zone)
-    return waves
-
-
-def _zone_condition(values: list[str | None]) -> sa.ColumnElement[bool]:
-    named = [v for v in values if v is not None]
-    parts: list[sa.ColumnElement[bool]] = []
-    if named:
-        parts.append(_TZ.in_(named))
-    if None in values:
-        parts.append(_TZ.is_(None))
-    return sa.or_(*parts) if parts else sa.false()
 
 
 # -- schedules ---------------------------------------------------------------------------
@@ -561,7 +452,7 @@ def live_workers(db: DB, *, clock: Clock = SYSTEM_CLOCK) -> list[WorkerInfo]:
 def _event(event: str, **fields: Any) -> None:
     """One structured line per event: JSON with the time, the event and its fields."""
     level = logging.ERROR if event.endswith(("failed", "missed")) else logging.INFO
-    line = {"ts": _iso(utcnow()), "level": logging.getLevelName(level).lower(),
+    line = {"ts": iso(utcnow()), "level": logging.getLevelName(level).lower(),
             "event": event, **fields}
     log.log(level, json.dumps(line, default=str))
 
@@ -764,7 +655,7 @@ class Worker:
                     "`newsletter send`"))
             if won:
                 _event("schedule.missed", schedule=info.id, issue=info.issue_path,
-                       due_at=_iso(info.due_at), late_seconds=int(late.total_seconds()))
+                       due_at=iso(info.due_at), late_seconds=int(late.total_seconds()))
             return
         path = issue_file(self.settings, info.issue_path)
         try:
@@ -787,7 +678,7 @@ class Worker:
         next_due = info.due_at
         if info.local_time:
             zones = zone_waves(self.engine, mailing_list.id, _wall(info), info.zone)
-            waves, due_zones, pending = _advance(info.waves, zones, now, self.grace)
+            waves, due_zones, pending = advance_waves(info.waves, zones, now, self.grace)
             next_due = pending[0] if pending else info.due_at
             if not due_zones:
                 with transaction(self.engine) as conn:
@@ -798,9 +689,9 @@ class Worker:
                                         note="every wave was more than the grace period late")
                         if won:
                             _event("schedule.missed", schedule=info.id, issue=info.issue_path,
-                                   due_at=_iso(info.due_at))
+                                   due_at=iso(info.due_at))
                 return
-            recipient_filter = _zone_condition(due_zones)
+            recipient_filter = zone_condition(due_zones)
         with transaction(self.engine) as conn:
             if not self._set(conn, info, "sending", worker_id=self.id, started_at=now,
                              waves=waves, due_at=next_due):
@@ -826,7 +717,7 @@ class Worker:
         send = ledger.get_send(self.engine, send_id)
         _event("send.started", schedule=info.id, send=send_id, issue=info.issue_path,
                list=info.list_name, recipients=send.total, backend=send.backend,
-               due_at=_iso(info.due_at),
+               due_at=iso(info.due_at),
                late_seconds=round((self.clock.now() - info.due_at).total_seconds(), 3),
                warnings=prepared.warnings)
         if self.on_started is not None:
@@ -868,7 +759,7 @@ class Worker:
         mailing_list = get_list(self.engine, info.list_name)
         zones = zone_waves(self.engine, mailing_list.id, _wall(info), info.zone)
         seen = {*(info.waves or {}).get("done", []), *(info.waves or {}).get("missed", [])}
-        return sorted({at for at in zones.values() if _iso(at) not in seen})
+        return sorted({at for at in zones.values() if iso(at) not in seen})
 
     def _release_waves(self, info: ScheduleInfo, now: dt.datetime) -> None:
         mailing_list = get_list(self.engine, info.list_name)
@@ -881,12 +772,12 @@ class Worker:
             row = conn.execute(locked).one()
             if row.status != "sending":
                 return
-            waves, due_zones, pending = _advance(row.waves, zones, now, self.grace)
+            waves, due_zones, pending = advance_waves(row.waves, zones, now, self.grace)
             if waves == row.waves:
                 return
             added = 0
             if due_zones and info.send_id is not None:
-                added = ledger.add_recipients(conn, info.send_id, _zone_condition(due_zones))
+                added = ledger.add_recipients(conn, info.send_id, zone_condition(due_zones))
             conn.execute(schedules.update().where(schedules.c.id == info.id)
                          .values(waves=waves, due_at=pending[0] if pending else info.due_at))
         _event("wave.released", schedule=info.id, send=info.send_id, recipients=added,
@@ -958,37 +849,6 @@ def _first_line(exc: BaseException) -> str:
 def _hours(delta: dt.timedelta) -> str:
     hours = delta.total_seconds() / 3600
     return f"{hours:.1f} h"
-
-
-def _advance(
-    waves: dict[str, list[str]] | None,
-    zones: dict[str | None, dt.datetime],
-    now: dt.datetime,
-    grace: dt.timedelta,
-) -> tuple[dict[str, list[str]], list[str | None], list[dt.datetime]]:
-    """Mark due waves done (or missed, beyond the grace period).
-
-    Returns the new wave record, the zone values whose wave is released now, and the
-    instants of the waves still to come. A subscriber's wave is fixed by their zone when
-    it goes out: one who moves into a zone whose wave has gone waits for no other wave.
-    """
-    before_done = set((waves or {}).get("done", []))
-    before_missed = set((waves or {}).get("missed", []))
-    done, missed = set(before_done), set(before_missed)
-    released: list[str | None] = []
-    pending: set[dt.datetime] = set()
-    for value, at in zones.items():
-        key = _iso(at)
-        if key in before_done or key in before_missed:
-            continue
-        if at > now:
-            pending.add(at)
-        elif now - at > grace:
-            missed.add(key)
-        else:
-            done.add(key)
-            released.append(value)
-    return {"done": sorted(done), "missed": sorted(missed)}, released, sorted(pending)
 
 
 def _findings(settings: Settings, path: Path) -> list[str]:
