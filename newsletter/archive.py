@@ -6,11 +6,17 @@ stores it under its slug in ``archive_issues``, so the archive shows what was se
 after the issue file changes or is removed. Sending the same issue again (to another
 list, or with ``--again``) replaces the stored copy by the newer one and keeps the date
 it was first published. Test sends (``--test-to``) publish nothing.
+
+``backfill(db, settings)`` publishes the issues of real sends that have no archive copy
+yet (sends made before the archive existed, or by code that creates sends without
+``sending.start``), from their issue files as they are now; the web archive calls it
+before listing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +27,8 @@ from .config import Settings
 from .errors import NewsletterError
 from .store._db import DB, aware, transaction, utcnow
 from .store.tables import Stamp, metadata
+
+log = logging.getLogger("newsletter.archive")
 
 archive_issues = sa.Table(
     "archive_issues",
@@ -100,3 +108,30 @@ def get_entry(db: DB, slug: str) -> tuple[Entry, str] | None:
     with transaction(db) as conn:
         row = conn.execute(sa.select(archive_issues).where(archive_issues.c.slug == slug)).first()
     return None if row is None else (_entry(row), row.html)
+
+
+def backfill(db: DB, settings: Settings) -> list[str]:
+    """Publish the issues of real sends missing from the archive; returns their slugs."""
+    from .ledger import sends
+
+    with transaction(db) as conn:
+        missing = conn.execute(
+            sa.select(sends.c.issue_slug, sa.func.max(sends.c.issue_path))
+            .where(sends.c.kind == "real",
+                   ~sa.exists().where(archive_issues.c.slug == sends.c.issue_slug))
+            .group_by(sends.c.issue_slug)
+        ).all()
+    published = []
+    for slug, issue_path in missing:
+        path = Path(issue_path)
+        if not path.is_absolute():
+            path = settings.project_dir / path
+        if not path.is_file():
+            continue
+        try:
+            entry = publish(db, settings, path)
+        except NewsletterError as exc:
+            log.warning("archive: issue %s (%s) not published: %s", slug, path, exc)
+            continue
+        published.append(entry.slug)
+    return published

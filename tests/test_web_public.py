@@ -562,3 +562,22 @@ def test_newsletter_serve_refuses_bad_settings_in_one_line(tmp_path: Path) -> No
     result = run_cli(settings.project_dir, "serve", "--port", "0", timeout=60)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.startswith("newsletter: ") and "'secret_key' is not set" in result.stderr
+
+
+def test_archive_backfills_sends_made_without_sending_start(site: Site) -> None:
+    """A send created straight in the ledger (as the scheduler does) still gets archived."""
+    path = site.settings.project_dir / "issues" / "2026-11-25.md"
+    prepared = sending.preflight(site.settings, path)
+    list_id = site.list_id("daily")
+    ledger.create_send(site.engine, kind="real", issue_path=str(path),
+                       issue_slug=prepared.slug, subject=prepared.rendered.subject,
+                       list_id=list_id, list_name="daily", backend="outbox",
+                       html=prepared.rendered.html, text=prepared.rendered.text)
+    ledger.create_send(site.engine, kind="real", issue_path=str(path.with_name("gone.md")),
+                       issue_slug="gone", subject="Gone", list_id=list_id, list_name="daily",
+                       backend="outbox", html="x", text="x")
+    index = site.get("/archive")
+    assert "/archive/2026-11-25" in index.text and "/archive/gone" not in index.text
+    page = site.get("/archive/2026-11-25")
+    assert page.status_code == 200 and prepared.rendered.subject in page.text
+    assert "/u/" not in page.text

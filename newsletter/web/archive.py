@@ -76,15 +76,19 @@ def routes(state: PublicState) -> list[BaseRoute]:
     def base(request: Request) -> str:
         return settings.base_url or str(request.base_url).rstrip("/")
 
+    def listed(limit: int | None = None) -> list[archive.Entry]:
+        archive.backfill(state.engine, settings)
+        return archive.entries(state.engine, limit=limit)
+
     async def index(request: Request) -> Response:
-        entries = await run_in_threadpool(archive.entries, state.engine)
+        entries = await run_in_threadpool(listed)
         response = public_page(settings, "archive.html", entries=entries,
                                feed_url="/archive/feed.xml")
         response.headers["Cache-Control"] = "public, max-age=300"
         return response
 
     async def feed(request: Request) -> Response:
-        entries = await run_in_threadpool(archive.entries, state.engine, limit=FEED_SIZE)
+        entries = await run_in_threadpool(listed, FEED_SIZE)
         body = feed_xml(entries, name=settings.name, base=base(request))
         return Response(body, media_type="application/atom+xml; charset=utf-8",
                         headers={"Cache-Control": "public, max-age=300"})
