@@ -132,6 +132,7 @@ def test_get_shows_a_confirmation_page_and_changes_nothing(site: Site) -> None:
     assert f'action="/u/{token}"' in page.text and "daily" in page.text
     assert "r1@example.com" not in page.text
     assert page.headers["cache-control"] == "no-store"
+    assert "form-action 'self'" in page.headers["content-security-policy"]
     for _ in range(3):  # a mail scanner following the link, again and again
         site.get(f"/u/{token}")
         site.client.head(f"/u/{token}")
