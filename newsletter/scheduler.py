@@ -714,6 +714,7 @@ class Worker:
             )
             conn.execute(schedules.update().where(schedules.c.id == info.id)
                          .values(send_id=send_id))
+        self._publish(info, path)
         send = ledger.get_send(self.engine, send_id)
         _event("send.started", schedule=info.id, send=send_id, issue=info.issue_path,
                list=info.list_name, recipients=send.total, backend=send.backend,
@@ -723,6 +724,15 @@ class Worker:
         if self.on_started is not None:
             self.on_started(info.id, send_id)
         self._spawn(info.id, send_id)
+
+    def _publish(self, info: ScheduleInfo, path: Path) -> None:
+        """The web archive's generic copy, as sent (what `newsletter send` stores too)."""
+        from .archive import publish
+
+        try:
+            publish(self.engine, self.settings, path)
+        except NewsletterError as exc:  # the send goes on; the archive can be backfilled
+            _event("archive.failed", schedule=info.id, error=str(exc))
 
     def _continue(self, info: ScheduleInfo, now: dt.datetime) -> None:
         """A schedule already sending: release due waves, join its send, or settle it."""

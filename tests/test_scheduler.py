@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from newsletter import ledger, scheduler
+from newsletter import archive, ledger, scheduler
 from newsletter.build import build_file
 from newsletter.delivery.outbox import OutboxBackend
 from newsletter.errors import UsageError
@@ -369,6 +369,9 @@ def test_late_typo_fix_goes_out(project) -> None:
     assert len(messages) == 12
     body = messages[0].read_bytes()
     assert b"4,300 homes" in body and b"4,200 homes" not in body
+    # the web archive keeps the copy as sent, as for `newsletter send`
+    entry = archive.get_entry(engine, "2026-11-24")
+    assert entry is not None and "4,300 homes" in entry[1]
     worker.shutdown()
 
 
