@@ -71,8 +71,8 @@ def build_text(
             rendered = render(parsed.issue, settings, personal=personal)
         except RenderError as exc:
             findings.append(
-                Finding(
-                    path=path, line=1, severity=Severity.ERROR, message=str(exc),
+                Finding.model_construct(
+                    path=path, line=1, column=1, severity=Severity.ERROR, message=str(exc),
                     rule="template-error",
                 )
             )
@@ -80,9 +80,10 @@ def build_text(
             result.rendered = rendered
             if rendered.size > GMAIL_CLIP_BYTES:
                 findings.append(
-                    Finding(
+                    Finding.model_construct(
                         path=path,
                         line=parsed.body_line,
+                        column=1,
                         severity=Severity.ERROR,
                         message=(
                             f"the rendered HTML is {rendered.size / 1024:.1f} KB; Gmail clips "

@@ -162,7 +162,7 @@ class _Reporter:
 
     def add(self, line: int, rule: str, message: str, *, column: int = 1, warning: bool = False):
         self.findings.append(
-            Finding(
+            Finding.model_construct(
                 path=self.path,
                 line=max(1, line),
                 column=max(1, column),

@@ -39,7 +39,7 @@ class _Ctx:
     def finding(
         self, line: int, rule: str, message: str, *, column: int = 1, warning: bool = False
     ) -> Finding:
-        return Finding(
+        return Finding.model_construct(
             path=self.path,
             line=max(1, line),
             column=max(1, column),
