@@ -145,7 +145,7 @@ def list_cmd(ctx: click.Context, limit: int, fmt: str) -> None:
     for s in rows:
         local = f"{s.due_local:%Y-%m-%d %H:%M} {s.zone}"
         if s.local_time:
-            local = f"{s.wall[:16]} each's zone"
+            local = f"{s.wall[:16]} per subscriber"
         click.echo(f"{s.id:>4}  {s.due_at:%Y-%m-%d %H:%M}  {local[:32]:32}  {s.status:9}  "
                    f"{s.list_name[:10]:10}  {s.issue_path}")
         details = _counts(s)
