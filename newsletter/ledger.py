@@ -509,16 +509,25 @@ def requeue(
 # -- claiming and recording ------------------------------------------------------------
 
 
-_CLAIM = """
+_CLAIM_SQL = {
+    # SQLite evaluates the IN subquery once, as a list.
+    "sqlite": sa.text("""
 UPDATE send_recipients SET status = 'sending', batch_id = :batch, updated_at = :now
 WHERE send_id = :send AND seq IN (
     SELECT seq FROM send_recipients WHERE send_id = :send AND status = 'pending'
-    ORDER BY seq LIMIT :size{lock})
+    ORDER BY seq LIMIT :size)
 RETURNING seq, subscriber_id, email, name
-"""
-_CLAIM_SQL = {
-    "sqlite": sa.text(_CLAIM.format(lock="")),
-    "postgresql": sa.text(_CLAIM.format(lock=" FOR UPDATE SKIP LOCKED")),
+"""),
+    # PostgreSQL may re-run a LIMIT subquery per row of a semi-join (claiming far more
+    # than :size); a MATERIALIZED CTE picks and locks exactly :size rows once.
+    "postgresql": sa.text("""
+WITH picked AS MATERIALIZED (
+    SELECT seq FROM send_recipients WHERE send_id = :send AND status = 'pending'
+    ORDER BY seq LIMIT :size FOR UPDATE SKIP LOCKED)
+UPDATE send_recipients AS r SET status = 'sending', batch_id = :batch, updated_at = :now
+FROM picked WHERE r.send_id = :send AND r.seq = picked.seq
+RETURNING r.seq, r.subscriber_id, r.email, r.name
+"""),
 }
 _SKIP_SQL = sa.text("""
 UPDATE send_recipients SET status = 'skipped', updated_at = :now,

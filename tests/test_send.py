@@ -197,3 +197,18 @@ def test_subscriber_added_after_snapshot_is_not_in_the_send(tmp_path: Path) -> N
     with engine.connect() as conn:
         emails = conn.execute(sa.select(ledger.send_recipients.c.email)).scalars().all()
     assert "late@example.com" not in emails
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_claim_batch_claims_exactly_the_batch_size(tmp_path: Path, database: str) -> None:
+    with pg_database() if database == "postgresql" else _null() as url:
+        settings = make_project(tmp_path / "p", url)
+        engine = seed(settings, 50)
+        prepared = sending.preflight(settings, settings.project_dir / ISSUE)
+        send = sending.start(engine, settings, prepared, "daily", backend="outbox").send
+        worker = ledger.register_worker(engine, send.id)
+        sizes = []
+        while (claimed := ledger.claim_batch(engine, send, worker, 7)) is not None:
+            sizes.append(len(claimed[1]))
+        assert sizes == [7] * 7 + [1]
+        engine.dispose()
