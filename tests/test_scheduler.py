@@ -574,6 +574,45 @@ def test_postgres_workers_never_start_the_same_schedule_twice(tmp_path: Path) ->
         engine.dispose()
 
 
+def test_worker_survives_its_database_connections_dropping(tmp_path: Path, caplog) -> None:
+    """PostgreSQL restarts (here: every connection of the worker's database is terminated):
+    the worker logs it, reconnects on its next look and still sends on time."""
+    from .sendtools import pg_admin_engine
+
+    with pg_database() as url:
+        settings = make_project(tmp_path / "p", url)
+        settings = settings.model_copy(update={"worker_poll_seconds": 0.05})
+        engine = seed(settings, 30)
+        worker = scheduler.Worker(engine, settings, retry_delay=0.01)
+        thread = threading.Thread(target=worker.run)
+        with caplog.at_level(logging.INFO, logger="newsletter.worker"):
+            thread.start()
+            time.sleep(0.5)
+            admin = pg_admin_engine()
+            assert admin is not None
+            with admin.connect() as conn:
+                conn.execute(sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :name AND pid <> pg_backend_pid()"),
+                    {"name": engine.url.database})
+            admin.dispose()
+            time.sleep(0.5)
+            due = _now() + dt.timedelta(seconds=2)
+            planned = scheduler.schedule_issue(
+                engine, settings, settings.project_dir / ISSUE, "daily", at=_fmt(due))
+            deadline = time.monotonic() + 30
+            while scheduler.get_schedule(engine, planned.schedule.id).status != "sent":
+                assert time.monotonic() < deadline and thread.is_alive()
+                time.sleep(0.05)
+            worker.stop.set()
+            thread.join(30)
+        events = [json.loads(r.getMessage()) for r in caplog.records]
+        assert any(e["event"] == "worker.error" for e in events)
+        started = next(e for e in events if e["event"] == "send.started")
+        assert started["late_seconds"] < 2
+        engine.dispose()
+
+
 # -- --local-time waves ----------------------------------------------------------------------
 
 
