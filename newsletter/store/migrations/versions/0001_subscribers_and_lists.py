@@ -25,7 +25,11 @@ def upgrade() -> None:
         "subscribers",
         sa.Column("id", ID, primary_key=True, autoincrement=True),
         sa.Column("email", sa.String(320), nullable=False),
-        sa.Column("email_key", sa.String(320), nullable=False),
+        sa.Column(
+            "email_key",
+            sa.String(320).with_variant(sa.String(320, collation="C"), "postgresql"),
+            nullable=False,
+        ),
         sa.Column("name", sa.Text(), nullable=True),
         sa.Column("attributes", sa.JSON().with_variant(JSONB(), "postgresql"), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
