@@ -7,10 +7,11 @@ and prints; nothing here touches SQL.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,15 @@ def _engine(ctx: click.Context) -> Any:
     return engine
 
 
-def _print_rows(headers: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> None:
+def _print_rows(headers: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str) -> None:
+    """Print rows as an aligned table, CSV or JSON; CSV and JSON stream (a million rows
+    never sit in memory), the table needs every row for its column widths."""
     if fmt == "json":
-        click.echo(json.dumps([dict(zip(headers, row, strict=True)) for row in rows], indent=2))
+        click.echo("[", nl=False)
+        for n, row in enumerate(rows):
+            item = json.dumps(dict(zip(headers, row, strict=True)), ensure_ascii=False)
+            click.echo(("," if n else "") + "\n  " + item, nl=False)
+        click.echo("\n]")
         return
     if fmt == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
@@ -328,14 +335,17 @@ def subscribers_list(
     """
     from newsletter.store import iter_subscribers
 
-    rows = []
-    for sub in iter_subscribers(_engine(ctx), list_name=list_name, status=status):
-        status_shown = sub.status
-        if sub.status == "active" and sub.list_status == "unsubscribed":
-            status_shown = "unsubscribed"
-        rows.append((sub.id, sub.email, sub.name or "", status_shown, sub.created_at.isoformat()))
-        if limit is not None and len(rows) >= limit:
-            break
+    found = iter_subscribers(_engine(ctx), list_name=list_name, status=status)
+    rows = (
+        (
+            sub.id,
+            sub.email,
+            sub.name or "",
+            sub.effective_status,
+            sub.created_at.isoformat(),
+        )
+        for sub in itertools.islice(found, limit)
+    )
     _print_rows(["id", "email", "name", "status", "created"], rows, fmt)
 
 

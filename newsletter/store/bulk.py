@@ -53,7 +53,7 @@ class Bulk(ABC):
         line_of = {row[2]: row[0] for row in rows}
         first, last = min(ids.values()), max(ids.values())
         if last - first + 1 == len(ids) and (not self._starts or first > self._starts[-1]):
-            lines = array("l", [0]) * len(ids)
+            lines = array("I", [0]) * len(ids)
             for key, sid in ids.items():
                 lines[sid - first] = line_of[key]
             self._starts.append(first)

@@ -42,6 +42,14 @@ class Subscriber:
     list_status: str | None = None
 
     @property
+    def effective_status(self) -> str:
+        """The status in the list a query was filtered by: active but unsubscribed from
+        the list is ``unsubscribed``; otherwise the global status."""
+        if self.status == "active" and self.list_status == "unsubscribed":
+            return "unsubscribed"
+        return self.status
+
+    @property
     def sendable(self) -> bool:
         return self.status == "active" and self.list_status in (None, "subscribed")
 
