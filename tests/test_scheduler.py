@@ -657,6 +657,28 @@ def test_local_time_waves_reach_each_recipient_once_at_six_in_their_zone(project
     worker.shutdown()
 
 
+def test_local_time_wave_beyond_the_grace_period_is_missed_the_others_go(project) -> None:
+    settings, engine = project
+    with engine.begin() as conn:
+        conn.execute(subscribers.update().where(subscribers.c.id == 1)
+                     .values(attributes={"timezone": "Asia/Kolkata"}))
+    clock = FakeClock(dt.datetime(2027, 1, 14, 12, 0, tzinfo=dt.UTC))
+    planned = scheduler.schedule_issue(engine, settings, settings.project_dir / ISSUE, "daily",
+                                       at="2027-01-15 06:00", tz=LONDON, local_time=True,
+                                       clock=clock)
+    worker = _worker(settings, engine, clock)
+    assert worker.register()
+    clock.t = dt.datetime(2027, 1, 15, 8, 0, tzinfo=dt.UTC)  # no worker ran until now
+    _tick(worker, 2)
+    info = scheduler.get_schedule(engine, planned.schedule.id)
+    assert info.status == "sent" and info.send is not None
+    assert info.waves == {"done": ["2027-01-15T06:00:00Z"], "missed": ["2027-01-15T01:00:00Z"]}
+    assert info.send.total == 11 and "1" not in _outbox(settings)  # Kolkata's wave: missed
+    listing = run_cli(settings.project_dir, "schedule", "list")
+    assert "send 1: 11/11 sent; 1 wave(s) missed" in listing.stdout
+    worker.shutdown()
+
+
 def test_local_time_refuses_an_offset(project) -> None:
     settings, engine = project
     with pytest.raises(UsageError, match="--local-time needs a wall-clock time"):

@@ -149,6 +149,9 @@ def list_cmd(ctx: click.Context, limit: int, fmt: str) -> None:
         click.echo(f"{s.id:>4}  {s.due_at:%Y-%m-%d %H:%M}  {local[:32]:32}  {s.status:9}  "
                    f"{s.list_name[:10]:10}  {s.issue_path}")
         details = _counts(s)
+        missed = len((s.waves or {}).get("missed", []))
+        if missed:
+            details += f"{'; ' if details else ''}{missed} wave(s) missed (over the grace period)"
         if details:
             click.echo(f"      {details}")
         if s.note and s.status in ("failed", "missed", "scheduled"):
