@@ -402,5 +402,18 @@ def main(argv: list[str] | None = None) -> None:
         standin.stop()
 
 
+
+try:  # a pytest fixture for test modules: ``from tests.sendgrid_standin import sendgrid_standin``
+    import pytest
+
+    @pytest.fixture
+    def sendgrid_standin():
+        """The stand-in on 127.0.0.1 accepting the key "SG.test-key"; stopped after the test."""
+        with SendGridStandIn() as standin:
+            yield standin
+except ImportError:  # benchmarks run without pytest installed
+    pass
+
+
 if __name__ == "__main__":
     main()

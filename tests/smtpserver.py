@@ -267,3 +267,15 @@ class SMTPTestServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+try:  # a pytest fixture for test modules: ``from tests.smtpserver import smtp_server``
+    import pytest
+
+    @pytest.fixture
+    def smtp_server():
+        """A plain SMTP server on 127.0.0.1 recording every message; stopped after the test."""
+        with SMTPTestServer() as server:
+            yield server
+except ImportError:  # benchmarks run without pytest installed
+    pass

@@ -15,16 +15,16 @@ from newsletter.delivery.sendgrid import SendGridBackend, split_requests
 from newsletter.errors import ConfigError
 from newsletter.personalize import MessageTemplate, Recipient
 from tests.delivery_helpers import make_template, recipients, send_settings
-from tests.sendgrid_standin import SendGridStandIn
+from tests.sendgrid_standin import SendGridStandIn, sendgrid_standin  # noqa: F401 (fixture)
 from tests.smtpserver import free_port
 
 KEY = "SG.test-key"
 
 
 @pytest.fixture
-def standin():
-    with SendGridStandIn(api_key=KEY) as sg:
-        yield sg
+def standin(sendgrid_standin: SendGridStandIn) -> SendGridStandIn:  # noqa: F811
+    assert sendgrid_standin.api_key == KEY
+    return sendgrid_standin
 
 
 @pytest.fixture

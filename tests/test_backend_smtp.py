@@ -14,13 +14,12 @@ from newsletter.delivery.smtp import SMTPBackend, parse_smtp_url
 from newsletter.errors import ConfigError
 from newsletter.personalize import MessageTemplate
 from tests.delivery_helpers import make_template, recipients, send_settings
-from tests.smtpserver import SMTPTestServer
+from tests.smtpserver import SMTPTestServer, smtp_server  # noqa: F401 (a fixture)
 
 
 @pytest.fixture
-def server():
-    with SMTPTestServer() as srv:
-        yield srv
+def server(smtp_server: SMTPTestServer) -> SMTPTestServer:  # noqa: F811
+    return smtp_server
 
 
 @pytest.fixture
