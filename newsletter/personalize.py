@@ -214,6 +214,11 @@ class MessageTemplate:
     _msgid_domain: str = field(repr=False, default="")
     _sign: Callable[[int], str] | None = field(repr=False, default=None)
 
+    def __post_init__(self) -> None:
+        self._msgid_head = f"<{self.send_id}."
+        self._msgid_tail = f".{self._msgid_tag}@{self._msgid_domain}>"
+        self._url_head = f"{self.base_url}/u/"
+
     @property
     def subject_text(self) -> str:
         """The subject as most recipients see it (merge fields at their fallback)."""
@@ -243,12 +248,10 @@ class MessageTemplate:
         if name is not None and not (name and name.isprintable() and name == name.strip()):
             name = clean_name(name)
         if subscriber is not None:
-            message_id = f"<{self.send_id}.{subscriber}.{self._msgid_tag}@{self._msgid_domain}>"
+            message_id = f"{self._msgid_head}{subscriber}{self._msgid_tail}"
         else:
             message_id = self.message_id(recipient)
-        return OutgoingMessage(
-            self, recipient, name, token, f"{self.base_url}/u/{token}", message_id
-        )
+        return OutgoingMessage(self, recipient, name, token, self._url_head + token, message_id)
 
     def messages(self, recipients: Sequence[Recipient]) -> list[OutgoingMessage]:
         return [self.message(r) for r in recipients]

@@ -39,7 +39,13 @@ from python_http_client import exceptions as http_errors
 
 from ..config import Settings
 from ..errors import ConfigError
-from ..personalize import LIST_UNSUBSCRIBE_POST, MessageTemplate, OutgoingMessage, Part
+from ..personalize import (
+    LIST_UNSUBSCRIBE_POST,
+    MessageTemplate,
+    OutgoingMessage,
+    Part,
+    Recipient,
+)
 from .base import BackendBase, BackendUnavailable, DeliveryResult, Status
 
 MAX_PER_REQUEST = 1000
@@ -60,7 +66,8 @@ class _Content:
     personal_subject: bool
     json_prefix: str  # the request as JSON up to the personalizations' opening bracket
     name_keys: tuple[tuple[str, bool, str], ...]  # (JSON key, in HTML?, JSON fallback)
-    base_url_json: str  # base_url escaped for a JSON string
+    url_plain: bool  # base_url needs no JSON escaping (so neither do unsubscribe URLs)
+    msgid_plain: bool  # the send id and sender domain need none (so neither do Message-IDs)
 
 
 def _address(value: str) -> dict[str, str]:
@@ -117,14 +124,17 @@ def build_content(template: MessageTemplate) -> _Content:
         personal_subject=template.subject.personal,
         json_prefix=prefix[:-1] + ',"personalizations":[',
         name_keys=tuple(name_keys.values()),
-        base_url_json=_q(template.base_url)[1:-1],
+        url_plain=_q(template.base_url) == f'"{template.base_url}"',
+        msgid_plain=_q(template.message_id(Recipient(1, "x@x"))) == (
+            f'"{template.message_id(Recipient(1, "x@x"))}"'
+        ),
     )
 
 
 def personalization_json(content: _Content, message: OutgoingMessage) -> str:
     """``json.dumps(personalization(content, message))``, compact, built directly (fast)."""
     name = message.name
-    url = f"{content.base_url_json}/u/{message.token}"
+    url = message.unsubscribe_url if content.url_plain else _q(message.unsubscribe_url)[1:-1]
     if name:
         to = f'{{"email":{_q(message.email)},"name":{_q(name)}}}'
     else:
@@ -143,6 +153,9 @@ def personalization_json(content: _Content, message: OutgoingMessage) -> str:
     item = (
         f'{{"to":[{to}],"headers":{{"List-Unsubscribe":"<{url}>","Message-ID":'
         f'{_q(message.message_id)}}},"substitutions":{{{subs}}}'
+        if not content.msgid_plain
+        else f'{{"to":[{to}],"headers":{{"List-Unsubscribe":"<{url}>","Message-ID":'
+        f'"{message.message_id}"}},"substitutions":{{{subs}}}'
     )
     if message.subscriber_id is not None:
         item += f',"custom_args":{{"subscriber_id":"{message.subscriber_id}"}}'
