@@ -135,10 +135,8 @@ def personalization_json(content: _Content, message: OutgoingMessage) -> str:
     """``json.dumps(personalization(content, message))``, compact, built directly (fast)."""
     name = message.name
     url = message.unsubscribe_url if content.url_plain else _q(message.unsubscribe_url)[1:-1]
-    if name:
-        to = f'{{"email":{_q(message.email)},"name":{_q(name)}}}'
-    else:
-        to = f'{{"email":{_q(message.email)}}}'
+    email = _q(message.recipient.email)
+    to = f'{{"email":{email},"name":{_q(name)}}}' if name else f'{{"email":{email}}}'
     subs = f'"{UNSUB_KEY}":"{url}"'
     if content.unsub_html_key:
         subs += f',"{content.unsub_html_key}":{_q(escape(message.unsubscribe_url))}'
@@ -157,10 +155,11 @@ def personalization_json(content: _Content, message: OutgoingMessage) -> str:
         else f'{{"to":[{to}],"headers":{{"List-Unsubscribe":"<{url}>","Message-ID":'
         f'"{message.message_id}"}},"substitutions":{{{subs}}}'
     )
-    if message.subscriber_id is not None:
-        item += f',"custom_args":{{"subscriber_id":"{message.subscriber_id}"}}'
+    subscriber = message.recipient.subscriber_id
     if content.personal_subject:
         item += f',"subject":{_q(message.subject)}'
+    if subscriber is not None:
+        return f'{item},"custom_args":{{"subscriber_id":"{subscriber}"}}}}'
     return item + "}"
 
 
@@ -389,9 +388,12 @@ class SendGridBackend(BackendBase):
         return [DeliveryResult.of(m, Status.TEMPORARY, reason) for m in group]
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
+        groups = split_requests(messages)
+        if len(groups) == 1 and len(groups[0]) == len(messages):
+            return self._send_group(groups[0])  # one request, results already in order
         by_message: dict[int, DeliveryResult] = {}
         accepted_any = False
-        for group in split_requests(messages):
+        for group in groups:
             try:
                 results = self._send_group(group)
             except BackendUnavailable as exc:
