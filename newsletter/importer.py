@@ -38,7 +38,7 @@ from typing import IO, Any, NamedTuple, TextIO, TypeVar
 
 from sqlalchemy.engine import Engine
 
-from .errors import UsageError
+from .errors import NewsletterError, UsageError
 from .store._db import utcnow
 from .store.bulk import Bulk, NewSubscriber
 from .store.emails import InvalidEmail, normalize_email
@@ -481,6 +481,13 @@ def _statuses(
     return (status if status in INACTIVE else None), (list_status or None), None
 
 
+def _new(row: _Row, reason: str) -> NewSubscriber:
+    why = reason if row.status is None else f"{row.status} in {reason}"
+    status = row.status or "active"
+    list_status = row.list_status or "subscribed"
+    return (row.line, row.email, row.key, row.name, row.attributes, status, why, list_status)
+
+
 def _flush(
     bulk: Bulk,
     rows: list[_Row],
@@ -494,7 +501,15 @@ def _flush(
     """Apply one chunk of distinct addresses, in the caller's transaction."""
     now = utcnow()
     bulk.begin_chunk()
-    seen, existing = bulk.lookup([(row.key, row.line) for row in rows])
+    ids: dict[str, int] = {}
+    new_rows: list[_Row] = []
+    if bulk.insert_first:  # most rows are new: insert, then look at what was not
+        new = [_new(row, reason) for row in rows]
+        ids = bulk.insert_subscribers(new, now, source, list_id, reason)
+        if ids:
+            new_rows = [row for row in rows if row.key in ids]
+            rows = [row for row in rows if row.key not in ids]
+    seen, existing = bulk.lookup([(row.key, row.line) for row in rows]) if rows else ({}, {})
     if seen:
         for row in rows:
             if row.key in seen:
@@ -503,13 +518,13 @@ def _flush(
                 rejects.write(row.line, f"duplicate of line {seen[row.key]}", row.cells)
         rows = [row for row in rows if row.key not in seen]
 
-    new_rows: list[_Row] = []
+    absent: list[_Row] = []
     status_updates: list[tuple[int, str, str]] = []
     to_check: list[tuple[_Row, int, bool]] = []  # (row, id, resubscribing) for list checks
     for row in rows:
         found = existing.get(row.key)
         if found is None:
-            new_rows.append(row)
+            absent.append(row)
             continue
         sid, status = found
         if status == "active":
@@ -532,28 +547,16 @@ def _flush(
         else:
             report.kept_unsubscribed += 1
 
-    if new_rows:
-        inserted: list[NewSubscriber] = [
-            (
-                row.line,
-                row.email,
-                row.key,
-                row.name,
-                row.attributes,
-                row.status or "active",
-                reason if row.status is None else f"{row.status} in {reason}",
+    if absent:
+        new = [_new(row, reason) for row in absent]
+        ids.update(bulk.insert_subscribers(new, now, source, list_id, reason))
+        if any(row.key not in ids for row in absent):
+            raise NewsletterError(
+                "subscribers changed while importing (added or removed by another process); "
+                "run the same import again: it continues where it stopped"
             )
-            for row in new_rows
-        ]
-        ids = bulk.insert_subscribers(inserted, now, source)
-        report.added += len(new_rows)
-        if list_id is not None:
-            bulk.insert_memberships(
-                list_id,
-                [(ids[row.key], row.list_status or "subscribed") for row in new_rows],
-                now,
-                reason,
-            )
+        new_rows += absent
+    report.added += len(new_rows)  # their memberships went in with them
     if status_updates:
         bulk.set_statuses(status_updates, now)
     if list_id is None or not to_check:
