@@ -6,7 +6,6 @@ at 72 columns and links become numbered references listed at the end.
 
 from __future__ import annotations
 
-import re
 import textwrap
 from typing import TYPE_CHECKING
 
@@ -59,15 +58,16 @@ def _inline(nodes: list[Inline], refs: _Refs) -> str:
     return "".join(out)
 
 
-_IRREGULAR_SPACE = re.compile(r"[^\S ]| {2}")  # any white space but single plain spaces
-
-
 def fill(text: str, width: int = WIDTH, initial: str = "", subsequent: str = "") -> str:
     """``textwrap.fill(text, width, initial_indent=initial, subsequent_indent=subsequent,
     break_long_words=False, break_on_hyphens=False)``, several times faster for the usual
     paragraph (words between single spaces): each line is cut at the last space that fits.
     Anything else goes to textwrap itself, so the result is always textwrap's."""
-    if text != text.strip() or _IRREGULAR_SPACE.search(text):
+    # the usual case is words between single plain spaces: then every white space
+    # character (str.split knows them all) is a space, and there is one word more than spaces
+    words = text.split()
+    spaces = text.count(" ")
+    if len(words) != spaces + 1 or len("".join(words)) != len(text) - spaces:
         return textwrap.fill(
             text,
             width=width,
