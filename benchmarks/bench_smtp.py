@@ -23,7 +23,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
+import os
 import re
+import resource
 import smtplib
 import socket
 import sys
@@ -249,10 +251,17 @@ def ours(port: int, template, count: int, workers: int) -> tuple[int, int]:
 # -- the run ------------------------------------------------------------------------------
 
 
+CPU: list[float] = []  # client CPU seconds of the last timed phase
+
+
 def timed(fn: Callable[[], object]) -> float:
+    before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     fn()
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    CPU.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return seconds
 
 
 def check(sink: Sink, expected: int, label: str) -> str:
@@ -301,12 +310,15 @@ def bench(kind: str, template, count: int, plain: int, workers: int) -> None:
         sink.stop()
     ceiling = rows[1][1] / rows[1][2]
     print(f"\nsink: {kind}; message size {size / 1024:.1f} KB; recipients {count:,}")
-    print(f"{'':52} {'messages':>9} {'seconds':>8} {'msg/s':>8} {'vs (b)':>7}  check")
-    for label, n, secs, note in rows:
+    print(f"{'':52} {'messages':>9} {'seconds':>8} {'msg/s':>8} {'vs (b)':>7} "
+          f"{'client CPU':>11}  check")
+    for (label, n, secs, note), cpu in zip(rows, CPU[-len(rows):], strict=True):
         rate = n / secs
-        print(f"{label:52} {n:>9,} {secs:>8.2f} {rate:>8.0f} {rate / ceiling:>6.0%}  {note}")
+        print(f"{label:52} {n:>9,} {secs:>8.2f} {rate:>8.0f} {rate / ceiling:>6.0%} "
+              f"{cpu / n * 1e6:>7.0f} us  {note}")
     per_50k = 50_000 / (rows[0][1] / rows[0][2])
-    print(f"    (a) extrapolated to 50,000 messages: {per_50k:.0f} s")
+    print(f"    (a) extrapolated to 50,000 messages: {per_50k:.0f} s; load average now "
+          f"{os.getloadavg()[0]:.1f} on {mp.cpu_count()} cores (other jobs share them)")
 
 
 def main() -> None:
