@@ -305,8 +305,12 @@ class OutgoingMessage:
             f"Message-ID: {self.message_id}\r\nList-Unsubscribe: <{self.unsubscribe_url}>\r\n"
         ).encode("ascii")
         email = self.recipient.email
-        to = formataddr((self.name, email)) if self.name else email
-        if len(to) < 72 and to.isascii():
+        if not email.isascii():
+            # an internationalized address (SMTPUTF8): RFC 6532 allows UTF-8 headers
+            data = f"To: {email}\r\n".encode() + data
+        elif len(to := formataddr((self.name, email)) if self.name else email) < 72 and (
+            to.isascii()
+        ):
             data = b"To: " + to.encode("ascii") + b"\r\n" + data
         else:  # long or non-ASCII display name: let the SMTP policy encode and fold it
             try:

@@ -155,12 +155,14 @@ class SMTPTestServer:
         tls: str | None = None,
         record: bool = True,
         port: int | None = None,
+        smtputf8: bool = True,
     ) -> None:
         if tls not in (None, "starttls", "implicit"):
             raise ValueError("tls must be None, 'starttls' or 'implicit'")
         self.auth = auth
         self.tls = tls
         self.record = record
+        self.smtputf8 = smtputf8
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self.lock = threading.Lock()
@@ -233,7 +235,7 @@ class SMTPTestServer:
         return AuthResult(success=False, handled=False)
 
     def start(self) -> SMTPTestServer:
-        kwargs: dict[str, Any] = {"data_size_limit": 64 * 1024 * 1024, "enable_SMTPUTF8": True}
+        kwargs: dict[str, Any] = {"data_size_limit": 64 * 1024 * 1024, "enable_SMTPUTF8": self.smtputf8}
         context = None
         if self.tls:
             cert, key = self_signed_cert(self._folder)

@@ -267,3 +267,18 @@ def test_server_gone_mid_batch_leaves_the_rest_temporary(template: MessageTempla
     assert {r.status for r in results[10:]} == {Status.TEMPORARY}
     assert "cannot connect" in results[10].reason
     assert time.monotonic() - started < 10  # gave up once, not once per message
+
+
+def test_internationalized_addresses_need_smtputf8(template: MessageTemplate) -> None:
+    from newsletter.personalize import Recipient
+
+    people = [Recipient(1, "zoë@exämple.com", "Zoë"), Recipient(2, "plain@example.com", None)]
+    with SMTPTestServer() as server, backend_for(server.url) as backend:
+        results = backend.send_batch(template.messages(people))
+        assert [r.status for r in results] == [Status.SENT, Status.SENT]
+        (received,) = server.parsed("zoë@exämple.com")
+        assert received["To"] == "zoë@exämple.com"
+    with SMTPTestServer(smtputf8=False) as server, backend_for(server.url) as backend:
+        results = backend.send_batch(template.messages(people))
+        assert results[0].status is Status.PERMANENT and "SMTPUTF8" in results[0].reason
+        assert results[1].status is Status.SENT
