@@ -31,10 +31,13 @@ class Finding(BaseModel):
     rule: str
 
     def format(self) -> str:
-        return (
+        """One line, always: a line break in a message (from a template error, say) or in
+        a file name becomes a space."""
+        line = (
             f"{self.path}:{self.line}:{self.column}: {self.severity.value}: "
             f"{self.message} [{self.rule}]"
         )
+        return line.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
 
     @property
     def is_error(self) -> bool:

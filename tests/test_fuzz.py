@@ -174,6 +174,7 @@ def _check(text: str, settings_: Settings, *, in_hypothesis: bool = False) -> No
         assert finding.message
         formatted = finding.format()
         assert formatted.startswith("fuzz.md:") and formatted.endswith(f"[{finding.rule}]")
+        assert "\n" not in formatted and "\r" not in formatted
     # the built-in templates render every issue the validator accepts
     assert not [f for f in result.findings if f.rule == "template-error"], result.findings
     if in_hypothesis:

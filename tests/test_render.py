@@ -317,3 +317,13 @@ def test_template_cache_is_shared_by_projects_and_never_stale(tmp_path: Path) ->
     assert "Edited!" in render(projects[0])  # the edit is seen at once
     assert "Edited!" not in render(projects[1])
     assert render(projects[1]) == first
+
+
+def test_template_error_spanning_lines_is_still_one_finding_line(project: Path) -> None:
+    (project / "templates" / "footer.mjml.j2").write_text(
+        "{{ settings.nonexistent_setting }}\n", encoding="utf-8"
+    )
+    result = build_file(SAMPLE, load_settings(project))
+    assert [f.rule for f in result.findings] == ["template-error"]
+    line = result.findings[0].format()
+    assert "\n" not in line and "nonexistent_setting" in line
