@@ -183,6 +183,8 @@ class SqliteBulk(Bulk):
         # Chunks commit without waiting for the disk (a crash loses at most the last
         # chunks, which a re-run adds); finish() syncs before the import reports.
         self.cursor.execute("PRAGMA synchronous = NORMAL")
+        # Checkpoint (and sync) every 40 MB of WAL rather than every 4 MB.
+        self.cursor.execute("PRAGMA wal_autocheckpoint = 10000")
         self.cursor.execute("DROP TABLE IF EXISTS temp.import_seen")
         self.cursor.execute(
             "CREATE TEMP TABLE import_seen (key TEXT PRIMARY KEY, line INTEGER NOT NULL) "
@@ -193,6 +195,7 @@ class SqliteBulk(Bulk):
         self.cursor.execute("DROP TABLE IF EXISTS temp.import_seen")
         self.cursor.execute("PRAGMA cache_size = -2000")
         self.cursor.execute("PRAGMA synchronous = FULL")
+        self.cursor.execute("PRAGMA wal_autocheckpoint = 1000")
         self.cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")  # syncs the WAL first
 
     def begin_chunk(self) -> None:
