@@ -45,8 +45,9 @@ Modules and what they own:
   it) in id order (keyset paging, an index range scan), and
   ``sendable_ids(db, list_id, ids)`` re-checks a claimed batch right before sending.
 
-The CSV importer (``newsletter.importer``) writes in bulk through its own statements
-and follows the same rules.
+- ``bulk``: the CSV importer's chunk statements (``newsletter.importer`` uses them): a
+  chunk of thousands of rows is one JSON parameter per statement on either database.
+  The importer follows the same rules as ``add_subscriber``.
 """
 
 from __future__ import annotations
