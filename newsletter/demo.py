@@ -1,9 +1,10 @@
 """The demo: a whole newsletter job on the embedded defaults, no account needed.
 
 ``run_demo(folder)`` creates a demo project (if the folder has none), validates its
-sample issues and renders the newest one to ``out/``. Each later capability adds
-its step here (subscribers, sending through the outbox), so that the README's first
-command shows the product end to end.
+sample issues, renders the newest one to ``out/``, imports demo subscribers into the
+project's SQLite database and sends the newest issue to them through the outbox backend
+(``.eml`` files in ``outbox/``), so that the README's first command shows the product
+end to end. Running it again changes nothing: the send is not repeated.
 """
 
 from __future__ import annotations
@@ -46,7 +47,37 @@ def run_demo(folder: Path, echo: Callable[[str], None] = print) -> dict:
     echo(f"rendered {html_path} ({newest.rendered.size / 1024:.1f} KB) and {text_path}")
     summary["html"] = str(html_path)
     summary["text"] = str(text_path)
-    from .importer import import_demo_subscribers
+    from .importer import DEMO_LIST, import_demo_subscribers
 
     summary["subscribers"] = import_demo_subscribers(settings, echo).as_dict()
+    summary["send"] = _send_demo(settings, files[0], DEMO_LIST, folder, echo)
+    echo(f"next: newsletter --project {folder} preview   (a live preview in your browser)")
     return summary
+
+
+def _send_demo(
+    settings, issue: Path, list_name: str, folder: Path, echo: Callable[[str], None]
+) -> dict:
+    """Send the newest issue to the demo list through the outbox backend (once)."""
+    from . import ledger, sending
+    from .store import get_list, open_store
+
+    engine = open_store(settings)
+    try:
+        prepared = sending.preflight(settings, issue)
+        latest = ledger.find_latest(engine, prepared.slug, get_list(engine, list_name).id)
+        if latest is not None and latest.status == "finished":
+            send = latest
+            echo(f"already sent {issue.name} to list {list_name!r} (send {send.id})")
+        else:
+            started = sending.start(engine, settings, prepared, list_name, backend="outbox")
+            send = sending.run(engine, settings, started.send.id, backend="outbox")
+            echo(
+                f"sent {issue.name} to list {list_name!r} through the outbox: "
+                f"{send.counts.get('sent', 0)} messages in {settings.outbox_path}/"
+                f" (send {send.id}; `newsletter --project {folder} sends show {send.id}`"
+                f")"
+            )
+    finally:
+        engine.dispose()
+    return {"id": send.id, "counts": send.counts}
