@@ -141,6 +141,13 @@ def test_rejects_file_names_line_and_reason(store: Engine, tmp_path: Path) -> No
     assert "special-use" in rejected[10]["reason"]
     assert rejected[11]["reason"] == "duplicate of line 5"
     assert count_subscribers(store) == 3
+    # Again, now that every address exists: the same rows are duplicates of the same lines.
+    again = import_csv(store, path, chunk_rows=2)
+    assert (again.unchanged, again.duplicates, again.invalid, again.empty) == (3, 2, 3, 1)
+    with open(again.rejects_path, encoding="utf-8", newline="") as f:
+        assert {int(r["line"]): r["reason"] for r in csv.DictReader(f)} == {
+            line: row["reason"] for line, row in rejected.items()
+        }
     # A later clean run removes the stale rejects file.
     clean = write(tmp_path / "list.csv", "email\nz@example.org\n")
     assert import_csv(store, clean).rejects_path is None

@@ -98,15 +98,17 @@ class Bulk(ABC):
         exist). Records the keys as seen."""
         existing = self.find([key for key, _ in items])
         seen: dict[str, int] = {}
-        before: set[str] = set()  # existed before this import
+        before: dict[int, str] = {}  # id: key of those that existed before this import
         for key, (sid, _) in existing.items():
             line = self._line_of(sid)
             if line is None:
-                before.add(key)
+                before[sid] = key
             else:
                 seen[key] = line
         if before:
-            seen.update(self.seen_before([(k, ln) for k, ln in items if k in before]))
+            line_of = dict(items)
+            earlier = self.seen_before([(sid, line_of[key]) for sid, key in before.items()])
+            seen.update({before[sid]: line for sid, line in earlier.items()})
         for key in seen:
             del existing[key]
         return seen, existing
@@ -121,9 +123,9 @@ class Bulk(ABC):
         """Create the import's temporary table of addresses seen."""
 
     @abstractmethod
-    def seen_before(self, items: Sequence[tuple[str, int]]) -> dict[str, int]:
-        """For (key, line) pairs unique within the chunk: the keys this import saw in an
-        earlier chunk, with the line they were first seen on. Records the others."""
+    def seen_before(self, items: Sequence[tuple[int, int]]) -> dict[int, int]:
+        """For (subscriber id, line) pairs of subscribers that existed before the import:
+        ``{id: line}`` of those this import saw in an earlier chunk. Records the others."""
 
     @abstractmethod
     def find(self, keys: Sequence[str]) -> dict[str, tuple[int, str]]:
@@ -187,8 +189,7 @@ class SqliteBulk(Bulk):
         self.cursor.execute("PRAGMA wal_autocheckpoint = 10000")
         self.cursor.execute("DROP TABLE IF EXISTS temp.import_seen")
         self.cursor.execute(
-            "CREATE TEMP TABLE import_seen (key TEXT PRIMARY KEY, line INTEGER NOT NULL) "
-            "WITHOUT ROWID"
+            "CREATE TEMP TABLE import_seen (id INTEGER PRIMARY KEY, line INTEGER NOT NULL)"
         )
 
     def finish(self) -> None:
@@ -208,18 +209,18 @@ class SqliteBulk(Bulk):
         row = self.cursor.execute(sql, params).fetchone()
         return json.loads(row[0]) if row and row[0] is not None else []
 
-    def seen_before(self, items: Sequence[tuple[str, int]]) -> dict[str, int]:
+    def seen_before(self, items: Sequence[tuple[int, int]]) -> dict[int, int]:
         found = dict(
             self._one(
-                "SELECT json_group_array(json_array(t.key, t.line)) FROM json_each(?) j "
-                "CROSS JOIN temp.import_seen t ON t.key = j.value",
-                json.dumps([key for key, _ in items]),
+                "SELECT json_group_array(json_array(t.id, t.line)) FROM json_each(?) j "
+                "CROSS JOIN temp.import_seen t ON t.id = j.value",
+                json.dumps([sid for sid, _ in items]),
             )
         )
         fresh = [item for item in items if item[0] not in found] if found else items
         if fresh:
             self.cursor.execute(
-                f"INSERT INTO temp.import_seen (key, line) SELECT {_at(0)}, {_at(1)} "
+                f"INSERT INTO temp.import_seen (id, line) SELECT {_at(0)}, {_at(1)} "
                 "FROM json_each(?) j",
                 (json.dumps(fresh),),
             )
@@ -330,7 +331,7 @@ class PostgresBulk(Bulk):
 
     def prepare(self) -> None:
         self._run("DROP TABLE IF EXISTS pg_temp.import_seen")
-        self._run("CREATE TEMP TABLE import_seen (key TEXT PRIMARY KEY, line INTEGER NOT NULL)")
+        self._run("CREATE TEMP TABLE import_seen (id BIGINT PRIMARY KEY, line INTEGER NOT NULL)")
 
     def finish(self) -> None:
         self._run("DROP TABLE IF EXISTS pg_temp.import_seen")
@@ -341,15 +342,15 @@ class PostgresBulk(Bulk):
         # so the import's end is durable before it reports.
         self._run("SET LOCAL synchronous_commit TO OFF")
 
-    def seen_before(self, items: Sequence[tuple[str, int]]) -> dict[str, int]:
+    def seen_before(self, items: Sequence[tuple[int, int]]) -> dict[int, int]:
         # One statement: the SELECT sees the table as it was before the INSERT in its
-        # WITH clause, so it returns exactly the keys seen in earlier chunks.
+        # WITH clause, so it returns exactly the ids seen in earlier chunks.
         rows = self._run(
-            "WITH input AS (SELECT v->>0 AS key, (v->>1)::int AS line "
+            "WITH input AS (SELECT (v->>0)::bigint AS id, (v->>1)::int AS line "
             "FROM json_array_elements(%s::json) v), "
-            "fresh AS (INSERT INTO import_seen (key, line) SELECT key, line FROM input "
-            "ON CONFLICT (key) DO NOTHING) "
-            "SELECT t.key, t.line FROM input JOIN import_seen t ON t.key = input.key",
+            "fresh AS (INSERT INTO import_seen (id, line) SELECT id, line FROM input "
+            "ON CONFLICT (id) DO NOTHING) "
+            "SELECT t.id, t.line FROM input JOIN import_seen t ON t.id = input.id",
             (json.dumps(items),),
         )
         return dict(rows.all())
