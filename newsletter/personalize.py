@@ -254,7 +254,27 @@ class MessageTemplate:
         return OutgoingMessage(self, recipient, name, token, self._url_head + token, message_id)
 
     def messages(self, recipients: Sequence[Recipient]) -> list[OutgoingMessage]:
-        return [self.message(r) for r in recipients]
+        """``[self.message(r) for r in recipients]``, with the lookups hoisted (faster)."""
+        sign = self._sign
+        if sign is None:
+            sign = self._sign = self.signer.for_list(self.list_id)
+        head, tail, url_head = self._msgid_head, self._msgid_tail, self._url_head
+        make = OutgoingMessage
+        out: list[OutgoingMessage] = []
+        append = out.append
+        for recipient in recipients:
+            email, subscriber, name = recipient.email, recipient.subscriber_id, recipient.name
+            if not (email and email.isprintable() and " " not in email and "@" in email):
+                raise ValueError(f"not a deliverable address: {email!r}")
+            if name is not None and not (name and name.isprintable() and name == name.strip()):
+                name = clean_name(name)
+            token = sign(subscriber or 0)
+            if subscriber is not None:
+                message_id = f"{head}{subscriber}{tail}"
+            else:
+                message_id = self.message_id(recipient)
+            append(make(self, recipient, name, token, url_head + token, message_id))
+        return out
 
 
 @dataclass(slots=True)

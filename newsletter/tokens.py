@@ -137,7 +137,8 @@ class Signer:
         key = key.ljust(64, b"\0")
         inner = hashlib.sha256(bytes(k ^ 0x36 for k in key) + PURPOSE)
         outer = hashlib.sha256(bytes(k ^ 0x5C for k in key))
-        encode = base64.urlsafe_b64encode
+        b64 = binascii.b2a_base64
+        urlsafe = bytes.maketrans(b"+/", b"-_")
 
         def sign(subscriber_id: int) -> str:
             n = subscriber_id
@@ -155,7 +156,8 @@ class Signer:
             h.update(payload)
             o = outer.copy()
             o.update(h.digest())
-            return encode(payload + o.digest()[:TAG_BYTES]).rstrip(b"=").decode("ascii")
+            raw = payload + o.digest()[:TAG_BYTES]
+            return b64(raw, newline=False).translate(urlsafe).rstrip(b"=").decode("ascii")
 
         return sign
 
