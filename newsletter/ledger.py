@@ -665,6 +665,7 @@ def _update_each(
 
 
 def in_flight(db: DB, send_id: int) -> int:
+    """How many recipients of the send are still pending or in a batch being sent."""
     with transaction(db) as conn:
         return conn.execute(
             sa.select(sa.func.count())
@@ -679,14 +680,7 @@ def in_flight(db: DB, send_id: int) -> int:
 def finish_if_done(db: DB, send_id: int) -> bool:
     """Mark the send finished when no recipient is pending or sending."""
     with transaction(db) as conn:
-        open_count = conn.execute(
-            sa.select(sa.func.count())
-            .select_from(send_recipients)
-            .where(
-                send_recipients.c.send_id == send_id,
-                send_recipients.c.status.in_(["pending", "sending"]),
-            )
-        ).scalar_one()
+        open_count = in_flight(conn, send_id)
         if open_count:
             return False
         conn.execute(
