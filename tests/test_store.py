@@ -286,3 +286,19 @@ def test_fast_path_takes_plain_addresses_and_case_insensitive_mailboxes() -> Non
     assert _fast("John.Smith+news@Mail.Example.COM") == "John.Smith+news@mail.example.com"
     assert _fast("Postmaster@example.org") == "postmaster@example.org"
     assert _fast("a@b.test") is None and _fast("é@example.org") is None
+
+
+def test_sqlite_reads_do_not_wait_for_a_writer(tmp_path: Path) -> None:
+    """During a long write (an import's chunk), counts and look-ups still answer at once."""
+    import time
+
+    engine = open_store(f"sqlite:///{tmp_path / 'n.db'}")
+    add_subscriber(engine, "a@example.org")
+    with engine.begin() as writer:  # holds the write lock (BEGIN IMMEDIATE)
+        add_subscriber(writer, "b@example.org")
+        started = time.monotonic()
+        assert count_subscribers(engine) == 1  # the committed snapshot
+        assert get_subscriber(engine, "a@example.org").email == "a@example.org"
+        assert time.monotonic() - started < 2  # not the 30 s busy timeout
+    assert count_subscribers(engine) == 2
+    engine.dispose()

@@ -9,18 +9,24 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from .engine import READ_ONLY
+
 DB = Engine | sa.Connection
 
 
 @contextmanager
-def transaction(db: DB) -> Iterator[sa.Connection]:
+def transaction(db: DB, *, read: bool = False) -> Iterator[sa.Connection]:
     """A connection in a transaction: a new one committed at the end for an Engine,
-    or the caller's own connection (and transaction) as it is."""
+    or the caller's own connection (and transaction) as it is. ``read``: it only reads
+    (on SQLite it then takes no write lock)."""
     if isinstance(db, sa.Connection):
         yield db
         return
-    with db.begin() as connection:
-        yield connection
+    with db.connect() as connection:
+        if read:
+            connection.execution_options(**{READ_ONLY: True})
+        with connection.begin():
+            yield connection
 
 
 def utcnow() -> dt.datetime:

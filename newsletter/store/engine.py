@@ -4,6 +4,8 @@ SQLite connections run in WAL mode (synchronous=FULL: every commit is on disk be
 it returns) with foreign keys on, a busy timeout and
 ``BEGIN IMMEDIATE`` transactions, so that a read-then-write transaction never fails
 half way with "database is locked" when another process writes at the same time.
+Connections with the execution option ``READ_ONLY`` begin plain (deferred) transactions
+instead: in WAL mode those read a snapshot without waiting for any writer.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from ..errors import ConfigError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: Execution option of a connection that only reads: on SQLite its transactions begin
+#: DEFERRED (no write lock, so a long import does not hold it up); others IMMEDIATE.
+READ_ONLY = "newsletter_read_only"
 
 
 def _describe(url: str) -> str:
@@ -77,7 +82,10 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN")  # WAL: a reader never waits for a writer
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def is_sqlite(engine_or_connection: Engine | sa.Connection) -> bool:

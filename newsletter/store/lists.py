@@ -59,7 +59,7 @@ def create_list(db: DB, name: str, description: str | None = None) -> MailingLis
 
 def get_list(db: DB, name: str) -> MailingList:
     """The list called ``name``; raises ListNotFound naming the lists that exist."""
-    with transaction(db) as conn:
+    with transaction(db, read=True) as conn:
         row = conn.execute(sa.select(lists).where(lists.c.name == name)).first()
         if row is None:
             names = conn.execute(sa.select(lists.c.name).order_by(lists.c.name)).scalars().all()
@@ -89,7 +89,7 @@ def list_lists(db: DB) -> list[MailingList]:
         .group_by(lists.c.id)
         .order_by(lists.c.name)
     )
-    with transaction(db) as conn:
+    with transaction(db, read=True) as conn:
         rows = conn.execute(query).all()
     return [
         MailingList(

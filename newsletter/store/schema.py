@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from ..errors import NewsletterError
+from .engine import READ_ONLY
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 UPGRADE_HINT = "run `newsletter db upgrade`"
@@ -63,6 +64,7 @@ def schema_state(engine: Engine, script_location: Path | None = None) -> SchemaS
     heads = tuple(sorted(script.get_heads()))
     try:
         with engine.connect() as connection:
+            connection.execution_options(**{READ_ONLY: True})
             current = tuple(sorted(MigrationContext.configure(connection).get_current_heads()))
     except (OperationalError, ProgrammingError) as exc:
         raise NewsletterError(

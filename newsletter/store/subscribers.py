@@ -131,7 +131,7 @@ def _key(email: str) -> tuple[str, str]:
 
 def get_subscriber(db: DB, email_or_id: str | int) -> Subscriber:
     """The subscriber with this address (any case) or id; raises SubscriberNotFound."""
-    with transaction(db) as conn:
+    with transaction(db, read=True) as conn:
         if isinstance(email_or_id, int) or str(email_or_id).isdigit():
             where = subscribers.c.id == int(email_or_id)
         else:
@@ -149,7 +149,7 @@ def subscriber_lists(db: DB, subscriber_id: int) -> list[Membership]:
         .where(memberships.c.subscriber_id == subscriber_id)
         .order_by(lists.c.name)
     )
-    with transaction(db) as conn:
+    with transaction(db, read=True) as conn:
         rows = conn.execute(query).all()
     return [
         Membership(
@@ -370,21 +370,21 @@ def list_subscribers(
     after_id: int = 0,
 ) -> list[Subscriber]:
     """Subscribers in id order, filtered by list and by (effective) status."""
-    with transaction(db) as conn:
+    with transaction(db, read=True) as conn:
         query = _filtered(conn, list_name, status).where(subscribers.c.id > after_id)
         query = query.order_by(subscribers.c.id).limit(limit)
         return [_row_to_subscriber(row, row.list_status) for row in conn.execute(query)]
 
 
 def count_subscribers(db: DB, *, list_name: str | None = None, status: str | None = None) -> int:
-    with transaction(db) as conn:
+    with transaction(db, read=True) as conn:
         inner = _filtered(conn, list_name, status).with_only_columns(subscribers.c.id)
         return int(conn.execute(sa.select(sa.func.count()).select_from(inner.subquery())).scalar())
 
 
 def count_by_status(db: DB, *, list_name: str | None = None) -> dict[str, int]:
     """``{status: count}`` for every status (zero included), globally or in one list."""
-    with transaction(db) as conn:
+    with transaction(db, read=True) as conn:
         base = _filtered(conn, list_name, None)
         status = _effective_status() if list_name else subscribers.c.status
         query = base.with_only_columns(status.label("s"), sa.func.count()).group_by(status)
@@ -415,7 +415,7 @@ def iter_subscribers(
 
 def attribute_keys(db: DB, *, list_name: str | None = None, status: str | None = None) -> list[str]:
     """The attribute names used by matching subscribers, sorted (the export's columns)."""
-    with transaction(db) as conn:
+    with transaction(db, read=True) as conn:
         ids = _filtered(conn, list_name, status).with_only_columns(subscribers.c.id).subquery()
         if conn.dialect.name == "postgresql":
             keys = sa.func.jsonb_object_keys(subscribers.c.attributes)
@@ -458,7 +458,7 @@ def sendable_batch(
         .order_by(memberships.c.subscriber_id)
         .limit(limit)
     )
-    with transaction(db) as conn:
+    with transaction(db, read=True) as conn:
         return [_row_to_subscriber(row, row.list_status) for row in conn.execute(query)]
 
 
@@ -467,7 +467,7 @@ def sendable_ids(db: DB, list_id: int, subscriber_ids: Iterable[int]) -> set[int
     call it right before sending a batch, inside the transaction that claims it."""
     wanted = sorted(set(subscriber_ids))
     found: set[int] = set()
-    with transaction(db) as conn:
+    with transaction(db, read=True) as conn:
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             query = (
