@@ -212,3 +212,18 @@ def test_claim_batch_claims_exactly_the_batch_size(tmp_path: Path, database: str
             sizes.append(len(claimed[1]))
         assert sizes == [7] * 7 + [1]
         engine.dispose()
+
+
+def test_an_undeliverable_address_fails_alone(tmp_path: Path, smtp) -> None:
+    settings = make_project(tmp_path / "p").model_copy(update={"smtp_url": smtp.url})
+    engine = seed(settings, 5)
+    from newsletter.store.tables import subscribers
+
+    with engine.begin() as conn:  # as a hand edit of the database could leave it
+        conn.execute(subscribers.update().where(subscribers.c.id == 3)
+                     .values(email="not an address"))
+    result = _send(settings, engine, backend="smtp")
+    assert result.counts == {"sent": 4, "failed": 1}
+    failed = ledger.recipients(engine, result.id, ["failed"])
+    assert failed[0].email == "not an address" and "not sendable" in failed[0].reason
+    assert sum(smtp.counts.values()) == 4

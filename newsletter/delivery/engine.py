@@ -150,13 +150,26 @@ class SendRunner:
                 self.error = self.error or exc
             self.stop.set()
 
-    def _send(self, batch_id: int, recipients: list[ledger.Claimed]) -> None:
-        messages = [
-            self.template.message(Recipient(r.subscriber_id, r.email, r.name))
-            for r in recipients
-        ]
+    def _messages(self, recipients: list[ledger.Claimed]) -> tuple[list, list[ledger.Outcome]]:
+        """The batch's messages, and permanent failures for addresses that cannot be sent."""
         try:
-            results = self.backend.send_batch(messages)
+            return self.template.messages([Recipient(*r[1:]) for r in recipients]), []
+        except ValueError:  # one undeliverable address: find it, keep the others
+            messages, refused = [], []
+            for r in recipients:
+                try:
+                    messages.append(self.template.message(Recipient(*r[1:])))
+                except ValueError as exc:
+                    refused.append(ledger.Outcome(r.seq, "failed", f"not sendable: {exc}"))
+            return messages, refused
+
+    def _send(self, batch_id: int, recipients: list[ledger.Claimed]) -> None:
+        messages, refused = self._messages(recipients)
+        if refused:
+            bad = {o.seq for o in refused}
+            recipients = [r for r in recipients if r.seq not in bad]
+        try:
+            results = self.backend.send_batch(messages) if messages else []
         except BackendUnavailable as exc:
             ledger.release_batch(self.engine, self.send.id, batch_id)
             with self._lock:
@@ -175,6 +188,7 @@ class SendRunner:
                     ledger.Outcome(r.seq, _OUTCOME[res.status], res.reason, res.provider_id)
                     for r, res in zip(recipients, results, strict=True)
                 ]
+        outcomes += refused
         ledger.record_batch(self.engine, self.send.id, batch_id, outcomes)
         with self._lock:
             counts = self.progress.counts
