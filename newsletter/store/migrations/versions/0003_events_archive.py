@@ -17,16 +17,8 @@ depends_on = None
 
 ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 Stamp = sa.DateTime(timezone=True)
-COUNTERS = (
-    "delivered",
-    "opens",
-    "clicks",
-    "deferred",
-    "dropped",
-    "bounced",
-    "complained",
-    "unsubscribed",
-)
+COUNTERS = ("delivered", "opens", "clicks", "deferred", "dropped", "bounced", "complained",
+            "unsubscribed")
 
 
 def upgrade() -> None:
@@ -57,24 +49,20 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(40), nullable=False),
         sa.Column("events", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("send_id", "kind", name="pk_send_event_counts"),
-        sa.ForeignKeyConstraint(
-            ["send_id"], ["sends.id"], ondelete="CASCADE", name="fk_send_event_counts_send_id_sends"
-        ),
+        sa.ForeignKeyConstraint(["send_id"], ["sends.id"], ondelete="CASCADE",
+                                name="fk_send_event_counts_send_id_sends"),
     )
     op.create_table(
         "send_recipient_events",
         sa.Column("send_id", ID, nullable=False),
         sa.Column("email", sa.String(320), nullable=False),
         sa.Column("subscriber_id", ID, nullable=True),
-        *(sa.Column(name, sa.Integer(), nullable=False, server_default="0") for name in COUNTERS),
+        *(sa.Column(name, sa.Integer(), nullable=False, server_default="0")
+          for name in COUNTERS),
         sa.Column("last_event_at", Stamp, nullable=True),
         sa.PrimaryKeyConstraint("send_id", "email", name="pk_send_recipient_events"),
-        sa.ForeignKeyConstraint(
-            ["send_id"],
-            ["sends.id"],
-            ondelete="CASCADE",
-            name="fk_send_recipient_events_send_id_sends",
-        ),
+        sa.ForeignKeyConstraint(["send_id"], ["sends.id"], ondelete="CASCADE",
+                                name="fk_send_recipient_events_send_id_sends"),
     )
     op.create_table(
         "archive_issues",
