@@ -107,6 +107,9 @@ class Settings(BaseModel):
     webhook_max_age: int = Field(default=300, ge=10, le=86400)
     max_body_bytes: int = Field(default=5_000_000, ge=1024)
     schedule_grace_hours: float = Field(default=6.0, ge=0)
+    # recipients per ledger batch (default: the backend's own, e.g. 1,000 for SendGrid):
+    # smaller batches put fewer recipients at stake ("uncertain") if a sender dies
+    send_batch_size: int | None = Field(default=None, ge=1, le=10_000)
     worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)  # how often it looks
     worker_progress_batches: int = Field(default=10, ge=1)  # a progress log line per N
     brand: Brand = Field(default_factory=Brand)

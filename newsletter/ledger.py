@@ -69,6 +69,16 @@ sends = sa.Table(
     sa.CheckConstraint("kind IN ('real', 'test')", name="kind"),
     sa.CheckConstraint("status IN ('sending', 'finished', 'cancelled')", name="status"),
     sa.Index(None, "issue_slug", "list_id", "kind"),
+    # at most one unfinished real send of an issue to a list: two `newsletter send`
+    # started at once must share one send, not make two
+    sa.Index(
+        "uq_sends_unfinished",
+        "issue_slug",
+        "list_id",
+        unique=True,
+        sqlite_where=sa.text("kind = 'real' AND status = 'sending'"),
+        postgresql_where=sa.text("kind = 'real' AND status = 'sending'"),
+    ),
     sqlite_autoincrement=True,
 )
 
@@ -127,6 +137,10 @@ send_workers = sa.Table(
 
 class SendNotFound(NewsletterError):
     pass
+
+
+class SendExists(NewsletterError):
+    """Another process has just created the unfinished send of this issue and list."""
 
 
 @dataclass
@@ -213,6 +227,23 @@ def create_send(
     ``recipient_filter`` (a condition on ``subscribers``) narrows the snapshot of a real
     send, e.g. to the first wave of a local-time schedule; ``add_recipients`` adds more.
     """
+    try:
+        return _create_send(db, kind=kind, issue_path=issue_path, issue_slug=issue_slug,
+                            subject=subject, list_id=list_id, list_name=list_name,
+                            backend=backend, html=html, text=text, test_to=test_to,
+                            recipient_filter=recipient_filter)
+    except sa.exc.IntegrityError:
+        if kind != "real":
+            raise
+        raise SendExists(
+            f"issue {issue_slug} is being sent to list {list_name!r} by another process"
+        ) from None
+
+
+def _create_send(db: DB, *, kind: str, issue_path: str, issue_slug: str, subject: str,
+                 list_id: int | None, list_name: str, backend: str, html: str, text: str,
+                 test_to: Sequence[str],
+                 recipient_filter: sa.ColumnElement[bool] | None) -> int:
     now = utcnow()
     with transaction(db) as conn:
         send_id = conn.execute(

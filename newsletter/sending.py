@@ -121,11 +121,18 @@ def start(
             f"{latest.counts.get('sent', 0)} sent); add --again to send it once more, or "
             f"`newsletter send --retry-failed {latest.id}` for its failures"
         )
-    send_id = ledger.create_send(
-        engine, kind="real", issue_path=str(prepared.path), issue_slug=prepared.slug,
-        subject=prepared.rendered.subject, list_id=mailing_list.id, list_name=mailing_list.name,
-        backend=backend_name, html=prepared.rendered.html, text=prepared.rendered.text,
-    )
+    try:
+        send_id = ledger.create_send(
+            engine, kind="real", issue_path=str(prepared.path), issue_slug=prepared.slug,
+            subject=prepared.rendered.subject, list_id=mailing_list.id,
+            list_name=mailing_list.name, backend=backend_name, html=prepared.rendered.html,
+            text=prepared.rendered.text,
+        )
+    except ledger.SendExists:  # another process created it a moment ago: share it
+        latest = ledger.find_latest(engine, prepared.slug, mailing_list.id)
+        if latest is None or latest.status != "sending":
+            raise
+        return Started(latest, resumed=True)
     from .archive import publish
 
     publish(engine, settings, prepared.path)  # the web archive's generic copy, as sent

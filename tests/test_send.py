@@ -227,3 +227,23 @@ def test_an_undeliverable_address_fails_alone(tmp_path: Path, smtp) -> None:
     failed = ledger.recipients(engine, result.id, ["failed"])
     assert failed[0].email == "not an address" and "not sendable" in failed[0].reason
     assert sum(smtp.counts.values()) == 4
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_two_unfinished_sends_of_one_issue_to_one_list_cannot_exist(tmp_path: Path, database
+                                                                  ) -> None:
+    with pg_database() if database == "postgresql" else _null() as url:
+        settings = make_project(tmp_path / "p", url)
+        engine = seed(settings, 3)
+        prepared = sending.preflight(settings, settings.project_dir / ISSUE)
+        first = sending.start(engine, settings, prepared, "daily", backend="outbox").send
+        fields = dict(kind="real", issue_path=ISSUE, issue_slug=prepared.slug, subject="s",
+                      list_id=first.list_id, list_name="daily", backend="outbox", html="h",
+                      text="t")
+        # what a second `newsletter send` started at the same moment would do
+        with pytest.raises(ledger.SendExists):
+            ledger.create_send(engine, **fields)
+        sending.run(engine, settings, first.id, backend="outbox")
+        again = sending.start(engine, settings, prepared, "daily", backend="outbox", again=True)
+        assert again.send.id != first.id and not again.resumed
+        engine.dispose()

@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 
 from newsletter import ledger
-from newsletter.delivery.sendgrid import MAX_PER_REQUEST
 from newsletter.delivery.smtp import SMTPBackend
 
 from .sendgrid_standin import SendGridStandIn
@@ -31,24 +30,33 @@ RECIPIENTS = 10_000
 KILLS = 20
 WORKERS = 2
 ISSUE = "issues/2026-11-24.md"
+SG_BATCH = 50  # NEWSLETTER_SEND_BATCH_SIZE for SendGrid: 20 kills must land mid-send
 
 
-def _kill_loop(project: Path, env: dict, rng: random.Random, *, processes: int = 1) -> int:
-    """Start `newsletter send` (which resumes an unfinished send), kill -9 at random moments.
+def _kill_loop(project: Path, env: dict, rng: random.Random, received: Counter, *,
+               processes: int = 1, window: float = 0.3) -> int:
+    """Start `newsletter send` (which resumes an unfinished send) and kill -9 it mid-send.
 
-    Returns how many processes were killed while still running.
+    Each round waits until the server has received something new from this round's
+    process(es), then kills at a random moment up to ``window`` seconds later. Returns how many
+    processes were killed while still running.
     """
     killed = 0
     args = ("send", ISSUE, "--list", "daily", "--yes", "--workers", str(WORKERS))
     full_env = {**os.environ, **env}
     for _ in range(KILLS):
+        before = sum(received.values())
         procs = [
             subprocess.Popen(newsletter_cmd(project, *args), env=full_env,
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
             for _ in range(processes)
         ]
-        time.sleep(rng.uniform(0.5, 1.6))  # start-up is ~0.4 s; then it is mid-send
+        deadline = time.monotonic() + 10
+        while (sum(received.values()) == before and time.monotonic() < deadline
+               and any(p.poll() is None for p in procs)):
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, window))
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
@@ -57,7 +65,10 @@ def _kill_loop(project: Path, env: dict, rng: random.Random, *, processes: int =
     return killed
 
 
-def _check(engine, send_id: int, received: Counter, batch_size: int, kills: int) -> None:
+def _check(engine, received: Counter, batch_size: int, kills: int) -> None:
+    real = [s for s in ledger.list_sends(engine) if s.kind == "real"]
+    assert len(real) == 1, f"{len(real)} sends of one issue to one list"  # never two at once
+    send_id = real[0].id
     send = ledger.get_send(engine, send_id)
     assert send.status == "finished", send.counts
     assert send.total == RECIPIENTS
@@ -92,10 +103,10 @@ def test_kill_9_smtp_sqlite(tmp_path: Path) -> None:
         settings = make_project(project)
         engine = seed(settings, RECIPIENTS)
         env = {"NEWSLETTER_BACKEND": "smtp", "NEWSLETTER_SMTP_URL": smtp.url}
-        kills = _kill_loop(project, env, rng)
-        assert kills >= 10, "the sends finished before most kills: make them land mid-send"
+        kills = _kill_loop(project, env, rng, smtp.counts)
+        assert kills == KILLS, "a send finished before the kills: make it longer"
         _final_run(project, env)
-        _check(engine, 1, smtp.counts, SMTPBackend.batch_size, kills)
+        _check(engine, smtp.counts, SMTPBackend.batch_size, kills)
         engine.dispose()
 
 
@@ -107,11 +118,12 @@ def test_kill_9_sendgrid_sqlite(tmp_path: Path) -> None:
         settings = make_project(project)
         engine = seed(settings, RECIPIENTS)
         env = {"NEWSLETTER_BACKEND": "sendgrid", "NEWSLETTER_SENDGRID_API_HOST": standin.url,
+               "NEWSLETTER_SEND_BATCH_SIZE": str(SG_BATCH),
                "SENDGRID_API_KEY": standin.api_key}
-        kills = _kill_loop(project, env, rng)
-        assert kills >= 10
+        kills = _kill_loop(project, env, rng, standin.counts, window=0.2)
+        assert kills == KILLS
         _final_run(project, env)
-        _check(engine, 1, standin.counts, MAX_PER_REQUEST, kills)
+        _check(engine, standin.counts, SG_BATCH, kills)
         engine.dispose()
 
 
@@ -122,8 +134,8 @@ def test_kill_9_smtp_postgresql_two_processes(tmp_path: Path) -> None:
         settings = make_project(project, url)
         engine = seed(settings, RECIPIENTS)
         env = {"NEWSLETTER_BACKEND": "smtp", "NEWSLETTER_SMTP_URL": smtp.url}
-        kills = _kill_loop(project, env, rng, processes=2)
-        assert kills >= 10
+        kills = _kill_loop(project, env, rng, smtp.counts, processes=2)
+        assert kills >= KILLS  # two processes a round: each killed mid-send
         _final_run(project, env)
-        _check(engine, 1, smtp.counts, SMTPBackend.batch_size, kills)
+        _check(engine, smtp.counts, SMTPBackend.batch_size, kills)
         engine.dispose()

@@ -3,7 +3,8 @@
 ``SendRunner(engine, settings, send, backend).run()`` drives one send to the end (or
 until ``stop`` is set: the batches in flight finish and are recorded first). It runs
 ``workers`` threads, each a worker of its own in the ledger with its own database
-connection, each claiming batches of ``backend.batch_size``. Recipients refused for now
+connection, each claiming batches of ``backend.batch_size`` (or the
+``send_batch_size`` setting). Recipients refused for now
 (temporary failures) are retried within the run, up to ``ledger.MAX_ATTEMPTS`` tries,
 after a growing pause. The HTML was rendered once, when the send was created; each
 message is personalised by substitution (``personalize.prepare``).
@@ -68,6 +69,7 @@ class SendRunner:
         self.send = send
         self.backend = backend
         self.workers = max(1, workers or getattr(backend, "concurrency", 1))
+        self.batch_size = settings.send_batch_size or backend.batch_size
         self.on_progress = on_progress
         self.stop = stop or threading.Event()
         self.retry_delay = retry_delay
@@ -137,7 +139,7 @@ class SendRunner:
         try:
             while not self.stop.is_set():
                 claimed = ledger.claim_batch(self.engine, self.send, worker_id,
-                                             self.backend.batch_size)
+                                             self.batch_size)
                 if claimed is None:
                     return
                 batch_id, recipients = claimed

@@ -47,6 +47,14 @@ def upgrade() -> None:
         sqlite_autoincrement=True,
     )
     op.create_index("ix_sends_issue_slug_list_id_kind", "sends", ["issue_slug", "list_id", "kind"])
+    op.create_index(
+        "uq_sends_unfinished",
+        "sends",
+        ["issue_slug", "list_id"],
+        unique=True,
+        sqlite_where=sa.text("kind = 'real' AND status = 'sending'"),
+        postgresql_where=sa.text("kind = 'real' AND status = 'sending'"),
+    )
     op.create_table(
         "send_recipients",
         sa.Column("send_id", ID, nullable=False),
@@ -110,5 +118,6 @@ def downgrade() -> None:
     op.drop_table("send_batches")
     op.drop_index("ix_send_recipients_pending", "send_recipients")
     op.drop_table("send_recipients")
+    op.drop_index("uq_sends_unfinished", "sends")
     op.drop_index("ix_sends_issue_slug_list_id_kind", "sends")
     op.drop_table("sends")
