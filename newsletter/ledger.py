@@ -588,50 +588,58 @@ def claim_batch(
     the claimed recipients, or None when nothing is pending. Hand-written SQL: this runs
     a thousand times for a million recipients, so it is one statement per step.
     """
+    with engine.begin() as conn:
+        return _claim(conn, engine.dialect.name, send, worker_id, size, utcnow())
+
+
+def record_and_claim(
+    engine: Engine, send: SendInfo, batch_id: int, outcomes: Sequence[Outcome],
+    worker_id: str, size: int,
+) -> tuple[int, list[Claimed]] | None:
+    """``record_batch`` then ``claim_batch``, in one transaction (one commit, one sync).
+
+    The answer to one batch is on disk before the next batch is marked: the same order,
+    and the same crash guarantees, as the two calls made one after the other.
+    """
     now = utcnow()
-    with engine.connect() as conn:
-        transaction_ = conn.begin()
-        try:
-            batch_id = conn.execute(
-                send_batches.insert().values(
-                    send_id=send.id, worker_id=worker_id, status="sending", size=size,
-                    claimed_at=now,
-                ).returning(send_batches.c.id)
-            ).scalar_one()
-            rows = conn.execute(
-                _CLAIM_SQL[engine.dialect.name],
-                {"batch": batch_id, "now": now, "send": send.id, "size": size},
-            ).all()
-            if not rows:
-                transaction_.rollback()
-                return None
-            skipped: set[int] = set()
-            if send.kind == "real" and send.list_id is not None:
-                seqs = [row[0] for row in rows]
-                skipped = set(
-                    conn.execute(
-                        _SKIP_SQL,
-                        {"now": now, "batch": batch_id, "list": send.list_id, "send": send.id,
-                         "low": min(seqs), "high": max(seqs)},
-                    ).scalars()
-                )
-            claimed = sorted(
-                (Claimed(*row) for row in rows if row[0] not in skipped), key=_seq
-            )
-            values: dict = {"size": len(rows)}
-            if not claimed:
-                values.update(status="done", finished_at=now)
+    with engine.begin() as conn:
+        _record(conn, send.id, batch_id, outcomes, now)
+        return _claim(conn, engine.dialect.name, send, worker_id, size, now)
+
+
+def _claim(
+    conn: sa.Connection, dialect: str, send: SendInfo, worker_id: str, size: int,
+    now: dt.datetime,
+) -> tuple[int, list[Claimed]] | None:
+    batch_id = conn.execute(
+        send_batches.insert().values(
+            send_id=send.id, worker_id=worker_id, status="sending", size=size, claimed_at=now,
+        ).returning(send_batches.c.id)
+    ).scalar_one()
+    rows = conn.execute(
+        _CLAIM_SQL[dialect], {"batch": batch_id, "now": now, "send": send.id, "size": size}
+    ).all()
+    if not rows:
+        conn.execute(send_batches.delete().where(send_batches.c.id == batch_id))
+        return None
+    skipped: set[int] = set()
+    if send.kind == "real" and send.list_id is not None:
+        seqs = [row[0] for row in rows]
+        skipped = set(
             conn.execute(
-                send_batches.update().where(send_batches.c.id == batch_id).values(**values)
-            )
-            conn.execute(
-                send_workers.update().where(send_workers.c.id == worker_id)
-                .values(heartbeat_at=now)
-            )
-            transaction_.commit()
-        except BaseException:
-            transaction_.rollback()
-            raise
+                _SKIP_SQL,
+                {"now": now, "batch": batch_id, "list": send.list_id, "send": send.id,
+                 "low": min(seqs), "high": max(seqs)},
+            ).scalars()
+        )
+    claimed = sorted((Claimed(*row) for row in rows if row[0] not in skipped), key=_seq)
+    values: dict = {"size": len(rows)}
+    if not claimed:
+        values.update(status="done", finished_at=now)
+    conn.execute(send_batches.update().where(send_batches.c.id == batch_id).values(**values))
+    conn.execute(
+        send_workers.update().where(send_workers.c.id == worker_id).values(heartbeat_at=now)
+    )
     return batch_id, claimed
 
 
@@ -641,25 +649,29 @@ def _seq(claimed: Claimed) -> int:
 
 def record_batch(engine: Engine, send_id: int, batch_id: int, outcomes: Sequence[Outcome]) -> None:
     """Record the backend's answer for a batch, in one transaction."""
-    now = utcnow()
-    sent_ids = {o.provider_id for o in outcomes if o.status == "sent"}
     with engine.begin() as conn:
-        if len(sent_ids) <= 1:
-            # the usual case: every other outcome first, then one statement for the sent
-            others = [o for o in outcomes if o.status != "sent"]
-            if others:
-                _update_each(conn, send_id, others, now)
-            if sent_ids:
-                seqs = [o.seq for o in outcomes]
-                conn.execute(_SENT_SQL, {"provider": sent_ids.pop(), "now": now,
-                                         "batch": batch_id, "send": send_id,
-                                         "low": min(seqs), "high": max(seqs)})
-        else:
-            _update_each(conn, send_id, outcomes, now)
-        conn.execute(
-            send_batches.update().where(send_batches.c.id == batch_id)
-            .values(status="done", finished_at=now)
-        )
+        _record(conn, send_id, batch_id, outcomes, utcnow())
+
+
+def _record(conn: sa.Connection, send_id: int, batch_id: int, outcomes: Sequence[Outcome],
+            now: dt.datetime) -> None:
+    sent_ids = {o.provider_id for o in outcomes if o.status == "sent"}
+    if len(sent_ids) <= 1:
+        # the usual case: every other outcome first, then one statement for the sent
+        others = [o for o in outcomes if o.status != "sent"]
+        if others:
+            _update_each(conn, send_id, others, now)
+        if sent_ids:
+            seqs = [o.seq for o in outcomes]
+            conn.execute(_SENT_SQL, {"provider": sent_ids.pop(), "now": now,
+                                     "batch": batch_id, "send": send_id,
+                                     "low": min(seqs), "high": max(seqs)})
+    else:
+        _update_each(conn, send_id, outcomes, now)
+    conn.execute(
+        send_batches.update().where(send_batches.c.id == batch_id)
+        .values(status="done", finished_at=now)
+    )
 
 
 def _update_each(

@@ -137,20 +137,30 @@ class SendRunner:
 
     def _worker(self, worker_id: str) -> None:
         try:
-            while not self.stop.is_set():
-                claimed = ledger.claim_batch(self.engine, self.send, worker_id,
-                                             self.batch_size)
-                if claimed is None:
-                    return
+            claimed = None if self.stop.is_set() else self._claim(worker_id)
+            while claimed is not None:
                 batch_id, recipients = claimed
-                if not recipients:
+                if not recipients:  # all skipped
                     self._refresh()
+                    claimed = None if self.stop.is_set() else self._claim(worker_id)
                     continue
-                self._send(batch_id, recipients)
+                outcomes = self._deliver(batch_id, recipients)
+                if outcomes is None:  # backend unavailable: batch released, stop
+                    return
+                if self.stop.is_set():
+                    ledger.record_batch(self.engine, self.send.id, batch_id, outcomes)
+                    claimed = None
+                else:  # record this answer and claim the next batch in one commit
+                    claimed = ledger.record_and_claim(self.engine, self.send, batch_id,
+                                                      outcomes, worker_id, self.batch_size)
+                self._count(outcomes)
         except BaseException as exc:  # a database failure stops every worker
             with self._lock:
                 self.error = self.error or exc
             self.stop.set()
+
+    def _claim(self, worker_id: str) -> tuple[int, list[ledger.Claimed]] | None:
+        return ledger.claim_batch(self.engine, self.send, worker_id, self.batch_size)
 
     def _messages(self, recipients: list[ledger.Claimed]) -> tuple[list, list[ledger.Outcome]]:
         """The batch's messages, and permanent failures for addresses that cannot be sent."""
@@ -165,7 +175,10 @@ class SendRunner:
                     refused.append(ledger.Outcome(r.seq, "failed", f"not sendable: {exc}"))
             return messages, refused
 
-    def _send(self, batch_id: int, recipients: list[ledger.Claimed]) -> None:
+    def _deliver(
+        self, batch_id: int, recipients: list[ledger.Claimed]
+    ) -> list[ledger.Outcome] | None:
+        """Hand the batch to the backend; its outcomes (None: backend unavailable)."""
         messages, refused = self._messages(recipients)
         if refused:
             bad = {o.seq for o in refused}
@@ -177,7 +190,7 @@ class SendRunner:
             with self._lock:
                 self.error = self.error or exc
             self.stop.set()
-            return
+            return None
         except Exception as exc:  # a backend bug: the batch may or may not have gone out
             outcomes = [ledger.Outcome(r.seq, "uncertain", f"{type(exc).__name__}: {exc}")
                         for r in recipients]
@@ -190,11 +203,11 @@ class SendRunner:
                     ledger.Outcome(r.seq, _OUTCOME[res.status], res.reason, res.provider_id)
                     for r, res in zip(recipients, results, strict=True)
                 ]
-        outcomes += refused
-        ledger.record_batch(self.engine, self.send.id, batch_id, outcomes)
+        return outcomes + refused
+
+    def _count(self, outcomes: list[ledger.Outcome]) -> None:
         with self._lock:
             counts = self.progress.counts
-            counts["sending"] = max(0, counts.get("sending", 0))
             for outcome in outcomes:
                 counts[outcome.status] = counts.get(outcome.status, 0) + 1
                 counts["pending"] = max(0, counts.get("pending", 0) - 1)
