@@ -150,23 +150,34 @@ def test_two_workers_one_killed_mid_send_every_send_sent_once(tmp_path: Path) ->
         engine.dispose()
 
 
+def _smtp_project(tmp_path: Path, smtp: SMTPTestServer):
+    """A SQLite project sending through ``smtp``, with RECIPIENTS subscribers."""
+    settings = make_project(tmp_path / "p")
+    env = {"NEWSLETTER_BACKEND": "smtp", "NEWSLETTER_SMTP_URL": smtp.url}
+    settings = settings.model_copy(update={"backend": "smtp", "smtp_url": smtp.url})
+    return settings, env, seed(settings, RECIPIENTS)
+
+
+def _schedule_and_wait_for_a_quarter(engine, settings, worker, smtp: SMTPTestServer) -> int:
+    """Schedule the issue 2 s ahead; return once a quarter of it has been received."""
+    worker.wait_for("worker.started")
+    due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
+    schedule_id = scheduler.schedule_issue(
+        engine, settings, settings.project_dir / ISSUE, "daily",
+        at=due.isoformat()).schedule.id
+    deadline = time.monotonic() + 60
+    while smtp.total < RECIPIENTS // 4:
+        assert time.monotonic() < deadline, "".join(worker.lines)
+        time.sleep(0.01)
+    return schedule_id
+
+
 def test_sqlite_worker_killed_mid_send_the_next_one_resumes(tmp_path: Path) -> None:
     with SMTPTestServer() as smtp:
-        settings = make_project(tmp_path / "p")
-        env = {"NEWSLETTER_BACKEND": "smtp", "NEWSLETTER_SMTP_URL": smtp.url}
-        settings = settings.model_copy(update={"backend": "smtp", "smtp_url": smtp.url})
-        engine = seed(settings, RECIPIENTS)
+        settings, env, engine = _smtp_project(tmp_path, smtp)
         first = WorkerProcess(settings.project_dir, env)
         try:
-            first.wait_for("worker.started")
-            due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
-            schedule_id = scheduler.schedule_issue(
-                engine, settings, settings.project_dir / ISSUE, "daily",
-                at=due.isoformat()).schedule.id
-            deadline = time.monotonic() + 60
-            while smtp.total < RECIPIENTS // 4:
-                assert time.monotonic() < deadline, "".join(first.lines)
-                time.sleep(0.01)
+            schedule_id = _schedule_and_wait_for_a_quarter(engine, settings, first, smtp)
             first.proc.send_signal(signal.SIGKILL)
             first.proc.wait(10)
             assert scheduler.get_schedule(engine, schedule_id).status == "sending"
@@ -196,21 +207,10 @@ def test_sqlite_worker_killed_mid_send_the_next_one_resumes(tmp_path: Path) -> N
 
 def test_sigterm_mid_send_finishes_the_batch_in_flight_then_exits(tmp_path: Path) -> None:
     with SMTPTestServer() as smtp:
-        settings = make_project(tmp_path / "p")
-        env = {"NEWSLETTER_BACKEND": "smtp", "NEWSLETTER_SMTP_URL": smtp.url}
-        settings = settings.model_copy(update={"backend": "smtp", "smtp_url": smtp.url})
-        engine = seed(settings, RECIPIENTS)
+        settings, env, engine = _smtp_project(tmp_path, smtp)
         worker = WorkerProcess(settings.project_dir, env)
         try:
-            worker.wait_for("worker.started")
-            due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
-            schedule_id = scheduler.schedule_issue(
-                engine, settings, settings.project_dir / ISSUE, "daily",
-                at=due.isoformat()).schedule.id
-            deadline = time.monotonic() + 60
-            while smtp.total < RECIPIENTS // 4:
-                assert time.monotonic() < deadline, "".join(worker.lines)
-                time.sleep(0.01)
+            schedule_id = _schedule_and_wait_for_a_quarter(engine, settings, worker, smtp)
             worker.proc.send_signal(signal.SIGTERM)
             assert worker.proc.wait(30) == 0, "".join(worker.lines)
             worker.reader.join(10)
