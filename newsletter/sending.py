@@ -104,6 +104,7 @@ def start(
     """Create the send, or find the unfinished one of this issue and list to resume."""
     mailing_list = get_list(engine, list_name)
     backend_name = backend or settings.backend
+    get_backend(settings, backend_name)  # its settings (URL, key) are checked before any record
     if test_to:
         send_id = ledger.create_send(
             engine, kind="test", issue_path=str(prepared.path), issue_slug=prepared.slug,

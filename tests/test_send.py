@@ -247,3 +247,15 @@ def test_two_unfinished_sends_of_one_issue_to_one_list_cannot_exist(tmp_path: Pa
         again = sending.start(engine, settings, prepared, "daily", backend="outbox", again=True)
         assert again.send.id != first.id and not again.resumed
         engine.dispose()
+
+
+def test_a_backend_without_its_settings_is_refused_before_any_send_is_recorded(
+    tmp_path: Path,
+) -> None:
+    project = tmp_path / "p"
+    settings = make_project(project)
+    engine = seed(settings, 3)
+    result = run_cli(project, "send", ISSUE, "--list", "daily", "--yes", "--backend", "smtp")
+    assert result.returncode == 2
+    assert "'smtp_url' is not set" in result.stderr and "Traceback" not in result.stderr
+    assert ledger.list_sends(engine) == []
