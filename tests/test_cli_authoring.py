@@ -108,7 +108,7 @@ def test_json_format_gives_the_same_findings(in_project: Path, capsys) -> None:
     [
         (lambda root: root / "missing.md", "missing.md: no such file"),
         (lambda root: (root / "folder.md").mkdir() or root / "folder.md",
-         "folder.md' is a directory"),
+         "folder.md: a folder with no issue files"),
         (lambda root: (root / "latin1.md").write_bytes(b"---\nsubject: caf\xe9\n") and None
          or root / "latin1.md", "latin1.md:2: not UTF-8 text; save the file as UTF-8"),
     ],
@@ -122,8 +122,7 @@ def test_unreadable_file_exits_2_and_others_are_still_checked(
     code, out, err = run(capsys, "validate", str(target), str(bad))
     assert code == 2
     assert expected in err and "Traceback" not in err
-    if not target.is_dir():  # a folder is refused by the argument parser, before any check
-        assert "[hard-numbers-item-empty]" in out  # the readable file's findings are not lost
+    assert "[hard-numbers-item-empty]" in out  # the readable file's findings are not lost
 
 
 def test_no_issue_files_is_a_usage_error(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -288,3 +287,24 @@ def test_sample_renders_identically_in_two_processes(project: Path) -> None:
     first = _newsletter("render", str(SAMPLE), cwd=project)
     second = _newsletter("render", str(SAMPLE), cwd=project)
     assert first.returncode == 0 and first.stdout == second.stdout
+
+
+def test_validate_accepts_a_folder_of_issues(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from newsletter.cli import cli as _cli
+
+    folder = tmp_path / "drafts"
+    folder.mkdir()
+    (folder / "a.md").write_text(
+        "---\nsubject: S\npreheader: P\ndate: 2026-11-24\n---\n# Lead: H\n\n## x\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(_cli, ["--project", str(tmp_path), "validate", str(folder)])
+    assert result.exit_code == 1
+    assert f"{folder / 'a.md'}:8:1: error:" in result.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = CliRunner().invoke(_cli, ["--project", str(tmp_path), "validate", str(empty)])
+    assert result.exit_code == 2
+    assert "a folder with no issue files" in result.output

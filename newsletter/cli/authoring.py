@@ -50,14 +50,14 @@ def new_cmd(ctx: click.Context, date_: dt.datetime | None, subject: str | None) 
 
 
 @click.command("validate")
-@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
 @click.pass_context
 def validate_cmd(ctx: click.Context, files: tuple[Path, ...], fmt: str, strict: bool) -> None:
-    """Check issue FILES (default: every file in issues/) and list findings as file:line.
+    """Check issue FILES or folders (default: every file in issues/); findings as file:line.
 
     Exit status: 0 no errors, 1 errors found, 2 usage error or unreadable file.
 
@@ -68,11 +68,21 @@ def validate_cmd(ctx: click.Context, files: tuple[Path, ...], fmt: str, strict: 
     from newsletter.project import issue_files
 
     settings = get_settings(ctx)
-    paths = list(files) or issue_files(settings)
-    if not paths:
+    paths: list[Path] = []
+    empty_folders = []
+    for given in files:  # a folder stands for the issue files in it
+        inside = sorted(given.glob("*.md")) if given.is_dir() else [given]
+        paths.extend(inside)
+        if not inside:
+            empty_folders.append(given)
+    if not files:
+        paths = issue_files(settings)
+    if not paths and not empty_folders:
         fail(f"no issue files given and none in {settings.issues_path}", 2)
     findings = []
-    unreadable = 0
+    unreadable = len(empty_folders)
+    for folder in empty_folders:
+        click.echo(f"newsletter: {folder}: a folder with no issue files (*.md) in it", err=True)
     errors = warnings = 0
     for path in paths:
         try:
@@ -89,7 +99,7 @@ def validate_cmd(ctx: click.Context, files: tuple[Path, ...], fmt: str, strict: 
     else:
         for finding in findings:
             click.echo(finding.format())
-        checked = len(paths) - unreadable
+        checked = len(paths) + len(empty_folders) - unreadable
         click.echo(
             f"{checked} file{'s' if checked != 1 else ''} checked: "
             f"{errors} error{'s' if errors != 1 else ''}, "
