@@ -408,9 +408,12 @@ def test_issue_that_no_longer_validates_fails_with_its_findings(project, caplog)
 # -- stopping: the batch in flight finishes ------------------------------------------------------
 
 
-def test_stop_finishes_the_batch_in_flight_and_the_next_worker_resumes(
-    tmp_path: Path, monkeypatch
-) -> None:
+def _hold_first_batch(tmp_path: Path, monkeypatch):  # noqa: ANN202
+    """A schedule of 1,200 (three outbox batches) whose first batch is held in flight.
+
+    Returns (settings, engine, clock, planned, worker, release, real send_batch); set
+    ``release`` to let the held batch go.
+    """
     settings = make_project(tmp_path / "p")
     engine = seed(settings, 1200)  # the outbox takes 500 per batch: three batches
     clock = FakeClock(_now())
@@ -431,6 +434,14 @@ def test_stop_finishes_the_batch_in_flight_and_the_next_worker_resumes(
     clock.advance(seconds=1)
     worker.tick()
     assert in_flight.wait(30)
+    return settings, engine, clock, planned, worker, release, real
+
+
+def test_stop_finishes_the_batch_in_flight_and_the_next_worker_resumes(
+    tmp_path: Path, monkeypatch
+) -> None:
+    settings, engine, clock, planned, worker, release, real = _hold_first_batch(
+        tmp_path, monkeypatch)
     worker.stop.set()  # what SIGTERM / Ctrl-C do
     release.set()
     worker.shutdown()
@@ -451,26 +462,8 @@ def test_stop_finishes_the_batch_in_flight_and_the_next_worker_resumes(
 
 def test_cancel_while_sending_stops_after_the_batch_in_flight(tmp_path: Path, monkeypatch
                                                              ) -> None:
-    settings = make_project(tmp_path / "p")
-    engine = seed(settings, 1200)
-    clock = FakeClock(_now())
-    planned = scheduler.schedule_issue(engine, settings, settings.project_dir / ISSUE, "daily",
-                                       at=_fmt(clock.now() + dt.timedelta(seconds=1)),
-                                       clock=clock)
-    in_flight, release = threading.Event(), threading.Event()
-    real = OutboxBackend.send_batch
-
-    def slow(self, messages):  # noqa: ANN001
-        in_flight.set()
-        assert release.wait(30)
-        return real(self, messages)
-
-    monkeypatch.setattr(OutboxBackend, "send_batch", slow)
-    worker = _worker(settings, engine, clock)
-    assert worker.register()
-    clock.advance(seconds=1)
-    worker.tick()
-    assert in_flight.wait(30)
+    settings, engine, clock, planned, worker, release, real = _hold_first_batch(
+        tmp_path, monkeypatch)
     info = scheduler.cancel(engine, planned.schedule.id, clock=clock)
     assert info.status == "cancelled"
     release.set()
