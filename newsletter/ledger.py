@@ -30,9 +30,13 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import socket
+import threading
 import uuid
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -167,20 +171,6 @@ class SendInfo:
     def ok(self) -> bool:
         bad = ("temporary", "failed", "uncertain", "pending", "sending")
         return not any(self.counts.get(s, 0) for s in bad)
-
-
-class Claimed(NamedTuple):
-    seq: int
-    subscriber_id: int | None
-    email: str
-    name: str | None
-
-
-class Outcome(NamedTuple):
-    seq: int
-    status: str  # sent | temporary | failed | uncertain
-    reason: str = ""
-    provider_id: str | None = None
 
 
 def _info(row: sa.Row, counts: dict[str, int] | None = None) -> SendInfo:
@@ -441,8 +431,8 @@ def register_worker(db: DB, send_id: int) -> str:
     return worker_id
 
 
-def heartbeat(db: DB, worker_id: str) -> None:
-    with transaction(db) as conn:
+def heartbeat(engine: Engine, worker_id: str) -> None:
+    with _write(engine) as conn:
         conn.execute(
             send_workers.update()
             .where(send_workers.c.id == worker_id)
@@ -473,7 +463,9 @@ def _dead_workers(conn: sa.Connection, send_id: int, now: dt.datetime) -> list[s
     host = socket.gethostname()[:255]
     dead = []
     for row in conn.execute(sa.select(send_workers).where(send_workers.c.send_id == send_id)):
-        if row.stopped_at is not None or aware(row.heartbeat_at) < now - LEASE or row.host == host and row.pid != os.getpid() and not _pid_alive(row.pid):
+        stale = aware(row.heartbeat_at) < now - LEASE  # type: ignore[operator]
+        gone = row.host == host and row.pid != os.getpid() and not _pid_alive(row.pid)
+        if row.stopped_at is not None or stale or gone:
             dead.append(row.id)
     return dead
 
@@ -538,173 +530,276 @@ def requeue(
 
 
 # -- claiming and recording ------------------------------------------------------------
+#
+# The hot path: for a million recipients these run a thousand times each, so they are
+# hand-written SQL on the driver's own cursor (no Row objects, no statement compilation),
+# one statement per step, and hand back plain tuples.
 
+_SENDABLE = """EXISTS (
+    SELECT 1 FROM memberships m JOIN subscribers s ON s.id = m.subscriber_id
+    WHERE m.list_id = :list AND m.subscriber_id = r.subscriber_id
+      AND m.status = 'subscribed' AND s.status = 'active')"""
 
-_CLAIM_SQL = {
-    # SQLite evaluates the IN subquery once, as a list.
-    "sqlite": sa.text("""
-UPDATE send_recipients SET status = 'sending', batch_id = :batch, updated_at = :now
-WHERE send_id = :send AND seq IN (
-    SELECT seq FROM send_recipients WHERE send_id = :send AND status = 'pending'
-    ORDER BY seq LIMIT :size)
-RETURNING seq, subscriber_id, email, name
-"""),
-    # PostgreSQL may re-run a LIMIT subquery per row of a semi-join (claiming far more
-    # than :size); a MATERIALIZED CTE picks and locks exactly :size rows once.
-    "postgresql": sa.text("""
+_PICK = {
+    # SQLite: the transaction holds the database's write lock (BEGIN IMMEDIATE), so the
+    # first :size pending rows are read, then marked as one seq range: a pending row
+    # inside that range is one of them.
+    "sqlite": """
+SELECT r.subscriber_id, r.email, r.name, r.seq, {sendable}
+FROM send_recipients AS r WHERE r.send_id = :send AND r.status = 'pending'
+ORDER BY r.seq LIMIT :size""",
+    # PostgreSQL: other workers claim at the same time; SKIP LOCKED gives each its own
+    # rows. A MATERIALIZED CTE picks and locks exactly :size rows once (a LIMIT subquery
+    # in a semi-join may be re-run per row, claiming far more).
+    "postgresql": """
 WITH picked AS MATERIALIZED (
     SELECT seq FROM send_recipients WHERE send_id = :send AND status = 'pending'
     ORDER BY seq LIMIT :size FOR UPDATE SKIP LOCKED)
 UPDATE send_recipients AS r SET status = 'sending', batch_id = :batch, updated_at = :now
 FROM picked WHERE r.send_id = :send AND r.seq = picked.seq
-RETURNING r.seq, r.subscriber_id, r.email, r.name
-"""),
+RETURNING r.subscriber_id, r.email, r.name, r.seq, {sendable}""",
 }
-_SKIP_SQL = sa.text("""
+_MARK = """
+UPDATE send_recipients SET status = 'sending', batch_id = :batch, updated_at = :now
+WHERE send_id = :send AND seq BETWEEN :low AND :high AND status = 'pending'"""
+_SKIP = """
 UPDATE send_recipients SET status = 'skipped', updated_at = :now,
     reason = 'unsubscribed, bounced or complained before sending'
-WHERE send_id = :send AND seq BETWEEN :low AND :high AND batch_id = :batch
-  AND status = 'sending' AND NOT EXISTS (
-    SELECT 1 FROM memberships m JOIN subscribers s ON s.id = m.subscriber_id
-    WHERE m.list_id = :list AND m.subscriber_id = send_recipients.subscriber_id
-      AND m.status = 'subscribed' AND s.status = 'active')
-RETURNING seq
-""")
-_SENT_SQL = sa.text("""
-UPDATE send_recipients SET status = 'sent', reason = NULL, provider_id = :provider,
+WHERE send_id = :send AND seq = :seq AND status = 'sending'"""
+_NEW_BATCH = """
+INSERT INTO send_batches (send_id, worker_id, status, size, claimed_at)
+VALUES (:send, :worker, 'sending', :size, :now) RETURNING id"""
+_BATCH_CLAIMED = "UPDATE send_batches SET size = :size WHERE id = :batch"
+_BATCH_DONE = """
+UPDATE send_batches SET status = 'done', finished_at = :now WHERE id = :batch"""
+_BATCH_EMPTY = "DELETE FROM send_batches WHERE id = :batch"
+_BEAT = "UPDATE send_workers SET heartbeat_at = :now WHERE id = :worker"
+_EACH = """
+UPDATE send_recipients SET status = :status, reason = :reason, provider_id = :provider,
+    attempts = attempts + 1, updated_at = :now
+WHERE send_id = :send AND seq = :seq AND status = 'sending'"""
+_REST = """
+UPDATE send_recipients SET status = :status, reason = :reason, provider_id = :provider,
     attempts = attempts + 1, updated_at = :now
 WHERE send_id = :send AND seq BETWEEN :low AND :high AND batch_id = :batch
-  AND status = 'sending'
-""")
+  AND status = 'sending'"""
+
+
+def _dialect_sql(sql: str, dialect: str) -> str:
+    """``:name`` parameters (sqlite3's named style) as psycopg's ``%(name)s``."""
+    if dialect == "postgresql":
+        return re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql)
+    return sql
+
+
+class _Statements:
+    """The hot path's SQL in one dialect's parameter style."""
+
+    def __init__(self, dialect: str) -> None:
+        def sql(text: str) -> str:
+            return _dialect_sql(text, dialect)
+
+        self.dialect = dialect
+        self.pick_real = sql(_PICK[dialect].format(sendable=_SENDABLE))
+        self.pick_test = sql(_PICK[dialect].format(sendable="1"))
+        self.mark = sql(_MARK)
+        self.skip = sql(_SKIP)
+        self.new_batch = sql(_NEW_BATCH)
+        self.batch_claimed = sql(_BATCH_CLAIMED)
+        self.batch_done = sql(_BATCH_DONE)
+        self.batch_empty = sql(_BATCH_EMPTY)
+        self.beat = sql(_BEAT)
+        self.each = sql(_EACH)
+        self.rest = sql(_REST)
+
+    def stamp(self, now: dt.datetime) -> object:
+        """``now`` as the driver should store it (as SQLAlchemy stores a DateTime)."""
+        if self.dialect == "sqlite":
+            return now.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return now
+
+
+_STATEMENTS: dict[str, _Statements] = {}
+_SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, threading.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+_SQLITE_WRITERS_LOCK = threading.Lock()
+
+
+def _statements(engine: Engine) -> _Statements:
+    dialect = engine.dialect.name
+    statements = _STATEMENTS.get(dialect)
+    if statements is None:
+        statements = _STATEMENTS[dialect] = _Statements(dialect)
+    return statements
+
+
+@contextmanager
+def _write(engine: Engine) -> Iterator[sa.Connection]:
+    """A write transaction on ``engine``.
+
+    On SQLite the threads of this process take turns in Python first: SQLite's own wait
+    for its write lock is a sleep-and-retry loop (1, 2, 5, 10 ms ...), which with four
+    workers wasted more time than the transactions took. Other processes (the web
+    endpoints recording an unsubscribe) still wait through ``busy_timeout``.
+    """
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as conn:
+            yield conn
+        return
+    lock = _SQLITE_WRITERS.get(engine)
+    if lock is None:
+        with _SQLITE_WRITERS_LOCK:
+            lock = _SQLITE_WRITERS.setdefault(engine, threading.Lock())
+    with lock, engine.begin() as conn:
+        yield conn
+
+
+class Claimed(NamedTuple):
+    """One claimed recipient. ``claim_batch`` hands back plain tuples in this order."""
+
+    subscriber_id: int | None
+    email: str
+    name: str | None
+    seq: int
+
+
+class Outcome(NamedTuple):
+    """One recipient's own answer."""
+
+    seq: int
+    status: str  # sent | temporary | failed | uncertain
+    reason: str = ""
+    provider_id: str | None = None
+
+
+class Verdict(NamedTuple):
+    """One answer for many recipients (a SendGrid request is accepted or refused whole)."""
+
+    status: str
+    reason: str = ""
+    provider_id: str | None = None
+
+
+class Answer(NamedTuple):
+    """The backend's answer for one claimed batch, as the ledger records it.
+
+    ``each`` is recorded first, one row at a time; then ``rest`` (if any) for every other
+    recipient of the batch still ``sending``, in one statement over the batch's seq range
+    ``low``..``high``.
+    """
+
+    low: int
+    high: int
+    each: Sequence[Outcome] = ()
+    rest: Verdict | None = None
 
 
 def claim_batch(
     engine: Engine, send: SendInfo, worker_id: str, size: int
-) -> tuple[int, list[Claimed]] | None:
+) -> tuple[int, list[tuple]] | None:
     """Mark up to ``size`` pending recipients ``sending`` in one transaction.
 
     Recipients no longer sendable (unsubscribed from the list or globally, bounced,
     complained) are marked ``skipped`` in the same transaction. Returns the batch id and
-    the claimed recipients, or None when nothing is pending. Hand-written SQL: this runs
-    a thousand times for a million recipients, so it is one statement per step.
+    the claimed recipients (tuples ordered as ``Claimed``: subscriber id, email, name,
+    seq; in seq order), or None when nothing is pending.
     """
-    with engine.begin() as conn:
-        return _claim(conn, engine.dialect.name, send, worker_id, size, utcnow())
+    with _write(engine) as conn:
+        return _claim(conn, _statements(engine), send, worker_id, size, utcnow())
 
 
 def record_and_claim(
-    engine: Engine, send: SendInfo, batch_id: int, outcomes: Sequence[Outcome],
-    worker_id: str, size: int,
-) -> tuple[int, list[Claimed]] | None:
+    engine: Engine, send: SendInfo, batch_id: int, answer: Answer, worker_id: str, size: int,
+) -> tuple[int, list[tuple]] | None:
     """``record_batch`` then ``claim_batch``, in one transaction (one commit, one sync).
 
     The answer to one batch is on disk before the next batch is marked: the same order,
     and the same crash guarantees, as the two calls made one after the other.
     """
     now = utcnow()
-    with engine.begin() as conn:
-        _record(conn, send.id, batch_id, outcomes, now)
-        return _claim(conn, engine.dialect.name, send, worker_id, size, now)
+    statements = _statements(engine)
+    with _write(engine) as conn:
+        _record(conn, statements, send.id, batch_id, answer, now)
+        return _claim(conn, statements, send, worker_id, size, now)
+
+
+def _cursor(conn: sa.Connection):  # the driver's cursor, inside conn's transaction
+    return conn.connection.cursor()
 
 
 def _claim(
-    conn: sa.Connection, dialect: str, send: SendInfo, worker_id: str, size: int,
+    conn: sa.Connection, sql: _Statements, send: SendInfo, worker_id: str, size: int,
     now: dt.datetime,
-) -> tuple[int, list[Claimed]] | None:
-    batch_id = conn.execute(
-        send_batches.insert().values(
-            send_id=send.id, worker_id=worker_id, status="sending", size=size, claimed_at=now,
-        ).returning(send_batches.c.id)
-    ).scalar_one()
-    rows = conn.execute(
-        _CLAIM_SQL[dialect], {"batch": batch_id, "now": now, "send": send.id, "size": size}
-    ).all()
-    if not rows:
-        conn.execute(send_batches.delete().where(send_batches.c.id == batch_id))
-        return None
-    skipped: set[int] = set()
-    if send.kind == "real" and send.list_id is not None:
-        seqs = [row[0] for row in rows]
-        skipped = set(
-            conn.execute(
-                _SKIP_SQL,
-                {"now": now, "batch": batch_id, "list": send.list_id, "send": send.id,
-                 "low": min(seqs), "high": max(seqs)},
-            ).scalars()
-        )
-    claimed = sorted((Claimed(*row) for row in rows if row[0] not in skipped), key=_seq)
-    values: dict = {"size": len(rows)}
-    if not claimed:
-        values.update(status="done", finished_at=now)
-    conn.execute(send_batches.update().where(send_batches.c.id == batch_id).values(**values))
-    conn.execute(
-        send_workers.update().where(send_workers.c.id == worker_id).values(heartbeat_at=now)
-    )
+) -> tuple[int, list[tuple]] | None:
+    stamp = sql.stamp(now)
+    cursor = _cursor(conn)
+    try:
+        cursor.execute(sql.new_batch, {"send": send.id, "worker": worker_id, "size": size,
+                                       "now": stamp})
+        batch_id = cursor.fetchone()[0]
+        real = send.kind == "real" and send.list_id is not None
+        params = {"send": send.id, "size": size, "list": send.list_id, "batch": batch_id,
+                  "now": stamp}
+        cursor.execute(sql.pick_real if real else sql.pick_test, params)
+        rows = cursor.fetchall()
+        if not rows:
+            cursor.execute(sql.batch_empty, {"batch": batch_id})
+            return None
+        if sql.dialect == "sqlite":
+            params.update(low=rows[0][3], high=rows[-1][3])
+            cursor.execute(sql.mark, params)
+            if cursor.rowcount != len(rows):  # the write lock makes this impossible
+                raise RuntimeError(f"claimed {cursor.rowcount} rows, expected {len(rows)}")
+        else:
+            rows.sort(key=_by_seq)
+        claimed = [row[:4] for row in rows if row[4]]
+        if len(claimed) != len(rows):
+            cursor.executemany(sql.skip, [{"send": send.id, "seq": row[3], "now": stamp}
+                                          for row in rows if not row[4]])
+        if len(rows) != size:
+            cursor.execute(sql.batch_claimed, {"batch": batch_id, "size": len(rows)})
+        if not claimed:  # all skipped: nothing to send
+            cursor.execute(sql.batch_done, {"batch": batch_id, "now": stamp})
+        cursor.execute(sql.beat, {"worker": worker_id, "now": stamp})
+    finally:
+        cursor.close()
     return batch_id, claimed
 
 
-def _seq(claimed: Claimed) -> int:
-    return claimed.seq
+def _by_seq(row: tuple) -> int:
+    return row[3]
 
 
-def record_batch(engine: Engine, send_id: int, batch_id: int, outcomes: Sequence[Outcome]) -> None:
+def record_batch(engine: Engine, send_id: int, batch_id: int, answer: Answer) -> None:
     """Record the backend's answer for a batch, in one transaction."""
-    with engine.begin() as conn:
-        _record(conn, send_id, batch_id, outcomes, utcnow())
+    with _write(engine) as conn:
+        _record(conn, _statements(engine), send_id, batch_id, answer, utcnow())
 
 
-def _record(conn: sa.Connection, send_id: int, batch_id: int, outcomes: Sequence[Outcome],
-            now: dt.datetime) -> None:
-    sent_ids = {o.provider_id for o in outcomes if o.status == "sent"}
-    if len(sent_ids) <= 1:
-        # the usual case: every other outcome first, then one statement for the sent
-        others = [o for o in outcomes if o.status != "sent"]
-        if others:
-            _update_each(conn, send_id, others, now)
-        if sent_ids:
-            seqs = [o.seq for o in outcomes]
-            conn.execute(_SENT_SQL, {"provider": sent_ids.pop(), "now": now,
-                                     "batch": batch_id, "send": send_id,
-                                     "low": min(seqs), "high": max(seqs)})
-    else:
-        _update_each(conn, send_id, outcomes, now)
-    conn.execute(
-        send_batches.update().where(send_batches.c.id == batch_id)
-        .values(status="done", finished_at=now)
-    )
-
-
-def _update_each(
-    conn: sa.Connection, send_id: int, outcomes: Sequence[Outcome], now: dt.datetime
-) -> None:
-    statement = (
-        send_recipients.update()
-        .where(
-            send_recipients.c.send_id == sa.bindparam("b_send"),
-            send_recipients.c.seq == sa.bindparam("b_seq"),
-            send_recipients.c.status == "sending",
-        )
-        .values(
-            status=sa.bindparam("b_status"),
-            reason=sa.bindparam("b_reason"),
-            provider_id=sa.bindparam("b_provider"),
-            attempts=send_recipients.c.attempts + 1,
-            updated_at=now,
-        )
-    )
-    conn.execute(
-        statement,
-        [
-            {
-                "b_send": send_id,
-                "b_seq": o.seq,
-                "b_status": o.status,
-                "b_reason": (o.reason or None) and o.reason[:2000],
-                "b_provider": o.provider_id and o.provider_id[:200],
-            }
-            for o in outcomes
-        ],
-    )
+def _record(conn: sa.Connection, sql: _Statements, send_id: int, batch_id: int,
+            answer: Answer, now: dt.datetime) -> None:
+    stamp = sql.stamp(now)
+    cursor = _cursor(conn)
+    try:
+        if answer.each:
+            cursor.executemany(sql.each, [
+                {"send": send_id, "seq": o.seq, "status": o.status,
+                 "reason": (o.reason or None) and o.reason[:2000],
+                 "provider": o.provider_id and o.provider_id[:200], "now": stamp}
+                for o in answer.each
+            ])
+        if answer.rest is not None:
+            verdict = answer.rest
+            cursor.execute(sql.rest, {
+                "send": send_id, "batch": batch_id, "low": answer.low, "high": answer.high,
+                "status": verdict.status,
+                "reason": (verdict.reason or None) and verdict.reason[:2000],
+                "provider": verdict.provider_id and verdict.provider_id[:200], "now": stamp,
+            })
+        cursor.execute(sql.batch_done, {"batch": batch_id, "now": stamp})
+    finally:
+        cursor.close()
 
 
 def in_flight(db: DB, send_id: int) -> int:
@@ -742,7 +837,7 @@ def list_name_of(db: DB, list_id: int) -> str | None:
 def release_batch(engine: Engine, send_id: int, batch_id: int) -> None:
     """The backend accepted nothing of this batch (it was unavailable): back to pending."""
     now = utcnow()
-    with engine.begin() as conn:
+    with _write(engine) as conn:
         conn.execute(
             send_recipients.update()
             .where(send_recipients.c.send_id == send_id, send_recipients.c.batch_id == batch_id,

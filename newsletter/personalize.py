@@ -24,7 +24,7 @@ from __future__ import annotations
 import binascii
 import hmac
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
@@ -59,8 +59,10 @@ class Slot(NamedTuple):
     fallback: str = ""
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass costs 4x more to create
-class Recipient:
+class Recipient(NamedTuple):
+    """Who a message is for. Any sequence starting (subscriber id, email, name) will do:
+    the ledger's claimed rows are plain tuples in that order (``ledger.Claimed``)."""
+
     subscriber_id: int | None  # None for a --test-to address that is not a subscriber
     email: str
     name: str | None = None
@@ -227,33 +229,24 @@ class MessageTemplate:
     def unsubscribe_url(self, token: str) -> str:
         return f"{self.base_url}/u/{token}"
 
-    def message_id(self, recipient: Recipient) -> str:
-        if recipient.subscriber_id is not None:
-            who = str(recipient.subscriber_id)
+    def message_id(self, recipient: Sequence) -> str:
+        """The Message-ID for ``recipient`` (subscriber id, email, ...)."""
+        subscriber, email = recipient[0], recipient[1]
+        if subscriber is not None:
+            who = str(subscriber)
         else:
-            who = "t" + sha256(recipient.email.lower().encode("utf-8")).hexdigest()[:12]
+            who = "t" + sha256(email.lower().encode("utf-8")).hexdigest()[:12]
         return f"<{self.send_id}.{who}.{self._msgid_tag}@{self._msgid_domain}>"
 
-    def message(self, recipient: Recipient) -> OutgoingMessage:
-        """The recipient's message: signs the token; the bytes are built on demand."""
-        email = recipient.email
-        if not (email and email.isprintable() and " " not in email and "@" in email):
-            raise ValueError(f"not a deliverable address: {email!r}")
-        sign = self._sign
-        if sign is None:
-            sign = self._sign = self.signer.for_list(self.list_id)
-        subscriber = recipient.subscriber_id
-        token = sign(subscriber or 0)
-        name = recipient.name
-        if name is not None and not (name and name.isprintable() and name == name.strip()):
-            name = clean_name(name)
-        if subscriber is not None:
-            message_id = f"{self._msgid_head}{subscriber}{self._msgid_tail}"
-        else:
-            message_id = self.message_id(recipient)
-        return OutgoingMessage(self, recipient, name, token, self._url_head + token, message_id)
+    def message(self, recipient: Sequence) -> OutgoingMessage:
+        """The recipient's message: signs the token; the bytes are built on demand.
 
-    def messages(self, recipients: Sequence[Recipient]) -> list[OutgoingMessage]:
+        ``recipient``: a ``Recipient`` or any sequence starting (subscriber id, email,
+        name). Raises ValueError for an address that cannot be sent to.
+        """
+        return self.messages((recipient,))[0]
+
+    def messages(self, recipients: Iterable[Sequence]) -> list[OutgoingMessage]:
         """``[self.message(r) for r in recipients]``, with the lookups hoisted (faster)."""
         sign = self._sign
         if sign is None:
@@ -263,7 +256,7 @@ class MessageTemplate:
         out: list[OutgoingMessage] = []
         append = out.append
         for recipient in recipients:
-            email, subscriber, name = recipient.email, recipient.subscriber_id, recipient.name
+            subscriber, email, name = recipient[0], recipient[1], recipient[2]
             if not (email and email.isprintable() and " " not in email and "@" in email):
                 raise ValueError(f"not a deliverable address: {email!r}")
             if name is not None and not (name and name.isprintable() and name == name.strip()):
@@ -273,7 +266,7 @@ class MessageTemplate:
                 message_id = f"{head}{subscriber}{tail}"
             else:
                 message_id = self.message_id(recipient)
-            append(make(self, recipient, name, token, url_head + token, message_id))
+            append(make(self, subscriber, email, name, token, url_head + token, message_id))
         return out
 
 
@@ -282,8 +275,9 @@ class OutgoingMessage:
     """One recipient's message. Cheap to create; ``as_bytes()`` builds the MIME bytes."""
 
     template: MessageTemplate
-    recipient: Recipient
-    name: str | None
+    subscriber_id: int | None
+    email: str
+    name: str | None  # cleaned for headers and bodies
     token: str
     unsubscribe_url: str
     message_id: str
@@ -293,12 +287,8 @@ class OutgoingMessage:
         return self.template.send_id
 
     @property
-    def subscriber_id(self) -> int | None:
-        return self.recipient.subscriber_id
-
-    @property
-    def email(self) -> str:
-        return self.recipient.email
+    def recipient(self) -> Recipient:
+        return Recipient(self.subscriber_id, self.email, self.name)
 
     @property
     def list_unsubscribe(self) -> str:
@@ -324,7 +314,7 @@ class OutgoingMessage:
         data = (
             f"Message-ID: {self.message_id}\r\nList-Unsubscribe: <{self.unsubscribe_url}>\r\n"
         ).encode("ascii")
-        email = self.recipient.email
+        email = self.email
         if not email.isascii():
             # an internationalized address (SMTPUTF8): RFC 6532 allows UTF-8 headers
             data = f"To: {email}\r\n".encode() + data

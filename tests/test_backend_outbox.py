@@ -22,7 +22,8 @@ def test_writes_one_parseable_eml_per_recipient(project: Path) -> None:
     with backend:
         results = backend.send_batch(messages)
     assert [r.status for r in results] == [Status.SENT] * 25
-    assert [r.subscriber_id for r in results] == list(range(1, 26))
+    # in the order of the messages: each result names its own file
+    assert [Path(r.provider_id).name for r in results] == [f"9-{n}.eml" for n in range(1, 26)]
     files = sorted((project / "outbox").glob("*.eml"))
     assert len(files) == 25
     assert not list((project / "outbox").glob(".tmp-*"))

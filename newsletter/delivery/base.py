@@ -38,10 +38,9 @@ treat that batch as uncertain.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from ..errors import NewsletterError
 from ..personalize import OutgoingMessage
@@ -54,23 +53,17 @@ class Status(StrEnum):
     UNCERTAIN = "uncertain"
 
 
-@dataclass(slots=True)  # not frozen: created once per recipient, a frozen one costs 3x more
-class DeliveryResult:
-    subscriber_id: int | None
-    email: str
+class DeliveryResult(NamedTuple):
+    """One message's outcome; ``send_batch`` returns them in the order of its messages.
+
+    Immutable, so a backend whose answer covers many messages at once (a SendGrid request
+    is accepted or refused whole) returns one result repeated: ``[result] * len(group)``,
+    which the engine recognises and records in one statement.
+    """
+
     status: Status
     reason: str = ""  # the server's reply or the API's error body, for the report
     provider_id: str | None = None  # SMTP queue id, SendGrid X-Message-Id, outbox file
-
-    @classmethod
-    def of(
-        cls,
-        message: OutgoingMessage,
-        status: Status,
-        reason: str = "",
-        provider_id: str | None = None,
-    ) -> DeliveryResult:
-        return cls(message.subscriber_id, message.email, status, reason, provider_id)
 
     @property
     def ok(self) -> bool:

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from .. import ledger
 from ..config import Settings
 from ..errors import NewsletterError
-from ..personalize import Recipient, prepare
+from ..personalize import prepare
 from ..render import Rendered
 from .base import Backend, BackendUnavailable, Status
 
@@ -33,6 +33,7 @@ _OUTCOME = {
     Status.UNCERTAIN: "uncertain",
 }
 HEARTBEAT_SECONDS = 5.0
+SEQ = ledger.Claimed._fields.index("seq")  # where a claimed row keeps its seq
 
 
 @dataclass
@@ -144,45 +145,43 @@ class SendRunner:
                     self._refresh()
                     claimed = None if self.stop.is_set() else self._claim(worker_id)
                     continue
-                outcomes = self._deliver(batch_id, recipients)
-                if outcomes is None:  # backend unavailable: batch released, stop
+                answer = self._deliver(batch_id, recipients)
+                if answer is None:  # backend unavailable: batch released, stop
                     return
                 if self.stop.is_set():
-                    ledger.record_batch(self.engine, self.send.id, batch_id, outcomes)
+                    ledger.record_batch(self.engine, self.send.id, batch_id, answer)
                     claimed = None
                 else:  # record this answer and claim the next batch in one commit
                     claimed = ledger.record_and_claim(self.engine, self.send, batch_id,
-                                                      outcomes, worker_id, self.batch_size)
-                self._count(outcomes)
+                                                      answer, worker_id, self.batch_size)
+                self._count(answer, len(recipients))
         except BaseException as exc:  # a database failure stops every worker
             with self._lock:
                 self.error = self.error or exc
             self.stop.set()
 
-    def _claim(self, worker_id: str) -> tuple[int, list[ledger.Claimed]] | None:
+    def _claim(self, worker_id: str) -> tuple[int, list[tuple]] | None:
         return ledger.claim_batch(self.engine, self.send, worker_id, self.batch_size)
 
-    def _messages(self, recipients: list[ledger.Claimed]) -> tuple[list, list[ledger.Outcome]]:
-        """The batch's messages, and permanent failures for addresses that cannot be sent."""
+    def _messages(self, recipients: list[tuple]) -> tuple[list, list[tuple], list[ledger.Outcome]]:
+        """The batch's messages, their recipients, and permanent failures for addresses
+        that cannot be sent (claimed rows are ``ledger.Claimed`` tuples)."""
         try:
-            return self.template.messages([Recipient(*r[1:]) for r in recipients]), []
+            return self.template.messages(recipients), recipients, []
         except ValueError:  # one undeliverable address: find it, keep the others
-            messages, refused = [], []
+            messages, kept, refused = [], [], []
             for r in recipients:
                 try:
-                    messages.append(self.template.message(Recipient(*r[1:])))
+                    messages.append(self.template.message(r))
+                    kept.append(r)
                 except ValueError as exc:
-                    refused.append(ledger.Outcome(r.seq, "failed", f"not sendable: {exc}"))
-            return messages, refused
+                    refused.append(ledger.Outcome(r[SEQ], "failed", f"not sendable: {exc}"))
+            return messages, kept, refused
 
-    def _deliver(
-        self, batch_id: int, recipients: list[ledger.Claimed]
-    ) -> list[ledger.Outcome] | None:
-        """Hand the batch to the backend; its outcomes (None: backend unavailable)."""
-        messages, refused = self._messages(recipients)
-        if refused:
-            bad = {o.seq for o in refused}
-            recipients = [r for r in recipients if r.seq not in bad]
+    def _deliver(self, batch_id: int, recipients: list[tuple]) -> ledger.Answer | None:
+        """Hand the batch to the backend; its answer (None: backend unavailable)."""
+        low, high = recipients[0][SEQ], recipients[-1][SEQ]
+        messages, recipients, refused = self._messages(recipients)
         try:
             results = self.backend.send_batch(messages) if messages else []
         except BackendUnavailable as exc:
@@ -192,25 +191,31 @@ class SendRunner:
             self.stop.set()
             return None
         except Exception as exc:  # a backend bug: the batch may or may not have gone out
-            outcomes = [ledger.Outcome(r.seq, "uncertain", f"{type(exc).__name__}: {exc}")
-                        for r in recipients]
-        else:
-            if len(results) != len(recipients):
-                outcomes = [ledger.Outcome(r.seq, "uncertain", "backend returned no outcome")
-                            for r in recipients]
-            else:
-                outcomes = [
-                    ledger.Outcome(r.seq, _OUTCOME[res.status], res.reason, res.provider_id)
-                    for r, res in zip(recipients, results, strict=True)
-                ]
-        return outcomes + refused
+            verdict = ledger.Verdict("uncertain", f"{type(exc).__name__}: {exc}")
+            return ledger.Answer(low, high, refused, verdict)
+        if len(results) != len(recipients):
+            verdict = ledger.Verdict("uncertain", "backend returned no outcome")
+            return ledger.Answer(low, high, refused, verdict)
+        if results and results.count(first := results[0]) == len(results):
+            # one answer for all (one SendGrid request): one statement records it
+            verdict = ledger.Verdict(_OUTCOME[first.status], first.reason, first.provider_id)
+            return ledger.Answer(low, high, refused, verdict)
+        each = [
+            ledger.Outcome(r[SEQ], _OUTCOME[res.status], res.reason, res.provider_id)
+            for r, res in zip(recipients, results, strict=True)
+        ]
+        return ledger.Answer(low, high, refused + each)
 
-    def _count(self, outcomes: list[ledger.Outcome]) -> None:
+    def _count(self, answer: ledger.Answer, claimed: int) -> None:
+        """Add a recorded batch of ``claimed`` recipients to the progress counts."""
         with self._lock:
             counts = self.progress.counts
-            for outcome in outcomes:
+            for outcome in answer.each:
                 counts[outcome.status] = counts.get(outcome.status, 0) + 1
-                counts["pending"] = max(0, counts.get("pending", 0) - 1)
+            if answer.rest is not None:
+                rest = claimed - len(answer.each)
+                counts[answer.rest.status] = counts.get(answer.rest.status, 0) + rest
+            counts["pending"] = max(0, counts.get("pending", 0) - claimed)
         self._report()
 
     def _refresh(self) -> None:

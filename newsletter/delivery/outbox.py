@@ -69,7 +69,7 @@ class OutboxBackend(BackendBase):
                 path = self.write(message)
             except OSError as exc:
                 reason = f"cannot write to {self.folder}: {exc.strerror or exc}"
-                results.append(DeliveryResult.of(message, Status.TEMPORARY, reason))
+                results.append(DeliveryResult(Status.TEMPORARY, reason))
             else:
-                results.append(DeliveryResult.of(message, Status.SENT, provider_id=str(path)))
+                results.append(DeliveryResult(Status.SENT, provider_id=str(path)))
         return results

@@ -369,7 +369,7 @@ class SMTPBackend(BackendBase):
         try:
             for index, message in enumerate(messages):
                 if unavailable is not None:
-                    results.append(DeliveryResult.of(message, Status.TEMPORARY, unavailable))
+                    results.append(DeliveryResult(Status.TEMPORARY, unavailable))
                     continue
                 sender = envelope_sender(message.template.from_address)
                 reason = ""
@@ -396,7 +396,7 @@ class SMTPBackend(BackendBase):
                     break
                 if outcome is None:
                     outcome = (Status.TEMPORARY, f"{reason} (after {ATTEMPTS} attempts)", None)
-                results.append(DeliveryResult.of(message, *outcome))
+                results.append(DeliveryResult(*outcome))
         finally:
             if conn is not None:
                 self._idle.put(conn)
