@@ -6,8 +6,15 @@
     ceiling of one connection (MAIL / RCPT / DATA round trips, nothing else);
 (b') the same raw client over ``--workers`` connections at once;
 (c) our SMTP backend: personalization (token, Message-ID, MIME bytes) included,
-    ``--workers`` pooled connections, batches of ``backend.batch_size``.
-Target: (c) at least 80% of (b).
+    ``--workers`` pooled connections, batches of ``backend.batch_size``;
+(d) the whole ``newsletter send`` path, ledger (SQLite) included: ``sending.preflight``
+    (validate + render the issue), ``sending.start`` (record the send, snapshot the
+    recipients) and ``sending.run`` (claim batches, personalise, send, record each answer)
+    with ``--workers`` connections, in its own freshly spawned process. The subscribers
+    are seeded before the clock starts (another process); its peak memory is that
+    process's peak RSS (VmHWM), interpreter and imports included. Afterwards the ledger
+    must say every recipient was sent.
+Target (issue 5): (c) and (d) at least 80% of (b).
 
 The sink runs in its own process (so it does not share the client's GIL): ``aiosmtpd``
 (tests/smtpserver.py, counting only) and/or ``fast``, a minimal asyncio SMTP responder,
@@ -26,6 +33,7 @@ import multiprocessing as mp
 import os
 import re
 import resource
+import shutil
 import smtplib
 import socket
 import sys
@@ -248,6 +256,64 @@ def ours(port: int, template, count: int, workers: int) -> tuple[int, int]:
     return failures, backend.connections_made
 
 
+def _seed(project: str, count: int) -> None:  # child process: subscribers r1..rN
+    from tests.sendtools import make_project, seed
+
+    seed(make_project(Path(project)), count).dispose()
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS. On Linux ``ru_maxrss`` is no good here: a spawned child
+    inherits its parent's (the kernel keeps the high-water mark across fork + exec), so
+    the mark of the process's own memory, VmHWM, is read instead."""
+    try:
+        match = re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text())
+    except OSError:
+        match = None
+    if match is None:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return int(match.group(1)) / 1024
+
+
+def run_send(project: str, port: int, workers: int, conn) -> None:  # child process
+    """What ``newsletter send ISSUE --list daily --backend smtp --yes`` does, timed."""
+    from newsletter import sending
+    from newsletter.config import load_settings
+    from newsletter.store import open_store
+
+    settings = load_settings(project, smtp_url=f"smtp://127.0.0.1:{port}")
+    engine = open_store(settings)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    prepared = sending.preflight(settings, Path(project) / "issues" / "2026-11-24.md")
+    send = sending.start(engine, settings, prepared, "daily", backend="smtp").send
+    snapshot = time.perf_counter() - started
+    result = sending.run(engine, settings, send.id, backend="smtp", workers=workers)
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    engine.dispose()
+    conn.send({"seconds": seconds, "snapshot": snapshot, "counts": result.counts,
+               "status": result.status, "total": send.total,
+               "cpu": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
+               "rss_mb": peak_rss_mb()})
+
+
+def whole_send(project: str, port: int, workers: int) -> dict:
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    process = ctx.Process(target=run_send, args=(project, port, workers, child))
+    process.start()
+    child.close()  # so that recv() sees EOF if the child dies without answering
+    try:
+        return parent.recv()
+    except EOFError:
+        process.join()
+        raise RuntimeError(f"(d): the sending process died (exit code {process.exitcode}); "
+                           "its traceback is above") from None
+    finally:
+        process.join()
+
+
 # -- the run ------------------------------------------------------------------------------
 
 
@@ -271,10 +337,11 @@ def check(sink: Sink, expected: int, label: str) -> str:
     return "ok" if ok and not stats["duplicates"] else f"MISMATCH {stats} (expected {expected})"
 
 
-def bench(kind: str, template, count: int, plain: int, workers: int) -> None:
+def bench(kind: str, template, count: int, plain: int, workers: int, seeded: Path) -> None:
     from newsletter.personalize import Recipient
 
     sink = Sink(kind)
+    sent: dict = {}
     try:
         messages = [
             template.message(Recipient(i, address(i), f"Reader {i}")).as_bytes()
@@ -306,19 +373,34 @@ def bench(kind: str, template, count: int, plain: int, workers: int) -> None:
             note += f", {failures} failed"
         rows.append((f"(c) our backend, {workers} connections ({connections} opened)", count,
                      seconds, note))
+
+        project = seeded.with_name(f"{seeded.name}-{kind}")  # a fresh ledger for each sink
+        shutil.copytree(seeded, project)
+        sent = whole_send(str(project), sink.port, workers)
+        CPU.append(sent["cpu"])
+        note = check(sink, count, "d")
+        if sent["counts"] != {"sent": count} or sent["status"] != "finished":
+            note += f", ledger {sent['status']} {sent['counts']}"
+        else:
+            note += ", ledger ok"
+        rows.append((f"(d) newsletter send, SQLite ledger, {workers} connections", count,
+                     sent["seconds"], note))
     finally:
         sink.stop()
     ceiling = rows[1][1] / rows[1][2]
     print(f"\nsink: {kind}; message size {size / 1024:.1f} KB; recipients {count:,}")
     print(f"{'':52} {'messages':>9} {'seconds':>8} {'msg/s':>8} {'vs (b)':>7} "
-          f"{'client CPU':>11}  check")
+          f"{'client CPU':>11} {'CPU s':>6} {'peak MB':>7}  check")
     for (label, n, secs, note), cpu in zip(rows, CPU[-len(rows):], strict=True):
         rate = n / secs
+        peak = f"{sent['rss_mb']:.0f}" if label.startswith("(d)") else "-"
         print(f"{label:52} {n:>9,} {secs:>8.2f} {rate:>8.0f} {rate / ceiling:>6.0%} "
-              f"{cpu / n * 1e6:>7.0f} us  {note}")
+              f"{cpu / n * 1e6:>7.0f} us {cpu:>6.1f} {peak:>7}  {note}")
     per_50k = 50_000 / (rows[0][1] / rows[0][2])
     print(f"    (a) extrapolated to 50,000 messages: {per_50k:.0f} s; load average now "
           f"{os.getloadavg()[0]:.1f} on {mp.cpu_count()} cores (other jobs share them)")
+    print(f"    (d) own spawned process, peak MB its VmHWM; preflight + start (snapshot of "
+          f"{sent['total']:,}) {sent['snapshot']:.2f} s; ledger {sent['status']} {sent['counts']}")
 
 
 def main() -> None:
@@ -333,10 +415,20 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         template = make_template(Path(tmp) / "briefing", send_id=1, list_id=1)
-        print(f"CPU cores: {mp.cpu_count()}; python {sys.version.split()[0]}")
+        seeded = Path(tmp) / "send"
+        started = time.perf_counter()
+        seeder = mp.get_context("spawn").Process(target=_seed,
+                                                 args=(str(seeded), args.recipients))
+        seeder.start()
+        seeder.join()
+        if seeder.exitcode:
+            sys.exit(f"seeding the (d) project failed (exit code {seeder.exitcode})")
+        print(f"CPU cores: {mp.cpu_count()}; python {sys.version.split()[0]}; seeded "
+              f"{args.recipients:,} subscribers (SQLite) for (d) in "
+              f"{time.perf_counter() - started:.1f} s (not timed)")
         kinds = ["aiosmtpd", "fast"] if args.sink == "both" else [args.sink]
         for kind in kinds:
-            bench(kind, template, args.recipients, args.plain, args.workers)
+            bench(kind, template, args.recipients, args.plain, args.workers, seeded)
 
 
 if __name__ == "__main__":
