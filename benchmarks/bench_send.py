@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_sendgrid import KEY, phase, run_bare, standin_get  # noqa: E402
+from measure import peak_rss_mb  # noqa: E402
 
 
 def _seed(project: str, database_url: str | None, count: int) -> None:
@@ -62,7 +63,7 @@ def run_send(url: str, count: int, workers: int, out, project: str = "") -> None
     seconds = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_SELF)
     out.send({"seconds": seconds, "snapshot": snapshot, "counts": result.counts,
-              "rss_mb": usage.ru_maxrss / 1024,
+              "rss_mb": peak_rss_mb(),
               "cpu": usage.ru_utime + usage.ru_stime - cpu_before})
 
 
@@ -106,7 +107,7 @@ def main() -> None:
                   f"{args.workers} requests in flight")
             bare = phase(run_bare, url, args.recipients, args.workers)
             standin_get(url, "/_reset")
-            ctx = mp.get_context("fork")
+            ctx = mp.get_context("spawn")  # a fresh interpreter: its own memory
             parent, child = ctx.Pipe()
             process = ctx.Process(target=run_send,
                                   args=(url, args.recipients, args.workers, child, project))

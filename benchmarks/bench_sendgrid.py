@@ -34,6 +34,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from measure import peak_rss_mb  # noqa: E402
+
 KEY = "SG.bench-key"
 BATCH = 1000
 
@@ -69,15 +73,18 @@ def _batches(count: int):
 def run_bare(url: str, count: int, workers: int, out) -> None:
     from sendgrid import SendGridAPIClient
 
-    from newsletter.delivery.sendgrid import JSON_HEADERS, SendGridBackend
+    from newsletter.delivery.sendgrid import JSON_HEADERS, Body, SendGridBackend
 
     with tempfile.TemporaryDirectory() as tmp:
         template = _template(tmp)
         builder = SendGridBackend(KEY, url)
         # pre-built and pre-serialized: the client only sends them
-        pool = [builder.payload_json(template.messages(recipients(k * BATCH, (k + 1) * BATCH)))
-                for k in range(8)]
-        request_bytes = len(pool[0].encode())
+        # (as Body, as the backend posts them: see Body for why)
+        pool = [
+            Body(builder.payload_json(template.messages(recipients(k * BATCH, (k + 1) * BATCH))))
+            for k in range(8)
+        ]
+        request_bytes = len(pool[0].data)
         take = _batches(count)
         requests = 0
         lock = threading.Lock()
@@ -103,7 +110,7 @@ def run_bare(url: str, count: int, workers: int, out) -> None:
                 future.result()
         seconds = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    out.send({"seconds": seconds, "requests": requests, "rss_mb": usage.ru_maxrss / 1024,
+    out.send({"seconds": seconds, "requests": requests, "rss_mb": peak_rss_mb(),
               "bytes": request_bytes, "cpu": usage.ru_utime + usage.ru_stime - cpu_before})
 
 
@@ -116,7 +123,7 @@ def run_ours(url: str, count: int, workers: int, out) -> None:
         take = _batches(count)
         failed = 0
         lock = threading.Lock()
-        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rss_before = peak_rss_mb()
 
         def worker() -> None:
             nonlocal failed
@@ -138,7 +145,7 @@ def run_ours(url: str, count: int, workers: int, out) -> None:
         backend.close()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     out.send({"seconds": seconds, "requests": backend.requests_made,
-              "rss_mb": usage.ru_maxrss / 1024, "rss_before_mb": rss_before, "failed": failed,
+              "rss_mb": peak_rss_mb(), "rss_before_mb": rss_before, "failed": failed,
               "cpu": usage.ru_utime + usage.ru_stime - cpu_before})
 
 

@@ -47,6 +47,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from measure import peak_rss_mb  # noqa: E402
 
 FROM = "news@example.org"
 POOL = 1000  # distinct pre-built messages the raw client cycles through
@@ -260,19 +263,6 @@ def _seed(project: str, count: int) -> None:  # child process: subscribers r1..r
     from tests.sendtools import make_project, seed
 
     seed(make_project(Path(project)), count).dispose()
-
-
-def peak_rss_mb() -> float:
-    """This process's peak RSS. On Linux ``ru_maxrss`` is no good here: a spawned child
-    inherits its parent's (the kernel keeps the high-water mark across fork + exec), so
-    the mark of the process's own memory, VmHWM, is read instead."""
-    try:
-        match = re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text())
-    except OSError:
-        match = None
-    if match is None:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return int(match.group(1)) / 1024
 
 
 def run_send(project: str, port: int, workers: int, conn) -> None:  # child process

@@ -112,7 +112,7 @@ def start(
             list_name=mailing_list.name, backend=backend_name, html=prepared.rendered.html,
             text=prepared.rendered.text, test_to=test_to,
         )
-        return Started(ledger.get_send(engine, send_id), resumed=False)
+        return Started(_fresh(engine, send_id), resumed=False)
     latest = ledger.find_latest(engine, prepared.slug, mailing_list.id)
     if latest is not None and latest.status == "sending":
         return Started(latest, resumed=True)
@@ -137,7 +137,14 @@ def start(
     from .archive import publish
 
     publish(engine, settings, prepared.path)  # the web archive's generic copy, as sent
-    return Started(ledger.get_send(engine, send_id), resumed=False)
+    return Started(_fresh(engine, send_id), resumed=False)
+
+
+def _fresh(engine: Engine, send_id: int) -> ledger.SendInfo:
+    """A send just created: every recipient is pending (no need to count them again)."""
+    send = ledger.get_send(engine, send_id, counts=False)
+    send.counts = {"pending": send.total} if send.total else {}
+    return send
 
 
 def run(
@@ -153,13 +160,13 @@ def run(
     retry_delay: float = 2.0,
 ) -> ledger.SendInfo:
     """Send (or resume) ``send_id`` until no recipient is pending."""
-    send = ledger.get_send(engine, send_id)
+    send = ledger.get_send(engine, send_id, counts=False)
     if send.status == "cancelled":
         raise NewsletterError(f"send {send_id} was cancelled; start a new one")
     ledger.reconcile(engine, send_id)
     if resend_uncertain:
         ledger.requeue(engine, send_id, ["uncertain"])
-    send = ledger.get_send(engine, send_id)
+    send = ledger.get_send(engine, send_id)  # the counts the progress starts from
     chosen = get_backend(settings, backend or send.backend, workers=workers)
     runner = SendRunner(engine, settings, send, chosen, workers=workers,
                         on_progress=on_progress, stop=stop, retry_delay=retry_delay)
@@ -176,7 +183,7 @@ def retry_failed(
     engine: Engine, settings: Settings, send_id: int, **options
 ) -> tuple[int, ledger.SendInfo]:
     """Requeue the temporary failures and uncertain recipients of a send, and run it."""
-    ledger.get_send(engine, send_id)
+    ledger.get_send(engine, send_id, counts=False)  # it exists
     ledger.reconcile(engine, send_id)
     count = ledger.requeue(engine, send_id, ["temporary", "uncertain"])
     return count, run(engine, settings, send_id, **options)

@@ -84,7 +84,8 @@ class SendRunner:
 
     def run(self) -> ledger.SendInfo:
         send = self.send
-        ledger.reconcile(self.engine, send.id)
+        if ledger.reconcile(self.engine, send.id):  # batches of dead workers: uncertain
+            self.progress.counts = dict(ledger.get_send(self.engine, send.id).counts)
         html, text = ledger.send_content(self.engine, send.id)
         self.template = prepare(
             Rendered(html=html, text=text, subject=send.subject, preheader=None),
@@ -94,7 +95,6 @@ class SendRunner:
             list_name=send.list_name,
             test=send.kind == "test",
         )
-        self.progress.counts = dict(ledger.get_send(self.engine, send.id).counts)
         self._worker_ids = [ledger.register_worker(self.engine, send.id)
                             for _ in range(self.workers)]
         beat_stop = threading.Event()
