@@ -272,11 +272,9 @@ def _create_send(db: DB, *, kind: str, issue_path: str, issue_slug: str, subject
             total = len(rows)
         else:
             assert list_id is not None
-            conn.execute(_snapshot(send_id, list_id, recipient_filter))
-            total = conn.execute(  # rowcount of INSERT ... SELECT is not portable
-                sa.select(sa.func.count()).select_from(send_recipients)
-                .where(send_recipients.c.send_id == send_id)
-            ).scalar_one()
+            total = conn.execute(_snapshot(send_id, list_id, recipient_filter)).rowcount
+            if total is None or total < 0:  # a driver that cannot tell (sqlite3 and psycopg can)
+                total = _count(conn, send_id)
         conn.execute(sends.update().where(sends.c.id == send_id).values(total=total))
     return send_id
 
@@ -834,6 +832,25 @@ def finish_if_done(db: DB, send_id: int) -> bool:
             .values(status="finished", finished_at=utcnow())
         )
     return True
+
+
+def settle(db: DB, send_id: int) -> SendInfo:
+    """The send with its counts, marked finished first if nothing is pending or sending.
+
+    ``finish_if_done`` and ``get_send`` in one transaction: the recipients are counted
+    once (at the end of a million-recipient send, each count reads a million rows).
+    """
+    with transaction(db) as conn:
+        info = get_send(conn, send_id)
+        if info.status == "sending" and not info.unfinished:
+            now = utcnow()
+            conn.execute(
+                sends.update()
+                .where(sends.c.id == send_id, sends.c.status == "sending")
+                .values(status="finished", finished_at=now)
+            )
+            info.status, info.finished_at = "finished", now
+    return info
 
 
 def list_name_of(db: DB, list_id: int) -> str | None:

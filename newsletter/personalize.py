@@ -214,7 +214,7 @@ class MessageTemplate:
     signer: Signer = field(repr=False)
     _msgid_tag: str = field(repr=False, default="")
     _msgid_domain: str = field(repr=False, default="")
-    _sign: Callable[[int], str] | None = field(repr=False, default=None)
+    _sign: Callable[[Iterable[int]], list[str]] | None = field(repr=False, default=None)
 
     def __post_init__(self) -> None:
         self._msgid_head = f"<{self.send_id}."
@@ -250,28 +250,29 @@ class MessageTemplate:
         """``[self.message(r) for r in recipients]``, with the lookups hoisted (faster)."""
         sign = self._sign
         if sign is None:
-            sign = self._sign = self.signer.for_list(self.list_id)
+            sign = self._sign = self.signer.many_for_list(self.list_id)
+        recipients = recipients if isinstance(recipients, list | tuple) else list(recipients)
+        tokens = sign([r[0] or 0 for r in recipients])
         head, tail, url_head = self._msgid_head, self._msgid_tail, self._url_head
-        make = OutgoingMessage
+        new = tuple.__new__  # an OutgoingMessage without a Python-level __new__ call
         out: list[OutgoingMessage] = []
         append = out.append
-        for recipient in recipients:
+        for recipient, token in zip(recipients, tokens, strict=True):
             subscriber, email, name = recipient[0], recipient[1], recipient[2]
             if not (email and email.isprintable() and " " not in email and "@" in email):
                 raise ValueError(f"not a deliverable address: {email!r}")
             if name is not None and not (name and name.isprintable() and name == name.strip()):
                 name = clean_name(name)
-            token = sign(subscriber or 0)
             if subscriber is not None:
                 message_id = f"{head}{subscriber}{tail}"
             else:
                 message_id = self.message_id(recipient)
-            append(make(self, subscriber, email, name, token, url_head + token, message_id))
+            append(new(OutgoingMessage, (self, subscriber, email, name, token,
+                                         url_head + token, message_id)))
         return out
 
 
-@dataclass(slots=True)
-class OutgoingMessage:
+class OutgoingMessage(NamedTuple):
     """One recipient's message. Cheap to create; ``as_bytes()`` builds the MIME bytes."""
 
     template: MessageTemplate

@@ -108,6 +108,8 @@ class SendRunner:
                     if self.stop.is_set() or self.error is not None:
                         break
                     attempt += 1
+                    if not self.progress.counts.get("temporary"):
+                        break  # nothing to retry (and no need to look through every row)
                     again = ledger.requeue(self.engine, send.id, ["temporary"],
                                            max_attempts=self.max_attempts)
                     if not again:
@@ -120,10 +122,10 @@ class SendRunner:
             beat.join(timeout=10)
             for worker_id in self._worker_ids:
                 ledger.stop_worker(self.engine, worker_id)
-        ledger.finish_if_done(self.engine, send.id)
+        settled = ledger.settle(self.engine, send.id)
         if self.error is not None and not isinstance(self.error, NewsletterError):
             raise self.error
-        return ledger.get_send(self.engine, send.id)
+        return settled
 
     def _run_workers(self) -> None:
         if self.workers == 1:
