@@ -2,10 +2,11 @@
 
 Nothing lost, nothing twice. A send snapshots its recipients into ``send_recipients``
 when it is created (one ``INSERT ... SELECT``). Workers then claim batches: one
-transaction marks the batch's recipients ``sending`` (and ``skipped`` those who
-unsubscribed or bounced since the snapshot) *before* the backend is called; a second
-transaction records the backend's answer. So after a crash every recipient is in a
-precise state:
+transaction marks the batch's recipients ``sending`` *before* the backend is called; a
+second transaction records the backend's answer. A subscriber who unsubscribes, bounces
+or complains meanwhile has their pending rows marked ``skipped`` by the database itself
+(triggers, migration 0004), whatever made the change. So after a crash every recipient
+is in a precise state:
 
 =============  ==========================================================================
 ``pending``    not yet claimed: the next run sends it
@@ -540,19 +541,13 @@ def requeue(
 # hand-written SQL on the driver's own cursor (no Row objects, no statement compilation),
 # one statement per step, and hand back plain tuples.
 
-_SENDABLE = """EXISTS (
-    SELECT 1 FROM memberships m JOIN subscribers s ON s.id = m.subscriber_id
-    WHERE m.list_id = :list AND m.subscriber_id = r.subscriber_id
-      AND m.status = 'subscribed' AND s.status = 'active')"""
-
 _PICK = {
     # SQLite: the transaction holds the database's write lock (BEGIN IMMEDIATE), so the
     # first :size pending rows are read, then marked as one seq range: a pending row
     # inside that range is one of them.
     "sqlite": """
-SELECT r.subscriber_id, r.email, r.name, r.seq, {sendable}
-FROM send_recipients AS r WHERE r.send_id = :send AND r.status = 'pending'
-ORDER BY r.seq LIMIT :size""",
+SELECT subscriber_id, email, name, seq FROM send_recipients
+WHERE send_id = :send AND status = 'pending' ORDER BY seq LIMIT :size""",
     # PostgreSQL: other workers claim at the same time; SKIP LOCKED gives each its own
     # rows. A MATERIALIZED CTE picks and locks exactly :size rows once (a LIMIT subquery
     # in a semi-join may be re-run per row, claiming far more).
@@ -562,15 +557,14 @@ WITH picked AS MATERIALIZED (
     ORDER BY seq LIMIT :size FOR UPDATE SKIP LOCKED)
 UPDATE send_recipients AS r SET status = 'sending', batch_id = :batch, updated_at = :now
 FROM picked WHERE r.send_id = :send AND r.seq = picked.seq
-RETURNING r.subscriber_id, r.email, r.name, r.seq, {sendable}""",
+RETURNING r.subscriber_id, r.email, r.name, r.seq""",
 }
+# No recipient is checked again here: a subscriber who unsubscribes, bounces or
+# complains has their pending rows marked skipped at that moment, by the database's
+# triggers (migration 0004_skip_unsendable), whatever made the change.
 _MARK = """
 UPDATE send_recipients SET status = 'sending', batch_id = :batch, updated_at = :now
 WHERE send_id = :send AND seq BETWEEN :low AND :high AND status = 'pending'"""
-_SKIP = """
-UPDATE send_recipients SET status = 'skipped', updated_at = :now,
-    reason = 'unsubscribed, bounced or complained before sending'
-WHERE send_id = :send AND seq = :seq AND status = 'sending'"""
 _NEW_BATCH = """
 INSERT INTO send_batches (send_id, worker_id, status, size, claimed_at)
 VALUES (:send, :worker, 'sending', :size, :now) RETURNING id"""
@@ -605,10 +599,8 @@ class _Statements:
             return _dialect_sql(text, dialect)
 
         self.dialect = dialect
-        self.pick_real = sql(_PICK[dialect].format(sendable=_SENDABLE))
-        self.pick_test = sql(_PICK[dialect].format(sendable="1"))
+        self.pick = sql(_PICK[dialect])
         self.mark = sql(_MARK)
-        self.skip = sql(_SKIP)
         self.new_batch = sql(_NEW_BATCH)
         self.batch_claimed = sql(_BATCH_CLAIMED)
         self.batch_done = sql(_BATCH_DONE)
@@ -705,10 +697,9 @@ def claim_batch(
 ) -> tuple[int, list[tuple]] | None:
     """Mark up to ``size`` pending recipients ``sending`` in one transaction.
 
-    Recipients no longer sendable (unsubscribed from the list or globally, bounced,
-    complained) are marked ``skipped`` in the same transaction. Returns the batch id and
-    the claimed recipients (tuples ordered as ``Claimed``: subscriber id, email, name,
-    seq; in seq order), or None when nothing is pending.
+    (Recipients no longer sendable are ``skipped`` already, by the triggers.) Returns the
+    batch id and the claimed recipients (tuples ordered as ``Claimed``: subscriber id,
+    email, name, seq; in seq order), or None when nothing is pending.
     """
     with _write(engine) as conn:
         return _claim(conn, _statements(engine), send, worker_id, size, utcnow())
@@ -743,10 +734,8 @@ def _claim(
         cursor.execute(sql.new_batch, {"send": send.id, "worker": worker_id, "size": size,
                                        "now": stamp})
         batch_id = cursor.fetchone()[0]
-        real = send.kind == "real" and send.list_id is not None
-        params = {"send": send.id, "size": size, "list": send.list_id, "batch": batch_id,
-                  "now": stamp}
-        cursor.execute(sql.pick_real if real else sql.pick_test, params)
+        params = {"send": send.id, "size": size, "batch": batch_id, "now": stamp}
+        cursor.execute(sql.pick, params)
         rows = cursor.fetchall()
         if not rows:
             cursor.execute(sql.batch_empty, {"batch": batch_id})
@@ -758,18 +747,12 @@ def _claim(
                 raise RuntimeError(f"claimed {cursor.rowcount} rows, expected {len(rows)}")
         else:
             rows.sort(key=_by_seq)
-        claimed = [row[:4] for row in rows if row[4]]
-        if len(claimed) != len(rows):
-            cursor.executemany(sql.skip, [{"send": send.id, "seq": row[3], "now": stamp}
-                                          for row in rows if not row[4]])
         if len(rows) != size:
             cursor.execute(sql.batch_claimed, {"batch": batch_id, "size": len(rows)})
-        if not claimed:  # all skipped: nothing to send
-            cursor.execute(sql.batch_done, {"batch": batch_id, "now": stamp})
         cursor.execute(sql.beat, {"worker": worker_id, "now": stamp})
     finally:
         cursor.close()
-    return batch_id, claimed
+    return batch_id, rows
 
 
 def _by_seq(row: tuple) -> int:

@@ -746,7 +746,7 @@ def test_preview_index_status_scheduled_then_sent(project) -> None:
 def _check_schema(engine: sa.Engine) -> None:
     mine = {"schedules", "schedule_workers"}
     state = schema_state(engine)
-    assert "0003_schedules" in state.heads and state.up_to_date
+    assert state.up_to_date  # 0003_schedules, and what came after it
 
     def include_name(name, type_, parent) -> bool:  # noqa: ANN001
         if type_ == "schema":

@@ -143,10 +143,6 @@ class SendRunner:
             claimed = None if self.stop.is_set() else self._claim(worker_id)
             while claimed is not None:
                 batch_id, recipients = claimed
-                if not recipients:  # all skipped
-                    self._refresh()
-                    claimed = None if self.stop.is_set() else self._claim(worker_id)
-                    continue
                 answer = self._deliver(batch_id, recipients)
                 if answer is None:  # backend unavailable: batch released, stop
                     return
