@@ -71,6 +71,11 @@ sends = sa.Table(
     sa.Column("total", sa.Integer(), nullable=False),
     sa.Column("created_at", Stamp, nullable=False),
     sa.Column("finished_at", Stamp, nullable=True),
+    # while the recipients are still being snapshotted (in chunks, as the first batches
+    # go out): the highest subscriber id copied so far; NULL once all are in. Only
+    # subscribers up to snapshot_until (the highest id when the send was created) count.
+    sa.Column("snapshot_after", ID, nullable=True),
+    sa.Column("snapshot_until", ID, nullable=True),  # the highest subscriber id at creation
     sa.CheckConstraint("kind IN ('real', 'test')", name="kind"),
     sa.CheckConstraint("status IN ('sending', 'finished', 'cancelled')", name="status"),
     sa.Index(None, "issue_slug", "list_id", "kind"),
@@ -163,15 +168,22 @@ class SendInfo:
     created_at: dt.datetime
     finished_at: dt.datetime | None
     counts: dict[str, int] = field(default_factory=dict)
+    snapshot_after: int | None = None  # not None: recipients still being snapshotted
+
+    @property
+    def snapshotting(self) -> bool:
+        return self.snapshot_after is not None
 
     @property
     def unfinished(self) -> int:
-        return self.counts.get("pending", 0) + self.counts.get("sending", 0)
+        """Recipients pending or being sent (at least 1 while the snapshot is incomplete)."""
+        count = self.counts.get("pending", 0) + self.counts.get("sending", 0)
+        return max(count, 1) if self.snapshotting else count
 
     @property
     def ok(self) -> bool:
         bad = ("temporary", "failed", "uncertain", "pending", "sending")
-        return not any(self.counts.get(s, 0) for s in bad)
+        return not self.snapshotting and not any(self.counts.get(s, 0) for s in bad)
 
 
 def _info(row: sa.Row, counts: dict[str, int] | None = None) -> SendInfo:
@@ -189,6 +201,7 @@ def _info(row: sa.Row, counts: dict[str, int] | None = None) -> SendInfo:
         created_at=aware(row.created_at),  # type: ignore[arg-type]
         finished_at=aware(row.finished_at),
         counts=counts or {},
+        snapshot_after=row.snapshot_after,
     )
 
 
@@ -212,17 +225,20 @@ def create_send(
     text: str,
     test_to: Sequence[str] = (),
     recipient_filter: sa.ColumnElement[bool] | None = None,
+    first_chunk: int | None = None,
 ) -> int:
     """Create a send and snapshot its recipients; returns the send id.
 
     ``recipient_filter`` (a condition on ``subscribers``) narrows the snapshot of a real
     send, e.g. to the first wave of a local-time schedule; ``add_recipients`` adds more.
+    ``first_chunk``: snapshot only the first that many recipients (by subscriber id) now;
+    ``continue_snapshot`` copies the rest while the first batches go out.
     """
     try:
         return _create_send(db, kind=kind, issue_path=issue_path, issue_slug=issue_slug,
                             subject=subject, list_id=list_id, list_name=list_name,
                             backend=backend, html=html, text=text, test_to=test_to,
-                            recipient_filter=recipient_filter)
+                            recipient_filter=recipient_filter, first_chunk=first_chunk)
     except sa.exc.IntegrityError:
         if kind != "real":
             raise
@@ -234,7 +250,8 @@ def create_send(
 def _create_send(db: DB, *, kind: str, issue_path: str, issue_slug: str, subject: str,
                  list_id: int | None, list_name: str, backend: str, html: str, text: str,
                  test_to: Sequence[str],
-                 recipient_filter: sa.ColumnElement[bool] | None) -> int:
+                 recipient_filter: sa.ColumnElement[bool] | None,
+                 first_chunk: int | None = None) -> int:
     now = utcnow()
     with transaction(db) as conn:
         send_id = conn.execute(
@@ -273,6 +290,13 @@ def _create_send(db: DB, *, kind: str, issue_path: str, issue_slug: str, subject
             total = len(rows)
         else:
             assert list_id is not None
+            if first_chunk is not None and recipient_filter is None:
+                until = conn.execute(sa.select(sa.func.coalesce(sa.func.max(subscribers.c.id), 0))
+                                     ).scalar_one()
+                total, after = _snapshot_chunk(conn, send_id, list_id, 0, until, first_chunk)
+                conn.execute(sends.update().where(sends.c.id == send_id)
+                             .values(total=total, snapshot_after=after, snapshot_until=until))
+                return send_id
             total = conn.execute(_snapshot(send_id, list_id, recipient_filter)).rowcount
             if total is None or total < 0:  # a driver that cannot tell (sqlite3 and psycopg can)
                 total = _count(conn, send_id)
@@ -280,8 +304,58 @@ def _create_send(db: DB, *, kind: str, issue_path: str, issue_slug: str, subject
     return send_id
 
 
+def _snapshot_chunk(
+    conn: sa.Connection, send_id: int, list_id: int, after: int, until: int, size: int
+) -> tuple[int, int | None]:
+    """Snapshot the next ``size`` sendable members with a subscriber id in (after, until].
+
+    ``until`` is the highest subscriber id when the send was created: people who sign up
+    later are not added. Returns how many were copied and the new ``snapshot_after``
+    (None: that was all).
+    """
+    span = sa.and_(subscribers.c.id > after, subscribers.c.id <= until)
+    rows = conn.execute(_snapshot(send_id, list_id, span, order_limit=size)).rowcount
+    if rows is None or rows < 0:  # the driver cannot tell: count them
+        rows = conn.execute(
+            sa.select(sa.func.count()).select_from(send_recipients)
+            .where(send_recipients.c.send_id == send_id, send_recipients.c.seq > after)
+        ).scalar_one()
+    if rows < size:
+        return rows, None
+    highest = conn.execute(
+        sa.select(sa.func.max(send_recipients.c.seq)).where(send_recipients.c.send_id == send_id)
+    ).scalar_one()
+    return rows, highest
+
+
+def continue_snapshot(engine: Engine, send_id: int, size: int) -> tuple[int, int | None]:
+    """Copy the next chunk of a send's recipients; returns the send's new total and
+    ``snapshot_after`` (None: the snapshot is complete).
+
+    Safe with several workers (on several machines, with PostgreSQL): the send's row is
+    locked and re-read first, so each chunk is copied once.
+    """
+    with _write(engine) as conn:
+        row = conn.execute(
+            sa.select(sends.c.list_id, sends.c.snapshot_after, sends.c.snapshot_until,
+                      sends.c.total)
+            .where(sends.c.id == send_id).with_for_update()
+        ).one()
+        if row.snapshot_after is None:
+            return row.total, None
+        if row.list_id is None:  # the list was deleted meanwhile: nobody more to add
+            added, after = 0, None
+        else:
+            added, after = _snapshot_chunk(conn, send_id, row.list_id, row.snapshot_after,
+                                           row.snapshot_until, size)
+        conn.execute(sends.update().where(sends.c.id == send_id)
+                     .values(total=row.total + added, snapshot_after=after))
+    return row.total + added, after
+
+
 def _snapshot(
-    send_id: int, list_id: int, condition: sa.ColumnElement[bool] | None
+    send_id: int, list_id: int, condition: sa.ColumnElement[bool] | None,
+    order_limit: int | None = None,
 ) -> sa.Insert:
     """INSERT ... SELECT of the list's sendable members (and ``condition``) as pending."""
     snapshot = (
@@ -303,6 +377,8 @@ def _snapshot(
     )
     if condition is not None:
         snapshot = snapshot.where(condition)
+    if order_limit is not None:  # the next chunk, in subscriber id order
+        snapshot = snapshot.order_by(memberships.c.subscriber_id).limit(order_limit)
     return send_recipients.insert().from_select(
         ["send_id", "seq", "subscriber_id", "email", "name", "status", "attempts"], snapshot
     )
@@ -807,7 +883,10 @@ def finish_if_done(db: DB, send_id: int) -> bool:
     """Mark the send finished when no recipient is pending or sending."""
     with transaction(db) as conn:
         open_count = in_flight(conn, send_id)
-        if open_count:
+        snapshotting = conn.execute(
+            sa.select(sends.c.snapshot_after).where(sends.c.id == send_id)
+        ).scalar()
+        if open_count or snapshotting is not None:
             return False
         conn.execute(
             sends.update()

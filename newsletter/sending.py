@@ -30,6 +30,11 @@ from .personalize import Recipient, prepare
 from .render import Rendered
 from .store import count_subscribers, get_list, sendable_batch
 
+# A real send snapshots its first recipients when it is created and the rest (in chunks,
+# SendRunner) while the first batches go out: for a million recipients the whole snapshot
+# takes over a second, during which nothing would be sent.
+FIRST_CHUNK = 10_000
+
 
 @dataclass
 class Prepared:
@@ -127,7 +132,7 @@ def start(
             engine, kind="real", issue_path=str(prepared.path), issue_slug=prepared.slug,
             subject=prepared.rendered.subject, list_id=mailing_list.id,
             list_name=mailing_list.name, backend=backend_name, html=prepared.rendered.html,
-            text=prepared.rendered.text,
+            text=prepared.rendered.text, first_chunk=FIRST_CHUNK,
         )
     except ledger.SendExists:  # another process created it a moment ago: share it
         latest = ledger.find_latest(engine, prepared.slug, mailing_list.id)

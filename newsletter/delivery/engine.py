@@ -33,6 +33,7 @@ _OUTCOME = {
     Status.UNCERTAIN: "uncertain",
 }
 HEARTBEAT_SECONDS = 5.0
+SNAPSHOT_CHUNK = 50_000  # recipients copied per transaction while batches go out
 SEQ = ledger.Claimed._fields.index("seq")  # where a claimed row keeps its seq
 
 
@@ -79,6 +80,11 @@ class SendRunner:
         self._lock = threading.Lock()
         self._worker_ids: list[str] = []
         self.progress = Progress(total=send.total, counts=dict(send.counts))
+        # the snapshot, when it is still being written: workers that find nothing pending
+        # wait for its next chunk rather than stop
+        self._grown = threading.Condition()
+        self._chunks = 0
+        self._snapshot_open = send.snapshotting
 
     # -- the run ---------------------------------------------------------------------
 
@@ -100,6 +106,9 @@ class SendRunner:
         beat_stop = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(beat_stop,), daemon=True)
         beat.start()
+        snapshot = threading.Thread(target=self._snapshot, daemon=True)
+        if self._snapshot_open:
+            snapshot.start()
         try:
             with self.backend:
                 attempt = 0
@@ -118,6 +127,9 @@ class SendRunner:
                     if self.stop.wait(min(self.retry_delay * attempt, 60.0)):
                         break
         finally:
+            if snapshot.is_alive():
+                self.stop.set()  # the workers have stopped: so does the snapshot
+                snapshot.join()
             beat_stop.set()
             beat.join(timeout=10)
             for worker_id in self._worker_ids:
@@ -152,6 +164,8 @@ class SendRunner:
                 else:  # record this answer and claim the next batch in one commit
                     claimed = ledger.record_and_claim(self.engine, self.send, batch_id,
                                                       answer, worker_id, self.batch_size)
+                    if claimed is None and self._snapshot_open:
+                        claimed = self._claim(worker_id)  # waits for the next chunk
                 self._count(answer, len(recipients))
         except BaseException as exc:  # a database failure stops every worker
             with self._lock:
@@ -159,7 +173,42 @@ class SendRunner:
             self.stop.set()
 
     def _claim(self, worker_id: str) -> tuple[int, list[tuple]] | None:
-        return ledger.claim_batch(self.engine, self.send, worker_id, self.batch_size)
+        """The next batch; while the snapshot is being written, waits for more rows."""
+        while True:
+            with self._grown:
+                seen, still_open = self._chunks, self._snapshot_open
+            claimed = ledger.claim_batch(self.engine, self.send, worker_id, self.batch_size)
+            if claimed is not None or not still_open or self.stop.is_set():
+                return claimed
+            with self._grown:
+                self._grown.wait_for(
+                    lambda seen=seen: self._chunks != seen or self.stop.is_set(), timeout=1.0)
+
+    def _snapshot(self) -> None:
+        """Copy the rest of the send's recipients, a chunk per transaction."""
+        try:
+            while not self.stop.is_set():
+                total, after = ledger.continue_snapshot(self.engine, self.send.id,
+                                                        SNAPSHOT_CHUNK)
+                with self._lock:
+                    added = total - self.progress.total
+                    self.progress.total = total
+                    counts = self.progress.counts
+                    counts["pending"] = counts.get("pending", 0) + added
+                with self._grown:
+                    self._chunks += 1
+                    self._snapshot_open = after is not None
+                    self._grown.notify_all()
+                if after is None:
+                    return
+        except BaseException as exc:  # a database failure stops every worker
+            with self._lock:
+                self.error = self.error or exc
+            self.stop.set()
+        finally:
+            with self._grown:
+                self._snapshot_open = False
+                self._grown.notify_all()
 
     def _messages(self, recipients: list[tuple]) -> tuple[list, list[tuple], list[ledger.Outcome]]:
         """The batch's messages, their recipients, and permanent failures for addresses

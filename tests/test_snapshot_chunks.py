@@ -1,0 +1,77 @@
+"""A big send snapshots its first recipients at once and the rest while batches go out.
+
+The chunk sizes are made tiny here so that a send of a few dozen recipients crosses
+several chunks. Run on SQLite and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import pytest
+
+from newsletter import ledger, sending
+from newsletter.delivery import engine as delivery_engine
+from newsletter.store import add_subscriber, unsubscribe
+
+from .sendtools import make_project, pg_database, seed
+
+ISSUE = "issues/2026-11-24.md"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def project(request, tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(sending, "FIRST_CHUNK", 4)
+    monkeypatch.setattr(delivery_engine, "SNAPSHOT_CHUNK", 5)
+    with pg_database() if request.param == "postgresql" else contextlib.nullcontext() as url:
+        settings = make_project(tmp_path / "p", url)
+        engine = seed(settings, 23)
+        yield settings, engine
+        engine.dispose()
+
+
+def _start(settings, engine) -> ledger.SendInfo:
+    prepared = sending.preflight(settings, settings.project_dir / ISSUE)
+    return sending.start(engine, settings, prepared, "daily", backend="outbox").send
+
+
+def _outbox(settings, send_id: int) -> list[str]:
+    return sorted(p.name for p in (settings.project_dir / "outbox").glob(f"{send_id}-*.eml"))
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_every_recipient_once_across_chunks(project, workers: int) -> None:
+    settings, engine = project
+    send = _start(settings, engine)
+    assert (send.total, send.snapshotting) == (4, True)  # only the first chunk so far
+    result = sending.run(engine, settings, send.id, backend="outbox", workers=workers)
+    assert (result.status, result.total, result.counts) == ("finished", 23, {"sent": 23})
+    assert not result.snapshotting
+    assert _outbox(settings, send.id) == sorted(f"{send.id}-{n}.eml" for n in range(1, 24))
+
+
+def test_a_send_stopped_mid_snapshot_is_unfinished_and_resumes(project) -> None:
+    settings, engine = project
+    send = _start(settings, engine)  # as if the process died right after creating it
+    info = ledger.get_send(engine, send.id)
+    assert info.snapshotting and not info.ok and info.unfinished
+    assert ledger.finish_if_done(engine, send.id) is False
+    assert ledger.settle(engine, send.id).status == "sending"
+    total, after = ledger.continue_snapshot(engine, send.id, 5)
+    assert (total, after) == (9, 9)
+    result = sending.run(engine, settings, send.id, backend="outbox")  # the resume
+    assert (result.status, result.counts) == ("finished", {"sent": 23})
+
+
+def test_changes_during_the_snapshot(project) -> None:
+    settings, engine = project
+    send = _start(settings, engine)
+    add_subscriber(engine, "new@example.com", lists=["daily"])  # signed up after the start
+    unsubscribe(engine, "r2@example.com")  # copied already: skipped by the trigger
+    unsubscribe(engine, "r20@example.com")  # not copied yet: never added
+    result = sending.run(engine, settings, send.id, backend="outbox")
+    assert result.counts == {"sent": 21, "skipped": 1}
+    assert result.total == 22
+    emails = {r.email for r in ledger.recipients(engine, send.id, ledger.STATUSES, limit=None)}
+    assert "new@example.com" not in emails and "r20@example.com" not in emails
