@@ -33,7 +33,7 @@ _OUTCOME = {
     Status.UNCERTAIN: "uncertain",
 }
 HEARTBEAT_SECONDS = 5.0
-SNAPSHOT_CHUNK = 50_000  # recipients copied per transaction while batches go out
+SNAPSHOT_CHUNK = 20_000  # recipients copied per transaction while batches go out
 SEQ = ledger.Claimed._fields.index("seq")  # where a claimed row keeps its seq
 
 
