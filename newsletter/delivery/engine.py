@@ -85,6 +85,7 @@ class SendRunner:
         self._grown = threading.Condition()
         self._chunks = 0
         self._snapshot_open = send.snapshotting
+        self._ahead = send.counts.get("pending", 0)  # snapshotted, not yet claimed
 
     # -- the run ---------------------------------------------------------------------
 
@@ -166,6 +167,8 @@ class SendRunner:
                                                       answer, worker_id, self.batch_size)
                     if claimed is None and self._snapshot_open:
                         claimed = self._claim(worker_id)  # waits for the next chunk
+                    elif claimed is not None:
+                        self._claimed(len(claimed[1]))
                 self._count(answer, len(recipients))
         except BaseException as exc:  # a database failure stops every worker
             with self._lock:
@@ -178,16 +181,34 @@ class SendRunner:
             with self._grown:
                 seen, still_open = self._chunks, self._snapshot_open
             claimed = ledger.claim_batch(self.engine, self.send, worker_id, self.batch_size)
-            if claimed is not None or not still_open or self.stop.is_set():
+            if claimed is not None:
+                self._claimed(len(claimed[1]))
                 return claimed
+            if not still_open or self.stop.is_set():
+                return None
             with self._grown:
                 self._grown.wait_for(
                     lambda seen=seen: self._chunks != seen or self.stop.is_set(), timeout=1.0)
 
+    def _claimed(self, rows: int) -> None:
+        with self._grown:
+            self._ahead -= rows
+            if self._snapshot_open and self._ahead < 2 * SNAPSHOT_CHUNK:
+                self._grown.notify_all()
+
     def _snapshot(self) -> None:
-        """Copy the rest of the send's recipients, a chunk per transaction."""
+        """Copy the rest of the send's recipients, a chunk per transaction.
+
+        Paced to stay two chunks ahead of the claims, so that its transactions (which hold
+        the database's write lock) come one at a time between batches rather than back to
+        back while the workers wait.
+        """
         try:
             while not self.stop.is_set():
+                with self._grown:
+                    if not self._grown.wait_for(lambda: self._ahead < 2 * SNAPSHOT_CHUNK,
+                                                timeout=0.5):
+                        continue  # far enough ahead (and look at stop again)
                 total, after = ledger.continue_snapshot(self.engine, self.send.id,
                                                         SNAPSHOT_CHUNK)
                 with self._lock:
@@ -196,6 +217,7 @@ class SendRunner:
                     counts = self.progress.counts
                     counts["pending"] = counts.get("pending", 0) + added
                 with self._grown:
+                    self._ahead += added
                     self._chunks += 1
                     self._snapshot_open = after is not None
                     self._grown.notify_all()
