@@ -75,6 +75,10 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        # A new database gets 16 KB pages (no effect on an existing one): a send rewrites
+        # its recipients' rows in long runs, and with 4 KB pages a million-recipient send
+        # made four times as many WAL frames (and system calls) for the same bytes.
+        cursor.execute("PRAGMA page_size = 16384")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = FULL")  # a commit (an unsubscribe) is on disk
         cursor.execute("PRAGMA foreign_keys = ON")
