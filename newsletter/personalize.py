@@ -246,13 +246,22 @@ class MessageTemplate:
         """
         return self.messages((recipient,))[0]
 
-    def messages(self, recipients: Iterable[Sequence]) -> list[OutgoingMessage]:
-        """``[self.message(r) for r in recipients]``, with the lookups hoisted (faster)."""
+    def tokens(self, subscriber_ids: Sequence[int]) -> list[str]:
+        """The unsubscribe tokens of these subscribers (for this send's list)."""
         sign = self._sign
         if sign is None:
             sign = self._sign = self.signer.many_for_list(self.list_id)
+        return sign(subscriber_ids)
+
+    def urls_and_ids(self) -> tuple[str, str, str]:
+        """What an unsubscribe URL starts with (then the token), and a subscriber's
+        Message-ID's head and tail (the subscriber id between them)."""
+        return self._url_head, self._msgid_head, self._msgid_tail
+
+    def messages(self, recipients: Iterable[Sequence]) -> list[OutgoingMessage]:
+        """``[self.message(r) for r in recipients]``, with the lookups hoisted (faster)."""
         recipients = recipients if isinstance(recipients, list | tuple) else list(recipients)
-        tokens = sign([r[0] or 0 for r in recipients])
+        tokens = self.tokens([r[0] or 0 for r in recipients])
         head, tail, url_head = self._msgid_head, self._msgid_tail, self._url_head
         new = tuple.__new__  # an OutgoingMessage without a Python-level __new__ call
         out: list[OutgoingMessage] = []

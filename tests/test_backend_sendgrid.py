@@ -261,3 +261,39 @@ def test_standin_contract_with_the_bare_client(standin: SendGridStandIn) -> None
     assert headers["X-RateLimit-Remaining"] == "0"
     assert int(headers["X-RateLimit-Reset"]) >= int(time.time())
     assert standin.counts == {"a@example.com": 1}
+
+
+def test_the_row_fast_path_builds_the_same_request_byte_for_byte(template) -> None:
+    from newsletter.delivery.sendgrid import rows_json
+
+    backend = SendGridBackend(KEY, "http://127.0.0.1:9")
+    content = backend.content_for(template)
+    rows = recipients(50) + [Recipient(900, "zoë@exämple.com", 'Zoë "Q" <&> \\ é'),
+                             Recipient(901, "o'neil+tag@example.com", "O'Neil & Sons")]
+    claimed = [(*r, r.subscriber_id) for r in rows]  # as the ledger hands them: + seq
+    fast = rows_json(content, template, claimed)
+    assert fast == backend.payload_json(template.messages(rows))
+    assert json.loads(fast)["personalizations"][50]["to"][0]["name"] == 'Zoë "Q" <&> \\ é'
+
+
+@pytest.mark.parametrize("odd", [
+    Recipient(None, "editor@example.org"),  # a --test-to address: no subscriber id
+    Recipient(7, "not an address"),  # refused by messages(): the general path says why
+    Recipient(8, "x@example.com", " padded "),  # a name messages() cleans
+    Recipient(9, "USER1@example.com"),  # the same address as user1: two requests
+])
+def test_the_row_fast_path_leaves_unusual_batches_to_the_general_path(template, odd) -> None:
+    from newsletter.delivery.sendgrid import rows_json
+
+    content = SendGridBackend(KEY, "http://127.0.0.1:9").content_for(template)
+    assert rows_json(content, template, recipients(3) + [odd]) is None
+    assert rows_json(content, template, recipients(3)) is not None
+
+
+def test_send_rows_posts_the_batch_and_answers_for_each_row(standin, template) -> None:
+    backend = backend_for(standin)
+    people = recipients(300)
+    with backend:
+        results = backend.send_rows(template, people)
+    assert results is not None and len(results) == 300 and all(r.ok for r in results)
+    assert standin.requests == 1 and dict(standin.counts) == {p.email: 1 for p in people}

@@ -10,6 +10,10 @@ How the engine drives a backend
   ``DeliveryResult`` per message, in the same order. It returns only when every message
   has an outcome; retries the backend can do by itself (SMTP 421 and dropped connections,
   SendGrid 429 and 5xx) happen inside the call, bounded.
+- Optionally ``backend.send_rows(template, rows)``: the same as
+  ``send_batch(template.messages(rows))`` for the claimed rows (subscriber id, email,
+  name, ...), built without a message object per recipient; it returns None, having sent
+  nothing, when the batch needs the general path. The SendGrid backend has one.
 - ``send_batch`` is thread-safe: the engine runs ``backend.concurrency`` calls at once
   (one per worker thread) to use N SMTP connections or N SendGrid requests in flight.
 - Batch size: any length is accepted. ``backend.batch_size`` is the size the engine

@@ -72,6 +72,7 @@ class SendRunner:
         self.backend = backend
         self.workers = max(1, workers or getattr(backend, "concurrency", 1))
         self.batch_size = settings.send_batch_size or backend.batch_size
+        self._send_rows = getattr(backend, "send_rows", None)
         self.on_progress = on_progress
         self.stop = stop or threading.Event()
         self.retry_delay = retry_delay
@@ -250,9 +251,14 @@ class SendRunner:
     def _deliver(self, batch_id: int, recipients: list[tuple]) -> ledger.Answer | None:
         """Hand the batch to the backend; its answer (None: backend unavailable)."""
         low, high = recipients[0][SEQ], recipients[-1][SEQ]
-        messages, recipients, refused = self._messages(recipients)
+        refused: list[ledger.Outcome] = []
         try:
-            results = self.backend.send_batch(messages) if messages else []
+            results = None
+            if self._send_rows is not None:  # the backend's fast path, for a usual batch
+                results = self._send_rows(self.template, recipients)
+            if results is None:
+                messages, recipients, refused = self._messages(recipients)
+                results = self.backend.send_batch(messages) if messages else []
         except BackendUnavailable as exc:
             ledger.release_batch(self.engine, self.send.id, batch_id)
             with self._lock:

@@ -184,6 +184,52 @@ def personalization_json(content: _Content, message: OutgoingMessage) -> str:
     return item + "}"
 
 
+def rows_json(content: _Content, template: MessageTemplate, rows: Sequence[Sequence]
+              ) -> str | None:
+    """``payload_json(template.messages(rows))`` for the usual batch, straight from the
+    rows (subscriber id, email, name, ...): the same bytes, no object per recipient.
+
+    None when the batch needs the general path: a test send (no subscriber ids), a name
+    or an address ``messages`` would clean or refuse, an address twice, a personal
+    subject or URLs and Message-IDs that need JSON escaping.
+    """
+    if (not rows or len(rows) > MAX_PER_REQUEST or content.unsub_html_key
+            or content.personal_subject or not content.url_plain or not content.msgid_plain):
+        return None
+    if len({row[1].lower() for row in rows}) != len(rows):
+        return None
+    try:
+        tokens = template.tokens([row[0] for row in rows])
+    except (TypeError, ValueError):  # a missing subscriber id (a test send)
+        return None
+    url_head, msgid_head, msgid_tail = template.urls_and_ids()
+    names = content.name_keys
+    plain = "".join(f",{key}:{fallback}" for key, _, fallback in names)
+    out: list[str] = []
+    append = out.append
+    for row, token in zip(rows, tokens, strict=True):
+        subscriber, email, name = row[0], row[1], row[2]
+        if subscriber is None or not (email and email.isprintable() and " " not in email
+                                      and "@" in email):
+            return None
+        url = url_head + token
+        if name is None:
+            to, subs = f'{{"email":{_q(email)}}}', plain
+        elif name and name.isprintable() and name == name.strip():
+            as_text = _q(name)
+            as_html = _q(escape(name)) if names else as_text
+            to = f'{{"email":{_q(email)},"name":{as_text}}}'
+            subs = "".join(f",{key}:{as_html if html else as_text}" for key, html, _ in names)
+        else:  # cleaned by messages(): the general path
+            return None
+        append(
+            f'{{"to":[{to}],"headers":{{"List-Unsubscribe":"<{url}>","Message-ID":'
+            f'"{msgid_head}{subscriber}{msgid_tail}"}},"substitutions":{{"{UNSUB_KEY}":'
+            f'"{url}"{subs}}},"custom_args":{{"subscriber_id":"{subscriber}"}}}}'
+        )
+    return content.json_prefix + ",".join(out) + "]}"
+
+
 def personalization(content: _Content, message: OutgoingMessage) -> dict[str, Any]:
     template = message.template
     url, name = message.unsubscribe_url, message.name
@@ -377,14 +423,37 @@ class SendGridBackend(BackendBase):
 
     def _send_group(self, group: list[OutgoingMessage]) -> list[DeliveryResult]:
         status, text, message_id = self._post(self.payload_json(group))
-        # one request, one answer for all of its messages: one result, repeated
-        if 200 <= status < 300:
-            return [DeliveryResult(Status.SENT, "", message_id)] * len(group)
-        if status == 413:
+        if status == 413:  # too large: split it
             if len(group) == 1:
                 return [DeliveryResult(Status.PERMANENT, f"413 {text}: too large")]
             half = len(group) // 2
             return self._send_group(group[:half]) + self._send_group(group[half:])
+        return self._answer(status, text, message_id, len(group))
+
+    def send_rows(self, template: MessageTemplate, rows: Sequence[Sequence]
+                  ) -> list[DeliveryResult] | None:
+        """``send_batch(template.messages(rows))`` for a usual batch, built from the rows.
+
+        The request is the same, byte for byte; only no message object is made per
+        recipient (a third of the personalization's cost). Returns None, having sent
+        nothing, for anything unusual (a test send, a name or address that needs cleaning
+        or refusing, an address twice, a personal subject, a request too large): the
+        engine then takes the general path.
+        """
+        body = rows_json(self.content_for(template), template, rows)
+        if body is None:
+            return None
+        status, text, message_id = self._post(body)
+        if status == 413:  # nothing accepted: the general path splits it
+            return None
+        return self._answer(status, text, message_id, len(rows))
+
+    def _answer(self, status: int, text: str, message_id: str | None, count: int
+                ) -> list[DeliveryResult]:
+        """One request's answer, for each of its ``count`` messages."""
+        # one request, one answer for all of its messages: one result, repeated
+        if 200 <= status < 300:
+            return [DeliveryResult(Status.SENT, "", message_id)] * count
         if status in _FATAL:
             raise BackendUnavailable(
                 f"SendGrid answered {status} ({text or 'no details'}): "
@@ -395,13 +464,13 @@ class SendGridBackend(BackendBase):
                 )
             )
         if status == -1:
-            return [DeliveryResult(Status.UNCERTAIN, text)] * len(group)
+            return [DeliveryResult(Status.UNCERTAIN, text)] * count
         if status == -2:
             raise BackendUnavailable(text + "; check sendgrid_api_host and the network")
         if status == 400:
-            return [DeliveryResult(Status.PERMANENT, f"400 {text}")] * len(group)
+            return [DeliveryResult(Status.PERMANENT, f"400 {text}")] * count
         reason = f"{status} {text} (after {self.max_attempts} attempts)"
-        return [DeliveryResult(Status.TEMPORARY, reason)] * len(group)
+        return [DeliveryResult(Status.TEMPORARY, reason)] * count
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
         groups = split_requests(messages)
