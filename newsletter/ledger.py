@@ -307,25 +307,32 @@ def _create_send(db: DB, *, kind: str, issue_path: str, issue_slug: str, subject
 def _snapshot_chunk(
     conn: sa.Connection, send_id: int, list_id: int, after: int, until: int, size: int
 ) -> tuple[int, int | None]:
-    """Snapshot the next ``size`` sendable members with a subscriber id in (after, until].
+    """Snapshot the sendable members among the list's next ``size`` members after
+    subscriber id ``after`` (and up to ``until``).
 
     ``until`` is the highest subscriber id when the send was created: people who sign up
-    later are not added. Returns how many were copied and the new ``snapshot_after``
-    (None: that was all).
+    later are not added. The chunk is an id range found on the list's primary key first,
+    so that each chunk costs its own size, not the size of what is left (a LIMIT over the
+    join made PostgreSQL join and sort all the rest for every chunk). Returns how many
+    were copied and the new ``snapshot_after`` (None: that was all).
     """
-    span = sa.and_(subscribers.c.id > after, subscribers.c.id <= until)
-    rows = conn.execute(_snapshot(send_id, list_id, span, order_limit=size)).rowcount
+    upper = conn.execute(
+        sa.select(memberships.c.subscriber_id)
+        .where(memberships.c.list_id == list_id, memberships.c.subscriber_id > after,
+               memberships.c.subscriber_id <= until)
+        .order_by(memberships.c.subscriber_id).offset(size - 1).limit(1)
+    ).scalar()
+    last = upper is None  # fewer than size members left
+    upper = until if last else upper
+    span = sa.and_(subscribers.c.id > after, subscribers.c.id <= upper)
+    rows = conn.execute(_snapshot(send_id, list_id, span)).rowcount
     if rows is None or rows < 0:  # the driver cannot tell: count them
         rows = conn.execute(
             sa.select(sa.func.count()).select_from(send_recipients)
-            .where(send_recipients.c.send_id == send_id, send_recipients.c.seq > after)
+            .where(send_recipients.c.send_id == send_id, send_recipients.c.seq > after,
+                   send_recipients.c.seq <= upper)
         ).scalar_one()
-    if rows < size:
-        return rows, None
-    highest = conn.execute(
-        sa.select(sa.func.max(send_recipients.c.seq)).where(send_recipients.c.send_id == send_id)
-    ).scalar_one()
-    return rows, highest
+    return rows, None if last else upper
 
 
 def continue_snapshot(engine: Engine, send_id: int, size: int) -> tuple[int, int | None]:
@@ -354,8 +361,7 @@ def continue_snapshot(engine: Engine, send_id: int, size: int) -> tuple[int, int
 
 
 def _snapshot(
-    send_id: int, list_id: int, condition: sa.ColumnElement[bool] | None,
-    order_limit: int | None = None,
+    send_id: int, list_id: int, condition: sa.ColumnElement[bool] | None
 ) -> sa.Insert:
     """INSERT ... SELECT of the list's sendable members (and ``condition``) as pending."""
     snapshot = (
@@ -377,8 +383,6 @@ def _snapshot(
     )
     if condition is not None:
         snapshot = snapshot.where(condition)
-    if order_limit is not None:  # the next chunk, in subscriber id order
-        snapshot = snapshot.order_by(memberships.c.subscriber_id).limit(order_limit)
     return send_recipients.insert().from_select(
         ["send_id", "seq", "subscriber_id", "email", "name", "status", "attempts"], snapshot
     )
