@@ -26,6 +26,9 @@ from .errors import ConfigError
 CONFIG_NAME = "newsletter.toml"
 ENV_PREFIX = "NEWSLETTER_"
 _HEX = re.compile(r"^#(?:[0-9a-fA-F]{3}){1,2}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # line breaks, tabs, NUL: never in a header
+MIN_SECRET_BYTES = 32
+NEW_SECRET_COMMAND = "python -c \"import secrets; print(secrets.token_urlsafe(32))\""
 
 
 class Brand(BaseModel):
@@ -125,13 +128,35 @@ class Settings(BaseModel):
             ) from None
         return value
 
+    @field_validator("secret_key")
+    @classmethod
+    def _secret(cls, value: str | None) -> str | None:
+        if value and len(value.encode("utf-8")) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"is {len(value.encode('utf-8'))} bytes; it must be at least "
+                f"{MIN_SECRET_BYTES} (it signs every unsubscribe link): make one with "
+                f"{NEW_SECRET_COMMAND}"
+            )
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if _CONTROL.search(value):
+            raise ValueError("contains a line break or control character: write it on one line")
+        return value
+
     @field_validator("base_url")
     @classmethod
     def _base_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an absolute URL such as https://news.example.org")
+        value = value.strip()
+        if not re.fullmatch(r"https?://[^/\s]+\S*", value):
+            raise ValueError(
+                "must be an absolute URL such as https://news.example.org, with no spaces or "
+                "line breaks"
+            )
         return value.rstrip("/")
 
     @field_validator("from_address", "reply_to")
@@ -139,6 +164,11 @@ class Settings(BaseModel):
     def _address(cls, value: str | None) -> str | None:
         if value is None:
             return None
+        if _CONTROL.search(value):
+            raise ValueError(
+                "contains a line break or control character, which would break the message "
+                "headers at send time: write it on one line, as 'The Briefing <news@example.org>'"
+            )
         if "@" not in value:
             raise ValueError(
                 f"{value!r} is not an email address: write news@example.org or "

@@ -22,7 +22,7 @@ def send_settings(project: Path, **overrides) -> Settings:
         "from_address": "The Briefing <news@example.org>",
         "reply_to": "editor@example.org",
         "postal_address": "1 Main Street, Springfield",
-        "secret_key": "test-secret",
+        "secret_key": "test-secret-at-least-32-bytes-long",
     }
     values.update(overrides)
     return load_settings(project, **values)

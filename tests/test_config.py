@@ -176,5 +176,56 @@ def test_templates_setting_and_default_folder(tmp_path: Path) -> None:
 
 def test_direct_construction_takes_only_given_values(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NEWSLETTER_NAME", "ignored")
-    settings = Settings(secret_key="s")
-    assert settings.name == "The Daily Briefing" and settings.secret_key == "s"
+    settings = Settings(secret_key="s" * 32)
+    assert settings.name == "The Daily Briefing" and settings.secret_key == "s" * 32
+
+
+# -- secrets and header-safe values ----------------------------------------------------------
+
+
+def test_a_short_secret_key_is_refused_with_file_line_and_the_command(tmp_path: Path) -> None:
+    config = write_config(tmp_path, 'name = "Short"\nsecret_key = "only-twenty-chars-xx"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"{config}:2: setting 'secret_key': is 20 bytes"), message
+    assert "at least 32" in message and "secrets.token_urlsafe(32)" in message
+    assert "\n" not in message
+    write_config(tmp_path, f'secret_key = "{"k" * 32}"\n')
+    assert load_settings(tmp_path).secret_key == "k" * 32
+
+
+def test_a_short_secret_key_from_the_environment_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "s3cret")
+    with pytest.raises(ConfigError, match=r"^environment variable NEWSLETTER_SECRET_KEY: is 6 b"):
+        load_settings(tmp_path)
+
+
+def test_init_writes_a_key_long_enough(tmp_path: Path) -> None:
+    from newsletter.project import init_project
+
+    init_project(tmp_path / "p")
+    key = load_settings(tmp_path / "p").secret_key
+    assert key is not None and len(key.encode()) >= 32
+
+
+@pytest.mark.parametrize(
+    ("key", "toml_value"),
+    [
+        ("from_address", r'"News <news@example.org>\r\nBcc: all@example.net"'),
+        ("reply_to", r'"desk@example.org\nBcc: all@example.net"'),
+        ("name", r'"The Briefing\r\nBcc: all@example.net"'),
+        ("base_url", r'"https://news.example.org/x\r\nBcc: all@example.net"'),
+    ],
+)
+def test_line_breaks_in_header_values_are_refused_at_load(
+    tmp_path: Path, key: str, toml_value: str
+) -> None:
+    config = write_config(tmp_path, f'lang = "en"\n\n{key} = {toml_value}\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"{config}:3: setting '{key}': "), message
+    assert ("line break" in message) and "\n" not in message and "\r" not in message

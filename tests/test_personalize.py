@@ -34,7 +34,7 @@ def _settings(project: Path) -> Settings:
         from_address="The Briefing <news@example.org>",
         reply_to="editor@example.org",
         postal_address="1 Main Street, Springfield",
-        secret_key="test-secret",
+        secret_key="test-secret-at-least-32-bytes-long",
     )
 
 

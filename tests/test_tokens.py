@@ -15,8 +15,14 @@ from newsletter.config import Settings
 from newsletter.errors import ConfigError
 
 
+def key(name: str) -> str:
+    """A secret key named ``name``, padded to the 32 bytes a key must have."""
+    return f"{name:-<32}"
+
+
 def make(secret: str = "s3cret-key", old: list[str] | None = None, days: int = 90) -> Settings:
-    return Settings(secret_key=secret, old_secret_keys=old or [], old_secret_days=days)
+    return Settings(secret_key=key(secret), old_secret_keys=[key(k) for k in old or []],
+                    old_secret_days=days)
 
 
 def test_round_trip_is_compact_url_safe_and_has_no_address() -> None:
@@ -91,7 +97,7 @@ def test_garbage_is_malformed_or_bad_signature(junk: str) -> None:
 
 def test_rotation_old_secret_still_verifies_within_the_period() -> None:
     before = make("old-one")
-    token = tokens.Signer("old-one", issued_day=20_000).sign(11, 2)
+    token = tokens.Signer(key("old-one"), issued_day=20_000).sign(11, 2)
     assert tokens.verify(token, before).key_index == 0
     after = make("new-one", old=["older", "old-one"], days=30)
     data = tokens.verify(token, after, now_day=20_010)
@@ -104,7 +110,7 @@ def test_rotation_old_secret_still_verifies_within_the_period() -> None:
 
 
 def test_current_key_tokens_do_not_expire() -> None:
-    token = tokens.Signer("k", issued_day=1).sign(1, 1)
+    token = tokens.Signer(key("k"), issued_day=1).sign(1, 1)
     assert tokens.verify(token, make("k", days=0), now_day=100_000).subscriber_id == 1
 
 
@@ -125,7 +131,7 @@ def test_bad_ids_are_refused() -> None:
 @pytest.mark.parametrize("n", [0, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152, 10**12])
 def test_fast_signing_path_matches_the_format_at_varint_boundaries(n: int) -> None:
     settings = make()
-    token = tokens.Signer("s3cret-key", issued_day=20_000).sign(n, 300)
+    token = tokens.Signer(key("s3cret-key"), issued_day=20_000).sign(n, 300)
     raw = base64.urlsafe_b64decode(token + "==")
     assert raw[:-16] == tokens._varint(n) + tokens._varint(300) + tokens._varint(20_000)
     assert tokens.verify(token, settings).subscriber_id == n
