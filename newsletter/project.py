@@ -10,6 +10,7 @@ import jinja2
 
 from .config import CONFIG_NAME, Settings
 from .errors import NewsletterError, UsageError
+from .private import write_private
 from .render import BUILTIN_TEMPLATES, environment
 
 SAMPLE_ISSUES = next(
@@ -78,9 +79,8 @@ def init_project(folder: Path, *, name: str = "The Daily Briefing", samples: boo
             target = folder / "issues" / sample.name
             if not target.exists():
                 shutil.copyfile(sample, target)
-    config.write_text(
-        CONFIG_TEMPLATE.format(name=name, secret=secrets.token_urlsafe(32)), encoding="utf-8"
-    )
+    # 0600: it holds the secret key that signs every unsubscribe link
+    write_private(config, CONFIG_TEMPLATE.format(name=name, secret=secrets.token_urlsafe(32)))
     return config
 
 

@@ -27,13 +27,15 @@ from .delivery import get_backend
 from .delivery.engine import Progress, SendRunner
 from .errors import NewsletterError, UsageError
 from .personalize import Recipient, prepare
+from .private import private_folder, write_private
 from .render import Rendered
-from .store import count_subscribers, get_list, sendable_batch
+from .store import count_subscribers, get_list
 
 # A real send snapshots its first recipients when it is created and the rest (in chunks,
 # SendRunner) while the first batches go out: for a million recipients the whole snapshot
 # takes over a second, during which nothing would be sent.
 FIRST_CHUNK = 10_000
+SAMPLE_ADDRESS = "sample.reader@example.org"  # the dry run's recipient: nobody's address
 
 
 @dataclass
@@ -210,15 +212,15 @@ def dry_run(
     get_backend(settings, backend)  # checks the backend's settings (URL, key)
     template = prepare(prepared.rendered, settings, send_id="dry-run", list_id=mailing_list.id,
                        list_name=mailing_list.name, test=bool(test_to))
+    # The sample's unsubscribe link must not work for anyone (the file gets forwarded and
+    # its links never expire): no subscriber id (token of id 0), a made-up address.
     if test_to:
         count = len(test_to)
         recipient = Recipient(None, test_to[0], None)
     else:
         count = count_subscribers(engine, list_name=mailing_list.name, status="active")
-        first = sendable_batch(engine, mailing_list.id, limit=1)
-        recipient = (Recipient(first[0].id, first[0].email, first[0].name) if first
-                     else Recipient(None, "reader@example.org", None))
+        recipient = Recipient(None, SAMPLE_ADDRESS, None)
     data = template.message(recipient).as_bytes()
-    sample_path.parent.mkdir(parents=True, exist_ok=True)
-    sample_path.write_bytes(data)
+    private_folder(sample_path.parent)
+    write_private(sample_path, data)  # 0600, like every file holding a token or address
     return DryRun(recipients=count, message_bytes=len(data), sample_path=sample_path)

@@ -25,6 +25,10 @@ def init_cmd(directory: Path, name: str, no_samples: bool) -> None:
 
     config = init_project(directory, name=name, samples=not no_samples)
     click.echo(f"Created {config}")
+    click.echo(
+        "  readable only by you (mode 0600): it holds the secret key; the database, exports, "
+        "rejects files, the outbox and dry-run samples are created the same way"
+    )
     click.echo(f"Next: cd {directory} && newsletter new")
 
 

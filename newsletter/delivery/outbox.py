@@ -18,6 +18,7 @@ from hashlib import sha256
 from pathlib import Path
 
 from ..personalize import OutgoingMessage
+from ..private import private_folder
 from .base import BackendBase, BackendUnavailable, DeliveryResult, Status
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -42,7 +43,7 @@ class OutboxBackend(BackendBase):
 
     def open(self) -> None:
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            private_folder(self.folder)  # 0700: its messages hold addresses (files 0600)
         except OSError as exc:
             raise BackendUnavailable(
                 f"{self.folder}: cannot create the outbox folder: {exc.strerror}; "

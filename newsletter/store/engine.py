@@ -18,7 +18,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NewsletterError
+from ..private import create_private
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: Execution option of a connection that only reads: on SQLite its transactions begin
@@ -53,12 +54,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if backend == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):
-            folder = Path(database).expanduser().resolve().parent
-            if not folder.is_dir():
+            path = Path(database).expanduser().resolve()
+            if not path.parent.is_dir():
                 raise ConfigError(
-                    f"database_url {_describe(url)}: folder {folder} does not exist; "
+                    f"database_url {_describe(url)}: folder {path.parent} does not exist; "
                     "create it or change database_url"
                 )
+            _create_private_database(path)
     try:
         engine = sa.create_engine(parsed, **kwargs)
     except (NoSuchModuleError, ImportError) as exc:
@@ -66,6 +68,18 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if backend == "sqlite":
         _configure_sqlite(engine)
     return engine
+
+
+def _create_private_database(path: Path) -> None:
+    """Create a missing SQLite file 0600 before SQLite opens it: it holds addresses, and
+    SQLite gives the -wal, -shm and -journal files the database file's mode."""
+    try:
+        create_private(path)
+    except OSError as exc:
+        raise NewsletterError(
+            f"{path}: cannot create the database file: {exc.strerror}; check the folder's "
+            "permissions and free space, or change database_url"
+        ) from None
 
 
 def _configure_sqlite(engine: Engine) -> None:
