@@ -38,7 +38,9 @@ from typing import IO, Any, NamedTuple, TextIO, TypeVar
 
 from sqlalchemy.engine import Engine
 
+from . import csvsafe
 from .errors import NewsletterError, UsageError
+from .private import open_private
 from .store._db import utcnow
 from .store.bulk import Bulk, NewSubscriber
 from .store.emails import InvalidEmail, normalize_email
@@ -230,11 +232,18 @@ class _Rejects:
 
     def write(self, line: int, reason: str, cells: list[str]) -> None:
         with self.lock:
-            if self._writer is None:
-                self._file = open(self.path, "w", encoding="utf-8", newline="")  # noqa: SIM115
-                self._writer = csv.writer(self._file)
-                self._writer.writerow(["line", "reason", *self.header])
-            self._writer.writerow([line, reason, *cells])
+            try:
+                if self._writer is None:  # 0600: the rows hold addresses
+                    self._file = open_private(self.path, "w", encoding="utf-8", newline="")
+                    self._writer = csvsafe.writer(self._file)
+                    self._writer.writerow(["line", "reason", *self.header])
+                self._writer.writerow([line, reason, *cells])
+            except OSError as exc:
+                raise UsageError(
+                    f"{self.path}: cannot write the rejected rows: {exc.strerror or exc}; "
+                    "free some space or check the folder's permissions, then import again "
+                    "(the rows before this one were imported)"
+                ) from None
 
     @property
     def used(self) -> bool:
@@ -285,7 +294,7 @@ def import_csv(
         if not first_line.strip():
             raise UsageError(f"{path}:1: empty header line; the first line must name the columns")
         delimiter = _delimiter(first_line)
-        header = next(csv.reader([first_line], delimiter=delimiter))
+        header = csvsafe.restore_row(next(csv.reader([first_line], delimiter=delimiter)))
         columns = _columns(path, header)
         reader = csv.reader(text, delimiter=delimiter)
         rejects = _Rejects(rejects_path_for(path), header)
@@ -390,12 +399,14 @@ def _chunks(
     encode = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
     attribute_cols = [(i, encode(k) + ": ") for i, k in columns.attributes]
     write_reject = rejects.write
+    restore_cells = csvsafe.restore_row
     make_row = _Row._make
     chunk: dict[str, _Row] = {}
     line_end = 1  # the header's
     rows = 0
     try:
         for cells in reader:
+            restore_cells(cells)  # undo the export's formula quoting
             line = line_end + 1
             line_end = reader.line_num + 1  # type: ignore[attr-defined]
             rows += 1
@@ -610,7 +621,7 @@ def export_csv(
     returns the number of rows. ``import_csv`` reads it back to the same state."""
     keys = attribute_keys(engine, list_name=list_name, status=status)
     header = [*EXPORT_FIELDS, *(["list_status"] if list_name else []), *keys]
-    writer = csv.writer(out)
+    writer = csvsafe.writer(out)
     writer.writerow(header)
     count = 0
     for sub in iter_subscribers(engine, list_name=list_name, status=status, batch_size=2000):

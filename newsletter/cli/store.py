@@ -6,7 +6,6 @@ and prints; nothing here touches SQL.
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 import sys
@@ -17,6 +16,7 @@ from typing import Any
 
 import click
 
+from newsletter import csvsafe
 from newsletter.cli import get_settings
 from newsletter.errors import UsageError
 
@@ -50,7 +50,7 @@ def _print_rows(headers: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str)
         click.echo("\n]")
         return
     if fmt == "csv":
-        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer = csvsafe.writer(sys.stdout, lineterminator="\n")
         writer.writerow(headers)
         writer.writerows(rows)
         return
@@ -463,6 +463,7 @@ def subscribers_export(
     """Write subscribers as CSV (email, name, status[, list_status], attributes), which
     `newsletter subscribers import` reads back to the same state."""
     from newsletter.importer import export_csv
+    from newsletter.private import open_private
 
     engine = _engine(ctx)
     if output is None:
@@ -470,7 +471,7 @@ def subscribers_export(
         return
     partial = output.with_name(output.name + ".part")
     try:
-        with open(partial, "w", encoding="utf-8", newline="") as out:
+        with open_private(partial, "w", encoding="utf-8", newline="") as out:
             count = export_csv(engine, out, list_name=list_name, status=status)
         partial.replace(output)
     except OSError as exc:
