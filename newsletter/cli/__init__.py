@@ -98,8 +98,9 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: never lets a traceback reach the user."""
     from newsletter.errors import NewsletterError
 
+    state: dict[str, Any] = {}  # the command's ctx.obj: its settings, once loaded
     try:
-        code = cli.main(args=argv, prog_name="newsletter", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="newsletter", standalone_mode=False, obj=state)
     except NewsletterError as exc:
         click.echo(f"newsletter: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -117,6 +118,10 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # the last line of defence: one line, no traceback
         if _debug():
             raise
+        known = _database_failure(exc, state)
+        if known is not None:
+            click.echo(f"newsletter: {known}", err=True)
+            sys.exit(known.exit_code)
         click.echo(
             f"newsletter: internal error: {type(exc).__name__}: {exc} "
             "(run with NEWSLETTER_DEBUG=1 for details and report it)",
@@ -124,6 +129,15 @@ def main(argv: list[str] | None = None) -> None:
         )
         sys.exit(70)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _database_failure(exc: Exception, state: dict[str, Any]) -> Exception | None:
+    """A full disk, a damaged or foreign database file...: one line saying what to do."""
+    from newsletter.store.failures import describe_database, explain
+
+    settings = state.get("settings")
+    where = describe_database(settings.effective_database_url) if settings else "the database"
+    return explain(exc, where)
 
 
 def _debug() -> bool:
