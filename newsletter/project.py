@@ -69,6 +69,19 @@ def init_project(folder: Path, *, name: str = "The Daily Briefing", samples: boo
         raise NewsletterError(f"{config}: already exists; this folder is already a project")
     if '"' in name or "\\" in name:
         raise UsageError("the newsletter name may not contain quotes or backslashes")
+    try:
+        _scaffold(folder, samples)
+        # 0600: it holds the secret key that signs every unsubscribe link
+        write_private(config, CONFIG_TEMPLATE.format(name=name, secret=secrets.token_urlsafe(32)))
+    except OSError as exc:
+        raise UsageError(
+            f"{exc.filename or folder}: cannot create the project: {exc.strerror or exc}; "
+            "choose a folder you may write"
+        ) from None
+    return config
+
+
+def _scaffold(folder: Path, samples: bool) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "issues").mkdir(exist_ok=True)
     templates = folder / "templates"
@@ -79,9 +92,6 @@ def init_project(folder: Path, *, name: str = "The Daily Briefing", samples: boo
             target = folder / "issues" / sample.name
             if not target.exists():
                 shutil.copyfile(sample, target)
-    # 0600: it holds the secret key that signs every unsubscribe link
-    write_private(config, CONFIG_TEMPLATE.format(name=name, secret=secrets.token_urlsafe(32)))
-    return config
 
 
 def new_issue(

@@ -221,6 +221,12 @@ def dry_run(
         count = count_subscribers(engine, list_name=mailing_list.name, status="active")
         recipient = Recipient(None, SAMPLE_ADDRESS, None)
     data = template.message(recipient).as_bytes()
-    private_folder(sample_path.parent)
-    write_private(sample_path, data)  # 0600, like every file holding a token or address
+    try:
+        private_folder(sample_path.parent)
+        write_private(sample_path, data)  # 0600, like every file holding a token or address
+    except OSError as exc:
+        raise UsageError(
+            f"{sample_path}: cannot write the sample message ({exc.filename}: "
+            f"{exc.strerror or exc}); choose another place with --sample"
+        ) from None
     return DryRun(recipients=count, message_bytes=len(data), sample_path=sample_path)

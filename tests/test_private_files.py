@@ -132,3 +132,15 @@ def test_dry_run_sample_is_0600_and_its_unsubscribe_link_unsubscribes_nobody(
     assert count_subscribers(engine, list_name="daily", status="active") == 3
     assert count_subscribers(engine, status="active") == 3
     engine.dispose()
+
+
+def test_unwritable_places_are_one_line_errors(run: Run, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    code, _, err = run("init", "a-file/briefing")
+    assert code == 2 and "cannot create the project" in err and err.count("\n") == 1, err
+    run("init", "p")
+    seed(load_settings(tmp_path / "p"), 1).dispose()
+    code, _, err = run("--project", "p", "send", f"p/{ISSUE}", "--list", "daily", "--dry-run",
+                       "--sample", str(tmp_path / "a-file" / "sample.eml"))
+    assert code == 2 and "cannot write the sample message" in err, err
+    assert "internal error" not in err and err.count("\n") == 1
