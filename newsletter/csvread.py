@@ -48,7 +48,7 @@ _MAGIC = (
     (b"\xff\xd8\xff", "a JPEG image"),
     (b"GIF8", "a GIF image"),
     (b"%PDF", "a PDF document"),
-    (b"PK\x03\x04", "a ZIP archive (an .xlsx or .ods workbook?)"),
+    (b"PK\x03\x04", "an .xlsx/.ods workbook or other ZIP archive"),
     (b"\xd0\xcf\x11\xe0", "an old Excel workbook (.xls)"),
     (b"\x1f\x8b", "a gzip archive"),
     (b"SQLite format 3\x00", "an SQLite database"),
