@@ -5,8 +5,11 @@ with what the editor sees: who was added, which line was rejected and why."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,8 @@ from sqlalchemy.engine import Engine
 from newsletter.errors import UsageError
 from newsletter.importer import import_csv, rejects_path_for
 from newsletter.store import count_subscribers, get_subscriber, list_subscribers
+
+from .conftest import REPO
 
 
 def rejected(path: Path) -> dict[int, dict[str, str]]:
@@ -235,3 +240,44 @@ def test_an_over_long_header_is_a_one_line_error(store: Engine, tmp_path: Path) 
     path.write_bytes(b"email,na\x00me\na@example.org,x\n")
     with pytest.raises(UsageError, match=r"in.csv:1: a NUL character in the header line"):
         import_csv(store, path)
+
+
+def test_cli_reports_the_encoding_takes_encoding_and_refuses_binary(
+    project: Path, tmp_path: Path
+) -> None:
+    """What the editor sees in the terminal: the encoding read, and one-line errors."""
+
+    def newsletter(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        return subprocess.run(
+            [sys.executable, "-m", "newsletter", "--project", str(project), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+
+    latin = tmp_path / "members.csv"
+    latin.write_bytes("email;name\na@example.org;José\n".encode("cp1252"))
+    done = newsletter("subscribers", "import", str(latin))
+    assert done.returncode == 0, done.stderr
+    assert "  read as windows-1252 (detected)\n" in done.stdout and "added 1 new" in done.stdout
+    shown = newsletter("subscribers", "show", "a@example.org", "--format", "json")
+    assert json.loads(shown.stdout)["name"] == "José"
+
+    polish = tmp_path / "polish.csv"
+    polish.write_bytes("email;name\nb@example.org;Łukasz\n".encode("cp1250"))
+    done = newsletter("subscribers", "import", str(polish), "--encoding", "cp1250")
+    assert done.returncode == 0 and "read as cp1250 (--encoding)" in done.stdout
+    done = newsletter("subscribers", "import", str(polish), "--encoding", "nope")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "--encoding 'nope': not a text encoding" in done.stderr
+
+    png = tmp_path / "photo.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(2000))
+    done = newsletter("subscribers", "import", str(png))
+    assert done.returncode == 2 and done.stdout == ""
+    assert (
+        done.stderr
+        == f"newsletter: {png}: a PNG image, not a CSV file; save the sheet as CSV (UTF-8)\n"
+    )
