@@ -114,9 +114,7 @@ def open_csv(path: Path, encoding: str | None = None) -> CsvFile:
     return CsvFile(raw, text, name, how)
 
 
-def detect_encoding(
-    path: Path, sample: bytes, given: str | None = None
-) -> tuple[str, str, str]:
+def detect_encoding(path: Path, sample: bytes, given: str | None = None) -> tuple[str, str, str]:
     """(Python codec, its name for the user, how it was chosen) for a file starting with
     ``sample``."""
     if given:
@@ -240,6 +238,7 @@ def shown(cells: list[str]) -> list[str]:
 # unread), and a quote + line end that closes a row grown over ROW_LIMIT in quotes.
 _LONG_LINE = "(a line longer than 1 MB)\n"
 _CLOSER = '"\n'
+_LONG = "line {line} is longer than 1 MB"
 
 
 class RowReader:
@@ -316,27 +315,28 @@ class RowReader:
         append = taken.append
         replaced = _replaced
         limit = ROW_LIMIT + 1
-        size = 0
+        size = 0  # of the row's lines, once it has more than one
         while True:
             if pending:
                 line = pending.popleft()
+                if line is _LONG_LINE:
+                    marks.append((len(taken), _LONG))
             else:
                 line = readline(limit)
                 if len(line) > ROW_LIMIT:
                     line = self._skip_rest(line)
+                    marks.append((len(taken), _LONG))
                 elif not line:
                     return
             if taken:  # a quoted field runs on: the row grows
-                size += len(line)
+                size = (size if len(taken) > 1 else len(taken[0])) + len(line)
                 if size > ROW_LIMIT:  # end it: the line is read again after it
+                    if marks and marks[-1][0] == len(taken):
+                        marks.pop()  # the line's own mark: it is read again
                     pending.appendleft(line)
                     marks.append((len(taken), "the row is longer than 1 MB"))
                     line = _CLOSER
-            else:
-                size = len(line)
-            if line is _LONG_LINE:
-                marks.append((len(taken), "line {line} is longer than 1 MB"))
-            elif "\x00" in line:
+            if "\x00" in line:
                 marks.append((len(taken), "a NUL character in line {line}; remove it"))
             if replaced[0] and "\ufffd" in line:
                 marks.append((len(taken), self._bad_bytes))

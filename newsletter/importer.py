@@ -366,9 +366,7 @@ def _chunks(
             last = cells[last_at].strip() if last_at is not None else ""
             name = f"{first} {last}".strip() or None
         if attribute_cols:
-            attributes = ", ".join(
-                [k + encode(cells[i]) for i, k in attribute_cols if cells[i]]
-            )
+            attributes = ", ".join([k + encode(cells[i]) for i, k in attribute_cols if cells[i]])
             attributes = "{" + attributes + "}"
         else:
             attributes = "{}"
