@@ -397,8 +397,8 @@ class RowReader:
         return None
 
     def _parse(self, text: str) -> list[str]:
-        """One line parsed on its own (a quote open at its end closes there)."""
+        """One line parsed on its own, without its line end (an open quote closes there)."""
         try:
-            return next(csv.reader([text], delimiter=self.delimiter), [])
+            return next(csv.reader([text.rstrip("\r\n")], delimiter=self.delimiter), [])
         except csv.Error:
             return [text]

@@ -46,7 +46,10 @@ def test_a_quote_never_closed_rejects_its_row_and_the_next_rows_are_imported(
     assert names(store) == {"u2@example.org": "B", "u3@example.org": "C"}
     reason = rejected(path)[2]["reason"]
     assert "never closed" in reason and "line 3" in reason
-    assert rejected(path)[2]["email"] == "u1@example.org"
+    assert (rejected(path)[2]["email"], rejected(path)[2]["name"]) == (
+        "u1@example.org",
+        "never closed",
+    )
 
 
 def test_lines_after_a_never_closed_quote_keep_their_numbers(store: Engine, tmp_path: Path) -> None:
