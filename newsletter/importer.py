@@ -5,8 +5,11 @@ million rows are fine) and commits it in chunks of a few thousand rows. Each chu
 is one transaction and idempotent, so an import killed half way leaves the database
 consistent, and running it again completes it. Rules:
 
-- UTF-8 with or without BOM; comma, semicolon or tab delimiters (detected from the
-  header line); quoted fields; Windows line endings.
+- UTF-8 with or without BOM, UTF-16, windows-1252 and other encodings (detected, or
+  ``encoding=``); comma, semicolon or tab delimiters (detected from the header line);
+  quoted fields; Windows line endings. Reading is ``newsletter.csvread``'s: binary files
+  are refused, and rows with a NUL, undecodable bytes, a line over 1 MB, a field over
+  64 KB or a quote that is never closed are rejected (the rows after them are read).
 - Header names in any case and spelling: ``Email``, ``E-mail Address``,
   ``email_address``; ``Name`` or ``First Name`` + ``Last Name``; ``status`` and
   ``list_status`` (as written by export); every other column becomes an attribute.
@@ -24,21 +27,21 @@ consistent, and running it again completes it. Rules:
 from __future__ import annotations
 
 import csv
-import io
 import json
 import queue
-import re
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, NamedTuple, TextIO, TypeVar
+from typing import Any, NamedTuple, TextIO, TypeVar
 
 from sqlalchemy.engine import Engine
 
 from . import csvsafe
+from .csvcolumns import Columns, columns_of, delimiter_of, row_test
+from .csvread import RowReader, open_csv, read_header
 from .errors import NewsletterError, UsageError
 from .private import open_private
 from .store._db import utcnow
@@ -52,15 +55,8 @@ CHUNK_ROWS = 5000
 # While the reader thread parses, the database side must get the GIL back quickly after
 # each statement: a short switch interval bounds that wait (Python's default is 5 ms).
 SWITCH_INTERVAL = 0.0005
-SNIFF_BYTES = 64 * 1024
 INACTIVE = frozenset(STATUSES) - {"active"}
 
-_EMAIL = {"email", "emailaddress", "mail", "emailadress", "emailaddr", "subscriberemail"}
-_NAME = {"name", "fullname", "displayname", "subscribername"}
-_FIRST = {"firstname", "first", "givenname", "fname", "forename"}
-_LAST = {"lastname", "last", "surname", "familyname", "lname"}
-_STATUS = {"status"}
-_LIST_STATUS = {"liststatus"}
 
 T = TypeVar("T")
 Progress = Callable[[int, int, int], None]  # bytes read, file size, rows read
@@ -84,6 +80,7 @@ class ImportReport:
     duplicates: int = 0
     rejects_path: Path | None = None
     seconds: float = 0.0
+    encoding: str = ""  # as read: "UTF-8", "windows-1252 (detected)"
     reasons: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -109,6 +106,7 @@ class ImportReport:
             "empty": self.empty,
             "duplicates": self.duplicates,
             "rejects": str(self.rejects_path) if self.rejects_path else None,
+            "encoding": self.encoding,
             "seconds": round(self.seconds, 3),
         }
 
@@ -117,6 +115,7 @@ class ImportReport:
         out = [
             f"imported {self.path}{target}: {self.rows:,} rows in {self.seconds:.1f} s "
             f"({self.rate:,.0f} rows/s)",
+            f"  read as {self.encoding}",
             f"  added {self.added:,} new, subscribed {self.joined:,} existing to the list, "
             f"{self.unchanged:,} unchanged",
             f"  not reactivated (unsubscribed, bounced or complained): {self.kept_unsubscribed:,}",
@@ -144,79 +143,8 @@ class _Row(NamedTuple):
     cells: list[str]  # as read, for the rejects file
 
 
-@dataclass
-class _Columns:
-    header: list[str]
-    email: int
-    name: int | None
-    first: int | None
-    last: int | None
-    status: int | None
-    list_status: int | None
-    attributes: list[tuple[int, str]]
-
-
 def rejects_path_for(path: Path) -> Path:
     return path.with_name(f"{path.stem}.rejects.csv")
-
-
-def _norm_header(cell: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", cell.strip().lower())
-
-
-def _columns(path: Path, header: list[str]) -> _Columns:
-    found: dict[str, int] = {}
-    attributes: list[tuple[int, str]] = []
-    roles = (
-        ("email", _EMAIL),
-        ("name", _NAME),
-        ("first", _FIRST),
-        ("last", _LAST),
-        ("status", _STATUS),
-        ("list_status", _LIST_STATUS),
-    )
-    used: set[str] = set()
-    for index, cell in enumerate(header):
-        norm = _norm_header(cell)
-        role = next((r for r, names in roles if norm in names), None)
-        if role is not None and role not in found:
-            found[role] = index
-            continue
-        key = cell.strip() or f"column_{index + 1}"
-        if key in used:
-            raise UsageError(
-                f"{path}:1: column {key!r} appears twice in the header; rename one of them"
-            )
-        used.add(key)
-        attributes.append((index, key))
-    if "name" in found:  # then First Name and Last Name are attributes like any other
-        for role in ("first", "last"):
-            index = found.pop(role, None)
-            if index is not None:
-                attributes.append((index, header[index].strip()))
-        attributes.sort()
-    if "email" not in found:
-        shown = ", ".join(repr(c) for c in header[:8]) or "nothing"
-        raise UsageError(
-            f"{path}:1: no email column in the header (found {shown}); name the column "
-            "holding the addresses 'email'"
-        )
-    return _Columns(
-        header=header,
-        email=found["email"],
-        name=found.get("name"),
-        first=found.get("first"),
-        last=found.get("last"),
-        status=found.get("status"),
-        list_status=found.get("list_status"),
-        attributes=attributes,
-    )
-
-
-def _delimiter(header_line: str) -> str:
-    counts = {d: header_line.count(d) for d in (",", ";", "\t")}
-    best = max(counts, key=lambda d: counts[d])
-    return best if counts[best] else ","
 
 
 class _Rejects:
@@ -256,18 +184,6 @@ class _Rejects:
             self.path.unlink()  # a stale one from an earlier run of the same file
 
 
-def _open_text(path: Path) -> tuple[IO[bytes], TextIO]:
-    try:
-        raw = open(path, "rb")  # noqa: SIM115 - closed by import_csv
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path}: is a folder, not a CSV file") from None
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
-    return raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-
-
 def import_csv(
     engine: Engine,
     path: Path | str,
@@ -277,27 +193,38 @@ def import_csv(
     source: str | None = None,
     chunk_rows: int = CHUNK_ROWS,
     progress: Progress | None = None,
+    encoding: str | None = None,
 ) -> ImportReport:
-    """Import subscribers from a CSV file (see the module docs for the rules)."""
+    """Import subscribers from a CSV file (see the module docs for the rules);
+    ``encoding`` (a Python codec name) overrides the detected encoding."""
     path = Path(path)
     started = time.perf_counter()
     report = ImportReport(path=path, list_name=list_name)
     source = source or f"import:{path.name}"[:200]
     reason = f"import of {path.name}"
-    raw, text = _open_text(path)
+    source_file = open_csv(path, encoding)
+    report.encoding = source_file.label
+    raw = source_file.raw
     size = path.stat().st_size
     try:
-        try:
-            first_line = text.readline()
-        except UnicodeDecodeError:
-            raise UsageError(f"{path}:1: not UTF-8 text; save the file as UTF-8 CSV") from None
-        if not first_line.strip():
-            raise UsageError(f"{path}:1: empty header line; the first line must name the columns")
-        delimiter = _delimiter(first_line)
+        first_line = read_header(path, source_file)
+        delimiter = delimiter_of(first_line)
         header = csvsafe.restore_row(next(csv.reader([first_line], delimiter=delimiter)))
-        columns = _columns(path, header)
-        reader = csv.reader(text, delimiter=delimiter)
+        columns = columns_of(path, header)
         rejects = _Rejects(rejects_path_for(path), header)
+
+        def reject(line: int, why: str, cells: list[str]) -> None:
+            report.rows += 1  # the reader thread's, like the rows of _chunks
+            report.invalid += 1
+            rejects.write(line, why, cells)
+
+        reader = RowReader(
+            source_file.text,
+            delimiter,
+            encoding=source_file.encoding,
+            is_row=row_test(columns),
+            reject=reject,
+        )
         with engine.connect() as conn:
             list_id = get_list(conn, list_name).id if list_name else None
             conn.commit()
@@ -306,7 +233,7 @@ def import_csv(
             if conn.in_transaction():
                 conn.commit()
             chunks = _in_background(
-                lambda: _chunks(path, reader, columns, report, rejects, chunk_rows, raw.tell)
+                lambda: _chunks(reader, columns, report, rejects, chunk_rows, raw.tell)
             )
             switch = sys.getswitchinterval()
             sys.setswitchinterval(min(switch, SWITCH_INTERVAL))
@@ -326,7 +253,7 @@ def import_csv(
         rejects.close()
         report.rejects_path = rejects.path if rejects.used else None
     finally:
-        text.close()
+        source_file.close()
     report.seconds = time.perf_counter() - started
     return report
 
@@ -376,9 +303,8 @@ def _in_background(make: Callable[[], Iterator[T]], depth: int = 2) -> Iterator[
 
 
 def _chunks(
-    path: Path,
-    reader: Iterator[list[str]],
-    columns: _Columns,
+    reader: Iterator[tuple[int, list[str]]],
+    columns: Columns,
     report: ImportReport,
     rejects: _Rejects,
     chunk_rows: int,
@@ -402,78 +328,65 @@ def _chunks(
     restore_cells = csvsafe.restore_row
     make_row = _Row._make
     chunk: dict[str, _Row] = {}
-    line_end = 1  # the header's
     rows = 0
-    try:
-        for cells in reader:
-            restore_cells(cells)  # undo the export's formula quoting
-            line = line_end + 1
-            line_end = reader.line_num + 1  # type: ignore[attr-defined]
-            rows += 1
-            if len(cells) != width:
-                if not "".join(cells).strip():
-                    report.empty += 1
-                    write_reject(line, "empty row", cells)
-                    continue
-                if len(cells) > width and "".join(cells[width:]).strip():
-                    report.invalid += 1
-                    write_reject(
-                        line,
-                        f"{len(cells)} fields but the header has {width}: check the quotes",
-                        cells,
-                    )
-                    continue
-                cells = (cells + [""] * width)[:width]
-            raw = cells[email_at]
-            try:
-                email, key = normalize_email(raw)
-            except InvalidEmail as exc:
-                if not "".join(cells).strip():
-                    report.empty += 1
-                    write_reject(line, "empty row", cells)
-                else:
-                    report.invalid += 1
-                    write_reject(line, f"invalid email address {raw.strip()!r}: {exc}", cells)
+    for line, cells in reader:
+        restore_cells(cells)  # undo the export's formula quoting
+        rows += 1
+        if len(cells) != width:
+            if not "".join(cells).strip():
+                report.empty += 1
+                write_reject(line, "empty row", cells)
                 continue
-            status = list_status = None
-            if has_status:
-                status, list_status, problem = _statuses(cells, status_at, list_status_at)
-                if problem:
-                    report.invalid += 1
-                    write_reject(line, problem, cells)
-                    continue
-            earlier = chunk.get(key)
-            if earlier is not None:
-                with rejects.lock:
-                    report.duplicates += 1
-                write_reject(line, f"duplicate of line {earlier.line}", cells)
-                continue
-            if name_at is not None:
-                name = cells[name_at].strip() or None
-            else:
-                first = cells[first_at].strip() if first_at is not None else ""
-                last = cells[last_at].strip() if last_at is not None else ""
-                name = f"{first} {last}".strip() or None
-            if attribute_cols:
-                attributes = ", ".join(
-                    [k + encode(cells[i]) for i, k in attribute_cols if cells[i]]
+            if len(cells) > width and "".join(cells[width:]).strip():
+                report.invalid += 1
+                write_reject(
+                    line,
+                    f"{len(cells)} fields but the header has {width}: check the quotes",
+                    cells,
                 )
-                attributes = "{" + attributes + "}"
+                continue
+            cells = (cells + [""] * width)[:width]
+        raw = cells[email_at]
+        try:
+            email, key = normalize_email(raw)
+        except InvalidEmail as exc:
+            if not "".join(cells).strip():
+                report.empty += 1
+                write_reject(line, "empty row", cells)
             else:
-                attributes = "{}"
-            chunk[key] = make_row((line, email, key, name, attributes, status, list_status, cells))
-            if len(chunk) >= chunk_rows:
-                report.rows += rows
-                rows = 0
-                yield position(), report.rows, list(chunk.values())
-                chunk = {}
-    except UnicodeDecodeError:
-        raise UsageError(
-            f"{path}:{line_end + 1}: not UTF-8 text; save the file as UTF-8 CSV "
-            f"(the rows before line {line_end + 1} were imported)"
-        ) from None
-    except csv.Error as exc:
-        raise UsageError(f"{path}:{line_end + 1}: unreadable CSV: {exc}") from None
+                report.invalid += 1
+                write_reject(line, f"invalid email address {raw.strip()!r}: {exc}", cells)
+            continue
+        status = list_status = None
+        if has_status:
+            status, list_status, problem = _statuses(cells, status_at, list_status_at)
+            if problem:
+                report.invalid += 1
+                write_reject(line, problem, cells)
+                continue
+        earlier = chunk.get(key)
+        if earlier is not None:
+            with rejects.lock:
+                report.duplicates += 1
+            write_reject(line, f"duplicate of line {earlier.line}", cells)
+            continue
+        if name_at is not None:
+            name = cells[name_at].strip() or None
+        else:
+            first = cells[first_at].strip() if first_at is not None else ""
+            last = cells[last_at].strip() if last_at is not None else ""
+            name = f"{first} {last}".strip() or None
+        if attribute_cols:
+            attributes = ", ".join([k + encode(cells[i]) for i, k in attribute_cols if cells[i]])
+            attributes = "{" + attributes + "}"
+        else:
+            attributes = "{}"
+        chunk[key] = make_row((line, email, key, name, attributes, status, list_status, cells))
+        if len(chunk) >= chunk_rows:
+            report.rows += rows
+            rows = 0
+            yield position(), report.rows, list(chunk.values())
+            chunk = {}
     report.rows += rows
     if chunk:
         yield position(), report.rows, list(chunk.values())

@@ -407,6 +407,13 @@ def _progress() -> tuple[Callable[[int, int, int], None], Callable[[], None]]:
 )
 @click.option("--yes", is_flag=True, help="Confirm --resubscribe without asking.")
 @click.option(
+    "--encoding",
+    metavar="NAME",
+    default=None,
+    help="Read the file in this encoding (e.g. windows-1252, latin-1, utf-16) instead of "
+    "the detected one.",
+)
+@click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
 @click.pass_context
@@ -416,6 +423,7 @@ def subscribers_import(
     list_name: str | None,
     resubscribe: bool,
     yes: bool,
+    encoding: str | None,
     fmt: str,
 ) -> None:
     """Import subscribers from a CSV FILE (comma, semicolon or tab; header row required).
@@ -435,7 +443,12 @@ def subscribers_import(
     update, finish = _progress()
     try:
         report = import_csv(
-            engine, file, list_name=list_name, resubscribe=resubscribe, progress=update
+            engine,
+            file,
+            list_name=list_name,
+            resubscribe=resubscribe,
+            progress=update,
+            encoding=encoding,
         )
     finally:
         finish()
