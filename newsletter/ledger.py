@@ -46,7 +46,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from .errors import NewsletterError
-from .store._db import DB, aware, transaction, utcnow
+from .store._db import DB, aware, retry_on_conflict, transaction, utcnow
 from .store.receiving import receives
 from .store.tables import ID, Stamp, lists, memberships, metadata, subscribers
 
@@ -610,7 +610,7 @@ def requeue_counted(
     db: DB, send_id: int, statuses: Sequence[str], *, max_attempts: int | None = None
 ) -> Requeued:
     """``requeue``, returning how many became pending and how many were skipped, why."""
-    from .requeue import reopen, retrying
+    from .requeue import reopen
 
     condition = [send_recipients.c.send_id == send_id, send_recipients.c.status.in_(list(statuses))]
     if max_attempts is not None:
@@ -627,7 +627,7 @@ def requeue_counted(
                 )
         return done
 
-    return retrying(work)
+    return retry_on_conflict(work)
 
 
 # -- claiming and recording ------------------------------------------------------------

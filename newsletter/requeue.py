@@ -17,9 +17,8 @@ the database's write lock, which orders everything anyway.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
-from typing import NamedTuple, TypeVar
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import sqlalchemy as sa
 
@@ -27,10 +26,6 @@ from .ledger import send_recipients, sends
 from .store._db import utcnow
 from .store.receiving import refusal
 from .store.tables import memberships, subscribers
-
-T = TypeVar("T")
-_RETRIES = 5
-_RETRYABLE = ("40P01", "40001")  # PostgreSQL: deadlock detected, serialization failure
 
 
 class Requeued(NamedTuple):
@@ -93,16 +88,3 @@ def _lock_subscribers(conn: sa.Connection, list_id: int | None,
                      .where(memberships.c.list_id == list_id,
                             memberships.c.subscriber_id.in_(ids))
                      .order_by(memberships.c.subscriber_id).with_for_update(read=True)).all()
-
-
-def retrying(work: Callable[[], T]) -> T:
-    """Run ``work`` (one transaction) again when PostgreSQL aborts it for a deadlock."""
-    for attempt in range(_RETRIES):
-        try:
-            return work()
-        except sa.exc.DBAPIError as exc:
-            code = getattr(exc.orig, "sqlstate", None)
-            if code not in _RETRYABLE or attempt == _RETRIES - 1:
-                raise
-            time.sleep(0.05 * (attempt + 1))
-    raise AssertionError("unreachable")

@@ -260,10 +260,17 @@ def _join(
         result.added_to.append(target.name)
 
 
-def remove_subscriber(db: DB, email: str) -> Subscriber:
-    """Delete a subscriber and its memberships for good (erasure); returns what was removed."""
+def remove_subscriber(db: DB, email: str, *, key: str | bytes | None = None) -> Subscriber:
+    """Delete a subscriber and its memberships for good (erasure); returns what was removed.
+
+    The delivery records keep their rows and counts without the address or name
+    (``newsletter.erasure.scrub``; ``key``, the project's ``secret_key``, makes the token
+    that replaces the address the same for one address everywhere)."""
+    from ..erasure import scrub
+
     with transaction(db) as conn:
         found = get_subscriber(conn, email)
+        scrub(conn, found.id, _key(found.email)[1], key)
         conn.execute(sa.delete(memberships).where(memberships.c.subscriber_id == found.id))
         conn.execute(sa.delete(subscribers).where(subscribers.c.id == found.id))
     return found
