@@ -172,6 +172,15 @@ def send_cmd(ctx: click.Context, issue: Path | None, list_name: str | None, back
             "nothing sent"
         )
         return
+    _send_issue(engine, settings, prepared, list_name, addresses, backend=backend,
+                workers=workers, yes=yes, again=again, progress=progress)
+
+
+def _send_issue(engine, settings, prepared, list_name: str, addresses: list[str], *,
+                backend: str | None, workers: int | None, yes: bool, again: bool,
+                progress: _ProgressLine) -> None:
+    """Ask (unless --yes), create or resume the send of the issue to the list, run it."""
+    from newsletter import sending
     from newsletter.store import count_subscribers
 
     count = len(addresses) if addresses else count_subscribers(
