@@ -17,6 +17,7 @@ the database's write lock, which orders everything anyway.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -65,11 +66,10 @@ def reopen(conn: sa.Connection, send_id: int, where: Sequence[sa.ColumnElement[b
             .where(memberships.c.list_id == row.list_id,
                    memberships.c.subscriber_id == r.c.subscriber_id).scalar_subquery(),
         )
-        skipped = {reason: int(n) for reason, n in conn.execute(
-            sa.select(why, sa.func.count()).where(*where, why.is_not(None)).group_by(why))}
-        if skipped:
-            conn.execute(r.update().where(*where, why.is_not(None))
-                         .values(status="skipped", reason=why, updated_at=now))
+        skipped = dict(Counter(conn.execute(
+            r.update().where(*where, why.is_not(None))
+            .values(status="skipped", reason=why, updated_at=now).returning(r.c.reason)
+        ).scalars()))
     pending = conn.execute(r.update().where(*where).values(status="pending", updated_at=now)
                            ).rowcount
     return Requeued(pending, skipped)
