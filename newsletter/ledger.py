@@ -17,7 +17,8 @@ is in a precise state:
                the run up to ``MAX_ATTEMPTS``, then by ``--retry-failed``
 ``failed``     refused for good (SMTP 5xx, SendGrid 400): shown with the server's reply
 ``uncertain``  the call went out but no answer came back: resent only on request
-``skipped``    unsubscribed, bounced or complained before their message went out
+``skipped``    unsubscribed, bounced, complained or erased before their message went out
+               (or before a retry: every requeue asks ``store.receiving``'s rule)
 =============  ==========================================================================
 
 Batches are claimed with ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, so any
@@ -39,14 +40,18 @@ import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from .errors import NewsletterError
-from .store._db import DB, aware, transaction, utcnow
+from .store._db import DB, aware, retry_on_conflict, transaction, utcnow
+from .store.receiving import receives
 from .store.tables import ID, Stamp, lists, memberships, metadata, subscribers
+
+if TYPE_CHECKING:
+    from .requeue import Requeued
 
 STATUSES = ("pending", "sending", "sent", "temporary", "failed", "uncertain", "skipped")
 DONE = ("sent", "failed", "skipped")
@@ -363,7 +368,8 @@ def continue_snapshot(engine: Engine, send_id: int, size: int) -> tuple[int, int
 def _snapshot(
     send_id: int, list_id: int, condition: sa.ColumnElement[bool] | None
 ) -> sa.Insert:
-    """INSERT ... SELECT of the list's sendable members (and ``condition``) as pending."""
+    """INSERT ... SELECT of the list's members who may receive (``receiving.receives``)
+    and match ``condition``, as pending."""
     snapshot = (
         sa.select(
             sa.literal(send_id, ID).label("send_id"),
@@ -375,11 +381,7 @@ def _snapshot(
             sa.literal(0).label("attempts"),
         )
         .join(memberships, memberships.c.subscriber_id == subscribers.c.id)
-        .where(
-            memberships.c.list_id == list_id,
-            memberships.c.status == "subscribed",
-            subscribers.c.status == "active",
-        )
+        .where(memberships.c.list_id == list_id, receives())
     )
     if condition is not None:
         snapshot = snapshot.where(condition)
@@ -598,21 +600,34 @@ def reconcile(db: DB, send_id: int) -> int:
 def requeue(
     db: DB, send_id: int, statuses: Sequence[str], *, max_attempts: int | None = None
 ) -> int:
-    """Put recipients in ``statuses`` back to ``pending``; returns how many."""
+    """Put recipients in ``statuses`` back to ``pending``; returns how many.
+
+    Those who may no longer receive are ``skipped`` instead (``requeue_counted``)."""
+    return requeue_counted(db, send_id, statuses, max_attempts=max_attempts).pending
+
+
+def requeue_counted(
+    db: DB, send_id: int, statuses: Sequence[str], *, max_attempts: int | None = None
+) -> Requeued:
+    """``requeue``, returning how many became pending and how many were skipped, why."""
+    from .requeue import reopen
+
     condition = [send_recipients.c.send_id == send_id, send_recipients.c.status.in_(list(statuses))]
     if max_attempts is not None:
         condition.append(send_recipients.c.attempts < max_attempts)
-    with transaction(db) as conn:
-        count = conn.execute(
-            send_recipients.update().where(*condition).values(status="pending", updated_at=utcnow())
-        ).rowcount
-        if count:
-            conn.execute(
-                sends.update()
-                .where(sends.c.id == send_id)
-                .values(status="sending", finished_at=None)
-            )
-    return count
+
+    def work() -> Requeued:
+        with transaction(db) as conn:
+            done = reopen(conn, send_id, condition)
+            if done.pending:
+                conn.execute(
+                    sends.update()
+                    .where(sends.c.id == send_id)
+                    .values(status="sending", finished_at=None)
+                )
+        return done
+
+    return retry_on_conflict(work)
 
 
 # -- claiming and recording ------------------------------------------------------------
@@ -639,9 +654,10 @@ UPDATE send_recipients AS r SET status = 'sending', batch_id = :batch, updated_a
 FROM picked WHERE r.send_id = :send AND r.seq = picked.seq
 RETURNING r.subscriber_id, r.email, r.name, r.seq""",
 }
-# No recipient is checked again here: a subscriber who unsubscribes, bounces or
-# complains has their pending rows marked skipped at that moment, by the database's
-# triggers (migration 0004_skip_unsendable), whatever made the change.
+# No recipient is checked again here. A row becomes pending only where the rule of
+# ``store.receiving`` was asked (the snapshot, ``requeue.reopen``); a subscriber who
+# unsubscribes, bounces, complains or is erased later has their pending rows marked
+# skipped at that moment, by the database's triggers (migration 0004_skip_unsendable).
 _MARK = """
 UPDATE send_recipients SET status = 'sending', batch_id = :batch, updated_at = :now
 WHERE send_id = :send AND seq BETWEEN :low AND :high AND status = 'pending'"""
@@ -925,15 +941,15 @@ def list_name_of(db: DB, list_id: int) -> str | None:
 
 
 def release_batch(engine: Engine, send_id: int, batch_id: int) -> None:
-    """The backend accepted nothing of this batch (it was unavailable): back to pending."""
+    """The backend accepted nothing of this batch (it was unavailable): back to pending,
+    or skipped for those who may no longer receive (``requeue.reopen``)."""
+    from .requeue import reopen
+
     now = utcnow()
     with _write(engine) as conn:
-        conn.execute(
-            send_recipients.update()
-            .where(send_recipients.c.send_id == send_id, send_recipients.c.batch_id == batch_id,
-                   send_recipients.c.status == "sending")
-            .values(status="pending", updated_at=now)
-        )
+        reopen(conn, send_id, [send_recipients.c.send_id == send_id,
+                               send_recipients.c.batch_id == batch_id,
+                               send_recipients.c.status == "sending"])
         conn.execute(
             send_batches.update().where(send_batches.c.id == batch_id)
             .values(status="done", finished_at=now)

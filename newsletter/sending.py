@@ -7,7 +7,10 @@
   one of the same issue and list to resume; refuses to repeat a finished send unless
   ``again``.
 - ``run(...)``: drives a send through the backend with ``delivery.engine.SendRunner``.
-- ``retry_failed(...)``: requeues temporary failures and uncertain recipients, runs again.
+- ``requeue(...)``: makes recipients pending again (``RETRY``: temporary failures and
+  uncertain; ``UNCERTAIN``), skipping those who may no longer receive (``newsletter.requeue``);
+  ``retry_failed(...)`` does it for ``RETRY`` and runs the send again.
+- ``latest_send(...)``: the newest send of an issue to a list, for ``--resend-uncertain``.
 - ``dry_run(...)``: everything but sending: counts, size and a sample message.
 """
 
@@ -29,6 +32,7 @@ from .errors import NewsletterError, UsageError
 from .personalize import Recipient, prepare
 from .private import private_folder, write_private
 from .render import Rendered
+from .requeue import Requeued
 from .store import count_subscribers, get_list
 
 # A real send snapshots its first recipients when it is created and the rest (in chunks,
@@ -186,14 +190,42 @@ def run(
     return result
 
 
+RETRY = ("temporary", "uncertain")  # what --retry-failed sends again
+UNCERTAIN = ("uncertain",)  # what --resend-uncertain sends again
+
+
+def requeue(engine: Engine, send_id: int, statuses: Sequence[str]) -> Requeued:
+    """Make the send's recipients in ``statuses`` pending again, skipping (with the
+    reason) those who may no longer receive; dead workers' batches count as uncertain."""
+    send = ledger.get_send(engine, send_id, counts=False)  # it exists
+    if send.status == "cancelled":
+        raise NewsletterError(f"send {send_id} was cancelled; nothing of it is sent again")
+    ledger.reconcile(engine, send_id)
+    return ledger.requeue_counted(engine, send_id, statuses)
+
+
 def retry_failed(
     engine: Engine, settings: Settings, send_id: int, **options
-) -> tuple[int, ledger.SendInfo]:
+) -> tuple[Requeued, ledger.SendInfo]:
     """Requeue the temporary failures and uncertain recipients of a send, and run it."""
-    ledger.get_send(engine, send_id, counts=False)  # it exists
-    ledger.reconcile(engine, send_id)
-    count = ledger.requeue(engine, send_id, ["temporary", "uncertain"])
-    return count, run(engine, settings, send_id, **options)
+    requeued = requeue(engine, send_id, RETRY)
+    return requeued, run(engine, settings, send_id, **options)
+
+
+def latest_send(engine: Engine, prepared: Prepared, list_name: str) -> ledger.SendInfo:
+    """The newest real send of this issue to this list, finished or not (as ``start``
+    finds it), with dead workers' batches counted as uncertain; a one-line error when
+    there is none."""
+    mailing_list = get_list(engine, list_name)
+    latest = ledger.find_latest(engine, prepared.slug, mailing_list.id)
+    if latest is None:
+        raise NewsletterError(
+            f"issue {prepared.slug} has not been sent to list {list_name!r}, so nothing is "
+            "uncertain; send it without --resend-uncertain"
+        )
+    if ledger.reconcile(engine, latest.id):
+        latest = ledger.get_send(engine, latest.id)
+    return latest
 
 
 @dataclass

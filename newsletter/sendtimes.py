@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from .errors import UsageError
 from .store._db import DB, transaction
+from .store.receiving import receives
 from .store.tables import memberships, subscribers
 
 _WALL = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?$")
@@ -111,8 +112,7 @@ def zone_waves(db: DB, list_id: int, wall: dt.datetime, default_zone: str
             sa.select(_TZ).distinct()
             .select_from(subscribers.join(memberships,
                                           memberships.c.subscriber_id == subscribers.c.id))
-            .where(memberships.c.list_id == list_id, memberships.c.status == "subscribed",
-                   subscribers.c.status == "active")
+            .where(memberships.c.list_id == list_id, receives())
         ).scalars().all()
     fallback = zone_info(default_zone)
     waves: dict[str | None, dt.datetime] = {}

@@ -104,9 +104,9 @@ def test_retry_failed_sends_only_temporary_failures(tmp_path: Path, smtp) -> Non
     assert result.counts == {"sent": 8, "temporary": 1, "failed": 1}
     assert result.status == "finished"  # nothing pending: finished, with failures reported
     smtp.clear_faults()
-    count, again = sending.retry_failed(engine, settings, result.id, backend="smtp",
-                                        retry_delay=0.01)
-    assert count == 1
+    requeued, again = sending.retry_failed(engine, settings, result.id, backend="smtp",
+                                           retry_delay=0.01)
+    assert requeued == (1, {})
     assert again.counts == {"sent": 9, "failed": 1}
     assert smtp.counts["r2@example.com"] == 1
     assert smtp.counts["r4@example.com"] == 0

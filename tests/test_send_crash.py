@@ -139,3 +139,67 @@ def test_kill_9_smtp_postgresql_two_processes(tmp_path: Path) -> None:
         _final_run(project, env)
         _check(engine, smtp.counts, SMTPBackend.batch_size, kills)
         engine.dispose()
+
+
+def test_kill_9_during_retry_failed_never_reaches_who_unsubscribed(tmp_path: Path) -> None:
+    """Half the list fails for now; a fifth of those unsubscribe, bounce or are erased;
+    `--retry-failed` is killed mid-send, then resumed (killed again) to the end: none
+    of them receives anything, everyone else at most once."""
+    from newsletter import sending
+    from newsletter.store import remove_subscriber, set_status, unsubscribe
+
+    rng = random.Random(1984)
+    total, rounds = 6000, 4
+    with SMTPTestServer(record=False) as smtp:
+        project = tmp_path / "p"
+        settings = make_project(project).model_copy(
+            update={"smtp_url": smtp.url, "send_batch_size": 20})
+        engine = seed(settings, total)
+        failing = [f"r{n}@example.com" for n in range(2, total + 1, 2)]
+        for email in failing:
+            smtp.reject(email, 451, "4.7.1 try later", times=None)
+        prepared = sending.preflight(settings, project / ISSUE)
+        send_id = sending.start(engine, settings, prepared, "daily", backend="smtp").send.id
+        first = sending.run(engine, settings, send_id, backend="smtp", retry_delay=0.01)
+        assert first.counts == {"sent": total // 2, "temporary": total // 2}
+        gone = failing[::5]
+        for n, email in enumerate(gone):  # a third each: unsubscribed, bounced, erased
+            if n % 3 == 0:
+                unsubscribe(engine, email)
+            elif n % 3 == 1:
+                set_status(engine, email, "bounced")
+            else:
+                remove_subscriber(engine, email, key=settings.secret_key)
+        smtp.clear_faults()
+        smtp.reset()
+        env = {**os.environ, "NEWSLETTER_BACKEND": "smtp", "NEWSLETTER_SMTP_URL": smtp.url,
+               "NEWSLETTER_SEND_BATCH_SIZE": "20"}
+        killed = 0
+        for round_ in range(rounds):
+            what = ("--retry-failed" if round_ == 0 else "--resume", str(send_id))
+            proc = subprocess.Popen(newsletter_cmd(project, "send", *what, "--workers", "2"),
+                                    env=env, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            before, deadline = smtp.total, time.monotonic() + 10
+            while smtp.total == before and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.2))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                killed += 1
+            proc.wait()
+        assert killed >= 2, "the retry finished before the kills: make it longer"
+        final = run_cli(project, "send", "--resume", str(send_id), env=env)
+        assert final.returncode in (0, 1) and "Traceback" not in final.stderr, final.stderr
+
+        assert [email for email in gone if smtp.counts[email]] == []
+        send = ledger.get_send(engine, send_id)
+        assert not send.counts.get("pending") and not send.counts.get("sending"), send.counts
+        skipped = ledger.recipients(engine, send_id, ["skipped"], limit=None)
+        assert len(skipped) == len(gone)
+        assert {r.reason for r in skipped} == {"unsubscribed", "bounced", "erased"}
+        assert max(smtp.counts.values()) == 1  # nobody twice
+        sent = {r.email for r in ledger.recipients(engine, send_id, ["sent"], limit=None)}
+        assert all(smtp.counts[email] == 1 for email in sent & set(failing))
+        print(f"\n{killed} kills during --retry-failed: counts {send.counts}")
+        engine.dispose()

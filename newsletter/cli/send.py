@@ -116,7 +116,8 @@ def _stop_on_signals() -> threading.Event:
 @click.option("--retry-failed", "retry_id", type=int, default=None,
               help="Retry the temporary failures and uncertain recipients of send ID.")
 @click.option("--resend-uncertain", is_flag=True,
-              help="With --resume: also resend recipients whose outcome is unknown.")
+              help="Resend the recipients whose outcome is unknown: of the latest send of "
+                   "ISSUE to --list (finished or not), or with --resume ID.")
 @click.pass_context
 def send_cmd(ctx: click.Context, issue: Path | None, list_name: str | None, backend: str | None,
              dry_run: bool, sample: Path | None, test_to: str | None, workers: int | None,
@@ -132,42 +133,34 @@ def send_cmd(ctx: click.Context, issue: Path | None, list_name: str | None, back
 
       newsletter send issues/2026-11-24.md --list daily --test-to me@example.org
 
+      newsletter send issues/2026-11-24.md --list daily --resend-uncertain
+
       newsletter send --resume 12 --resend-uncertain
 
       newsletter send --retry-failed 12
     """
-    from newsletter import ledger, sending
+    from newsletter import sending
 
     settings = get_settings(ctx)
-    interactive = sys.stdin.isatty() and sys.stdout.isatty()
     progress = _ProgressLine(sys.stderr.isatty())
     if resume_id is not None or retry_id is not None:
         if issue is not None or list_name:
             fail("--resume/--retry-failed take a send ID only, not an issue or --list", 2)
-        engine = _engine(ctx)
-        send_id = resume_id if resume_id is not None else retry_id
-        assert send_id is not None
-        info = ledger.get_send(engine, send_id)
-        stop = _stop_on_signals()
-        started = time.monotonic()
-        if retry_id is not None:
-            count, result = sending.retry_failed(
-                engine, settings, send_id, backend=backend, workers=workers,
-                on_progress=progress, stop=stop)
-            progress.close()
-            click.echo(f"retrying {count:,} recipient(s) of send {send_id}")
-        else:
-            click.echo(f"resuming send {send_id}: {info.unfinished:,} recipient(s) left")
-            result = sending.run(engine, settings, send_id, backend=backend, workers=workers,
-                                 resend_uncertain=resend_uncertain, on_progress=progress,
-                                 stop=stop)
-            progress.close()
-        sys.exit(_report(result, time.monotonic() - started))
+        _send_by_id(ctx, resume_id, retry_id, backend=backend, workers=workers,
+                    resend_uncertain=resend_uncertain, progress=progress)
+        return
     if issue is None or not list_name:
         fail("send needs an ISSUE file and --list NAME (or --resume / --retry-failed ID)", 2)
         return
+    if resend_uncertain and (again or test_to or dry_run):
+        fail("--resend-uncertain resends the uncertain recipients of the latest send of the "
+             "issue to the list: leave out --again, --test-to and --dry-run", 2)
     prepared = sending.preflight(settings, issue)
     engine = _engine(ctx)
+    if resend_uncertain:
+        _resend_latest(engine, settings, prepared, list_name, backend=backend,
+                       workers=workers, yes=yes, progress=progress)
+        return
     addresses = sending.parse_addresses(test_to) if test_to else []
     if dry_run:
         target = sample or settings.project_dir / "out" / f"{prepared.slug}-sample.eml"
@@ -179,6 +172,15 @@ def send_cmd(ctx: click.Context, issue: Path | None, list_name: str | None, back
             "nothing sent"
         )
         return
+    _send_issue(engine, settings, prepared, list_name, addresses, backend=backend,
+                workers=workers, yes=yes, again=again, progress=progress)
+
+
+def _send_issue(engine, settings, prepared, list_name: str, addresses: list[str], *,
+                backend: str | None, workers: int | None, yes: bool, again: bool,
+                progress: _ProgressLine) -> None:
+    """Ask (unless --yes), create or resume the send of the issue to the list, run it."""
+    from newsletter import sending
     from newsletter.store import count_subscribers
 
     count = len(addresses) if addresses else count_subscribers(
@@ -187,11 +189,7 @@ def send_cmd(ctx: click.Context, issue: Path | None, list_name: str | None, back
     what = f"TEST send to {', '.join(addresses)}" if addresses else (
         f"{count:,} subscriber(s) of list {list_name!r}")
     if not yes:
-        if not interactive:
-            fail("refusing to send without confirmation: no terminal to ask on; "
-                 "add --yes to send", 1)
-        click.confirm(f"Send {prepared.rendered.subject!r} to {what} via {chosen}?",
-                      abort=True)
+        _confirm(f"Send {prepared.rendered.subject!r} to {what} via {chosen}?")
     started_send = sending.start(engine, settings, prepared, list_name, backend=backend,
                                  again=again, test_to=addresses)
     send = started_send.send
@@ -199,12 +197,72 @@ def send_cmd(ctx: click.Context, issue: Path | None, list_name: str | None, back
         click.echo(f"resuming unfinished send {send.id}: {send.unfinished:,} recipient(s) left")
     else:
         click.echo(f"send {send.id}: {send.total:,} recipient(s) via {send.backend}")
+    _run(engine, settings, send.id, backend=backend, workers=workers, progress=progress)
+
+
+def _confirm(question: str) -> None:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        fail("refusing to send without confirmation: no terminal to ask on; "
+             "add --yes to send", 1)
+    click.confirm(question, abort=True)
+
+
+def _run(engine, settings, send_id: int, *, backend: str | None, workers: int | None,
+         progress: _ProgressLine) -> None:
+    """Run the send to the end (Ctrl-C: after the batches in flight), report, exit."""
+    from newsletter import sending
+
     stop = _stop_on_signals()
     started = time.monotonic()
-    result = sending.run(engine, settings, send.id, backend=backend, workers=workers,
-                         resend_uncertain=resend_uncertain, on_progress=progress, stop=stop)
+    result = sending.run(engine, settings, send_id, backend=backend, workers=workers,
+                         on_progress=progress, stop=stop)
     progress.close()
     sys.exit(_report(result, time.monotonic() - started))
+
+
+def _requeued(verb: str, requeued, send_id: int, what: str = "recipient(s)") -> None:
+    """``retrying 12 recipient(s) of send 3; 2 skipped, no longer receiving (...)``"""
+    line = f"{verb} {requeued.pending:,} {what} of send {send_id}"
+    if requeued.skipped:
+        line += f"; {requeued.skipped_line()}"
+    click.echo(line)
+
+
+def _send_by_id(ctx: click.Context, resume_id: int | None, retry_id: int | None, *,
+                backend: str | None, workers: int | None, resend_uncertain: bool,
+                progress: _ProgressLine) -> None:
+    """``--resume ID [--resend-uncertain]`` and ``--retry-failed ID``."""
+    from newsletter import ledger, sending
+
+    settings = get_settings(ctx)
+    engine = _engine(ctx)
+    send_id = resume_id if resume_id is not None else retry_id
+    assert send_id is not None
+    if retry_id is not None:
+        _requeued("retrying", sending.requeue(engine, send_id, sending.RETRY), send_id)
+    else:
+        if resend_uncertain:
+            _requeued("resending", sending.requeue(engine, send_id, sending.UNCERTAIN),
+                      send_id, "uncertain recipient(s)")
+        info = ledger.get_send(engine, send_id)
+        click.echo(f"resuming send {send_id}: {info.unfinished:,} recipient(s) left")
+    _run(engine, settings, send_id, backend=backend, workers=workers, progress=progress)
+
+
+def _resend_latest(engine, settings, prepared, list_name: str, *, backend: str | None,
+                   workers: int | None, yes: bool, progress: _ProgressLine) -> None:
+    """``send ISSUE --list L --resend-uncertain``: the latest send of the issue to the
+    list, finished or not, resends its uncertain recipients (and finishes the rest)."""
+    from newsletter import sending
+
+    send = sending.latest_send(engine, prepared, list_name)
+    uncertain = send.counts.get("uncertain", 0)
+    if not yes and uncertain:
+        _confirm(f"Resend {send.subject!r} to the {uncertain:,} uncertain recipient(s) of "
+                 f"send {send.id} via {backend or send.backend}? They may have it already.")
+    _requeued("resending", sending.requeue(engine, send.id, sending.UNCERTAIN), send.id,
+              "uncertain recipient(s)")
+    _run(engine, settings, send.id, backend=backend, workers=workers, progress=progress)
 
 
 @click.group("sends")

@@ -260,8 +260,9 @@ def subscribers_remove(ctx: click.Context, email: str, yes: bool) -> None:
     engine = _engine(ctx)
     found = get_subscriber(engine, email)
     _confirm(f"Delete {found.email} and all its data for good?", yes)
-    remove_subscriber(engine, email)
-    click.echo(f"removed {found.email}")
+    remove_subscriber(engine, email, key=get_settings(ctx).secret_key)
+    click.echo(f"removed {found.email}; the delivery records keep their counts without "
+               "the address or name")
 
 
 @subscribers_group.command("unsubscribe")

@@ -35,15 +35,18 @@ Modules and what they own:
   (with active/inactive counts), ``delete_list``.
 - ``subscribers``: ``add_subscriber`` (never reactivates without ``resubscribe=True``),
   ``get_subscriber`` (by address in any case, or id), ``subscriber_lists``,
-  ``remove_subscriber`` (erasure), ``unsubscribe`` (globally or ``list_name=``),
+  ``remove_subscriber`` (erasure: the ledger keeps its rows, scrubbed by
+  ``newsletter.erasure``), ``unsubscribe`` (globally or ``list_name=``),
   ``set_status``, ``list_subscribers`` / ``count_subscribers`` / ``count_by_status`` /
   ``iter_subscribers`` (filters ``list_name=`` and ``status=``; with a list, the status is
   the effective one: active but unsubscribed from the list counts as unsubscribed),
   ``attribute_keys``.
+- ``receiving``: the one definition of who may receive a send to a list (exists,
+  globally active, subscribed to the list), as SQL (``receives``, ``refusal``) and Python
+  (``refusal_reason``); the snapshot, every requeue, the counts and the dry run ask it.
 - For delivery: ``sendable_batch(db, list_id, after_id=, limit=)`` returns the next
-  subscribers who would receive a send to the list (globally active and subscribed to
-  it) in id order (keyset paging, an index range scan), and
-  ``sendable_ids(db, list_id, ids)`` re-checks a claimed batch right before sending.
+  subscribers who may receive a send to the list in id order (keyset paging, an index
+  range scan).
 
 - ``bulk``: the CSV importer's chunk statements (``newsletter.importer`` uses them): a
   chunk of thousands of rows is one JSON parameter per statement on either database.
@@ -73,7 +76,6 @@ from .subscribers import (
     list_subscribers,
     remove_subscriber,
     sendable_batch,
-    sendable_ids,
     set_status,
     subscriber_lists,
     unsubscribe,
@@ -129,7 +131,6 @@ __all__ = [
     "remove_subscriber",
     "schema_state",
     "sendable_batch",
-    "sendable_ids",
     "set_status",
     "subscriber_lists",
     "unsubscribe",

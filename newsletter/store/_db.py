@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -12,6 +14,9 @@ from sqlalchemy.engine import Engine
 from .engine import READ_ONLY
 
 DB = Engine | sa.Connection
+T = TypeVar("T")
+#: PostgreSQL aborts one of two transactions that deadlock (or conflict, at SERIALIZABLE)
+RETRYABLE = ("40P01", "40001")  # deadlock detected, serialization failure
 
 
 @contextmanager
@@ -38,3 +43,17 @@ def aware(value: dt.datetime | None) -> dt.datetime | None:
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=dt.UTC)
+
+
+def retry_on_conflict(work: Callable[[], T], *, attempts: int = 5) -> T:
+    """Run ``work`` (one whole transaction) again when PostgreSQL aborted it for a
+    deadlock or a serialization failure; anything else is raised at once."""
+    for attempt in range(attempts):
+        try:
+            return work()
+        except sa.exc.DBAPIError as exc:
+            code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+            if code not in RETRYABLE or attempt + 1 >= attempts:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")

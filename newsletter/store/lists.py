@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import NewsletterError, UsageError
 from ._db import DB, aware, transaction, utcnow
+from .receiving import receives
 from .tables import lists, memberships, subscribers
 
 
@@ -23,7 +24,7 @@ class MailingList:
     name: str
     description: str | None
     created_at: dt.datetime
-    #: subscribed to this list and globally active: who would receive the next send
+    #: who may receive the next send (``receiving``: globally active and subscribed)
     active: int = 0
     #: unsubscribed from this list, or globally unsubscribed, bounced or complained
     inactive: int = 0
@@ -76,8 +77,7 @@ def get_list(db: DB, name: str) -> MailingList:
 
 def list_lists(db: DB) -> list[MailingList]:
     """Every list with its counts of active and inactive members, by name."""
-    receiving = sa.and_(memberships.c.status == "subscribed", subscribers.c.status == "active")
-    active = sa.func.coalesce(sa.func.sum(sa.case((receiving, 1), else_=0)), 0)
+    active = sa.func.coalesce(sa.func.sum(sa.case((receives(), 1), else_=0)), 0)
     members = sa.func.count(memberships.c.subscriber_id)
     query = (
         sa.select(lists, active.label("active"), members.label("members"))

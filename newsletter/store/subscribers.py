@@ -1,5 +1,7 @@
 """Subscribers: add, find, remove, unsubscribe (globally or from one list), set status,
-list and count with filters, iterate in batches, and the two queries delivery needs."""
+list and count with filters, iterate in batches, and the query the dry run needs.
+
+Who may receive a send is ``receiving``'s rule; this module only asks it."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import NewsletterError, UsageError
+from . import receiving
 from ._db import DB, aware, transaction, utcnow
 from .emails import InvalidEmail, normalize_email
 from .lists import MailingList, get_list
@@ -43,15 +46,12 @@ class Subscriber:
 
     @property
     def effective_status(self) -> str:
-        """The status in the list a query was filtered by: active but unsubscribed from
-        the list is ``unsubscribed``; otherwise the global status."""
-        if self.status == "active" and self.list_status == "unsubscribed":
-            return "unsubscribed"
-        return self.status
-
-    @property
-    def sendable(self) -> bool:
-        return self.status == "active" and self.list_status in (None, "subscribed")
+        """The status in the list a query was filtered by (``receiving.effective_status``:
+        active but unsubscribed from the list is ``unsubscribed``); without a list, the
+        global status."""
+        if self.list_status is None:
+            return self.status
+        return receiving.effective_status(self.status, self.list_status)
 
     def as_dict(self) -> dict[str, Any]:
         data = {
@@ -260,10 +260,17 @@ def _join(
         result.added_to.append(target.name)
 
 
-def remove_subscriber(db: DB, email: str) -> Subscriber:
-    """Delete a subscriber and its memberships for good (erasure); returns what was removed."""
+def remove_subscriber(db: DB, email: str, *, key: str | bytes | None = None) -> Subscriber:
+    """Delete a subscriber and its memberships for good (erasure); returns what was removed.
+
+    The delivery records keep their rows and counts without the address or name
+    (``newsletter.erasure.scrub``; ``key``, the project's ``secret_key``, makes the token
+    that replaces the address the same for one address everywhere)."""
+    from ..erasure import scrub
+
     with transaction(db) as conn:
         found = get_subscriber(conn, email)
+        scrub(conn, found.id, _key(found.email)[1], key)
         conn.execute(sa.delete(memberships).where(memberships.c.subscriber_id == found.id))
         conn.execute(sa.delete(subscribers).where(subscribers.c.id == found.id))
     return found
@@ -331,17 +338,6 @@ def unsubscribe(
 # -- queries --------------------------------------------------------------------------
 
 
-def _effective_status() -> sa.ColumnElement[str]:
-    """A member's status in one list: unsubscribed from the list wins over active."""
-    return sa.case(
-        (
-            sa.and_(subscribers.c.status == "active", memberships.c.status == "unsubscribed"),
-            sa.literal("unsubscribed"),
-        ),
-        else_=subscribers.c.status,
-    )
-
-
 def _filtered(conn: sa.Connection, list_name: str | None, status: str | None) -> sa.Select:
     if status is not None:
         check_status(status)
@@ -357,7 +353,7 @@ def _filtered(conn: sa.Connection, list_name: str | None, status: str | None) ->
         .where(memberships.c.list_id == target.id)
     )
     if status is not None:
-        query = query.where(_effective_status() == status)
+        query = query.where(receiving.effective_status_sql() == status)
     return query
 
 
@@ -386,7 +382,7 @@ def count_by_status(db: DB, *, list_name: str | None = None) -> dict[str, int]:
     """``{status: count}`` for every status (zero included), globally or in one list."""
     with transaction(db, read=True) as conn:
         base = _filtered(conn, list_name, None)
-        status = _effective_status() if list_name else subscribers.c.status
+        status = receiving.effective_status_sql() if list_name else subscribers.c.status
         query = base.with_only_columns(status.label("s"), sa.func.count()).group_by(status)
         counts = {s: 0 for s in STATUSES}
         counts.update({row[0]: int(row[1]) for row in conn.execute(query)})
@@ -443,45 +439,22 @@ def _compile(conn: sa.Connection, query: sa.Select) -> str:
 def sendable_batch(
     db: DB, list_id: int, *, after_id: int = 0, limit: int = 1000
 ) -> list[Subscriber]:
-    """The next ``limit`` subscribers of list ``list_id`` who would receive a send: globally
-    active and subscribed to the list, with ``id > after_id``, in id order. Runs as a range
-    scan of the memberships primary key (list_id, subscriber_id)."""
+    """The next ``limit`` subscribers of list ``list_id`` who may receive a send to it
+    (``receiving.receives``), with ``id > after_id``, in id order. Runs as a range scan of
+    the memberships primary key (list_id, subscriber_id)."""
     query = (
         sa.select(subscribers, memberships.c.status.label("list_status"))
         .join(memberships, memberships.c.subscriber_id == subscribers.c.id)
         .where(
             memberships.c.list_id == list_id,
-            memberships.c.status == "subscribed",
             memberships.c.subscriber_id > after_id,
-            subscribers.c.status == "active",
+            receiving.receives(),
         )
         .order_by(memberships.c.subscriber_id)
         .limit(limit)
     )
     with transaction(db, read=True) as conn:
         return [_row_to_subscriber(row, row.list_status) for row in conn.execute(query)]
-
-
-def sendable_ids(db: DB, list_id: int, subscriber_ids: Iterable[int]) -> set[int]:
-    """Which of ``subscriber_ids`` are still sendable for list ``list_id`` right now:
-    call it right before sending a batch, inside the transaction that claims it."""
-    wanted = sorted(set(subscriber_ids))
-    found: set[int] = set()
-    with transaction(db, read=True) as conn:
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            query = (
-                sa.select(memberships.c.subscriber_id)
-                .join(subscribers, subscribers.c.id == memberships.c.subscriber_id)
-                .where(
-                    memberships.c.list_id == list_id,
-                    memberships.c.status == "subscribed",
-                    memberships.c.subscriber_id.in_(chunk),
-                    subscribers.c.status == "active",
-                )
-            )
-            found.update(conn.execute(query).scalars())
-    return found
 
 
 __all__ = [
@@ -500,7 +473,6 @@ __all__ = [
     "list_subscribers",
     "remove_subscriber",
     "sendable_batch",
-    "sendable_ids",
     "set_status",
     "subscriber_lists",
     "unsubscribe",

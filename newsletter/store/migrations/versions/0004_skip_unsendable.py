@@ -9,6 +9,12 @@ the subscriber's pending rows in unfinished real sends (of that list, for a memb
 become ``skipped``. A membership row deleted (or cascaded from a deleted subscriber or
 list) counts as leaving the list.
 
+The rule these triggers state (and CATCH_UP below) is the one defined in
+``newsletter/store/receiving.py``: exists, globally ``active``, membership ``subscribed``.
+A migration is frozen in time, so it is written out here; ``tests/test_receiving.py``
+checks on SQLite and PostgreSQL that the triggers and ``receiving`` agree on every
+status and membership combination. Changing the rule means a new migration for them.
+
 This revision also joins the two branches of revision 0003.
 
 Revision ID: 0004_skip_unsendable
