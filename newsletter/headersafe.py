@@ -39,6 +39,9 @@ _SPACE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 #: Lone surrogates (cannot be encoded), bidi embeddings/overrides/isolates and the BOM.
 _DROP = re.compile("[\ud800-\udfff\u202a-\u202e\u2066-\u2069\ufeff]")
 _ENCODED_WORD = "=?"
+#: A display name that needs no quoting: RFC 5322 atext (less "=" and "?", which could
+#: start an encoded-word) and spaces.
+_ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/^_`{|}~ -]+")
 
 
 def is_clean(value: str, limit: int = NAME_MAX) -> bool:
@@ -131,6 +134,8 @@ def address_header(name: str, display_name: str | None, email: str) -> bytes:
         return f"{name}: {email}\r\n".encode()
     if not display_name:
         return _fold(name, [email])
+    if _ATOMS.fullmatch(display_name) and len(name) + len(display_name) + len(email) < 74:
+        return f"{name}: {display_name} <{email}>\r\n".encode("ascii")  # the usual case
     if display_name.isascii() and _ENCODED_WORD not in display_name:
         line = formataddr((display_name, email))
         if len(name) + 2 + len(line) <= LINE_MAX and line.isprintable():

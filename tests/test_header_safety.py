@@ -300,3 +300,45 @@ def test_import_stores_header_safe_names(store: sa.Engine, tmp_path: Path) -> No
     assert get_subscriber(store, "b@example.org").name == "z" * NAME_MAX
     assert get_subscriber(store, "c@example.org").name == "Line break and more"
     assert get_subscriber(store, "d@example.org").name == "Plain Name"
+
+
+# -- the rule and the folding, on their own ---------------------------------------------
+
+
+@pytest.mark.parametrize("char", list(LINE_BREAKS) + ["\x00", "\x7f", "\x9f", "\t"])
+def test_every_line_break_and_control_becomes_a_space(char: str) -> None:
+    assert clean_text(f"Ann{char}Lee") == "Ann Lee"
+    assert len(clean_text(f"Ann{char}Lee").splitlines()) == 1  # type: ignore[union-attr]
+
+
+def test_invisible_and_unencodable_characters_are_dropped() -> None:
+    assert clean_text("\u202eevil\u202c name\ufeff") == "evil name"
+    assert clean_text("Jo\ud800hn") == "John"  # a lone surrogate cannot be encoded
+    assert clean_text("  \u2028 ") is None
+    assert clean_text("Zoë 👨\u200d👩\u200d👧") == "Zoë 👨\u200d👩\u200d👧"  # joiners kept
+
+
+@seed(5322)
+@hsettings(max_examples=300, deadline=None, database=None)
+@given(value=st.text(st.characters(blacklist_categories=("Cs",)), max_size=400),
+       name=st.sampled_from(["Subject", "To"]))
+def test_headers_fold_to_short_lines_and_read_back(value: str, name: str) -> None:
+    from newsletter.headersafe import address_header, text_header
+
+    text = clean_text(value, 400)
+    assert clean_text(text, 400) == text  # the rule is idempotent
+    if text is None:
+        return
+    data = (text_header(name, text) if name == "Subject"
+            else address_header(name, text, "ann@example.org"))
+    assert data.isascii() and data.endswith(b"\r\n")
+    assert all(len(line) <= 78 for line in data[:-2].split(b"\r\n"))
+    parsed = BytesParser(policy=policy.default).parsebytes(data + b"\r\n")
+    if name == "Subject":
+        assert str(parsed["Subject"]) == text
+    else:
+        (address,) = parsed["To"].addresses
+        assert address.addr_spec == "ann@example.org"
+        # Python's parser puts a space between adjacent encoded-words of a display name;
+        # RFC 2047 decoders (mail clients, email.header) join them
+        assert address.display_name.replace(" ", "") == text.replace(" ", "")
