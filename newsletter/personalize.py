@@ -5,10 +5,16 @@ send. It splits the HTML, the plain text and the subject at their merge marks
 (``UNSUBSCRIBE_MARK`` and ``{{name}}`` / ``{{name|fallback}}``) with one compiled regex,
 quoted-printable-encodes every literal piece once, and builds the constant header block
 (From, Reply-To, Subject, Date, List-Id, List-Unsubscribe-Post, MIME-Version) with
-``email.policy.SMTP``. ``template.message(recipient)`` then only signs a token and makes a
-Message-ID (a few microseconds); ``OutgoingMessage.as_bytes()`` joins the pre-encoded
-pieces with the encoded per-recipient values, so building a 45 KB message costs a join
-rather than a render or a 45 KB encode.
+``email.policy.SMTP``. ``template.message(recipient)`` then only signs a token, makes a
+Message-ID and writes the recipient's header block (a few microseconds);
+``OutgoingMessage.as_bytes()`` joins the pre-encoded pieces with the encoded per-recipient
+values, so building a 45 KB message costs a join rather than a render or a 45 KB encode.
+
+Per-recipient values are made header-safe by ``headersafe`` (the one rule): the name is
+cleaned (no line breaks of any kind, no controls, at most ``NAME_MAX`` characters) and
+To and a personal Subject are folded to lines of at most 78 octets. A recipient whose
+message still cannot be built makes ``messages()`` raise before anything is sent; the
+engine then fails that recipient alone.
 
 Every message is ``multipart/alternative`` (text/plain first, then text/html), UTF-8,
 quoted-printable, CRLF line ends, lines of at most 76 characters, and carries
@@ -28,11 +34,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
-from email.errors import HeaderParseError
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.parser import BytesParser
-from email.utils import format_datetime, formataddr, parseaddr
+from email.utils import format_datetime, parseaddr
 from hashlib import sha256
 from html import escape
 from secrets import token_hex
@@ -41,13 +45,21 @@ from urllib.parse import urlsplit
 
 from .config import Settings, require
 from .errors import ConfigError
+from .headersafe import (
+    NAME_MAX,
+    TEXT_MAX,
+    address_header,
+    clean_text,
+    is_clean,
+    sendable_address,
+    text_header,
+)
 from .render import NAME_FIELD, UNSUBSCRIBE_MARK, Rendered
 from .tokens import Signer, signer
 
 TEST_PREFIX = "[TEST] "
 LIST_UNSUBSCRIBE_POST = "List-Unsubscribe=One-Click"
 _MARKS = re.compile(re.escape(UNSUBSCRIBE_MARK) + "|" + NAME_FIELD.pattern)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _QP_MAX = 76
 _DOTS = re.compile(rb"(?m)^\.")
 
@@ -173,12 +185,9 @@ class Part:
         return b"".join(out)
 
 
-def clean_name(name: str | None) -> str | None:
-    """A display name safe for headers and bodies: no control characters, trimmed."""
-    if not name:
-        return None
-    name = _CONTROL.sub(" ", name).strip()
-    return name or None
+def clean_name(name: object) -> str | None:
+    """A display name safe for headers and bodies (``headersafe.clean_text``)."""
+    return clean_text(name, NAME_MAX)
 
 
 def _header_bytes(items: Sequence[tuple[str, object]]) -> bytes:
@@ -258,8 +267,16 @@ class MessageTemplate:
         Message-ID's head and tail (the subscriber id between them)."""
         return self._url_head, self._msgid_head, self._msgid_tail
 
-    def messages(self, recipients: Iterable[Sequence]) -> list[OutgoingMessage]:
-        """``[self.message(r) for r in recipients]``, with the lookups hoisted (faster)."""
+    def messages(self, recipients: Iterable[Sequence], *, headers: bool = True
+                 ) -> list[OutgoingMessage]:
+        """``[self.message(r) for r in recipients]``, with the lookups hoisted (faster).
+
+        Each name is made header-safe (``headersafe.clean_text``) and, with ``headers``,
+        each recipient's header block is built here, so that a recipient whose message
+        cannot be built raises now (ValueError or anything else), before a backend has
+        sent any of the batch. ``headers=False`` (a backend that writes no MIME, such as
+        SendGrid's API) leaves the header block to ``as_bytes()``.
+        """
         recipients = recipients if isinstance(recipients, list | tuple) else list(recipients)
         tokens = self.tokens([r[0] or 0 for r in recipients])
         head, tail, url_head = self._msgid_head, self._msgid_tail, self._url_head
@@ -268,16 +285,19 @@ class MessageTemplate:
         append = out.append
         for recipient, token in zip(recipients, tokens, strict=True):
             subscriber, email, name = recipient[0], recipient[1], recipient[2]
-            if not (email and email.isprintable() and " " not in email and "@" in email):
+            if not sendable_address(email):
                 raise ValueError(f"not a deliverable address: {email!r}")
-            if name is not None and not (name and name.isprintable() and name == name.strip()):
+            if name is not None and not (type(name) is str and is_clean(name)):
                 name = clean_name(name)
             if subscriber is not None:
                 message_id = f"{head}{subscriber}{tail}"
             else:
                 message_id = self.message_id(recipient)
-            append(new(OutgoingMessage, (self, subscriber, email, name, token,
-                                         url_head + token, message_id)))
+            message = new(OutgoingMessage, (self, subscriber, email, name, token,
+                                            url_head + token, message_id, None))
+            if headers:
+                message = new(OutgoingMessage, (*message[:-1], message.build_headers()))
+            append(message)
         return out
 
 
@@ -291,6 +311,7 @@ class OutgoingMessage(NamedTuple):
     token: str
     unsubscribe_url: str
     message_id: str
+    head: bytes | None = None  # recipient_headers(), when built by messages()
 
     @property
     def send_id(self) -> int | str:
@@ -321,26 +342,21 @@ class OutgoingMessage(NamedTuple):
 
     def recipient_headers(self) -> bytes:
         """To, Message-ID, List-Unsubscribe (and Subject when it has merge fields)."""
-        data = (
-            f"Message-ID: {self.message_id}\r\nList-Unsubscribe: <{self.unsubscribe_url}>\r\n"
-        ).encode("ascii")
-        email = self.email
-        if not email.isascii():
-            # an internationalized address (SMTPUTF8): RFC 6532 allows UTF-8 headers
-            data = f"To: {email}\r\n".encode() + data
-        elif len(to := formataddr((self.name, email)) if self.name else email) < 72 and (
-            to.isascii()
-        ):
-            data = b"To: " + to.encode("ascii") + b"\r\n" + data
-        else:  # long or non-ASCII display name: let the SMTP policy encode and fold it
-            try:
-                address = Address(display_name=self.name or "", addr_spec=email)
-                data = _header_bytes([("To", address)]) + data
-            except (ValueError, IndexError, HeaderParseError):
-                data = f"To: {email}\r\n".encode() + data
+        return self.head if self.head is not None else self.build_headers()
+
+    def build_headers(self) -> bytes:
+        """The recipient's header block, every line folded to at most 78 octets (a
+        Message-ID or link too long for 998 is a ValueError: such a message cannot go)."""
+        message_id, url = self.message_id, self.unsubscribe_url
+        data = f"Message-ID: {message_id}\r\nList-Unsubscribe: <{url}>\r\n"
+        if not (data.isascii() and message_id.count(" ") == url.count(" ") == 0
+                and (message_id + url).isprintable()
+                and len(message_id) <= 984 and len(url) <= 976):  # lines of <= 998
+            raise ValueError(f"Message-ID {message_id!r} or link {url!r} cannot go in a header")
+        head = address_header("To", self.name, self.email) + data.encode("ascii")
         if self.template.subject.personal:
-            data += _header_bytes([("Subject", self.subject)])
-        return data
+            head += text_header("Subject", self.subject)
+        return head
 
     def as_bytes(self) -> bytes:
         """The complete RFC 5322 message (CRLF), ready for an .eml file."""
@@ -390,6 +406,14 @@ def sender_domain(from_address: str) -> str:
     return address.rsplit("@", 1)[1].lower()
 
 
+def _ascii_domain(domain: str) -> str:
+    """The sender's domain as a Message-ID may carry it: ASCII (IDNA for a non-ASCII one)."""
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return "newsletter.invalid"
+
+
 def prepare(
     rendered: Rendered,
     settings: Settings,
@@ -407,23 +431,23 @@ def prepare(
         raise ValueError("render the issue with personal=True: the unsubscribe mark is missing")
     domain = sender_domain(settings.from_address)
     host = urlsplit(settings.base_url).hostname or domain
-    subject_raw = (TEST_PREFIX if test else "") + _CONTROL.sub(" ", rendered.subject)
+    subject_raw = (TEST_PREFIX if test else "") + (clean_text(rendered.subject, TEXT_MAX) or "")
     subject = Part.split(subject_raw, html=False, encode=False)
     when = date or datetime.now(UTC)
-    list_id_header = f"{_CONTROL.sub(' ', list_name)} <{_list_label(list_name)}.{host}>"
+    list_id_header = f"{clean_text(list_name) or ''} <{_list_label(list_name)}.{host}>"
     boundary = "=_nl_" + token_hex(12)
     items: list[tuple[str, str]] = [("From", settings.from_address)]
     if settings.reply_to:
         items.append(("Reply-To", settings.reply_to))
-    if not subject.personal:
-        items.append(("Subject", subject_raw))
-    items += [
+    headers = _header_bytes(items)
+    if not subject.personal:  # written as a personal subject is, by the same rule
+        headers += text_header("Subject", subject_raw)
+    headers += _header_bytes([
         ("Date", format_datetime(when)),
         ("List-Id", list_id_header),
         ("List-Unsubscribe-Post", LIST_UNSUBSCRIBE_POST),
         ("MIME-Version", "1.0"),
-    ]
-    headers = _header_bytes(items) + (
+    ]) + (
         f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode("ascii")
     )
     tag = hmac.digest(settings.secret_key.encode(), b"newsletter/message-id", "sha256")
@@ -444,5 +468,5 @@ def prepare(
         boundary=boundary,
         signer=signer(settings),
         _msgid_tag=tag.hex()[:10],
-        _msgid_domain=domain,
+        _msgid_domain=_ascii_domain(domain),
     )

@@ -14,6 +14,11 @@ How the engine drives a backend
   ``send_batch(template.messages(rows))`` for the claimed rows (subscriber id, email,
   name, ...), built without a message object per recipient; it returns None, having sent
   nothing, when the batch needs the general path. The SendGrid backend has one.
+- ``backend.writes_mime`` (default True): whether the backend sends the MIME bytes of
+  ``as_bytes()`` / ``as_smtp_data()``. The engine then has each recipient's headers built
+  before the batch goes to the backend, so a recipient whose message cannot be built
+  fails alone (``permanent``) and the rest of the batch goes out. SendGrid's API builds
+  the MIME itself from JSON (False).
 - ``send_batch`` is thread-safe: the engine runs ``backend.concurrency`` calls at once
   (one per worker thread) to use N SMTP connections or N SendGrid requests in flight.
 - Batch size: any length is accepted. ``backend.batch_size`` is the size the engine
@@ -100,6 +105,7 @@ class BackendBase:
     name = "base"
     batch_size = 100
     concurrency = 1
+    writes_mime = True  # see the module docstring
 
     def open(self) -> None:  # pragma: no cover - overridden where there is work to do
         return None

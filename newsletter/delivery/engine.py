@@ -52,6 +52,14 @@ class Progress:
         return time.monotonic() - self.started
 
 
+def _unsendable(exc: Exception) -> str:
+    """The ledger's reason for a message that could not be built: one line, bounded."""
+    detail = " ".join(str(exc).split())[:300]
+    if isinstance(exc, ValueError):
+        return f"not sendable: {detail}"
+    return f"message could not be built: {type(exc).__name__}: {detail}"
+
+
 class SendRunner:
     def __init__(
         self,
@@ -234,18 +242,21 @@ class SendRunner:
                 self._grown.notify_all()
 
     def _messages(self, recipients: list[tuple]) -> tuple[list, list[tuple], list[ledger.Outcome]]:
-        """The batch's messages, their recipients, and permanent failures for addresses
-        that cannot be sent (claimed rows are ``ledger.Claimed`` tuples)."""
+        """The batch's messages, their recipients, and permanent failures for those whose
+        message cannot be built (claimed rows are ``ledger.Claimed`` tuples): one bad
+        address or name fails alone, before the backend sends any of the batch."""
+        build = self.template.messages
+        mime = getattr(self.backend, "writes_mime", True)
         try:
-            return self.template.messages(recipients), recipients, []
-        except ValueError:  # one undeliverable address: find it, keep the others
+            return build(recipients, headers=mime), recipients, []
+        except Exception:  # find the recipients that cannot be built, keep the others
             messages, kept, refused = [], [], []
             for r in recipients:
                 try:
-                    messages.append(self.template.message(r))
+                    messages += build((r,), headers=mime)
                     kept.append(r)
-                except ValueError as exc:
-                    refused.append(ledger.Outcome(r[SEQ], "failed", f"not sendable: {exc}"))
+                except Exception as exc:
+                    refused.append(ledger.Outcome(r[SEQ], "failed", _unsendable(exc)))
             return messages, kept, refused
 
     def _deliver(self, batch_id: int, recipients: list[tuple]) -> ledger.Answer | None:

@@ -39,6 +39,7 @@ from python_http_client import exceptions as http_errors
 
 from ..config import Settings
 from ..errors import ConfigError
+from ..headersafe import is_clean, sendable_address
 from ..personalize import (
     LIST_UNSUBSCRIBE_POST,
     MessageTemplate,
@@ -196,7 +197,10 @@ def rows_json(content: _Content, template: MessageTemplate, rows: Sequence[Seque
     if (not rows or len(rows) > MAX_PER_REQUEST or content.unsub_html_key
             or content.personal_subject or not content.url_plain or not content.msgid_plain):
         return None
-    if len({row[1].lower() for row in rows}) != len(rows):
+    try:
+        if len({row[1].lower() for row in rows}) != len(rows):
+            return None
+    except AttributeError:  # not an address at all: the general path refuses that one
         return None
     try:
         tokens = template.tokens([row[0] for row in rows])
@@ -209,13 +213,12 @@ def rows_json(content: _Content, template: MessageTemplate, rows: Sequence[Seque
     append = out.append
     for row, token in zip(rows, tokens, strict=True):
         subscriber, email, name = row[0], row[1], row[2]
-        if subscriber is None or not (email and email.isprintable() and " " not in email
-                                      and "@" in email):
-            return None
+        if type(subscriber) is not int or not sendable_address(email):
+            return None  # messages() refuses the address: the general path fails it alone
         url = url_head + token
         if name is None:
             to, subs = f'{{"email":{_q(email)}}}', plain
-        elif name and name.isprintable() and name == name.strip():
+        elif type(name) is str and is_clean(name):
             as_text = _q(name)
             as_html = _q(escape(name)) if names else as_text
             to = f'{{"email":{_q(email)},"name":{as_text}}}'
@@ -293,6 +296,7 @@ def _reset_wait(headers: Any, now: float) -> float | None:
 class SendGridBackend(BackendBase):
     name = "sendgrid"
     batch_size = MAX_PER_REQUEST
+    writes_mime = False  # the API builds the message from the request's JSON
 
     def __init__(
         self,

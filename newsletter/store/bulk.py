@@ -23,10 +23,19 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ..headersafe import clean_text, is_clean
 from .tables import subscribers
 
 # line, email, key, name, attributes (JSON), status, status reason, list status
 NewSubscriber = tuple[int, str, str, str | None, str, str, str, str]
+
+
+def header_safe(rows: Sequence[NewSubscriber]) -> Sequence[NewSubscriber]:
+    """``rows`` with each name made safe for email headers (``headersafe.clean_text``):
+    the same rows, unchanged, in the usual case that every name is already."""
+    if all(row[3] is None or is_clean(row[3]) for row in rows):
+        return rows
+    return [(*row[:3], clean_text(row[3]), *row[4:]) for row in rows]  # type: ignore[misc]
 
 
 class Bulk(ABC):
@@ -141,7 +150,8 @@ class Bulk(ABC):
         reason: str,
     ) -> dict[str, int]:
         """Insert new subscribers (ON CONFLICT DO NOTHING), in file order, and with
-        ``list_id`` their memberships of that list; ``{key: id}`` of the rows inserted."""
+        ``list_id`` their memberships of that list; ``{key: id}`` of the rows inserted.
+        Names are stored made safe for email headers (``header_safe``)."""
 
     @abstractmethod
     def memberships(self, list_id: int, ids: Sequence[int]) -> dict[int, str]:
@@ -248,6 +258,7 @@ class SqliteBulk(Bulk):
         list_id: int | None,
         reason: str,
     ) -> dict[str, int]:
+        rows = header_safe(rows)
         stamp = self.stamp(now)
         first = self._sequence() + 1
         values = ", ".join(_at(n) for n in range(6))
@@ -371,6 +382,7 @@ class PostgresBulk(Bulk):
         list_id: int | None,
         reason: str,
     ) -> dict[str, int]:
+        rows = header_safe(rows)
         # One statement, one round trip: the subscribers, then (in the same statement)
         # the memberships of those that went in.
         members = (

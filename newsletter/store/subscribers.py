@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import NewsletterError, UsageError
+from ..headersafe import clean_text
 from . import receiving
 from ._db import DB, aware, transaction, utcnow
 from .emails import InvalidEmail, normalize_email
@@ -177,9 +178,11 @@ def add_subscriber(
 
     An existing subscriber keeps its name and attributes. One that unsubscribed,
     bounced or complained, or unsubscribed from a list, stays so unless ``resubscribe``.
+    The name is stored made safe for email headers (``headersafe.clean_text``).
     """
     normalised, key = _key(email)
     attrs = check_attributes(attributes)
+    name = clean_text(name)  # header-safe where it enters: one line, no controls, bounded
     now = utcnow()
     with transaction(db) as conn:
         targets = [get_list(conn, list_name) for list_name in dict.fromkeys(lists)]
