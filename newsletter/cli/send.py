@@ -166,7 +166,12 @@ def send_cmd(ctx: click.Context, issue: Path | None, list_name: str | None, back
     if issue is None or not list_name:
         fail("send needs an ISSUE file and --list NAME (or --resume / --retry-failed ID)", 2)
         return
-    prepared = sending.preflight(settings, issue)
+    # example settings (`newsletter init`'s) stop a real send; a dry run or test send
+    # only warns, so a new project can be tried out before it is set up
+    prepared = sending.preflight(settings, issue, backend=backend, placeholders_are=(
+        "warnings" if dry_run or test_to else "errors"))
+    for notice in prepared.notices:
+        click.echo(f"warning: {notice}", err=True)
     engine = _engine(ctx)
     addresses = sending.parse_addresses(test_to) if test_to else []
     if dry_run:
