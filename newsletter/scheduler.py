@@ -739,7 +739,7 @@ class Worker:
             )
             conn.execute(schedules.update().where(schedules.c.id == info.id)
                          .values(send_id=send_id))
-        self._publish(info, path)
+        self._publish(info, path, send_id, prepared.slug)
         send = ledger.get_send(self.engine, send_id)
         _event("send.started", schedule=info.id, send=send_id, issue=info.issue_path,
                list=info.list_name, recipients=send.total, backend=send.backend,
@@ -750,12 +750,12 @@ class Worker:
             self.on_started(info.id, send_id)
         self._spawn(info.id, send_id)
 
-    def _publish(self, info: ScheduleInfo, path: Path) -> None:
+    def _publish(self, info: ScheduleInfo, path: Path, send_id: int, slug: str) -> None:
         """The web archive's generic copy, as sent (what `newsletter send` stores too)."""
-        from .archive import publish
+        from .archive import publish_send
 
         try:
-            publish(self.engine, self.settings, path)
+            publish_send(self.engine, self.settings, path, send_id, slug)
         except NewsletterError as exc:  # the send goes on; the archive can be backfilled
             _event("archive.failed", schedule=info.id, error=str(exc))
 

@@ -160,9 +160,10 @@ def start(
         if latest is None or latest.status != "sending":
             raise
         return Started(latest, resumed=True)
-    from .archive import publish
+    from .archive import publish_send
 
-    publish(engine, settings, prepared.path)  # the web archive's generic copy, as sent
+    # the web archive's generic copy, as sent (under the archive slug)
+    publish_send(engine, settings, prepared.path, send_id, prepared.slug)
     return Started(_fresh(engine, send_id), resumed=False)
 
 

@@ -10,6 +10,9 @@ be read (its path as stored, absolute, relative to the current folder or to the 
 database's folder), else the date from a slug starting ``YYYY-MM-DD`` with the send's
 subject (no content hash). Sends with neither keep matching by slug, as before.
 
+``archive_issues`` gets the same ``issue_key`` (from its date and subject) and
+``content_hash`` (NULL for existing entries), so that a copy replaces its issue's entry.
+
 Slugs that are not URL-safe (a file called ``2026-12-01 copy.md``) are rewritten to the
 slug ``newsletter.slugs.file_slug`` gives the same name, in ``sends`` and in
 ``archive_issues``; the web archive redirects the old form to the new.
@@ -41,6 +44,8 @@ def upgrade() -> None:
     op.add_column("sends", sa.Column("issue_date", sa.Date(), nullable=True))
     op.add_column("sends", sa.Column("issue_key", sa.String(64), nullable=True))
     op.add_column("sends", sa.Column("content_hash", sa.String(64), nullable=True))
+    op.add_column("archive_issues", sa.Column("issue_key", sa.String(64), nullable=True))
+    op.add_column("archive_issues", sa.Column("content_hash", sa.String(64), nullable=True))
     _backfill(op.get_bind())
     op.drop_index("uq_sends_unfinished", "sends")
     op.create_index("uq_sends_unfinished", "sends", ["issue_key", "list_id"], unique=True,
@@ -55,6 +60,9 @@ def downgrade() -> None:
     op.drop_index("uq_sends_unfinished", "sends")
     op.create_index("uq_sends_unfinished", "sends", ["issue_slug", "list_id"], unique=True,
                     sqlite_where=sa.text(UNFINISHED), postgresql_where=sa.text(UNFINISHED))
+    with op.batch_alter_table("archive_issues") as batch:
+        batch.drop_column("content_hash")
+        batch.drop_column("issue_key")
     with op.batch_alter_table("sends") as batch:
         batch.drop_column("content_hash")
         batch.drop_column("issue_key")
@@ -109,7 +117,8 @@ def _backfill(conn: sa.Connection) -> None:
                      sa.column("issue_slug"), sa.column("subject"), sa.column("issue_date"),
                      sa.column("issue_key"), sa.column("content_hash"), sa.column("list_id"),
                      sa.column("kind"), sa.column("status"))
-    archive = sa.table("archive_issues", sa.column("slug"))
+    archive = sa.table("archive_issues", sa.column("slug"), sa.column("issue_date"),
+                       sa.column("subject"), sa.column("issue_key"))
     folders = _folders(conn)
     rows = conn.execute(sa.select(sends.c.id, sends.c.issue_path, sends.c.issue_slug,
                                   sends.c.subject, sends.c.list_id, sends.c.kind,
@@ -126,7 +135,11 @@ def _backfill(conn: sa.Connection) -> None:
             values["issue_slug"] = safe
         if values:
             conn.execute(sends.update().where(sends.c.id == row.id).values(**values))
-    for (slug,) in conn.execute(sa.select(archive.c.slug)).all():
-        safe = file_slug(f"{slug}.md")
-        if safe != slug:
-            conn.execute(archive.update().where(archive.c.slug == slug).values(slug=safe))
+    from newsletter.identity import issue_key
+
+    for slug, day, subject in conn.execute(
+            sa.select(archive.c.slug, archive.c.issue_date, archive.c.subject)).all():
+        if isinstance(day, str):  # SQLite, read through a lightweight table()
+            day = dt.date.fromisoformat(day)
+        conn.execute(archive.update().where(archive.c.slug == slug).values(
+            slug=file_slug(f"{slug}.md"), issue_key=issue_key(day, subject)))
