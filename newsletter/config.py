@@ -115,6 +115,7 @@ class Settings(BaseModel):
     send_batch_size: int | None = Field(default=None, ge=1, le=10_000)
     worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)  # how often it looks
     worker_progress_batches: int = Field(default=10, ge=1)  # a progress log line per N
+    demo: bool = False  # made by `newsletter demo`: example values allowed, outbox only
     brand: Brand = Field(default_factory=Brand)
 
     @field_validator("timezone")
@@ -372,6 +373,18 @@ def load_settings(project: Path | str | None = None, **overrides: Any) -> Settin
         return Settings(**values)
     except ValidationError as exc:
         raise ConfigError(_describe(exc.errors()[0], text, config_file, data)) from None
+
+
+def where_set(settings: Settings, key: str) -> str:
+    """Where a top-level setting's value comes from: ``file:line`` or the variable."""
+    env_name = _env_name_for([key])
+    if env_name:
+        return f"environment variable {env_name}"
+    try:
+        text = settings.config_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return str(settings.config_file)
+    return f"{settings.config_file}:{_line_of(text, key)}"
 
 
 def require(settings: Settings, *keys: str, purpose: str) -> None:

@@ -5,10 +5,16 @@ sample issues, renders the newest one to ``out/``, imports demo subscribers into
 project's SQLite database and sends the newest issue to them through the outbox backend
 (``.eml`` files in ``outbox/``), so that the README's first command shows the product
 end to end. Running it again changes nothing: the send is not repeated.
+
+The demo touches only demo projects: its ``newsletter.toml`` says ``demo = true`` (which
+also lets it keep ``init``'s example addresses, as it sends only to the outbox), and a
+folder that holds anything else (a real project, other files) is refused untouched. It
+always uses the project's own SQLite database, whatever NEWSLETTER_DATABASE_URL says.
 """
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,13 +23,42 @@ from .config import CONFIG_NAME, load_settings
 from .errors import NewsletterError
 from .project import init_project, issue_files
 
+DEMO_MARK = ("# made by `newsletter demo`: example addresses allowed, sent only to the outbox\n"
+             "demo = true\n")
+
+
+def is_demo_project(folder: Path) -> bool:
+    """True when ``folder``'s newsletter.toml (the file itself) says ``demo = true``."""
+    try:
+        data = tomllib.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    return data.get("demo") is True
+
+
+def _demo_project(folder: Path, echo: Callable[[str], None]) -> None:
+    """Create the demo project, or check that ``folder`` is one; refuse anything else."""
+    if (folder / CONFIG_NAME).exists():
+        if not is_demo_project(folder):
+            raise NewsletterError(
+                f"{folder}: is a newsletter project not made by `newsletter demo` (its "
+                f"{CONFIG_NAME} has no `demo = true`); the demo changes nothing there: "
+                "give it a new folder, e.g. `newsletter demo demo-newsletter`")
+        return
+    if folder.exists() and any(folder.iterdir()):
+        raise NewsletterError(
+            f"{folder}: exists and is not a demo project (it has files but no "
+            f"{CONFIG_NAME}); the demo changes nothing there: give it a new or empty folder")
+    config = init_project(folder, name="The Demo Briefing")
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("\nname = ", f"\n{DEMO_MARK}name = ", 1), encoding="utf-8")
+    echo(f"created demo project {folder}/")
+
 
 def run_demo(folder: Path, echo: Callable[[str], None] = print) -> dict:
     folder = Path(folder)
-    if not (folder / CONFIG_NAME).exists():
-        init_project(folder, name="The Demo Briefing")
-        echo(f"created demo project {folder}/")
-    settings = load_settings(folder)
+    _demo_project(folder, echo)
+    settings = load_settings(folder, database_url=None)  # never NEWSLETTER_DATABASE_URL's
     files = issue_files(settings)
     if not files:
         raise NewsletterError(f"{settings.issues_path}: no issue files to demonstrate")
@@ -64,8 +99,9 @@ def _send_demo(
 
     engine = open_store(settings)
     try:
-        prepared = sending.preflight(settings, issue)
-        latest = ledger.find_latest(engine, prepared.slug, get_list(engine, list_name).id)
+        prepared = sending.preflight(settings, issue, backend="outbox")
+        latest = ledger.find_latest(engine, prepared.slug, get_list(engine, list_name).id,
+                                    prepared.identity)
         if latest is not None and latest.status == "finished":
             send = latest
             echo(f"already sent {issue.name} to list {list_name!r} (send {send.id})")

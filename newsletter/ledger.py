@@ -46,6 +46,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from .errors import NewsletterError
+from .identity import Identity
 from .store._db import DB, aware, retry_on_conflict, transaction, utcnow
 from .store.receiving import receives
 from .store.tables import ID, Stamp, lists, memberships, metadata, subscribers
@@ -81,14 +82,21 @@ sends = sa.Table(
     # subscribers up to snapshot_until (the highest id when the send was created) count.
     sa.Column("snapshot_after", ID, nullable=True),
     sa.Column("snapshot_until", ID, nullable=True),  # the highest subscriber id at creation
+    # the issue's identity (newsletter.identity), whatever its file is called; NULL on
+    # sends older than migration 0006 whose issue file could not be read then
+    sa.Column("issue_date", sa.Date(), nullable=True),
+    sa.Column("issue_key", sa.String(64), nullable=True),  # date + subject
+    sa.Column("content_hash", sa.String(64), nullable=True),  # the sections as rendered
     sa.CheckConstraint("kind IN ('real', 'test')", name="kind"),
     sa.CheckConstraint("status IN ('sending', 'finished', 'cancelled')", name="status"),
     sa.Index(None, "issue_slug", "list_id", "kind"),
+    sa.Index(None, "list_id", "issue_key"),
+    sa.Index(None, "list_id", "content_hash"),
     # at most one unfinished real send of an issue to a list: two `newsletter send`
-    # started at once must share one send, not make two
+    # started at once (of the same file, or of a copy) must share one send, not make two
     sa.Index(
         "uq_sends_unfinished",
-        "issue_slug",
+        "issue_key",
         "list_id",
         unique=True,
         sqlite_where=sa.text("kind = 'real' AND status = 'sending'"),
@@ -174,6 +182,8 @@ class SendInfo:
     finished_at: dt.datetime | None
     counts: dict[str, int] = field(default_factory=dict)
     snapshot_after: int | None = None  # not None: recipients still being snapshotted
+    issue_key: str | None = None
+    content_hash: str | None = None
 
     @property
     def snapshotting(self) -> bool:
@@ -207,6 +217,8 @@ def _info(row: sa.Row, counts: dict[str, int] | None = None) -> SendInfo:
         finished_at=aware(row.finished_at),
         counts=counts or {},
         snapshot_after=row.snapshot_after,
+        issue_key=row.issue_key,
+        content_hash=row.content_hash,
     )
 
 
@@ -231,8 +243,12 @@ def create_send(
     test_to: Sequence[str] = (),
     recipient_filter: sa.ColumnElement[bool] | None = None,
     first_chunk: int | None = None,
+    identity: Identity | None = None,
 ) -> int:
     """Create a send and snapshot its recipients; returns the send id.
+
+    ``identity`` (``newsletter.identity.of_issue``) is stored with the send, so that
+    ``find_latest`` finds it for a copied or renamed issue file too.
 
     ``recipient_filter`` (a condition on ``subscribers``) narrows the snapshot of a real
     send, e.g. to the first wave of a local-time schedule; ``add_recipients`` adds more.
@@ -243,7 +259,8 @@ def create_send(
         return _create_send(db, kind=kind, issue_path=issue_path, issue_slug=issue_slug,
                             subject=subject, list_id=list_id, list_name=list_name,
                             backend=backend, html=html, text=text, test_to=test_to,
-                            recipient_filter=recipient_filter, first_chunk=first_chunk)
+                            recipient_filter=recipient_filter, first_chunk=first_chunk,
+                            identity=identity)
     except sa.exc.IntegrityError:
         if kind != "real":
             raise
@@ -256,8 +273,11 @@ def _create_send(db: DB, *, kind: str, issue_path: str, issue_slug: str, subject
                  list_id: int | None, list_name: str, backend: str, html: str, text: str,
                  test_to: Sequence[str],
                  recipient_filter: sa.ColumnElement[bool] | None,
-                 first_chunk: int | None = None) -> int:
+                 first_chunk: int | None = None, identity: Identity | None = None) -> int:
     now = utcnow()
+    known = {} if identity is None else {
+        "issue_date": identity.issue_date, "issue_key": identity.issue_key,
+        "content_hash": identity.content_hash}
     with transaction(db) as conn:
         send_id = conn.execute(
             sends.insert()
@@ -274,6 +294,7 @@ def _create_send(db: DB, *, kind: str, issue_path: str, issue_slug: str, subject
                 text=text,
                 total=0,
                 created_at=now,
+                **known,
             )
             .returning(sends.c.id)
         ).scalar_one()
@@ -424,14 +445,24 @@ def _count(conn: sa.Connection, send_id: int) -> int:
     ).scalar_one()
 
 
-def find_latest(db: DB, issue_slug: str, list_id: int) -> SendInfo | None:
-    """The newest real send of this issue to this list, if any."""
+def find_latest(
+    db: DB, issue_slug: str, list_id: int, identity: Identity | None = None
+) -> SendInfo | None:
+    """The newest real send of this issue to this list, if any.
+
+    With ``identity``, a send of the same issue under any file name: the same date and
+    subject, or the same content (``newsletter.identity``); a send older than the
+    identity columns whose file could not be read then is matched by its slug.
+    """
+    same = sends.c.issue_slug == issue_slug
+    if identity is not None:
+        same = sa.or_(sends.c.issue_key == identity.issue_key,
+                      sends.c.content_hash == identity.content_hash,
+                      sa.and_(sends.c.issue_key.is_(None), same))
     with transaction(db) as conn:
         row = conn.execute(
             sa.select(*_INFO_COLUMNS)
-            .where(
-                sends.c.issue_slug == issue_slug, sends.c.list_id == list_id, sends.c.kind == "real"
-            )
+            .where(same, sends.c.list_id == list_id, sends.c.kind == "real")
             .order_by(sends.c.id.desc())
             .limit(1)
         ).first()

@@ -175,9 +175,10 @@ class Issue(BaseModel):
 
     @property
     def slug(self) -> str:
-        from pathlib import PurePath
+        """URL-safe name for the archive and preview (``newsletter.slugs.file_slug``)."""
+        from .slugs import file_slug
 
-        return PurePath(self.path).stem
+        return file_slug(self.path)
 
     def words(self) -> int:
         count = len(self.subject.split())

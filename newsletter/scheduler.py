@@ -60,6 +60,7 @@ from .sendtimes import (
     zone_info,
     zone_waves,
 )
+from .slugs import file_slug
 from .store import get_list
 from .store._db import DB, aware, transaction, utcnow
 from .store.tables import ID, JSONType, Stamp, metadata
@@ -290,7 +291,7 @@ def schedule_issue(
     from .delivery import get_backend
 
     path = Path(issue_path)
-    prepared = sending.preflight(settings, path)
+    prepared = sending.preflight(settings, path, backend=backend)
     mailing_list = get_list(engine, list_name)
     get_backend(settings, backend)  # the backend's own settings (URL, key) are checked now
     when, source, other = resolve_time(settings, path, at, tz)
@@ -315,22 +316,18 @@ def schedule_issue(
             "time, or send now with `newsletter send`"
         )
     stored = _relative(settings, path)
-    latest = ledger.find_latest(engine, prepared.slug, mailing_list.id)
+    latest = ledger.find_latest(engine, prepared.slug, mailing_list.id, prepared.identity)
     if latest is not None and not again:
         raise UsageError(
-            f"issue {prepared.slug} was already sent to list {list_name!r} (send {latest.id}); "
-            "add --again to schedule it once more"
+            f"{sending.already_sent(latest, prepared, list_name)}; add --again to schedule "
+            "it once more"
         )
     with transaction(engine) as conn:
-        clash = conn.execute(
-            sa.select(schedules.c.id).where(
-                schedules.c.issue_path == stored, schedules.c.list_name == mailing_list.name,
-                schedules.c.status.in_(OPEN))
-        ).scalar()
+        clash = _scheduled_same(conn, settings, mailing_list.name, stored, prepared)
         if clash is not None:
             raise UsageError(
-                f"{path} is already scheduled for list {list_name!r} (schedule {clash}); "
-                f"`newsletter schedule move {clash} --at ...` changes its time"
+                f"{path}: already scheduled for list {list_name!r} by schedule {clash[0]} "
+                f"({clash[1]}); `newsletter schedule move {clash[0]} --at ...` changes its time"
             )
         schedule_id = conn.execute(
             schedules.insert().values(
@@ -343,6 +340,33 @@ def schedule_issue(
         ).scalar_one()
     return Planned(get_schedule(engine, schedule_id), when, source, other, waves,
                    prepared.warnings)
+
+
+def _scheduled_same(conn: sa.Connection, settings: Settings, list_name: str, stored: str,
+                    prepared: sending.Prepared) -> tuple[int, str] | None:
+    """An open schedule of the same issue (this file, or a copy of it) to the list."""
+    from .build import build_file
+    from .identity import of_issue
+
+    rows = conn.execute(
+        sa.select(schedules.c.id, schedules.c.issue_path).where(
+            schedules.c.list_name == list_name, schedules.c.status.in_(OPEN))
+    ).all()
+    mine = prepared.identity
+    for row in rows:
+        if row.issue_path == stored:
+            return row.id, "this file"
+        try:
+            issue = build_file(issue_file(settings, row.issue_path), settings,
+                               render_html=False).issue
+        except NewsletterError:  # its file is gone: the worker will say so
+            continue
+        if issue is None:
+            continue
+        theirs = of_issue(issue)
+        if mine.issue_key == theirs.issue_key or mine.content_hash == theirs.content_hash:
+            return row.id, row.issue_path
+    return None
 
 
 def cancel(db: DB, schedule_id: int, *, clock: Clock = SYSTEM_CLOCK) -> ScheduleInfo:
@@ -659,7 +683,7 @@ class Worker:
             return
         path = issue_file(self.settings, info.issue_path)
         try:
-            prepared = sending.preflight(self.settings, path)
+            prepared = sending.preflight(self.settings, path, backend=info.backend)
             from .delivery import get_backend
 
             get_backend(self.settings, info.backend)
@@ -696,10 +720,11 @@ class Worker:
             if not self._set(conn, info, "sending", worker_id=self.id, started_at=now,
                              waves=waves, due_at=next_due):
                 return  # another worker started it first
-            latest = ledger.find_latest(conn, prepared.slug, mailing_list.id)
+            latest = ledger.find_latest(conn, prepared.slug, mailing_list.id,
+                                        prepared.identity)
             if latest is not None and (not info.again or latest.created_at >= info.created_at):
-                message = (f"issue {prepared.slug} was already sent to list "
-                           f"{info.list_name!r} by send {latest.id} (not by this schedule)")
+                message = (f"{sending.already_sent(latest, prepared, info.list_name)}, "
+                           "not by this schedule")
                 conn.execute(schedules.update().where(schedules.c.id == info.id)
                              .values(status="failed", finished_at=now, note=message))
                 _event("schedule.failed", schedule=info.id, issue=info.issue_path,
@@ -710,11 +735,11 @@ class Worker:
                 subject=prepared.rendered.subject, list_id=mailing_list.id,
                 list_name=mailing_list.name, backend=info.backend or self.settings.backend,
                 html=prepared.rendered.html, text=prepared.rendered.text,
-                recipient_filter=recipient_filter,
+                recipient_filter=recipient_filter, identity=prepared.identity,
             )
             conn.execute(schedules.update().where(schedules.c.id == info.id)
                          .values(send_id=send_id))
-        self._publish(info, path)
+        self._publish(info, path, send_id, prepared.slug)
         send = ledger.get_send(self.engine, send_id)
         _event("send.started", schedule=info.id, send=send_id, issue=info.issue_path,
                list=info.list_name, recipients=send.total, backend=send.backend,
@@ -725,12 +750,12 @@ class Worker:
             self.on_started(info.id, send_id)
         self._spawn(info.id, send_id)
 
-    def _publish(self, info: ScheduleInfo, path: Path) -> None:
+    def _publish(self, info: ScheduleInfo, path: Path, send_id: int, slug: str) -> None:
         """The web archive's generic copy, as sent (what `newsletter send` stores too)."""
-        from .archive import publish
+        from .archive import publish_send
 
         try:
-            publish(self.engine, self.settings, path)
+            publish_send(self.engine, self.settings, path, send_id, slug)
         except NewsletterError as exc:  # the send goes on; the archive can be backfilled
             _event("archive.failed", schedule=info.id, error=str(exc))
 
@@ -901,7 +926,8 @@ def _badge_engine(settings: Settings) -> Engine | None:
 
 
 def issue_badge(settings: Settings, name: str) -> tuple[str, str] | None:
-    """(kind, label) for the preview's index: the next schedule or newest send of ``name``."""
+    """(kind, label) for the preview's index: the next schedule or newest send of ``name``
+    (an issue file's slug)."""
     engine = _badge_engine(settings)
     if engine is None:
         return None
@@ -912,7 +938,7 @@ def issue_badge(settings: Settings, name: str) -> tuple[str, str] | None:
                 .order_by(schedules.c.due_at)
             ).all()
             for row in rows:
-                if Path(row.issue_path).stem == name:
+                if file_slug(row.issue_path) == name:
                     info = _info(row)
                     if info.status == "sending":
                         return "sending", f"sending to {info.list_name}"
@@ -941,6 +967,6 @@ def _problem_badge(conn: sa.Connection, name: str) -> tuple[str, str] | None:
         .order_by(schedules.c.id.desc())
     ).all()
     for row in rows:
-        if Path(row.issue_path).stem == name:
+        if file_slug(row.issue_path) == name:
             return "error", f"schedule {row.id} {row.status}"
     return None

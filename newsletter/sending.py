@@ -1,11 +1,12 @@
 """Sending an issue to a list: the library behind ``newsletter send`` and ``sends``.
 
 - ``preflight(settings, issue_path)``: validates and renders the issue (personal copy)
-  and checks what a send needs (sender, postal address, public base URL, secret); every
-  problem is a one-line ``NewsletterError``.
+  and checks what a send needs (sender, postal address, public base URL, secret, none of
+  them still an example value: ``newsletter.placeholders``); every problem is a one-line
+  ``NewsletterError`` (example values only warnings with ``placeholders="warn"``).
 - ``start(...)``: creates the send (snapshotting its recipients) or finds the unfinished
-  one of the same issue and list to resume; refuses to repeat a finished send unless
-  ``again``.
+  one of the same issue and list to resume; refuses to repeat a finished send of the same
+  issue (``newsletter.identity``: whatever its file is called) unless ``again``.
 - ``run(...)``: drives a send through the backend with ``delivery.engine.SendRunner``.
 - ``requeue(...)``: makes recipients pending again (``RETRY``: temporary failures and
   uncertain; ``UNCERTAIN``), skipping those who may no longer receive (``newsletter.requeue``);
@@ -23,12 +24,13 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from . import ledger
+from . import ledger, placeholders
 from .build import build_file
 from .config import Settings
 from .delivery import get_backend
 from .delivery.engine import Progress, SendRunner
 from .errors import NewsletterError, UsageError
+from .identity import Identity, of_issue, why_same
 from .personalize import Recipient, prepare
 from .private import private_folder, write_private
 from .render import Rendered
@@ -48,10 +50,17 @@ class Prepared:
     slug: str
     rendered: Rendered  # personal copy: carries the merge marks
     warnings: int
+    identity: Identity
+    notices: list[str]  # example values still in the settings (placeholders="warn")
 
 
-def preflight(settings: Settings, issue_path: Path | str) -> Prepared:
-    """Validate, render and check the configuration a send needs."""
+def preflight(settings: Settings, issue_path: Path | str, *, backend: str | None = None,
+              placeholders_are: str = "errors") -> Prepared:
+    """Validate, render and check the configuration a send needs.
+
+    Settings still at ``newsletter init``'s example values are refused, or with
+    ``placeholders_are="warnings"`` (dry runs, test sends) returned in ``notices``.
+    """
     path = Path(issue_path)
     result = build_file(path, settings, personal=True)
     if result.errors:
@@ -73,8 +82,21 @@ def preflight(settings: Settings, issue_path: Path | str) -> Prepared:
                 f"{settings.config_file}: '{key}' is not set: sending needs {what}; add "
                 f'{key} = "..." to newsletter.toml or set NEWSLETTER_{key.upper()}'
             )
+    notices = placeholders.problems(settings, backend)
+    if notices and placeholders_are != "warnings":
+        raise NewsletterError(notices[0])
     return Prepared(path=path, slug=result.issue.slug, rendered=result.rendered,
-                    warnings=len(result.warnings))
+                    warnings=len(result.warnings), identity=of_issue(result.issue),
+                    notices=notices)
+
+
+def already_sent(latest: ledger.SendInfo, prepared: Prepared, list_name: str) -> str:
+    """The one line refusing to send (or schedule) an issue a second time."""
+    same = why_same(latest.issue_key, latest.content_hash, prepared.identity)
+    earlier = ("this file" if Path(latest.issue_path) == prepared.path
+               else latest.issue_path)
+    return (f"{prepared.path}: already sent to list {list_name!r} by send {latest.id} "
+            f"({earlier}, {same}, {latest.counts.get('sent', 0):,} sent)")
 
 
 def parse_addresses(text: str) -> list[str]:
@@ -121,33 +143,33 @@ def start(
             engine, kind="test", issue_path=str(prepared.path), issue_slug=prepared.slug,
             subject=prepared.rendered.subject, list_id=mailing_list.id,
             list_name=mailing_list.name, backend=backend_name, html=prepared.rendered.html,
-            text=prepared.rendered.text, test_to=test_to,
+            text=prepared.rendered.text, test_to=test_to, identity=prepared.identity,
         )
         return Started(_fresh(engine, send_id), resumed=False)
-    latest = ledger.find_latest(engine, prepared.slug, mailing_list.id)
+    latest = ledger.find_latest(engine, prepared.slug, mailing_list.id, prepared.identity)
     if latest is not None and latest.status == "sending":
         return Started(latest, resumed=True)
     if latest is not None and not again:
         raise NewsletterError(
-            f"issue {prepared.slug} was already sent to list {list_name!r} (send {latest.id}, "
-            f"{latest.counts.get('sent', 0)} sent); add --again to send it once more, or "
-            f"`newsletter send --retry-failed {latest.id}` for its failures"
+            f"{already_sent(latest, prepared, list_name)}; add --again to send it once "
+            f"more, or `newsletter send --retry-failed {latest.id}` for its failures"
         )
     try:
         send_id = ledger.create_send(
             engine, kind="real", issue_path=str(prepared.path), issue_slug=prepared.slug,
             subject=prepared.rendered.subject, list_id=mailing_list.id,
             list_name=mailing_list.name, backend=backend_name, html=prepared.rendered.html,
-            text=prepared.rendered.text, first_chunk=FIRST_CHUNK,
+            text=prepared.rendered.text, first_chunk=FIRST_CHUNK, identity=prepared.identity,
         )
     except ledger.SendExists:  # another process created it a moment ago: share it
-        latest = ledger.find_latest(engine, prepared.slug, mailing_list.id)
+        latest = ledger.find_latest(engine, prepared.slug, mailing_list.id, prepared.identity)
         if latest is None or latest.status != "sending":
             raise
         return Started(latest, resumed=True)
-    from .archive import publish
+    from .archive import publish_send
 
-    publish(engine, settings, prepared.path)  # the web archive's generic copy, as sent
+    # the web archive's generic copy, as sent (under the issue's archive slug)
+    publish_send(engine, settings, prepared.path, send_id, prepared.slug)
     return Started(_fresh(engine, send_id), resumed=False)
 
 
@@ -217,7 +239,7 @@ def latest_send(engine: Engine, prepared: Prepared, list_name: str) -> ledger.Se
     finds it), with dead workers' batches counted as uncertain; a one-line error when
     there is none."""
     mailing_list = get_list(engine, list_name)
-    latest = ledger.find_latest(engine, prepared.slug, mailing_list.id)
+    latest = ledger.find_latest(engine, prepared.slug, mailing_list.id, prepared.identity)
     if latest is None:
         raise NewsletterError(
             f"issue {prepared.slug} has not been sent to list {list_name!r}, so nothing is "

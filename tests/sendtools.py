@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -23,8 +24,29 @@ PG_ADMIN = ("postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
             "postgresql+psycopg://root@127.0.0.1:5432/postgres")
 
 
+# Real sends refuse `newsletter init`'s example values (example.org, "1 Example Street":
+# newsletter.placeholders); projects that send use this made-up newsroom instead. No test
+# reaches the internet: mail goes to the outbox or to a local SMTP server.
+NEWSROOM = {
+    "from_address": "Send Test <news@sendtest.news>",
+    "reply_to": "editors@sendtest.news",
+    "postal_address": "12 Harbour Road, Portsmouth PO1 3AX",
+    "base_url": "https://sendtest.news",
+}
+
+
+def use_newsroom(folder: Path) -> None:
+    """Replace init's example values in ``folder``'s newsletter.toml by ``NEWSROOM``."""
+    config = folder / "newsletter.toml"
+    text = config.read_text("utf-8")
+    for key, value in NEWSROOM.items():
+        text = re.sub(rf"^{key} = .*$", f'{key} = "{value}"', text, count=1, flags=re.M)
+    config.write_text(text, encoding="utf-8")
+
+
 def make_project(folder: Path, database_url: str | None = None) -> Settings:
     init_project(folder, name="Send Test")
+    use_newsroom(folder)
     if database_url:  # top-level keys must come before the [brand] table
         config = folder / "newsletter.toml"
         config.write_text(f'database_url = "{database_url}"\n' + config.read_text("utf-8"),

@@ -533,9 +533,10 @@ def test_postgres_workers_never_start_the_same_schedule_twice(tmp_path: Path) ->
         settings = make_project(tmp_path / "p", url)
         engine = seed(settings, 600)
         clock = FakeClock(_now())
-        for n in range(3):
+        for n in range(3):  # three issues (a copy of one issue is the same issue)
             (settings.project_dir / f"issues/2026-11-2{5 + n}.md").write_text(
-                (settings.project_dir / ISSUE).read_text("utf-8"), "utf-8")
+                (settings.project_dir / ISSUE).read_text("utf-8")
+                .replace("rebuild before spring", f"rebuild by day {n}"), "utf-8")
             scheduler.schedule_issue(engine, settings,
                                      settings.project_dir / f"issues/2026-11-2{5 + n}.md",
                                      "daily", at=_fmt(clock.now() + dt.timedelta(seconds=5)),

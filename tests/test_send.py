@@ -64,7 +64,7 @@ def test_smtp_send_exactly_once_and_skips_late_unsubscribes(tmp_path: Path, smtp
         assert len(received) == 298 and set(received.values()) == {1}
         assert "r7@example.com" not in received and "r8@example.com" not in received
         message = smtp.parsed("r1@example.com")[0]
-        assert message["List-Unsubscribe"].startswith("<https://news.example.org/u/")
+        assert message["List-Unsubscribe"].startswith(f"<{settings.base_url}/u/")
         assert message["To"] == "Reader 1 <r1@example.com>"
         # the same issue to the same list again: refused unless --again
         with pytest.raises(NewsletterError, match="already sent"):
@@ -239,7 +239,7 @@ def test_two_unfinished_sends_of_one_issue_to_one_list_cannot_exist(tmp_path: Pa
         first = sending.start(engine, settings, prepared, "daily", backend="outbox").send
         fields = dict(kind="real", issue_path=ISSUE, issue_slug=prepared.slug, subject="s",
                       list_id=first.list_id, list_name="daily", backend="outbox", html="h",
-                      text="t")
+                      text="t", identity=prepared.identity)
         # what a second `newsletter send` started at the same moment would do
         with pytest.raises(ledger.SendExists):
             ledger.create_send(engine, **fields)

@@ -30,7 +30,7 @@ from newsletter.store import add_subscriber, create_list, get_subscriber, subscr
 from newsletter.web import create_app
 from newsletter.web.server import BackgroundServer
 
-from .sendtools import make_project, newsletter_cmd, pg_database, run_cli, seed
+from .sendtools import NEWSROOM, make_project, newsletter_cmd, pg_database, run_cli, seed
 
 with warnings.catch_warnings():  # Starlette's TestClient: "httpx is deprecated, use httpx2"
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -485,7 +485,7 @@ def test_feed_is_valid_atom_newest_first(site: Site) -> None:
         assert root.find(f"a:{required}", ns) is not None
     entries = root.findall("a:entry", ns)
     assert [e.find("a:id", ns).text for e in entries] == [
-        "https://news.example.org/archive/2026-11-25", "https://news.example.org/archive/2026-11-24"]
+        f"{NEWSROOM['base_url']}/archive/2026-11-25", f"{NEWSROOM['base_url']}/archive/2026-11-24"]
     for entry in entries:
         for required in ("id", "title", "updated", "link", "summary"):
             assert entry.find(f"a:{required}", ns) is not None

@@ -83,8 +83,8 @@ def test_two_workers_one_killed_mid_send_every_send_sent_once(tmp_path: Path) ->
         issues = []
         for n in range(3):
             path = settings.project_dir / f"issues/2026-12-0{n + 1}.md"
-            path.write_text(original.replace("subject: ", f"subject: Edition {n + 1}: ", 1),
-                            "utf-8")
+            path.write_text(original.replace("subject: ", f"subject: Edition {n + 1}: ", 1)
+                            .replace("# Lead: ", f"# Lead: Edition {n + 1}: ", 1), "utf-8")
             issues.append(path)
         workers = [WorkerProcess(settings.project_dir, env) for _ in range(2)]
         try:

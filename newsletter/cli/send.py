@@ -155,7 +155,12 @@ def send_cmd(ctx: click.Context, issue: Path | None, list_name: str | None, back
     if resend_uncertain and (again or test_to or dry_run):
         fail("--resend-uncertain resends the uncertain recipients of the latest send of the "
              "issue to the list: leave out --again, --test-to and --dry-run", 2)
-    prepared = sending.preflight(settings, issue)
+    # example settings (`newsletter init`'s) stop a real send; a dry run or test send
+    # only warns, so a new project can be tried out before it is set up
+    prepared = sending.preflight(settings, issue, backend=backend, placeholders_are=(
+        "warnings" if dry_run or test_to else "errors"))
+    for notice in prepared.notices:
+        click.echo(f"warning: {notice}", err=True)
     engine = _engine(ctx)
     if resend_uncertain:
         _resend_latest(engine, settings, prepared, list_name, backend=backend,

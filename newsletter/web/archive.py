@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from newsletter import archive
@@ -94,9 +94,13 @@ def routes(state: PublicState) -> list[BaseRoute]:
                         headers={"Cache-Control": "public, max-age=300"})
 
     async def issue(request: Request) -> Response:
-        found = await run_in_threadpool(archive.get_entry, state.engine,
-                                        request.path_params["slug"])
+        slug = request.path_params["slug"]
+        found = await run_in_threadpool(archive.get_entry, state.engine, slug)
         if found is None:
+            # another name of an archived issue (a renamed copy's link, an old slug)
+            canonical = await run_in_threadpool(archive.resolve, state.engine, slug)
+            if canonical is not None and canonical != slug:
+                return RedirectResponse(f"/archive/{canonical}", status_code=301)
             return error_page(404, "Not found", "There is no such issue in the archive.")
         return HTMLResponse(_with_back_link(found[1]), headers={
             "Content-Security-Policy": ISSUE_CSP, "Cache-Control": "public, max-age=300",

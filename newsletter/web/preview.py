@@ -42,6 +42,7 @@ from newsletter.errors import NewsletterError
 from newsletter.model import Finding, Severity
 from newsletter.project import issue_files
 from newsletter.render import Rendered
+from newsletter.slugs import file_slug
 from newsletter.validate import GMAIL_CLIP_BYTES, PREHEADER_SHOWN, SUBJECT_PHONE
 
 from . import Part, error_page, page
@@ -192,14 +193,15 @@ class PreviewState:
         return [self.project_dir, settings.issues_path.resolve()]
 
     def issues(self) -> dict[str, Path]:
-        """Issue name (file stem) -> path, for the project's own issue files only."""
+        """Issue name (the file's URL-safe slug, ``newsletter.slugs``) -> path, for the
+        project's own issue files only."""
         settings = self.settings()
         roots = self._roots(settings)
         found: dict[str, Path] = {}
         for path in issue_files(settings):
             real = path.resolve()
             if real.is_file() and any(real.is_relative_to(root) for root in roots):
-                found.setdefault(path.stem, path)
+                found.setdefault(file_slug(path), path)
         return found
 
     def path_of(self, name: str) -> Path:
