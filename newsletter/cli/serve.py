@@ -50,15 +50,14 @@ def serve_cmd(ctx: click.Context, host: str, port: int, workers: int) -> None:
 def _serve_workers(settings, sock, workers: int) -> None:
     import os
 
-    import uvicorn
     from uvicorn.supervisors import Multiprocess
 
     from newsletter.web.public import PROJECT_VARIABLE
+    from newsletter.web.server import server_config
 
     os.environ[PROJECT_VARIABLE] = str(settings.project_dir)
-    config = uvicorn.Config("newsletter.web.public:app_from_environment", factory=True,
-                            workers=workers, log_level="warning", access_log=False,
-                            lifespan="on", timeout_graceful_shutdown=1)
+    config = server_config("newsletter.web.public:app_from_environment", factory=True,
+                           workers=workers)
     try:
         Multiprocess(config, sockets=[sock]).run()
     except KeyboardInterrupt:
