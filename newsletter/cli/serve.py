@@ -34,9 +34,6 @@ def serve_cmd(ctx: click.Context, host: str, port: int, workers: int) -> None:
     if not settings.sendgrid_webhook_public_key:
         click.echo("warning: sendgrid_webhook_public_key is not set: POST /webhooks/sendgrid "
                    "refuses every request (403)", err=True)
-    if not settings.base_url:
-        click.echo("warning: base_url is not set: the feed's links use the request's host",
-                   err=True)
     click.echo(f"Serving {settings.name} at {url} (unsubscribe, webhook"
                + (", archive" if settings.archive else "") + f"; {workers} worker(s); "
                "Ctrl+C to stop)")
