@@ -2,9 +2,10 @@
 
 ``SecurityHeaders`` wraps the whole app (outside Starlette's error handling, so 404,
 405, 500, redirects, feeds and JSON are all covered): ``X-Content-Type-Options:
-nosniff`` and ``Referrer-Policy: no-referrer`` on every response, and the app's
+nosniff`` and ``Referrer-Policy: no-referrer`` on every response, and a
 ``Content-Security-Policy`` unless the route set a policy of its own (the archived
-email and the preview's email frames allow what an email needs).
+email and the preview's email frames allow what an email needs): the app's page policy
+for HTML, ``NOTHING_CSP`` for everything else.
 
 ``slash_redirect`` answers ``/archive/`` with a redirect to ``/archive`` built from
 ``base_url`` (or a path, for the local preview), never from the request's ``Host``.
@@ -73,7 +74,8 @@ class SecurityHeaders:
                 headers = MutableHeaders(scope=message)
                 headers["X-Content-Type-Options"] = "nosniff"
                 headers.setdefault("Referrer-Policy", "no-referrer")
-                headers.setdefault("Content-Security-Policy", self.csp)
+                html = headers.get("content-type", "").startswith("text/html")
+                headers.setdefault("Content-Security-Policy", self.csp if html else NOTHING_CSP)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -84,13 +86,13 @@ def slash_redirect(request: Request, router: Router, base: str) -> Response | No
     path exists (GET and HEAD only), to ``base`` + path; else None."""
     if request.method not in ("GET", "HEAD"):
         return None
-    path = request.url.path
+    path = request.scope["path"]  # as decoded, control characters included: quoted below
     other = path.rstrip("/") if path.endswith("/") else path + "/"
     if not other.startswith("/") or other.startswith("//"):
         return None  # "/" itself, or what a browser would read as another host
     scope = {**request.scope, "path": other}
     if not any(route.matches(scope)[0] != Match.NONE for route in router.routes):
         return None
-    query = request.url.query  # as received: h11 admits no control characters in it
+    query = request.scope["query_string"].decode("latin-1")  # h11 admits no controls in it
     location = base.rstrip("/") + quote(other, safe="/") + (f"?{query}" if query else "")
     return RedirectResponse(location, status_code=308)
