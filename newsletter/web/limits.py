@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import errno
 import logging
-import resource
 import socket
 import time
 from collections.abc import Callable
@@ -51,6 +50,10 @@ _OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 def max_connections() -> int:
     """Connections one server process holds at once, from its open-file limit."""
+    try:
+        import resource
+    except ImportError:  # not a POSIX system
+        return MAX_CONNECTIONS
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return MAX_CONNECTIONS
