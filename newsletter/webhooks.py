@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import time
 from dataclasses import dataclass
 from enum import StrEnum
@@ -107,14 +108,49 @@ class Event:
     url: str | None = None
 
 
+ID_MAX = 2**63 - 1  # the largest id a BIGINT column holds
+CUSTOM_IDS = ("send_id", "list_id", "subscriber_id")  # the custom_args our sends carry
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+class MalformedEvent(ValueError):
+    """One event of a signed request cannot be applied: it is skipped and counted."""
+
+
 def _int(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
         return int(value.strip())
     return None
+
+
+def _id(raw: dict[str, Any], key: str) -> int | None:
+    """One of our custom_args: absent is None; else a whole number 1..2^63-1 (as a JSON
+    number or a decimal string, as SendGrid returns custom_args), or ``MalformedEvent``."""
+    if key not in raw:
+        return None
+    value = _int(raw[key])
+    if value is None or not 1 <= value <= ID_MAX:
+        raise MalformedEvent(f"{key} is not an id")
+    return value
+
+
+def _clean(value: str) -> str:
+    """Text any database stores: no NUL, no lone surrogate (from a JSON ``\\ud800``)."""
+    return value.replace("\0", "").encode("utf-8", "replace").decode("utf-8")
+
+
+def _key(raw: dict[str, Any], key: str, limit: int, *, required: bool = True) -> str:
+    """An identifying text field (event id, kind, address), refused unless clean."""
+    value = raw.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or not value.strip() or _clean(value) != value:
+        raise MalformedEvent(f"{key} is missing or not clean text")
+    return value[:limit]
 
 
 def effect_of(raw: dict[str, Any]) -> tuple[Effect, str | None]:
@@ -142,8 +178,37 @@ def effect_of(raw: dict[str, Any]) -> tuple[Effect, str | None]:
     return Effect.NONE, None
 
 
-def parse_events(body: bytes, max_events: int = 10_000) -> list[Event]:
-    """The events of a webhook body; malformed single events are passed over."""
+@dataclass(frozen=True)
+class Batch:
+    """The events of one request that can be applied, and how many were skipped."""
+
+    events: list[Event]
+    skipped: int  # malformed events: not objects, no id, bad ids, unclean text
+    first_problem: str | None = None  # why the first skipped one was (no personal data)
+
+
+def read_event(raw: Any) -> Event:
+    """One event, or ``MalformedEvent`` saying which field is wrong."""
+    if not isinstance(raw, dict):
+        raise MalformedEvent("an event is not a JSON object")
+    event_id = _key(raw, "sg_event_id", 200)
+    kind = _key(raw, "event", 40)
+    email = _key(raw, "email", 320, required=False).strip().lower()
+    send_id, _, subscriber_id = (_id(raw, key) for key in CUSTOM_IDS)
+    effect, reason = effect_of(raw)
+    url = raw.get("url")
+    return Event(
+        event_id=event_id, kind=kind, email=email,
+        timestamp=_int(raw.get("timestamp")) or 0,
+        send_id=send_id, subscriber_id=subscriber_id, effect=effect,
+        reason=None if reason is None else _clean(reason),
+        url=_clean(url[:2000]) if isinstance(url, str) else None,
+    )
+
+
+def read_events(body: bytes, max_events: int = 10_000) -> Batch:
+    """The events of a webhook body: ``WebhookMalformed`` for a body that is not a JSON
+    array; each malformed event in it is skipped and counted, the others kept."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -153,25 +218,16 @@ def parse_events(body: bytes, max_events: int = 10_000) -> list[Event]:
     if len(data) > max_events:
         raise WebhookMalformed(f"more than {max_events} events in one request")
     events: list[Event] = []
+    skipped, first_problem = 0, None
     for raw in data:
-        if not isinstance(raw, dict):
-            continue
-        event_id, kind, email = raw.get("sg_event_id"), raw.get("event"), raw.get("email")
-        if not isinstance(event_id, str) or not isinstance(kind, str) or not event_id:
-            continue
-        effect, reason = effect_of(raw)
-        url = raw.get("url")
-        events.append(
-            Event(
-                event_id=event_id[:200],
-                kind=kind[:40],
-                email=email.strip().lower()[:320] if isinstance(email, str) else "",
-                timestamp=_int(raw.get("timestamp")) or 0,
-                send_id=_int(raw.get("send_id")),
-                subscriber_id=_int(raw.get("subscriber_id")),
-                effect=effect,
-                reason=reason,
-                url=url[:2000] if isinstance(url, str) else None,
-            )
-        )
-    return events
+        try:
+            events.append(read_event(raw))
+        except MalformedEvent as exc:
+            skipped += 1
+            first_problem = first_problem or str(exc)
+    return Batch(events, skipped, first_problem)
+
+
+def parse_events(body: bytes, max_events: int = 10_000) -> list[Event]:
+    """The well-formed events of a webhook body (``read_events`` also counts the rest)."""
+    return read_events(body, max_events).events

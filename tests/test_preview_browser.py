@@ -296,3 +296,21 @@ def test_the_index_updates_when_an_issue_file_is_added(page, server: Server) -> 
     first.get_by_text("Added while open").wait_for(timeout=2000)
     assert first.locator("td.date").inner_text() == "2026-11-30"
     assert first.locator(".badge").inner_text() == "valid"
+
+
+def test_the_pages_and_frames_run_under_their_content_security_policy(page, server: Server
+                                                                       ) -> None:
+    refused: list[str] = []
+    page.on("console", lambda message: refused.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    open_issue(page, server)
+    assert "script-src 'sha256-" in page.evaluate(
+        "fetch(location.href).then(r => r.headers.get('content-security-policy'))")
+    edit(server.project / "issues" / f"{ISSUE}.md", f"# Lead: {HEADLINE}", "# Lead: Cranes")
+    frame(page, "phone").locator("h2.nl-headline", has_text="Cranes").wait_for(timeout=2000)
+    images = frame(page, "desktop").locator("img")
+    assert images.count() > 0 and all(
+        images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0")
+        for i in range(images.count()))
+    page.goto(f"{server.url}/no-such-page")
+    assert refused == []

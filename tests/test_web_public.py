@@ -360,7 +360,8 @@ def test_webhook_effects_on_subscribers(site: Site) -> None:
     ]
     response = site.hook(events)
     assert response.status_code == 200
-    assert response.json() == {"received": 10, "applied": 10, "duplicates": 0}
+    assert response.json() == {"received": 10, "applied": 10, "duplicates": 0,
+                               "skipped": 0}
     status = {n: get_subscriber(site.engine, f"r{n}@example.com").status for n in range(1, 9)}
     assert status == {1: "bounced", 2: "active", 3: "bounced", 4: "complained",
                       5: "unsubscribed", 6: "unsubscribed", 7: "active", 8: "complained"}
@@ -386,7 +387,8 @@ def test_webhook_counts_per_send_and_recipient_once_each(site: Site) -> None:
                _event("x1", "open", "r1@example.com", 999999)]  # an unknown send
     assert site.hook(events[:6]).json()["applied"] == 6
     again = site.hook(events)  # SendGrid retries: the first six come again
-    assert again.json() == {"received": 12, "applied": 6, "duplicates": 6}
+    assert again.json() == {"received": 12, "applied": 6, "duplicates": 6,
+                            "skipped": 0}
     result = engagement(site.engine, sid)
     assert result.as_dict() == {
         "delivered": 4, "opened": 2, "clicked": 1, "bounced": 1, "complained": 1,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,11 +14,49 @@ from . import get_settings
 if TYPE_CHECKING:
     from newsletter.config import Settings
 
-LOOPBACK_NAMES = ["127.0.0.1", "localhost"]
+LOOPBACK_NAMES = ["localhost", "127.0.0.1", "[::1]"]
+_NAME = re.compile(r"(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?")
 
 
 def _is_loopback(host: str) -> bool:
-    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def host_name(value: str) -> str | None:
+    """``value`` as it appears in a ``Host`` header (IPv6 in brackets, no port, lower
+    case), or None when it is not a host name, a ``*.domain`` pattern or an IP address."""
+    text = value.strip().lower()
+    try:
+        address = ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return text.rstrip(".") if _NAME.fullmatch(text) else None
+    return f"[{address.compressed}]" if address.version == 6 else address.compressed
+
+
+def allowed_hosts(host: str, extra: tuple[str, ...]) -> list[str]:
+    """The ``Host`` names the preview answers, whatever it listens on: the loopback
+    names, the address it is bound to and each ``--allow-host``. Any other name is
+    refused (400), so a web page cannot rebind its own name to the preview."""
+    from newsletter.errors import UsageError
+
+    names = [*LOOPBACK_NAMES]
+    bound = host_name(host)
+    if bound is not None:
+        names.append(bound)
+    for value in extra:
+        name = host_name(value)
+        if name is None:
+            raise UsageError(
+                f"--allow-host {value!r} is not a host name or IP address; give the name "
+                "people type in the address bar, without a port (e.g. --allow-host "
+                "preview.lan); '*' is refused: it would let any web page read the drafts")
+        names.append(name)
+    return list(dict.fromkeys(names))
 
 
 def page_path(settings: Settings, file: Path | None) -> str:
@@ -43,11 +83,15 @@ def page_path(settings: Settings, file: Path | None) -> str:
               help="Port to serve on (0: any free port).")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; keep the default unless you know why.")
+@click.option("--allow-host", "allow_host", multiple=True, metavar="NAME",
+              help="Also answer requests for this host name (repeatable); by default only "
+                   "localhost, 127.0.0.1, [::1] and the --host address are answered.")
 @click.option("--open", "open_browser", is_flag=True,
               help="Also open the page in the system's web browser.")
 @click.pass_context
 def preview_cmd(
-    ctx: click.Context, file: Path | None, port: int, host: str, open_browser: bool
+    ctx: click.Context, file: Path | None, port: int, host: str, allow_host: tuple[str, ...],
+    open_browser: bool,
 ) -> None:
     """Serve a live preview of the issues (or of FILE) at desktop and phone widths.
 
@@ -61,15 +105,15 @@ def preview_cmd(
 
     settings = get_settings(ctx)
     path = page_path(settings, file)
+    allowed = allowed_hosts(host, allow_host)
     sock = listening_socket(host, port)
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{sock.getsockname()[1]}{path}"
-    # Loopback only: refuse other Host names, so a web page cannot rebind its name to us.
-    allowed = [*LOOPBACK_NAMES, host] if _is_loopback(host) and ":" not in host else None
     app = create_app(settings, preview=True, allowed_hosts=allowed)
     if not _is_loopback(host):
         click.echo(
-            f"warning: listening on {host}: anyone who can reach it can read unsent issues",
+            f"warning: listening on {host}: anyone who can reach it can read unsent issues; "
+            f"it answers requests for {', '.join(allowed)} only (--allow-host NAME for more)",
             err=True,
         )
     click.echo(f"Previewing {settings.issues_path} at {url}  (Ctrl+C to stop)")

@@ -34,9 +34,6 @@ def serve_cmd(ctx: click.Context, host: str, port: int, workers: int) -> None:
     if not settings.sendgrid_webhook_public_key:
         click.echo("warning: sendgrid_webhook_public_key is not set: POST /webhooks/sendgrid "
                    "refuses every request (403)", err=True)
-    if not settings.base_url:
-        click.echo("warning: base_url is not set: the feed's links use the request's host",
-                   err=True)
     click.echo(f"Serving {settings.name} at {url} (unsubscribe, webhook"
                + (", archive" if settings.archive else "") + f"; {workers} worker(s); "
                "Ctrl+C to stop)")
@@ -50,15 +47,14 @@ def serve_cmd(ctx: click.Context, host: str, port: int, workers: int) -> None:
 def _serve_workers(settings, sock, workers: int) -> None:
     import os
 
-    import uvicorn
     from uvicorn.supervisors import Multiprocess
 
     from newsletter.web.public import PROJECT_VARIABLE
+    from newsletter.web.server import server_config
 
     os.environ[PROJECT_VARIABLE] = str(settings.project_dir)
-    config = uvicorn.Config("newsletter.web.public:app_from_environment", factory=True,
-                            workers=workers, log_level="warning", access_log=False,
-                            lifespan="on", timeout_graceful_shutdown=1)
+    config = server_config("newsletter.web.public:app_from_environment", factory=True,
+                           workers=workers)
     try:
         Multiprocess(config, sockets=[sock]).run()
     except KeyboardInterrupt:

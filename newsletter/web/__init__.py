@@ -4,7 +4,10 @@
 later the public pages: unsubscribe, webhooks, archive) lives in its own module and
 exposes a function ``part(settings) -> Part``; ``PARTS`` names them, imported only
 when used. The factory adds what every part shares: HTML error pages that never
-show a traceback, and an optional list of allowed ``Host`` names.
+show a traceback, an optional list of allowed ``Host`` names, the security headers of
+``newsletter.web.security`` on every response (the first part's ``csp`` by default),
+and trailing-slash redirects built from ``base_url`` (public) or as a path (preview),
+never from the request's ``Host``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from starlette.routing import BaseRoute
 
 from newsletter.config import Settings
 
+from .security import NOTHING_CSP, SecurityHeaders, slash_redirect
+
 PAGES = Path(__file__).parent / "templates"
 
 PARTS: dict[str, list[str]] = {
@@ -45,6 +50,8 @@ class Part:
     state: object | None = None  # the part's own state, for its tests and helpers
     # Called from any thread when the server starts to stop: ends long-lived requests.
     stopping: Callable[[], None] | None = None
+    # The Content-Security-Policy of the part's responses that do not set their own.
+    csp: str = NOTHING_CSP
 
 
 _pages = jinja2.Environment(
@@ -69,6 +76,10 @@ def error_page(status_code: int, title: str, message: str) -> HTMLResponse:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
+        app = request.app
+        redirect = slash_redirect(request, app.router, app.state.redirect_base)
+        if redirect is not None:
+            return redirect
         return error_page(404, "Not found", exc.detail if exc.detail != "Not Found" else
                           "There is no such page in this newsletter project.")
     if exc.status_code == 405:
@@ -98,6 +109,13 @@ def stopping(app: Starlette) -> None:
             part_.stopping()
 
 
+class _App(Starlette):
+    """Starlette with ``SecurityHeaders`` outermost, so its own 500 pages get them too."""
+
+    def build_middleware_stack(self):  # -> ASGIApp
+        return SecurityHeaders(super().build_middleware_stack(), self.state.csp)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -125,12 +143,16 @@ def create_app(
 
     middleware = []
     if allowed_hosts:
-        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
-    app = Starlette(
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts),
+                                     www_redirect=False))
+    app = _App(
         routes=[route for part_ in parts for route in part_.routes],
         middleware=middleware,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
         lifespan=lifespan,
     )
+    app.router.redirect_slashes = False  # Starlette's would redirect to the Host header
     app.state.parts = parts
+    app.state.csp = parts[0].csp if parts else NOTHING_CSP
+    app.state.redirect_base = (settings.base_url or "") if public else ""
     return app

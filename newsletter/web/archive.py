@@ -20,13 +20,12 @@ from newsletter import archive
 
 from . import error_page
 from .public import PublicState, public_page
+from .security import email_csp
 
 ATOM = "http://www.w3.org/2005/Atom"
 FEED_SIZE = 50
 _BODY = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
-# the archived email may style itself and show remote images; it runs no script
-ISSUE_CSP = ("default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; "
-             "font-src https: data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+ISSUE_CSP = email_csp()
 
 
 def _stamp(value: dt.datetime) -> str:
@@ -73,9 +72,6 @@ def _with_back_link(html: str) -> str:
 def routes(state: PublicState) -> list[BaseRoute]:
     settings = state.settings
 
-    def base(request: Request) -> str:
-        return settings.base_url or str(request.base_url).rstrip("/")
-
     def listed(limit: int | None = None) -> list[archive.Entry]:
         archive.backfill(state.engine, settings)
         return archive.entries(state.engine, limit=limit)
@@ -89,7 +85,8 @@ def routes(state: PublicState) -> list[BaseRoute]:
 
     async def feed(request: Request) -> Response:
         entries = await run_in_threadpool(listed, FEED_SIZE)
-        body = feed_xml(entries, name=settings.name, base=base(request))
+        # every absolute URL from base_url (required by the public part), never from Host
+        body = feed_xml(entries, name=settings.name, base=str(settings.base_url).rstrip("/"))
         return Response(body, media_type="application/atom+xml; charset=utf-8",
                         headers={"Cache-Control": "public, max-age=300"})
 
@@ -103,8 +100,7 @@ def routes(state: PublicState) -> list[BaseRoute]:
                 return RedirectResponse(f"/archive/{canonical}", status_code=301)
             return error_page(404, "Not found", "There is no such issue in the archive.")
         return HTMLResponse(_with_back_link(found[1]), headers={
-            "Content-Security-Policy": ISSUE_CSP, "Cache-Control": "public, max-age=300",
-            "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"})
+            "Content-Security-Policy": ISSUE_CSP, "Cache-Control": "public, max-age=300"})
 
     return [
         Route("/archive", index, methods=["GET", "HEAD"]),

@@ -45,7 +45,8 @@ from newsletter.render import Rendered
 from newsletter.slugs import file_slug
 from newsletter.validate import GMAIL_CLIP_BYTES, PREHEADER_SHOWN, SUBJECT_PHONE
 
-from . import Part, error_page, page
+from . import PAGES, Part, error_page, page
+from .security import email_csp, preview_csp
 
 log = logging.getLogger("newsletter.preview")
 NO_STORE = {"Cache-Control": "no-store"}
@@ -55,6 +56,8 @@ THEMES = ("light", "dark")
 PARTS = ("html", "text")
 DEVICES = {"desktop": 640, "phone": 375}
 LONG_POLL_SECONDS = 25.0
+FRAME_CSP = email_csp(frame_ancestors="'self'")  # the email, inside the preview's frames
+RAW_CSP = email_csp()  # the rendered email, opened on its own
 
 
 # -- status of an issue in the index ------------------------------------------------------
@@ -536,9 +539,8 @@ def part(settings: Settings) -> Part:
         filename = f"{name}{'.html' if what == 'html' else '.txt'}"
         disposition = "attachment" if request.query_params.get("download") else "inline"
         headers["Content-Disposition"] = f'{disposition}; filename="{filename}"'
-        headers["X-Content-Type-Options"] = "nosniff"
         if what == "html":
-            return HTMLResponse(rendered.html, headers=headers)
+            return HTMLResponse(rendered.html, headers={**headers, "Content-Security-Policy": RAW_CSP})
         return PlainTextResponse(rendered.text, headers=headers)
 
     async def frame(request: Request) -> Response:
@@ -547,9 +549,12 @@ def part(settings: Settings) -> Part:
         theme = _choice(request, "theme", THEMES)
         device = _choice(request, "device", tuple(DEVICES))
         if entry.good is None:
-            return page("frame-empty.html", name=name)
-        html = frame_html(entry.good.rendered.html, theme, device)
-        return HTMLResponse(html, headers=NO_STORE)
+            response: Response = page("frame-empty.html", name=name)
+        else:
+            html = frame_html(entry.good.rendered.html, theme, device)
+            response = HTMLResponse(html, headers=NO_STORE)
+        response.headers["Content-Security-Policy"] = FRAME_CSP
+        return response
 
     async def changes(request: Request) -> Response:
         try:
@@ -587,4 +592,5 @@ def part(settings: Settings) -> Part:
         Route("/issues/{name}/frame", frame, name="preview-frame"),
         Route("/issues/{name}", issue, name="preview-issue"),
     ]
-    return Part(routes=routes, lifespan=lifespan, state=state, stopping=state.close)
+    return Part(routes=routes, lifespan=lifespan, state=state, stopping=state.close,
+                csp=preview_csp(PAGES))

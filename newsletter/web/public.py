@@ -37,6 +37,7 @@ from newsletter.store import make_engine, open_store
 from newsletter.webhooks import Verifier
 
 from . import Part, page
+from .security import PAGE_CSP
 
 log = logging.getLogger("newsletter.web")
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -74,9 +75,6 @@ def too_large() -> Response:
                              headers={"Connection": "close"})
 
 
-# the public pages run no script; their one form posts back to the same site
-PAGE_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
-            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 _CSS_UNSAFE = re.compile(r"[<>{};\\]")
 
 
@@ -92,11 +90,8 @@ def page_context(settings: Settings) -> dict[str, object]:
 def public_page(settings: Settings, template: str, status_code: int = 200,
                 **context: object) -> Response:
     response = page(f"public/{template}", status_code, **page_context(settings), **context)
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Content-Security-Policy"] = PAGE_CSP
-    return response
+    response.headers["X-Frame-Options"] = "DENY"  # for browsers without frame-ancestors
+    return response  # Content-Security-Policy: PAGE_CSP, the part's, added to every answer
 
 
 def open_engine(settings: Settings) -> Engine:
@@ -158,6 +153,7 @@ def part(settings: Settings) -> Part:
     from . import archive, unsubscribe, webhook
 
     require(settings, "secret_key", purpose="checking unsubscribe links")
+    require(settings, "base_url", purpose="the archive feed's links and the site's redirects")
     state = PublicState(settings=settings, engine=open_engine(settings),
                         verifier=_verifier(settings))
     routes: list[BaseRoute] = [
@@ -177,7 +173,7 @@ def part(settings: Settings) -> Part:
         finally:
             state.engine.dispose()
 
-    return Part(routes=routes, lifespan=lifespan, state=state)
+    return Part(routes=routes, lifespan=lifespan, state=state, csp=PAGE_CSP)
 
 
 PROJECT_VARIABLE = "NEWSLETTER_PROJECT"

@@ -18,7 +18,9 @@ from starlette.applications import Starlette
 
 from newsletter.errors import UsageError
 
-from . import stopping
+from . import limits, stopping
+
+BACKLOG = 1024  # connections the kernel queues before we accept them
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -38,7 +40,7 @@ def listening_socket(host: str, port: int) -> socket.socket:
         raise UsageError(
             f"{host}:{port} {reason}: stop the other server or pick another port with --port"
         ) from None
-    sock.listen(128)
+    sock.listen(BACKLOG)
     return sock
 
 
@@ -52,16 +54,21 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def _config(app: Starlette) -> uvicorn.Config:
+def server_config(app: Starlette | str, **options: object) -> uvicorn.Config:
+    """uvicorn's settings for every server of ours: quiet, and within the connection
+    limits of ``newsletter.web.limits`` (its event loop, protocol and timeouts)."""
     return uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=1
+        app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=1,
+        loop=limits.LOOP, http=limits.PROTOCOL, timeout_keep_alive=limits.KEEP_ALIVE,
+        h11_max_incomplete_event_size=limits.MAX_HEAD_BYTES, backlog=BACKLOG,
+        **options,  # type: ignore[arg-type]
     )
 
 
 def serve(app: Starlette, sock: socket.socket) -> None:
     """Serve until Ctrl+C (or SIGTERM); returns after a clean shutdown."""
     try:
-        _Server(app, _config(app)).run(sockets=[sock])
+        _Server(app, server_config(app)).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C after shutting down cleanly
         pass
     finally:
@@ -75,7 +82,7 @@ class BackgroundServer:
         self.app = app
         self.sock = listening_socket(host, 0)
         self.url = f"http://{host}:{self.sock.getsockname()[1]}"
-        self.server = _Server(app, _config(app))
+        self.server = _Server(app, server_config(app))
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
         )

@@ -4,10 +4,14 @@ In order: the body is read up to ``max_body_bytes`` (413); the signature over
 ``timestamp + raw body`` is checked with the configured key and the timestamp must be
 within ``webhook_max_age`` seconds (403 for unsigned, invalid or stale requests, and
 for every request while no key is configured); the body must be a JSON array of
-events (400); the exact same signed request seen before is a replay (403). The events
-are then applied in one transaction (``newsletter.events.apply_events``), each
-``sg_event_id`` once, and the answer is 200 with how many were new. SendGrid retries
-anything but a 2xx, so a database failure answers 503 and the events come again.
+events (400); the exact same signed request seen before is a replay (403). Each event
+is checked on its own (``newsletter.webhooks.read_event``): one that is not an object,
+lacks its id or kind, carries an id out of range (``send_id``, ``list_id``,
+``subscriber_id``: 1..2^63-1) or text no database stores is skipped, counted and logged,
+so it cannot hold back the good events of its batch. The rest are applied in one
+transaction (``newsletter.events.apply_events``), each ``sg_event_id`` once, and the
+answer is 200 with the counts. SendGrid retries anything but a 2xx, so a database
+failure answers 503 and the events come again.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from newsletter.webhooks import (
     TIMESTAMP_HEADER,
     WebhookMalformed,
     WebhookRejected,
-    parse_events,
+    read_events,
 )
 
 from .public import BodyTooLarge, PublicState, read_body, too_large
@@ -63,9 +67,13 @@ def routes(state: PublicState) -> list[BaseRoute]:
         except WebhookRejected:
             return _plain("forbidden", 403)
         try:
-            events = parse_events(body)
+            batch = read_events(body)
         except WebhookMalformed as exc:
             return _plain(f"bad request: {exc}", 400)
+        events = batch.events
+        if batch.skipped:
+            log.warning("webhook: skipped %d malformed event(s) of %d (first: %s)",
+                        batch.skipped, batch.skipped + len(events), batch.first_problem)
         assert timestamp is not None
         try:
             applied = await run_in_threadpool(
@@ -76,7 +84,8 @@ def routes(state: PublicState) -> list[BaseRoute]:
         except Exception:
             log.exception("webhook: applying %d events failed", len(events))
             return _plain("temporarily unavailable, retry later", 503)
-        return JSONResponse({"received": applied.received, "applied": applied.applied,
-                             "duplicates": applied.duplicates})
+        return JSONResponse({"received": applied.received + batch.skipped,
+                             "applied": applied.applied, "duplicates": applied.duplicates,
+                             "skipped": batch.skipped})
 
     return [Route("/webhooks/sendgrid", sendgrid, methods=["POST"])]
