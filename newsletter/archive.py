@@ -33,28 +33,9 @@ from .errors import NewsletterError
 from .identity import of_issue
 from .slugs import file_slug
 from .store._db import DB, aware, transaction, utcnow
-from .store.tables import Stamp, metadata
+from .store.tables import archive_issues, sends
 
 log = logging.getLogger("newsletter.archive")
-
-archive_issues = sa.Table(
-    "archive_issues",
-    metadata,
-    sa.Column("slug", sa.String(200), primary_key=True),
-    sa.Column("issue_date", sa.Date(), nullable=False),
-    sa.Column("subject", sa.Text(), nullable=False),
-    sa.Column("preheader", sa.Text(), nullable=True),
-    sa.Column("html", sa.Text(), nullable=False),
-    sa.Column("text", sa.Text(), nullable=False),
-    sa.Column("published_at", Stamp, nullable=False),
-    sa.Column("updated_at", Stamp, nullable=False),
-    # the issue's identity (newsletter.identity): a copy replaces its entry; NULL content
-    # hash on entries older than migration 0006
-    sa.Column("issue_key", sa.String(64), nullable=True),
-    sa.Column("content_hash", sa.String(64), nullable=True),
-    sa.Index(None, "issue_date"),
-)
-
 
 @dataclass(frozen=True)
 class Entry:
@@ -126,8 +107,6 @@ def publish_send(db: DB, settings: Settings, issue_path: Path | str, send_id: in
     When the issue is archived under another slug (a copy of an issue already archived,
     or a reused file name), the send's stored messages are made to link there.
     """
-    from .ledger import sends
-
     entry = publish(db, settings, issue_path)
     if entry.slug != slug and settings.base_url:
         old = re.compile(re.escape(f"{settings.base_url}/archive/{slug}") + r"(?![\w-])")
@@ -147,8 +126,6 @@ def resolve(db: DB, slug: str) -> str | None:
     the slug of a send's file archived under another slug (a renamed copy, sent before
     the archive knew issues' identities) leads to that entry.
     """
-    from .ledger import sends
-
     with transaction(db) as conn:
         for candidate in dict.fromkeys([slug, file_slug(f"{slug}.md")]):
             if conn.execute(sa.select(archive_issues.c.slug)
@@ -199,8 +176,6 @@ def get_entry(db: DB, slug: str) -> tuple[Entry, str] | None:
 
 def backfill(db: DB, settings: Settings) -> list[str]:
     """Publish the issues of real sends missing from the archive; returns their slugs."""
-    from .ledger import sends
-
     with transaction(db) as conn:
         missing = conn.execute(
             sa.select(sends.c.issue_slug, sa.func.max(sends.c.issue_path))

@@ -37,60 +37,23 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from .ledger import sends
 from .store._db import DB, transaction, utcnow
-from .store.tables import ID, Stamp, metadata, subscribers
+from .store.tables import (
+    RECIPIENT_COUNTERS,
+    send_event_counts,
+    send_recipient_events,
+    sends,
+    subscribers,
+    webhook_events,
+    webhook_requests,
+)
 from .webhooks import Effect, Event
 
-webhook_events = sa.Table(
-    "webhook_events",
-    metadata,
-    sa.Column("sg_event_id", sa.String(200), primary_key=True),
-    sa.Column("kind", sa.String(40), nullable=False),
-    sa.Column("send_id", ID, nullable=True),
-    sa.Column("subscriber_id", ID, nullable=True),
-    sa.Column("email", sa.String(320), nullable=False),
-    sa.Column("effect", sa.String(16), nullable=False),
-    sa.Column("reason", sa.Text(), nullable=True),
-    sa.Column("url", sa.Text(), nullable=True),
-    sa.Column("occurred_at", Stamp, nullable=True),
-    sa.Column("received_at", Stamp, nullable=False),
-)
-
-webhook_requests = sa.Table(
-    "webhook_requests",
-    metadata,
-    sa.Column("digest", sa.String(64), primary_key=True),  # sha256(timestamp + body), hex
-    sa.Column("received_at", Stamp, nullable=False),
-    sa.Index(None, "received_at"),
-)
-
-send_event_counts = sa.Table(
-    "send_event_counts",
-    metadata,
-    sa.Column("send_id", ID, sa.ForeignKey("sends.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("kind", sa.String(40), primary_key=True),
-    sa.Column("events", sa.Integer(), nullable=False),
-)
-
-#: per-recipient counter columns and the events that raise them
-RECIPIENT_COUNTERS = ("delivered", "opens", "clicks", "deferred", "dropped", "bounced",
-                      "complained", "unsubscribed")
+#: the per-recipient counter (RECIPIENT_COUNTERS) each event kind and effect raises
 _KIND_COUNTER = {"delivered": "delivered", "open": "opens", "click": "clicks",
                  "deferred": "deferred", "dropped": "dropped"}
 _EFFECT_COUNTER = {Effect.BOUNCED: "bounced", Effect.COMPLAINED: "complained",
                    Effect.UNSUBSCRIBED: "unsubscribed"}
-
-send_recipient_events = sa.Table(
-    "send_recipient_events",
-    metadata,
-    sa.Column("send_id", ID, sa.ForeignKey("sends.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("email", sa.String(320), primary_key=True),
-    sa.Column("subscriber_id", ID, nullable=True),
-    *(sa.Column(name, sa.Integer(), nullable=False, server_default="0")
-      for name in RECIPIENT_COUNTERS),
-    sa.Column("last_event_at", Stamp, nullable=True),
-)
 
 #: which current statuses each effect may replace (a stronger status is never weakened)
 _REPLACES = {

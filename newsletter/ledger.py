@@ -49,7 +49,16 @@ from .errors import NewsletterError
 from .identity import Identity
 from .store._db import DB, aware, retry_on_conflict, transaction, utcnow
 from .store.receiving import receives
-from .store.tables import ID, Stamp, lists, memberships, metadata, subscribers
+from .store.tables import (
+    ID,
+    lists,
+    memberships,
+    send_batches,
+    send_recipients,
+    send_workers,
+    sends,
+    subscribers,
+)
 
 if TYPE_CHECKING:
     from .requeue import Requeued
@@ -59,104 +68,6 @@ DONE = ("sent", "failed", "skipped")
 SEND_STATES = ("sending", "finished", "cancelled")
 MAX_ATTEMPTS = 3
 LEASE = dt.timedelta(seconds=30)
-
-sends = sa.Table(
-    "sends",
-    metadata,
-    sa.Column("id", ID, primary_key=True, autoincrement=True),
-    sa.Column("kind", sa.String(8), nullable=False),  # real | test
-    sa.Column("issue_path", sa.Text(), nullable=False),
-    sa.Column("issue_slug", sa.String(200), nullable=False),
-    sa.Column("subject", sa.Text(), nullable=False),
-    sa.Column("list_id", ID, sa.ForeignKey("lists.id", ondelete="SET NULL"), nullable=True),
-    sa.Column("list_name", sa.String(100), nullable=False),
-    sa.Column("backend", sa.String(20), nullable=False),
-    sa.Column("status", sa.String(12), nullable=False),
-    sa.Column("html", sa.Text(), nullable=False),  # the personal render, sent as it was
-    sa.Column("text", sa.Text(), nullable=False),
-    sa.Column("total", sa.Integer(), nullable=False),
-    sa.Column("created_at", Stamp, nullable=False),
-    sa.Column("finished_at", Stamp, nullable=True),
-    # while the recipients are still being snapshotted (in chunks, as the first batches
-    # go out): the highest subscriber id copied so far; NULL once all are in. Only
-    # subscribers up to snapshot_until (the highest id when the send was created) count.
-    sa.Column("snapshot_after", ID, nullable=True),
-    sa.Column("snapshot_until", ID, nullable=True),  # the highest subscriber id at creation
-    # the issue's identity (newsletter.identity), whatever its file is called; NULL on
-    # sends older than migration 0006 whose issue file could not be read then
-    sa.Column("issue_date", sa.Date(), nullable=True),
-    sa.Column("issue_key", sa.String(64), nullable=True),  # date + subject
-    sa.Column("content_hash", sa.String(64), nullable=True),  # the sections as rendered
-    sa.CheckConstraint("kind IN ('real', 'test')", name="kind"),
-    sa.CheckConstraint("status IN ('sending', 'finished', 'cancelled')", name="status"),
-    sa.Index(None, "issue_slug", "list_id", "kind"),
-    sa.Index(None, "list_id", "issue_key"),
-    sa.Index(None, "list_id", "content_hash"),
-    # at most one unfinished real send of an issue to a list: two `newsletter send`
-    # started at once (of the same file, or of a copy) must share one send, not make two
-    sa.Index(
-        "uq_sends_unfinished",
-        "issue_key",
-        "list_id",
-        unique=True,
-        sqlite_where=sa.text("kind = 'real' AND status = 'sending'"),
-        postgresql_where=sa.text("kind = 'real' AND status = 'sending'"),
-    ),
-    sqlite_autoincrement=True,
-)
-
-send_recipients = sa.Table(
-    "send_recipients",
-    metadata,
-    sa.Column("send_id", ID, sa.ForeignKey("sends.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("seq", ID, primary_key=True),  # the subscriber id (real sends) or 1..n (tests)
-    sa.Column("subscriber_id", ID, nullable=True),
-    sa.Column("email", sa.String(320), nullable=False),
-    sa.Column("name", sa.Text(), nullable=True),
-    sa.Column("status", sa.String(10), nullable=False),
-    sa.Column("batch_id", ID, nullable=True),
-    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
-    sa.Column("reason", sa.Text(), nullable=True),
-    sa.Column("provider_id", sa.String(200), nullable=True),
-    sa.Column("updated_at", Stamp, nullable=True),
-    # Only pending rows are indexed by status: a row leaves this index once, when it is
-    # claimed, and later changes (sending -> sent) touch no index at all. Rows of a batch
-    # are found by their seq range (the primary key) plus batch_id.
-    sa.Index(
-        "ix_send_recipients_pending",
-        "send_id",
-        "seq",
-        sqlite_where=sa.text("status = 'pending'"),
-        postgresql_where=sa.text("status = 'pending'"),
-    ),
-)
-
-send_batches = sa.Table(
-    "send_batches",
-    metadata,
-    sa.Column("id", ID, primary_key=True, autoincrement=True),
-    sa.Column("send_id", ID, sa.ForeignKey("sends.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("worker_id", sa.String(40), nullable=False),
-    sa.Column("status", sa.String(10), nullable=False),  # sending | done | uncertain
-    sa.Column("size", sa.Integer(), nullable=False),
-    sa.Column("claimed_at", Stamp, nullable=False),
-    sa.Column("finished_at", Stamp, nullable=True),
-    sa.Index(None, "send_id", "status"),
-    sqlite_autoincrement=True,
-)
-
-send_workers = sa.Table(
-    "send_workers",
-    metadata,
-    sa.Column("id", sa.String(40), primary_key=True),
-    sa.Column("send_id", ID, sa.ForeignKey("sends.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("host", sa.String(255), nullable=False),
-    sa.Column("pid", sa.Integer(), nullable=False),
-    sa.Column("started_at", Stamp, nullable=False),
-    sa.Column("heartbeat_at", Stamp, nullable=False),
-    sa.Column("stopped_at", Stamp, nullable=True),
-)
-
 
 class SendNotFound(NewsletterError):
     pass

@@ -63,7 +63,7 @@ from .sendtimes import (
 from .slugs import file_slug
 from .store import get_list
 from .store._db import DB, aware, transaction, utcnow
-from .store.tables import ID, JSONType, Stamp, metadata
+from .store.tables import schedule_workers, schedules
 
 STATES = ("scheduled", "sending", "sent", "failed", "missed", "cancelled")
 OPEN = ("scheduled", "sending")
@@ -71,49 +71,6 @@ LEASE = dt.timedelta(seconds=30)
 HEARTBEAT = dt.timedelta(seconds=5)
 RETRY_AFTER = dt.timedelta(seconds=30)  # a send stopped by an unavailable backend
 log = logging.getLogger("newsletter.worker")
-
-schedules = sa.Table(
-    "schedules",
-    metadata,
-    sa.Column("id", ID, primary_key=True, autoincrement=True),
-    sa.Column("issue_path", sa.Text(), nullable=False),  # relative to the project if inside
-    sa.Column("list_name", sa.String(100), nullable=False),
-    sa.Column("backend", sa.String(20), nullable=True),  # None: the configured one
-    sa.Column("zone", sa.String(64), nullable=False),
-    sa.Column("wall", sa.String(19), nullable=False),  # YYYY-MM-DD HH:MM:SS in ``zone``
-    sa.Column("due_at", Stamp, nullable=False),  # UTC; local-time: the next wave
-    sa.Column("local_time", sa.Boolean(), nullable=False),
-    sa.Column("again", sa.Boolean(), nullable=False),
-    sa.Column("source", sa.String(10), nullable=False),  # --at | send_at
-    sa.Column("status", sa.String(12), nullable=False),
-    sa.Column("send_id", ID, sa.ForeignKey("sends.id", ondelete="SET NULL"), nullable=True),
-    sa.Column("worker_id", sa.String(40), nullable=True),
-    sa.Column("waves", JSONType, nullable=True),  # local-time: {"done": [...], "missed": [...]}
-    sa.Column("note", sa.Text(), nullable=True),
-    sa.Column("created_at", Stamp, nullable=False),
-    sa.Column("started_at", Stamp, nullable=True),
-    sa.Column("finished_at", Stamp, nullable=True),
-    sa.CheckConstraint(
-        "status IN ('scheduled', 'sending', 'sent', 'failed', 'missed', 'cancelled')",
-        name="status",
-    ),
-    sa.Index(None, "status", "due_at"),
-    sqlite_autoincrement=True,
-)
-
-schedule_workers = sa.Table(
-    "schedule_workers",
-    metadata,
-    sa.Column("id", sa.String(40), primary_key=True),
-    sa.Column("host", sa.String(255), nullable=False),
-    sa.Column("pid", sa.Integer(), nullable=False),
-    sa.Column("state", sa.String(20), nullable=False),  # idle | sending | standby
-    sa.Column("detail", sa.Text(), nullable=True),
-    sa.Column("started_at", Stamp, nullable=False),
-    sa.Column("heartbeat_at", Stamp, nullable=False),
-    sa.Column("stopped_at", Stamp, nullable=True),
-)
-
 
 class ScheduleNotFound(NewsletterError):
     pass
