@@ -37,6 +37,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
+from .errors import Replayed
 from .store._db import DB, transaction, utcnow
 from .store.tables import (
     RECIPIENT_COUNTERS,
@@ -63,10 +64,6 @@ _REPLACES = {
 }
 _CHUNK = 2000  # rows per multi-row statement (SQLite allows 32,766 parameters)
 _RETRIES = 5
-
-
-class Replayed(Exception):
-    """This exact signed request was already received."""
 
 
 @dataclass

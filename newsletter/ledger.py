@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from .errors import NewsletterError
+from .errors import SendExists, SendNotFound
 from .identity import Identity
 from .store._db import DB, aware, retry_on_conflict, transaction, utcnow
 from .store.receiving import receives
@@ -68,14 +68,6 @@ DONE = ("sent", "failed", "skipped")
 SEND_STATES = ("sending", "finished", "cancelled")
 MAX_ATTEMPTS = 3
 LEASE = dt.timedelta(seconds=30)
-
-class SendNotFound(NewsletterError):
-    pass
-
-
-class SendExists(NewsletterError):
-    """Another process has just created the unfinished send of this issue and list."""
-
 
 @dataclass
 class SendInfo:

@@ -27,6 +27,7 @@ from markupsafe import Markup
 from mjml import mjml2html
 
 from .config import Settings
+from .errors import RenderError
 from .model import (
     BulletList,
     Emphasis,
@@ -63,10 +64,6 @@ _TEMPLATE_FOR = {
     SectionKind.WATCHING: "watching.mjml.j2",
 }
 _INLINER = css_inline.CSSInliner(load_remote_stylesheets=False, keep_at_rules=True)
-
-
-class RenderError(Exception):
-    """The templates could not be rendered (a broken user template, say)."""
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from sqlalchemy.engine import Engine
 
 from . import ledger, sending
 from .config import Settings
-from .errors import NewsletterError, UsageError
+from .errors import NewsletterError, ScheduleNotFound, UsageError, WorkerRefused
 from .sendtimes import (
     When,
     advance_waves,
@@ -71,14 +71,6 @@ LEASE = dt.timedelta(seconds=30)
 HEARTBEAT = dt.timedelta(seconds=5)
 RETRY_AFTER = dt.timedelta(seconds=30)  # a send stopped by an unavailable backend
 log = logging.getLogger("newsletter.worker")
-
-class ScheduleNotFound(NewsletterError):
-    pass
-
-
-class WorkerRefused(NewsletterError):
-    pass
-
 
 # -- clocks ------------------------------------------------------------------------------
 

@@ -28,32 +28,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .config import Settings, require
-from .errors import NewsletterError
+from .errors import BadSignature, ExpiredToken, MalformedToken, WrongList
+from .errors import InvalidToken as InvalidToken  # what callers catch: tokens.InvalidToken
 
 PURPOSE = b"newsletter/unsubscribe/v1\x00"
 TAG_BYTES = 16
 _DAY = 86400
 _MAX_ID = (1 << 63) - 1
-
-
-class InvalidToken(NewsletterError):
-    """An unsubscribe token that is not one of ours (forged, altered, truncated, expired)."""
-
-
-class MalformedToken(InvalidToken):
-    """Not a token at all: bad characters, wrong length or bad encoding."""
-
-
-class BadSignature(InvalidToken):
-    """Well formed, but the tag does not match any configured secret (forged or altered)."""
-
-
-class WrongList(InvalidToken):
-    """A valid token, but for another list than the one asked about."""
-
-
-class ExpiredToken(InvalidToken):
-    """Signed with a retired secret more than ``old_secret_days`` days ago."""
 
 
 @dataclass(frozen=True)

@@ -25,17 +25,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
+from .errors import MalformedEvent, WebhookMalformed, WebhookRejected
+
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 DEFAULT_MAX_AGE = 300  # seconds a signed request stays acceptable (replay window)
-
-
-class WebhookRejected(Exception):
-    """The request is not from SendGrid, or too old: answer 403 and say nothing more."""
-
-
-class WebhookMalformed(Exception):
-    """Signed correctly but not a JSON array of events: answer 400."""
 
 
 def load_public_key(value: str) -> ec.EllipticCurvePublicKey:
@@ -111,10 +105,6 @@ class Event:
 ID_MAX = 2**63 - 1  # the largest id a BIGINT column holds
 CUSTOM_IDS = ("send_id", "list_id", "subscriber_id")  # the custom_args our sends carry
 _DIGITS = re.compile(r"[0-9]{1,19}")
-
-
-class MalformedEvent(ValueError):
-    """One event of a signed request cannot be applied: it is skipped and counted."""
 
 
 def _int(value: Any) -> int | None:

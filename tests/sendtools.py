@@ -86,7 +86,7 @@ def pg_admin_engine() -> sa.Engine | None:
         try:
             with engine.connect():
                 return engine
-        except Exception:
+        except sa.exc.OperationalError:  # not there: try the next account
             engine.dispose()
     return None
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
+
+from newsletter.errors import NewsletterError  # no dependencies: cheap at startup
 
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module:attribute, one-line help shown in `newsletter --help`)
@@ -95,15 +97,17 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: never lets a traceback reach the user."""
-    from newsletter.errors import NewsletterError
+    """Entry point: never lets a traceback reach the user.
 
+    Every problem the user can fix is a ``NewsletterError`` (the tree in
+    ``newsletter.errors``), reported here and only here: one line, its exit code. A
+    failure of the database itself (a full disk, a damaged file) is turned into one.
+    """
     state: dict[str, Any] = {}  # the command's ctx.obj: its settings, once loaded
     try:
         code = cli.main(args=argv, prog_name="newsletter", standalone_mode=False, obj=state)
     except NewsletterError as exc:
-        click.echo(f"newsletter: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _report(exc)
     except click.exceptions.Abort:
         click.echo("newsletter: aborted", err=True)
         sys.exit(130)
@@ -120,8 +124,7 @@ def main(argv: list[str] | None = None) -> None:
             raise
         known = _database_failure(exc, state)
         if known is not None:
-            click.echo(f"newsletter: {known}", err=True)
-            sys.exit(known.exit_code)
+            _report(known)
         click.echo(
             f"newsletter: internal error: {type(exc).__name__}: {exc} "
             "(run with NEWSLETTER_DEBUG=1 for details and report it)",
@@ -131,7 +134,12 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-def _database_failure(exc: Exception, state: dict[str, Any]) -> Exception | None:
+def _report(error: NewsletterError) -> NoReturn:
+    click.echo(f"newsletter: {error}", err=True)
+    sys.exit(error.exit_code)
+
+
+def _database_failure(exc: Exception, state: dict[str, Any]) -> NewsletterError | None:
     """A full disk, a damaged or foreign database file...: one line saying what to do."""
     from newsletter.store.failures import describe_database, explain
 

@@ -51,7 +51,7 @@ from enum import StrEnum
 from types import TracebackType
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from ..errors import NewsletterError
+from ..errors import BackendUnavailable as BackendUnavailable  # imported from here
 from ..personalize import OutgoingMessage
 
 
@@ -77,13 +77,6 @@ class DeliveryResult(NamedTuple):
     @property
     def ok(self) -> bool:
         return self.status is Status.SENT
-
-
-class BackendUnavailable(NewsletterError):
-    """The backend cannot send at all (bad key, failed login, server unreachable).
-
-    Nothing in the batch was accepted; stop the send and keep the batch pending.
-    """
 
 
 @runtime_checkable

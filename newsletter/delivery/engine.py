@@ -255,7 +255,7 @@ class SendRunner:
                 try:
                     messages += build((r,), headers=mime)
                     kept.append(r)
-                except Exception as exc:
+                except Exception as exc:  # whatever this one recipient's message raised
                     refused.append(ledger.Outcome(r[SEQ], "failed", _unsendable(exc)))
             return messages, kept, refused
 

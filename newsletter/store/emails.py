@@ -17,10 +17,7 @@ import re
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 
-
-class InvalidEmail(ValueError):
-    """Not an email address; the message says why."""
-
+from ..errors import InvalidEmail
 
 _ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"

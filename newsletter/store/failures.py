@@ -16,7 +16,7 @@ import sqlite3
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from ..errors import NewsletterError
+from ..errors import DatabaseFailure
 
 _AGAIN = (
     "the change under way was not saved and nothing saved before it was lost; {fix}, then "
@@ -46,10 +46,6 @@ _POSTGRES = {
     + _AGAIN.format(fix="ask its operator"),
     "XX001": "the database server reports damaged data ({error}); ask its operator",
 }
-
-
-class DatabaseFailure(NewsletterError):
-    """The database cannot do what was asked: full, damaged, not a database, read-only."""
 
 
 def describe_database(url: str) -> str:

@@ -8,14 +8,10 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import NewsletterError, UsageError
+from ..errors import ListNotFound, UsageError
 from ._db import DB, aware, transaction, utcnow
 from .receiving import receives
 from .tables import lists, memberships, subscribers
-
-
-class ListNotFound(NewsletterError):
-    """No list by that name."""
 
 
 @dataclass(frozen=True)

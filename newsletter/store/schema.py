@@ -19,15 +19,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from ..errors import NewsletterError
+from ..errors import NewsletterError, SchemaError
 from .engine import READ_ONLY
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 UPGRADE_HINT = "run `newsletter db upgrade`"
-
-
-class SchemaError(NewsletterError):
-    """The database's schema is not the one this version of newsletter needs."""
 
 
 @dataclass(frozen=True)
@@ -70,13 +66,8 @@ def schema_state(engine: Engine, script_location: Path | None = None) -> SchemaS
         raise NewsletterError(
             f"database {_describe(engine)}: cannot be read ({_first_line(exc)})"
         ) from None
-    known = True
-    for revision in current:
-        try:
-            script.get_revision(revision)
-        except Exception:  # alembic raises several kinds for an unknown revision
-            known = False
-    return SchemaState(current=current, heads=heads, known=known)
+    shipped = {revision.revision for revision in script.walk_revisions()}
+    return SchemaState(current=current, heads=heads, known=set(current) <= shipped)
 
 
 def _first_line(exc: BaseException) -> str:

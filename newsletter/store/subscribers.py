@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import NewsletterError, UsageError
+from ..errors import SubscriberNotFound, UsageError
 from ..headersafe import clean_text
 from . import receiving
 from ._db import DB, aware, transaction, utcnow
@@ -25,10 +25,6 @@ from .tables import MEMBERSHIP_STATUSES, STATUSES, lists, memberships, subscribe
 RESERVED_ATTRIBUTES = frozenset(
     {"email", "name", "status", "list_status", "first_name", "last_name", "id", "created_at"}
 )
-
-
-class SubscriberNotFound(NewsletterError):
-    """No subscriber with that address."""
 
 
 @dataclass(frozen=True)

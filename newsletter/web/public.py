@@ -36,6 +36,7 @@ from newsletter.errors import ConfigError
 from newsletter.store import make_engine, open_store
 from newsletter.webhooks import Verifier
 
+from ..errors import BodyTooLarge
 from . import Part, page
 from .security import PAGE_CSP
 
@@ -49,10 +50,6 @@ class PublicState:
     settings: Settings
     engine: Engine
     verifier: Verifier | None  # None: no webhook key configured, every webhook call is 403
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -123,7 +120,7 @@ def _health_route(state: PublicState) -> Route:
     async def healthz(request: Request) -> Response:
         try:
             await run_in_threadpool(_ping, state.engine)
-        except Exception:
+        except sa.exc.SQLAlchemyError:  # no server, refused, pool exhausted: not healthy
             return PlainTextResponse("database unavailable\n", status_code=503,
                                      headers={"Cache-Control": "no-store"})
         return PlainTextResponse("ok\n", headers={"Cache-Control": "no-store"})
@@ -141,7 +138,7 @@ def guarded(endpoint: Endpoint) -> Endpoint:
             return await endpoint(request)
         except HTTPException:
             raise
-        except Exception:
+        except Exception:  # the endpoint's last line of defence: logged here, 503 there
             log.exception("%s %s failed", request.method, request.url.path)
             return PlainTextResponse("temporarily unavailable, retry later\n", status_code=503,
                                      headers={"Cache-Control": "no-store", "Retry-After": "30"})

@@ -81,7 +81,7 @@ def routes(state: PublicState) -> list[BaseRoute]:
                 request_key=request_key(timestamp, body), forget_requests_after=remember)
         except Replayed:
             return _plain("forbidden", 403)
-        except Exception:
+        except Exception:  # whatever it was, 503 makes SendGrid retry; logged with its cause
             log.exception("webhook: applying %d events failed", len(events))
             return _plain("temporarily unavailable, retry later", 503)
         return JSONResponse({"received": applied.received + batch.skipped,
