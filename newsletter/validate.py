@@ -224,7 +224,7 @@ def _url_problem(url: str, *, mailto: bool) -> str | None:
         return None if parts.path else "has no address"
     if not parts.scheme:
         return "is relative"
-    return f"uses {parts.scheme}:"
+    return f"uses {parts.scheme}:, which is not allowed"
 
 
 def url_rules(ctx: _Ctx) -> Iterator[Finding]:
@@ -245,7 +245,8 @@ def url_rules(ctx: _Ctx) -> Iterator[Finding]:
                 yield ctx.finding(
                     line,
                     "image-url",
-                    f"the image URL {image.src[:60]!r} {problem}: use an absolute https:// URL",
+                    f"the image URL {image.src[:60]!r} {problem}: images must be absolute "
+                    "https: URLs",
                     column=col,
                 )
             if not image.credit:
@@ -272,7 +273,7 @@ def url_rules(ctx: _Ctx) -> Iterator[Finding]:
                             line,
                             "link-url",
                             f"the link {link.href[:60]!r} {problem}: links must be absolute "
-                            "https:// (or mailto:) URLs",
+                            "https: or mailto: URLs",
                             column=col,
                         )
         if section.read_more is not None:
@@ -285,8 +286,8 @@ def url_rules(ctx: _Ctx) -> Iterator[Finding]:
                 yield ctx.finding(
                     line,
                     "link-url",
-                    f"the Read more link {section.read_more.href[:60]!r} {problem}: use an "
-                    "absolute https:// URL",
+                    f"the Read more link {section.read_more.href[:60]!r} {problem}: it must be "
+                    "an absolute https: URL",
                     column=col,
                 )
 
