@@ -323,13 +323,24 @@ def _placeholders_in(
     for line, inlines in block_texts(section.all_blocks()):
         sentence = marks.sentence_in(plain(inlines))
         if sentence is not None:
-            found, col = locate(ctx.lines, " ".join(sentence.split()[:2]), line, line + 50)
+            found, col = _find_words(ctx.lines, sentence, line)
             yield ctx.finding(found, "placeholder-text", f"the text {sentence[:60]!r} {fix}", column=col)
         for link in links_in(inlines):
             if marks.link(link.href):
                 yield from _placeholder_link(ctx, link.href, line)
     if section.read_more is not None and marks.link(section.read_more.href):
         yield from _placeholder_link(ctx, section.read_more.href, section.read_more.line)
+
+
+def _find_words(lines: list[str], sentence: str, line: int) -> tuple[int, int]:
+    """Where a sentence of plain text starts in the file: its first two words, or its first
+    word (markup such as '**' may stand between them), at or after ``line``."""
+    words = sentence.split()
+    for needle in (" ".join(words[:2]), words[0]):
+        found, col = locate(lines, needle, line, line + 50)
+        if lines[found - 1 : found] and lines[found - 1].startswith(needle, col - 1):
+            return found, col
+    return line, 1
 
 
 def _placeholder_link(ctx: _Ctx, href: str, line: int) -> Iterator[Finding]:
