@@ -13,12 +13,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
 
 from .model import Emphasis, Inline, LineBreak, Link, Strong, Text
 from .sourcemap import Locator, Reporter
 
 MAX_NESTING = 10  # bold in italics in a link is 3; ten leaves room for any real sentence
+# Text read as inline Markdown per file. Gmail clips an email at 102 KB of HTML, so no
+# sendable issue comes near; past it, text is kept plain (and is an error): runs of
+# punctuation cost markdown-it up to 10 us a character, so this bounds a file's time.
+MAX_INLINE_CHARS = 100_000
 _OPENERS = ("strong_open", "em_open", "link_open")
 _CLOSERS = ("strong_close", "em_close", "link_close")
 
@@ -50,6 +55,26 @@ def merge_text(nodes: list[Any], *, trim: bool = True) -> list[Any]:
         if text:
             out.append(Text.model_construct(text=text))
     return out
+
+
+def inline_within_budget(state: StateCore) -> None:
+    """markdown-it's core 'inline' rule, reading at most MAX_INLINE_CHARS of text: later
+    blocks keep their text as one plain token, marked ``meta['unparsed']``."""
+    budget = MAX_INLINE_CHARS
+    for token in state.tokens:
+        if token.type != "inline":
+            continue
+        if token.children is None:
+            token.children = []
+        if len(token.content) <= budget:
+            budget -= len(token.content)
+            state.md.inline.parse(token.content, state.md, state.env, token.children)
+            continue
+        budget = 0  # everything from here on, so findings stop at one place
+        text = Token("text", "", 0)
+        text.content = token.content
+        token.children.append(text)
+        token.meta = {**(token.meta or {}), "unparsed": True}
 
 
 def _node(opened: str, attrs: dict[str, str], children: list[Any]) -> Inline:
@@ -101,9 +126,12 @@ class InlineReader:
 
     def __init__(self, rep: Reporter) -> None:
         self.rep = rep
+        self.over_budget = False  # reported that text past MAX_INLINE_CHARS is unread
 
     def read(self, token: Token, first: int, last: int) -> list[Inline]:
         """The nodes of an inline token whose text spans file lines ``first``..``last``."""
+        if (token.meta or {}).get("unparsed"):
+            return self._unparsed(token, first)
         where = Locator(self.rep.lines, first, last)
         broken = _BrokenLinks()
         root: list[Any] = []
@@ -148,6 +176,18 @@ class InlineReader:
         if deepest:
             self._too_deep(token, deepest, first, last)
         return merge_text(root)
+
+    def _unparsed(self, token: Token, first: int) -> list[Inline]:
+        if not self.over_budget:
+            self.over_budget = True
+            self.rep.add(
+                first,
+                "text-too-long",
+                f"the issue has more than {MAX_INLINE_CHARS:,} characters of text by here, far "
+                "more than an email can hold (Gmail clips at 102 KB): cut it down; the text "
+                "from here on is not checked",
+            )
+        return merge_text([child.content for child in token.children or []])
 
     def _other(self, child: Token, where: Locator, broken: _BrokenLinks) -> None:
         if child.type == "html_inline":

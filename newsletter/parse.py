@@ -32,6 +32,7 @@ from .frontmatter import (  # noqa: F401  (re-exported: tests and render use the
     read_front_matter,
     yaml_loader,
 )
+from .inline import inline_within_budget
 from .model import Finding, Issue, Section
 from .sourcemap import Locator, Reporter, locate  # noqa: F401  (re-exported)
 
@@ -42,6 +43,8 @@ _md.validateLink = lambda url: True  # type: ignore[method-assign]
 # Escaped characters and entities stay tokens of their own (text_special), so that an
 # escaped '\[' is never taken for the start of broken link syntax.
 _md.disable("text_join")
+# Inline Markdown is read up to a budget of characters per file (inline.MAX_INLINE_CHARS).
+_md.core.ruler.at("inline", inline_within_budget)
 
 
 @dataclass

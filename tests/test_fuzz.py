@@ -307,3 +307,25 @@ def test_mutations_are_reproducible_and_varied() -> None:
     assert first != list(mutants(8, 60))
     used = {name for _, done, _ in first for name in done.split()[1:]}
     assert used == {m.__name__ for m in MUTATIONS}
+
+
+def test_unclosed_merge_field_before_a_long_run_of_blanks(fuzz_settings) -> None:
+    # found by benchmarks/bench_fuzz.py (seed 1, index 2893): '{{name|' and 100,000 tabs
+    # took 11 s in the merge-field pattern; now one pass
+    body = "# Lead: X\nText {{name|" + "\t" * 100_000 + "x\n"
+    with hang_guard(20):
+        result = build_text("---\nsubject: s\ndate: 2026-11-24\n---\n" + body, "f.md", fuzz_settings)
+    assert result.issue is not None
+
+
+@FUZZ_SETTINGS
+@given(text=st.text(alphabet="{}name| \t\nxy", max_size=40))
+def test_merge_field_pattern_matches_as_the_old_one_did(text: str, fuzz_settings) -> None:
+    import re
+
+    from newsletter.render import NAME_FIELD
+
+    old = re.compile(r"\{\{\s*name\s*(?:\|\s*([^{}]*?)\s*)?\}\}")  # quadratic, same matches
+    assert [(m.span(), m.group(1)) for m in NAME_FIELD.finditer(text)] == [
+        (m.span(), m.group(1)) for m in old.finditer(text)
+    ]

@@ -439,3 +439,15 @@ def test_brackets_that_are_not_links_are_fine() -> None:
     for text in ("A [bracketed] aside (and a parenthesis).", "Escaped \\[not](a link.",
                  "Code `[a](b` is text.", "Rates rose [see chart] (page 2)."):
         assert found(FRONT + "# Lead: X\n" + text + "\n") == [], text
+
+
+def test_text_past_the_inline_budget_is_one_error_and_kept_plain(hang_guard) -> None:
+    from newsletter.inline import MAX_INLINE_CHARS
+
+    paragraph = "[" * 50_000  # markdown-it's slowest input: about 7 us a character
+    text = FRONT + "# Lead: X\n" + "\n\n".join([paragraph] * 6) + "\n"
+    result = parse_text(text, "t.md")
+    # the heading and the first block fit; the second (line 9) passes 100,000
+    assert [(f.line, f.rule) for f in result.findings] == [(9, "text-too-long")]
+    assert f"more than {MAX_INLINE_CHARS:,} characters" in result.findings[0].message
+    assert len(result.sections[0].blocks) == 6  # nothing lost
