@@ -9,8 +9,8 @@ from pathlib import Path
 import jinja2
 
 from .config import CONFIG_NAME, Settings
-from .errors import NewsletterError, UsageError
 from .draft_placeholders import NEW_ISSUE_SUBJECT
+from .errors import NewsletterError, UsageError
 from .private import write_private
 from .render import BUILTIN_TEMPLATES, environment
 
