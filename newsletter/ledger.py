@@ -51,7 +51,6 @@ from .store._db import DB, aware, retry_on_conflict, transaction, utcnow
 from .store.receiving import receives
 from .store.tables import (
     ID,
-    lists,
     memberships,
     send_batches,
     send_recipients,
@@ -867,11 +866,6 @@ def settle(db: DB, send_id: int) -> SendInfo:
             )
             info.status, info.finished_at = "finished", now
     return info
-
-
-def list_name_of(db: DB, list_id: int) -> str | None:
-    with transaction(db) as conn:
-        return conn.execute(sa.select(lists.c.name).where(lists.c.id == list_id)).scalar()
 
 
 def release_batch(engine: Engine, send_id: int, batch_id: int) -> None:

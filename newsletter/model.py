@@ -39,10 +39,6 @@ class Finding(BaseModel):
         )
         return line.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
 
-    @property
-    def is_error(self) -> bool:
-        return self.severity is Severity.ERROR
-
 
 class SectionKind(StrEnum):
     LEAD = "Lead"

@@ -104,7 +104,3 @@ def _configure_sqlite(engine: Engine) -> None:
             connection.exec_driver_sql("BEGIN")  # WAL: a reader never waits for a writer
         else:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def is_sqlite(engine_or_connection: Engine | sa.Connection) -> bool:
-    return engine_or_connection.dialect.name == "sqlite"
