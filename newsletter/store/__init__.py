@@ -17,9 +17,10 @@ Modules and what they own:
 - ``engine``: ``make_engine(url)``; SQLite in WAL mode, foreign keys on, busy timeout
   30 s, ``BEGIN IMMEDIATE`` transactions; PostgreSQL through ``postgresql+psycopg``.
 - ``schema``: Alembic migrations shipped in ``migrations/`` (configured in code):
-  ``ensure_schema``, ``upgrade``, ``schema_state``. A later feature adds its tables with a
-  new revision in ``migrations/versions`` whose ``down_revision`` is the current head.
-- ``tables``: the tables (SQLAlchemy Core).
+  ``ensure_schema``, ``upgrade``, ``schema_state``. A later feature adds its tables to
+  ``tables`` and a new revision in ``migrations/versions`` whose ``down_revision`` is the
+  current head (``tests/test_schema.py`` fails until the two agree).
+- ``tables``: every table of the schema (SQLAlchemy Core), in one metadata; these:
     * ``subscribers``: id, email (normalised), email_key (lower-cased, unique: the
       identity), name, attributes (JSON object), status (active | unsubscribed | bounced
       | complained), status_changed_at, status_reason, created_at, source.
