@@ -38,7 +38,7 @@ def main() -> None:
 
     from contextlib import nullcontext
 
-    from newsletter import scheduler
+    from newsletter.scheduling.schedules import schedule_issue
     from tests.sendtools import make_project, newsletter_cmd, pg_database, seed
 
     with tempfile.TemporaryDirectory() as folder, (
@@ -70,7 +70,7 @@ def main() -> None:
                                 "utf-8")
                 # odd sends are added late, while the worker is asleep (1.3 s ahead)
                 due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1.3 + 1.7 * n)
-                scheduler.schedule_issue(engine, settings, path, "daily", at=due.isoformat())
+                schedule_issue(engine, settings, path, "daily", at=due.isoformat())
                 time.sleep(0.9)
             deadline = time.monotonic() + 300
             while sum(e["event"] == "send.finished" for e in events) < args.sends:
