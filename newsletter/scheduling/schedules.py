@@ -28,7 +28,6 @@ from .clock import SYSTEM_CLOCK, Clock
 from .tables import OPEN, schedules
 
 
-
 def no_waves() -> dict[str, list[str]]:
     """The wave record of a local-time schedule before any wave went out."""
     return {"done": [], "missed": []}
