@@ -66,7 +66,10 @@ def main() -> None:
         try:
             for n in range(args.sends):
                 path = settings.project_dir / f"issues/2026-12-{n + 1:02d}.md"
-                path.write_text(original.replace("subject: ", f"subject: Edition {n}: ", 1),
+                # another issue each time: its subject and its content differ (a copy of
+                # the same issue would be refused as already scheduled)
+                path.write_text(original.replace("subject: ", f"subject: Edition {n}: ", 1)
+                                .replace("Roughly **4,200 homes**", f"Roughly **{4200 + n} homes**"),
                                 "utf-8")
                 # odd sends are added late, while the worker is asleep (1.3 s ahead)
                 due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1.3 + 1.7 * n)
