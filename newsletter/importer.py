@@ -59,7 +59,7 @@ INACTIVE = frozenset(STATUSES) - {"active"}
 
 
 T = TypeVar("T")
-Progress = Callable[[int, int, int], None]  # bytes read, file size, rows read
+ImportProgress = Callable[[int, int, int], None]  # bytes read, file size, rows read
 
 
 @dataclass
@@ -192,7 +192,7 @@ def import_csv(
     resubscribe: bool = False,
     source: str | None = None,
     chunk_rows: int = CHUNK_ROWS,
-    progress: Progress | None = None,
+    progress: ImportProgress | None = None,
     encoding: str | None = None,
 ) -> ImportReport:
     """Import subscribers from a CSV file (see the module docs for the rules);

@@ -985,3 +985,18 @@ def release_batch(engine: Engine, send_id: int, batch_id: int) -> None:
             send_batches.update().where(send_batches.c.id == batch_id)
             .values(status="done", finished_at=now)
         )
+
+
+def cancel_send(db: DB, send_id: int, *, reason: str = "the send was cancelled") -> int:
+    """Stop a send: its recipients not yet claimed are ``skipped`` with ``reason`` and never
+    sent; batches in flight finish and are recorded. Returns how many were skipped."""
+    now = utcnow()
+    with transaction(db) as conn:
+        skipped = conn.execute(
+            send_recipients.update()
+            .where(send_recipients.c.send_id == send_id, send_recipients.c.status == "pending")
+            .values(status="skipped", reason=reason, updated_at=now)
+        ).rowcount
+        conn.execute(sends.update().where(sends.c.id == send_id, sends.c.status == "sending")
+                     .values(status="cancelled", finished_at=now))
+    return skipped

@@ -569,7 +569,7 @@ def test_newsletter_serve_refuses_bad_settings_in_one_line(tmp_path: Path) -> No
 
 
 def test_archive_backfills_sends_made_without_sending_start(site: Site) -> None:
-    """A send created straight in the ledger (as the scheduler does) still gets archived."""
+    """A send created straight in the ledger (as scheduling does) still gets archived."""
     path = site.settings.project_dir / "issues" / "2026-11-25.md"
     prepared = sending.preflight(site.settings, path)
     list_id = site.list_id("daily")
