@@ -27,6 +27,7 @@ consistent, and running it again completes it. Rules:
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import queue
 import sys
@@ -37,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO, TypeVar
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from . import csvsafe
@@ -44,6 +46,7 @@ from .csvcolumns import Columns, columns_of, delimiter_of, row_test
 from .csvread import RowReader, open_csv, read_header
 from .errors import NewsletterError, UsageError
 from .private import open_private
+from .store import status as transitions
 from .store._db import utcnow
 from .store.bulk import Bulk, NewSubscriber
 from .store.emails import InvalidEmail, normalize_email
@@ -422,100 +425,134 @@ def _flush(
     report: ImportReport,
     rejects: _Rejects,
 ) -> None:
-    """Apply one chunk of distinct addresses, in the caller's transaction."""
+    """Apply one chunk of distinct addresses, in the caller's transaction: insert the new
+    ones, then change the existing ones through ``store.status`` (its rules decide, and
+    its set-based calls write), a few statements per chunk."""
     now = utcnow()
     bulk.begin_chunk()
-    ids: dict[str, int] = {}
-    new_rows: list[_Row] = []
-    if bulk.insert_first:  # most rows are new: insert, then look at what was not
-        new = [_new(row, reason) for row in rows]
-        ids = bulk.insert_subscribers(new, now, source, list_id, reason)
-        if ids:
-            new_rows = [row for row in rows if row.key in ids]
-            rows = [row for row in rows if row.key not in ids]
-    seen, existing = bulk.lookup([(row.key, row.line) for row in rows]) if rows else ({}, {})
-    if seen:
-        for row in rows:
-            if row.key in seen:
-                with rejects.lock:
-                    report.duplicates += 1
-                rejects.write(row.line, f"duplicate of line {seen[row.key]}", row.cells)
-        rows = [row for row in rows if row.key not in seen]
-
-    absent: list[_Row] = []
-    status_updates: list[tuple[int, str, str]] = []
-    to_check: list[tuple[_Row, int, bool]] = []  # (row, id, resubscribing) for list checks
+    added, rows = _insert_new(bulk, rows, list_id, source, reason, now, insert=bulk.insert_first)
+    rows, existing = _drop_seen(bulk, rows, report, rejects)
+    plan = _Plan(reason, resubscribe)
+    absent = [row for row in rows if row.key not in existing]
     for row in rows:
-        found = existing.get(row.key)
-        if found is None:
-            absent.append(row)
-            continue
-        sid, status = found
-        if status == "active":
-            if row.status is not None:  # the file unsubscribes them
-                status_updates.append((sid, row.status, reason))
-                report.status_applied += 1
-                if list_id is not None:
-                    to_check.append((row, sid, False))
-            elif list_id is None:
-                report.unchanged += 1
-            else:
-                to_check.append((row, sid, False))
-        elif resubscribe and row.status is None:
-            status_updates.append((sid, "active", f"resubscribed by {reason}"))
-            report.resubscribed += 1
-            if list_id is not None:
-                to_check.append((row, sid, True))
-        elif row.status == status:
-            report.unchanged += 1
-        else:
-            report.kept_unsubscribed += 1
-
+        if row.key in existing:
+            plan.global_change(row, *existing[row.key], list_id is not None, report)
     if absent:
-        new = [_new(row, reason) for row in absent]
-        ids.update(bulk.insert_subscribers(new, now, source, list_id, reason))
-        if any(row.key not in ids for row in absent):
+        more, missing = _insert_new(bulk, absent, list_id, source, reason, now, insert=True)
+        if missing:
             raise NewsletterError(
                 "subscribers changed while importing (added or removed by another process); "
                 "run the same import again: it continues where it stopped"
             )
-        new_rows += absent
-    report.added += len(new_rows)  # their memberships went in with them
-    if status_updates:
-        bulk.set_statuses(status_updates, now)
-    if list_id is None or not to_check:
-        return
-    current = bulk.memberships(list_id, [sid for _, sid, _ in to_check])
-    joins: list[tuple[int, str]] = []
-    changes: list[tuple[int, str, str]] = []
-    for row, sid, resubscribing in to_check:
-        counted = resubscribing or row.status is not None  # already counted above
-        member = current.get(sid)
-        wanted = row.list_status or "subscribed"
-        if member is None:
-            joins.append((sid, wanted))
-            if not counted:
-                if wanted == "subscribed":
-                    report.joined += 1
-                else:
-                    report.status_applied += 1
-        elif member == wanted or (member == "subscribed" and row.list_status is None):
-            if not counted:
+        added += more
+    report.added += added  # their memberships went in with them
+    if list_id is not None and plan.to_check:
+        current = bulk.memberships(list_id, [sid for _, sid, _ in plan.to_check])
+        for row, sid, counted in plan.to_check:
+            plan.list_change(row, sid, current.get(sid), counted, report)
+    plan.apply(bulk.conn, list_id, now)
+
+
+def _insert_new(
+    bulk: Bulk, rows: list[_Row], list_id: int | None, source: str, reason: str,
+    now: dt.datetime, *, insert: bool,
+) -> tuple[int, list[_Row]]:
+    """Insert ``rows`` as new subscribers (ON CONFLICT DO NOTHING) when ``insert``, with
+    their memberships of ``list_id``: (how many went in, the rows that did not)."""
+    if not insert or not rows:
+        return 0, rows
+    ids = bulk.insert_subscribers([_new(row, reason) for row in rows], now, source, list_id,
+                                  reason)
+    if not ids:
+        return 0, rows
+    return len(ids), [row for row in rows if row.key not in ids]
+
+
+def _drop_seen(
+    bulk: Bulk, rows: list[_Row], report: ImportReport, rejects: _Rejects
+) -> tuple[list[_Row], dict[str, tuple[int, str]]]:
+    """The rows not seen earlier in this import (the others are duplicates, rejected),
+    and ``{key: (id, status)}`` of those that exist."""
+    if not rows:
+        return rows, {}
+    seen, existing = bulk.lookup([(row.key, row.line) for row in rows])
+    if not seen:
+        return rows, existing
+    for row in rows:
+        if row.key in seen:
+            with rejects.lock:
+                report.duplicates += 1
+            rejects.write(row.line, f"duplicate of line {seen[row.key]}", row.cells)
+    return [row for row in rows if row.key not in seen], existing
+
+
+class _Plan:
+    """The status changes of one chunk's existing subscribers, decided by the rules of
+    ``store.status`` and counted in the report, then written set-based by ``apply``."""
+
+    def __init__(self, reason: str, resubscribe: bool) -> None:
+        self.reason = reason
+        self.resubscribe = resubscribe
+        self.globals: dict[str, list[tuple[int, str]]] = {}  # status: [(id, why)]
+        self.lists: dict[str, list[tuple[int, str]]] = {}  # list status: [(id, why)]
+        self.to_check: list[tuple[_Row, int, bool]] = []  # (row, id, already counted)
+
+    def global_change(
+        self, row: _Row, sid: int, current: str, has_list: bool, report: ImportReport
+    ) -> None:
+        """Decide and count an existing subscriber's global status; queue its list check."""
+        wanted = row.status  # None (no inactive status in the file) or an inactive one
+        if wanted is None and current == "active":
+            if has_list:
+                self.to_check.append((row, sid, False))
+            else:
                 report.unchanged += 1
-        elif wanted == "unsubscribed":
-            changes.append((sid, "unsubscribed", reason))
-            if not counted:
-                report.status_applied += 1
-        elif resubscribe:  # unsubscribed from this list; the file wants them back
-            changes.append((sid, "subscribed", f"resubscribed by {reason}"))
-            if not counted:
-                report.resubscribed += 1
-        elif not counted:
+        elif wanted is None and transitions.may_change(current, "active",
+                                                      resubscribe=self.resubscribe):
+            self.globals.setdefault("active", []).append((sid, f"resubscribed by {self.reason}"))
+            report.resubscribed += 1
+            if has_list:
+                self.to_check.append((row, sid, True))
+        elif wanted is not None and transitions.may_change(current, wanted):
+            self.globals.setdefault(wanted, []).append((sid, self.reason))
+            report.status_applied += 1
+            if has_list and current == "active":
+                self.to_check.append((row, sid, True))
+        elif wanted == current:
+            report.unchanged += 1
+        else:
             report.kept_unsubscribed += 1
-    if joins:
-        bulk.insert_memberships(list_id, joins, now, reason)
-    if changes:
-        bulk.set_membership_statuses(list_id, changes, now)
+
+    def list_change(
+        self, row: _Row, sid: int, member: str | None, counted: bool, report: ImportReport
+    ) -> None:
+        """Decide an existing subscriber's membership (counted only if not counted yet)."""
+        wanted = row.list_status or "subscribed"
+        if member == "subscribed" and row.list_status is None or member == wanted:
+            counter = "unchanged"
+        elif not transitions.may_change_membership(member, wanted, active=True,
+                                                   resubscribe=self.resubscribe):
+            counter = "kept_unsubscribed"
+        else:
+            back = member == "unsubscribed"
+            why = f"resubscribed by {self.reason}" if back else self.reason
+            self.lists.setdefault(wanted, []).append((sid, why))
+            joined = member is None and wanted == "subscribed"
+            counter = "resubscribed" if back else "joined" if joined else "status_applied"
+        if not counted:
+            setattr(report, counter, getattr(report, counter) + 1)
+
+    def apply(self, conn: sa.Connection, list_id: int | None, now: dt.datetime) -> None:
+        """Write the changes: reactivations first (joining a list needs an active
+        address), then the memberships, then the global unsubscribes."""
+        reactivate = self.globals.pop("active", [])
+        transitions.set_global(conn, "active", reactivate, resubscribe=True, now=now)
+        if list_id is not None:
+            for wanted, items in self.lists.items():
+                transitions.set_membership(conn, list_id, wanted, items,
+                                           resubscribe=self.resubscribe, now=now)
+        for wanted, items in self.globals.items():
+            transitions.set_global(conn, wanted, items, now=now)
 
 
 # -- export ----------------------------------------------------------------------------
