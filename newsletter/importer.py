@@ -545,8 +545,9 @@ class _Plan:
     def apply(self, conn: sa.Connection, list_id: int | None, now: dt.datetime) -> None:
         """Write the changes: reactivations first (joining a list needs an active
         address), then the memberships, then the global unsubscribes."""
-        reactivate = self.globals.pop("active", [])
-        transitions.set_global(conn, "active", reactivate, resubscribe=True, now=now)
+        reactivate = self.globals.pop("active", None)
+        if reactivate:
+            transitions.set_global(conn, "active", reactivate, resubscribe=True, now=now)
         if list_id is not None:
             for wanted, items in self.lists.items():
                 transitions.set_membership(conn, list_id, wanted, items,
