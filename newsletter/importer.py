@@ -38,15 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO, TypeVar
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from . import csvsafe
 from .csvcolumns import Columns, columns_of, delimiter_of, row_test
 from .csvread import RowReader, open_csv, read_header
 from .errors import NewsletterError, UsageError
+from .importplan import ChunkPlan
 from .private import open_private
-from .store import status as transitions
 from .store._db import utcnow
 from .store.bulk import Bulk, NewSubscriber
 from .store.emails import InvalidEmail, normalize_email
@@ -432,7 +431,7 @@ def _flush(
     bulk.begin_chunk()
     added, rows = _insert_new(bulk, rows, list_id, source, reason, now, insert=bulk.insert_first)
     rows, existing = _drop_seen(bulk, rows, report, rejects)
-    plan = _Plan(reason, resubscribe)
+    plan = ChunkPlan(reason, resubscribe)
     absent = [row for row in rows if row.key not in existing]
     for row in rows:
         if row.key in existing:
@@ -484,76 +483,6 @@ def _drop_seen(
                 report.duplicates += 1
             rejects.write(row.line, f"duplicate of line {seen[row.key]}", row.cells)
     return [row for row in rows if row.key not in seen], existing
-
-
-class _Plan:
-    """The status changes of one chunk's existing subscribers, decided by the rules of
-    ``store.status`` and counted in the report, then written set-based by ``apply``."""
-
-    def __init__(self, reason: str, resubscribe: bool) -> None:
-        self.reason = reason
-        self.resubscribe = resubscribe
-        self.globals: dict[str, list[tuple[int, str]]] = {}  # status: [(id, why)]
-        self.lists: dict[str, list[tuple[int, str]]] = {}  # list status: [(id, why)]
-        self.to_check: list[tuple[_Row, int, bool]] = []  # (row, id, already counted)
-
-    def global_change(
-        self, row: _Row, sid: int, current: str, has_list: bool, report: ImportReport
-    ) -> None:
-        """Decide and count an existing subscriber's global status; queue its list check."""
-        wanted = row.status  # None (no inactive status in the file) or an inactive one
-        if wanted is None and current == "active":
-            if has_list:
-                self.to_check.append((row, sid, False))
-            else:
-                report.unchanged += 1
-        elif wanted is None and transitions.may_change(current, "active",
-                                                      resubscribe=self.resubscribe):
-            self.globals.setdefault("active", []).append((sid, f"resubscribed by {self.reason}"))
-            report.resubscribed += 1
-            if has_list:
-                self.to_check.append((row, sid, True))
-        elif wanted is not None and transitions.may_change(current, wanted):
-            self.globals.setdefault(wanted, []).append((sid, self.reason))
-            report.status_applied += 1
-            if has_list and current == "active":
-                self.to_check.append((row, sid, True))
-        elif wanted == current:
-            report.unchanged += 1
-        else:
-            report.kept_unsubscribed += 1
-
-    def list_change(
-        self, row: _Row, sid: int, member: str | None, counted: bool, report: ImportReport
-    ) -> None:
-        """Decide an existing subscriber's membership (counted only if not counted yet)."""
-        wanted = row.list_status or "subscribed"
-        if member == "subscribed" and row.list_status is None or member == wanted:
-            counter = "unchanged"
-        elif not transitions.may_change_membership(member, wanted, active=True,
-                                                   resubscribe=self.resubscribe):
-            counter = "kept_unsubscribed"
-        else:
-            back = member == "unsubscribed"
-            why = f"resubscribed by {self.reason}" if back else self.reason
-            self.lists.setdefault(wanted, []).append((sid, why))
-            joined = member is None and wanted == "subscribed"
-            counter = "resubscribed" if back else "joined" if joined else "status_applied"
-        if not counted:
-            setattr(report, counter, getattr(report, counter) + 1)
-
-    def apply(self, conn: sa.Connection, list_id: int | None, now: dt.datetime) -> None:
-        """Write the changes: reactivations first (joining a list needs an active
-        address), then the memberships, then the global unsubscribes."""
-        reactivate = self.globals.pop("active", None)
-        if reactivate:
-            transitions.set_global(conn, "active", reactivate, resubscribe=True, now=now)
-        if list_id is not None:
-            for wanted, items in self.lists.items():
-                transitions.set_membership(conn, list_id, wanted, items,
-                                           resubscribe=self.resubscribe, now=now)
-        for wanted, items in self.globals.items():
-            transitions.set_global(conn, wanted, items, now=now)
 
 
 # -- export ----------------------------------------------------------------------------

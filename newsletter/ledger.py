@@ -40,6 +40,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import TYPE_CHECKING, NamedTuple
 
 import sqlalchemy as sa
@@ -679,6 +680,11 @@ class ClaimedRow(NamedTuple):
     seq: int
 
 
+def claimed_rows(rows: list[tuple]) -> list[ClaimedRow]:
+    """The driver's row tuples as ``ClaimedRow`` (a C-level loop: no Python call per row)."""
+    return list(map(tuple.__new__, repeat(ClaimedRow, len(rows)), rows))
+
+
 _PICK = {
     # SQLite: the transaction holds the database's write lock (BEGIN IMMEDIATE), so the
     # first :size pending rows are read, then marked as one seq range: a pending row
@@ -860,14 +866,13 @@ def _claim(
 ) -> tuple[int, list[ClaimedRow]] | None:
     stamp = sql.stamp(now)
     cursor = _cursor(conn)
-    new = tuple.__new__  # a ClaimedRow from each row tuple, without a Python-level call
     try:
         cursor.execute(sql.new_batch, {"send": send.id, "worker": worker_id, "size": size,
                                        "now": stamp})
         batch_id = cursor.fetchone()[0]
         params = {"send": send.id, "size": size, "batch": batch_id, "now": stamp}
         cursor.execute(sql.pick, params)
-        rows = [new(ClaimedRow, row) for row in cursor.fetchall()]
+        rows = claimed_rows(cursor.fetchall())
         if not rows:
             cursor.execute(sql.batch_empty, {"batch": batch_id})
             return None

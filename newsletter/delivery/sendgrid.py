@@ -349,17 +349,14 @@ class SendGridBackend(BackendBase):
         """The request body for one group: the shared part once per send, then each
         recipient's ``personalization_json``."""
         content = self.content_for(messages[0].template)
-        personal = content.personal_subject
         one = personalization_json
-        return (
-            content.json_prefix
-            + ",".join([
-                one(content, m.subscriber_id, m.email, m.name, m.unsubscribe_url,
-                    m.message_id, m.subject if personal else None)
-                for m in messages
-            ])
-            + "]}"
-        )
+        if content.personal_subject:
+            items = [one(content, m.subscriber_id, m.email, m.name, m.unsubscribe_url,
+                         m.message_id, m.subject) for m in messages]
+        else:
+            items = [one(content, m.subscriber_id, m.email, m.name, m.unsubscribe_url,
+                         m.message_id) for m in messages]
+        return content.json_prefix + ",".join(items) + "]}"
 
     # -- one request, with its retries ----------------------------------------------------
 
