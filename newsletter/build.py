@@ -1,6 +1,6 @@
 """The authoring pipeline as one library call: file -> parse -> validate -> render.
 
-``build_file`` is what the CLI, the preview, the sender and the scheduler call. It
+``build_file`` is what the CLI, the preview, the sender and the scheduling worker call. It
 never raises for the content of an issue: every problem is a Finding. It raises
 ``UsageError`` only when the file cannot be read at all.
 """

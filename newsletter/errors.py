@@ -12,6 +12,7 @@ with a plain status line that says nothing about anyone.
     ├── ConfigError                  newsletter.toml or a NEWSLETTER_* variable (exit 2)
     ├── RenderError                  the templates cannot be rendered
     ├── InvalidEmail (+ ValueError)  not an email address
+    ├── UnknownStatus (+ ValueError) not a subscriber or list status (a caller's bug)
     ├── NotFound                     no such ...
     │   ├── ListNotFound
     │   ├── SubscriberNotFound
@@ -67,6 +68,11 @@ class RenderError(NewsletterError):
 # using the library may catch a value that does not parse as ValueError.
 class InvalidEmail(NewsletterError, ValueError):
     """Not an email address; the message says why."""
+
+
+# Also a ValueError: a wrong argument value (callers check user input first).
+class UnknownStatus(NewsletterError, ValueError):
+    """Not a status of this kind (a programming error: callers check user input first)."""
 
 
 # -- things asked for by name or id that do not exist ----------------------------------

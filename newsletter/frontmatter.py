@@ -237,10 +237,7 @@ def read_front_matter(text: str, rep: Reporter) -> tuple[dict[str, Any], dict[st
     return data, _key_lines(yaml_text), body_line
 
 
-def issue_fields(data: dict[str, Any], key_lines: dict[str, int], rep: Reporter) -> dict | None:
-    """Check front-matter keys and types; the values an Issue needs, or None."""
-    values: dict[str, Any] = {}
-    ok = True
+def _unknown_keys(data: dict[str, Any], key_lines: dict[str, int], rep: Reporter) -> None:
     for key in data:
         if str(key) not in FRONT_MATTER_KEYS:
             close = difflib.get_close_matches(str(key), FRONT_MATTER_KEYS, n=1)
@@ -251,6 +248,13 @@ def issue_fields(data: dict[str, Any], key_lines: dict[str, int], rep: Reporter)
                 f"unknown front-matter key '{key}': {hint}",
                 warning=True,
             )
+
+
+def issue_fields(data: dict[str, Any], key_lines: dict[str, int], rep: Reporter) -> dict | None:
+    """Check front-matter keys and types; the values an Issue needs, or None."""
+    values: dict[str, Any] = {}
+    ok = True
+    _unknown_keys(data, key_lines, rep)
     subject = data.get("subject")
     if subject is None or (isinstance(subject, str) and not subject.strip()):
         rep.add(

@@ -169,10 +169,7 @@ class InlineReader:
                     current = parent
             else:
                 self._other(child, where, broken)
-        while stack:  # unbalanced (cannot happen with markdown-it, but never lose text)
-            _, _, parent = stack.pop()
-            parent.extend(current)
-            current = parent
+        root = _close_unbalanced(stack, current) if stack else root
         if deepest:
             self._too_deep(token, deepest, first, last)
         return merge_text(root)
@@ -239,3 +236,13 @@ class InlineReader:
             "remove the extra '*', '_' or brackets",
             column=col,
         )
+
+
+def _close_unbalanced(stack: list[tuple[str, dict[str, str], list[Any]]], current: list[Any]) -> list[Any]:
+    """The root list once the openers left on ``stack`` are dropped, their text kept
+    (cannot happen with markdown-it, but never lose text)."""
+    while stack:
+        _, _, parent = stack.pop()
+        parent.extend(current)
+        current = parent
+    return current

@@ -10,7 +10,7 @@ sends`` in ``ledger``).
 
 - subscribers, lists, memberships: the subscriber store (``newsletter.store``)
 - sends, send_recipients, send_batches, send_workers: the delivery ledger (``ledger``)
-- schedules, schedule_workers: scheduled sends and their workers (``scheduler``)
+- schedules, schedule_workers: scheduled sends and their worker processes (``scheduling``)
 - webhook_events, webhook_requests, send_event_counts, send_recipient_events: SendGrid
   webhook events and engagement counters (``events``)
 - archive_issues: the public web archive (``archive``)
@@ -199,7 +199,7 @@ send_workers = sa.Table(
 )
 
 
-# -- scheduled sends (newsletter.scheduler) ----------------------------------------------
+# -- scheduled sends (newsletter.scheduling) ----------------------------------------------
 
 schedules = sa.Table(
     "schedules",
@@ -216,7 +216,7 @@ schedules = sa.Table(
     sa.Column("source", sa.String(10), nullable=False),  # --at | send_at
     sa.Column("status", sa.String(12), nullable=False),
     sa.Column("send_id", ID, sa.ForeignKey("sends.id", ondelete="SET NULL"), nullable=True),
-    sa.Column("worker_id", sa.String(40), nullable=True),
+    sa.Column("worker_id", sa.String(40), nullable=True),  # the worker process that started it
     sa.Column("waves", JSONType, nullable=True),  # local-time: {"done": [...], "missed": [...]}
     sa.Column("note", sa.Text(), nullable=True),
     sa.Column("created_at", Stamp, nullable=False),
@@ -236,7 +236,7 @@ schedule_workers = sa.Table(
     sa.Column("id", sa.String(40), primary_key=True),
     sa.Column("host", sa.String(255), nullable=False),
     sa.Column("pid", sa.Integer(), nullable=False),
-    sa.Column("state", sa.String(20), nullable=False),  # idle | sending | standby
+    sa.Column("state", sa.String(20), nullable=False),  # idle | sending | standby | stopped
     sa.Column("detail", sa.Text(), nullable=True),
     sa.Column("started_at", Stamp, nullable=False),
     sa.Column("heartbeat_at", Stamp, nullable=False),
