@@ -55,7 +55,7 @@ def test_claim_record_and_settle(store: Engine) -> None:
     send = ledger.get_send(store, send_id)
     sender = ledger.register_worker(store, send_id)
     batch_id, rows = ledger.claim_batch(store, send, sender, 3)
-    claimed = [ledger.Claimed(*row) for row in rows]
+    claimed = list(rows)  # ClaimedRow: named fields
     assert [c.email for c in claimed] == ["r1@example.com", "r2@example.com", "r3@example.com"]
     assert ledger.get_send(store, send_id).counts == {"sending": 3, "pending": 2}
     answer = ledger.Answer(low=claimed[0].seq, high=claimed[-1].seq, each=[
