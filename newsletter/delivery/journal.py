@@ -100,7 +100,8 @@ class Journal:
         if fcntl is None or boot is None or path is None:
             return None
         try:
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         except OSError:
             return None  # a read-only project: the send goes on without a journal
