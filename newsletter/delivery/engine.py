@@ -187,11 +187,13 @@ class SendRunner:
                 if self.stop.is_set():
                     ledger.record_batch(self.engine, self.send.id, batch_id, answer)
                     claimed = None
+                    if kept is not None:
+                        kept.recorded()  # the answer is in the ledger
                 else:  # record this answer and claim the next batch in one commit
                     claimed = ledger.record_and_claim(self.engine, self.send, batch_id,
                                                       answer, worker_id, self.batch_size)
-                if kept is not None:
-                    kept.recorded()  # the answer is in the ledger
+                    if kept is not None:
+                        kept.recorded()
                     if claimed is None and self._snapshot_open:
                         claimed = self._claim(worker_id)  # waits for the next chunk
                     elif claimed is not None:
