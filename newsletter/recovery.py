@@ -8,8 +8,9 @@ gone from this machine) may have left a batch ``sending``. Its progress journal
 - accepted by the backend (SMTP 250, API 2xx, outbox file in place) -> ``sent``;
 - handed over with no answer yet (at most one per SMTP connection, per outbox worker,
   or the recipients of one API request) -> ``uncertain``;
-- never handed over, or answered without being accepted -> ``pending`` again: the next
-  run sends it, as if it had never been claimed.
+- never handed over, or answered without being accepted -> ``pending`` again (the next
+  run sends it, as if it had never been claimed), or ``skipped`` if the subscriber may
+  no longer receive (``requeue.reopen`` asks the rule).
 
 Without a journal to believe (the worker ran on another machine, this one has rebooted
 since, as after a power cut, or it kept none), every recipient of the batch is
@@ -26,6 +27,7 @@ import sqlalchemy as sa
 
 from .delivery import journal
 from .ledger import _dead_workers, send_batches, send_recipients
+from .requeue import reopen
 from .store._db import DB, transaction, utcnow
 
 UNKNOWN = "the worker stopped during the backend call; outcome unknown"
@@ -34,14 +36,22 @@ ACCEPTED = "accepted; recorded from the worker's progress journal after it stopp
 _IN_CHUNKS = 500  # seqs per IN (...) list
 
 
-def _values(mark: str | None, now: dt.datetime) -> dict:
-    if mark == journal.ACCEPTED:
-        return {"status": "sent", "reason": ACCEPTED, "updated_at": now,
-                "attempts": send_recipients.c.attempts + 1}
-    if mark == journal.HANDED:
-        return {"status": "uncertain", "reason": NO_ANSWER, "updated_at": now,
-                "attempts": send_recipients.c.attempts + 1}
-    return {"status": "pending", "updated_at": now}  # never handed over, or refused
+def _effect(mark: str | None) -> str | None:
+    """Accepted or handed over (to be settled so), or None: never delivered (pending)."""
+    return mark if mark in (journal.ACCEPTED, journal.HANDED) else None
+
+
+def _apply(conn: sa.Connection, send_id: int, mark: str | None,
+           where: tuple[sa.ColumnElement[bool], ...], now: dt.datetime) -> int:
+    """Rows ``where`` as ``mark`` says; returns how many changed."""
+    if mark in (journal.ACCEPTED, journal.HANDED):
+        accepted = mark == journal.ACCEPTED
+        return conn.execute(send_recipients.update().where(*where).values(
+            status="sent" if accepted else "uncertain",
+            reason=ACCEPTED if accepted else NO_ANSWER, updated_at=now,
+            attempts=send_recipients.c.attempts + 1)).rowcount
+    done = reopen(conn, send_id, where)  # never handed over, or refused: not delivered
+    return done.pending + done.skipped_total
 
 
 def settle_dead_workers(db: DB, send_id: int) -> int:
@@ -80,26 +90,26 @@ def _settle(conn: sa.Connection, send_id: int, batch_id: int,
     """One batch: from its marks, or (None) every recipient still in it uncertain."""
     in_batch = (send_recipients.c.send_id == send_id, send_recipients.c.batch_id == batch_id,
                 send_recipients.c.status == "sending")
-    update = send_recipients.update()
     if marks is None:
-        uncertain = conn.execute(update.where(*in_batch).values(
+        uncertain = conn.execute(send_recipients.update().where(*in_batch).values(
             status="uncertain", reason=UNKNOWN, updated_at=now)).rowcount
         changed = uncertain
     else:
-        by_mark: dict[str, list[int]] = {}
+        by_mark: dict[str | None, list[int]] = {}
+        rest = _effect(marks.rest)
         for seq, mark in marks.each.items():
-            by_mark.setdefault(mark, []).append(seq)
+            if _effect(mark) != rest:  # else it is settled with the rest
+                by_mark.setdefault(_effect(mark), []).append(seq)
         changed = uncertain = 0
         for mark, seqs in by_mark.items():
             for start in range(0, len(seqs), _IN_CHUNKS):
-                chunk = seqs[start:start + _IN_CHUNKS]
-                count = conn.execute(update.where(*in_batch, send_recipients.c.seq.in_(chunk))
-                                     .values(**_values(mark, now))).rowcount
+                where = (*in_batch, send_recipients.c.seq.in_(seqs[start:start + _IN_CHUNKS]))
+                count = _apply(conn, send_id, mark, where, now)
                 changed += count
                 uncertain += count if mark == journal.HANDED else 0
-        count = conn.execute(update.where(*in_batch).values(**_values(marks.rest, now))).rowcount
+        count = _apply(conn, send_id, rest, in_batch, now)
         changed += count
-        uncertain += count if marks.rest == journal.HANDED else 0
+        uncertain += count if rest == journal.HANDED else 0
     conn.execute(send_batches.update().where(send_batches.c.id == batch_id).values(
         status="uncertain" if uncertain else "done", finished_at=now))
     return changed

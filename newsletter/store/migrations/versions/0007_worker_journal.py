@@ -5,8 +5,8 @@ journal (``newsletter.delivery.journal``), from which ``ledger.reconcile`` settl
 worker's batch message by message; NULL when the worker keeps none (then its batches in
 flight become uncertain as a whole, as before).
 
-Revision ID: 0006_worker_journal
-Revises: 0005_snapshot_in_chunks
+Revision ID: 0007_worker_journal
+Revises: 0006_issue_identity
 Create Date: 2026-11-26
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_worker_journal"
-down_revision = "0005_snapshot_in_chunks"
+revision = "0007_worker_journal"
+down_revision = "0006_issue_identity"
 branch_labels = None
 depends_on = None
 
