@@ -10,8 +10,7 @@ per step::
     B 17          batch 17 begins (the ledger has claimed it)
     D 1234        recipient seq 1234: its message is being handed over (written before
                   the SMTP end of data, the API request, the outbox file's rename)
-    A 1234        ... accepted (SMTP 250, API 2xx, the file in place); for SMTP and the
-                  outbox written with the next D line, in the same system call
+    A 1234        ... accepted (SMTP 250, API 2xx, the file in place)
     R 1234        ... answered, not accepted (refused, to retry): nothing was delivered
     D *           the same for every recipient of the batch (one API request)
     D 5,6,7       the same for a group of them (one request of a batch split in several)
@@ -180,35 +179,26 @@ class Journal:
 
 class BatchLog:
     """What the backend tells the journal about one batch; ``index`` is the message's
-    position in the batch (in ``send_batch``'s list, or the claimed rows).
+    position in the batch (in ``send_batch``'s list, or the claimed rows)."""
 
-    One message at a time (SMTP, the outbox): the answer to a message is written with the
-    next message's D line, in one system call. Until then that message counts as handed
-    over without an answer: still the one message per connection in flight. (The last
-    answer of a batch is never written: the ledger records the batch instead.)
-    """
-
-    __slots__ = ("_journal", "_rows", "_seq", "_whole", "_answer")
+    __slots__ = ("_journal", "_rows", "_seq", "_whole")
 
     def __init__(self, journal: Journal, rows: Sequence[Sequence], seq_index: int,
                  whole: bool = True) -> None:
         self._journal, self._rows, self._seq, self._whole = journal, rows, seq_index, whole
-        self._answer = b""
 
     def handing(self, index: int) -> None:
         """Message ``index`` is about to leave (its end of data, its file)."""
-        self._journal._write(self._answer + b"D %d\n" % self._rows[index][self._seq])
-        self._answer = b""
+        self._journal._write(b"D %d\n" % self._rows[index][self._seq])
 
     def answered(self, index: int, accepted: bool) -> None:
-        """Message ``index`` was answered (written with the next ``handing``)."""
+        """Message ``index`` was answered: accepted, or refused (nothing delivered)."""
         mark = b"A %d\n" if accepted else b"R %d\n"
-        self._answer = mark % self._rows[index][self._seq]
+        self._journal._write(mark % self._rows[index][self._seq])
 
     def handing_group(self, indices: Sequence[int] | None = None) -> None:
         """Messages ``indices`` (None: the whole batch) leave in one request."""
-        self._journal._write(self._answer + b"D " + self._group(indices) + b"\n")
-        self._answer = b""
+        self._journal._write(b"D " + self._group(indices) + b"\n")
 
     def answered_group(self, indices: Sequence[int] | None, accepted: bool) -> None:
         self._journal._write((b"A " if accepted else b"R ") + self._group(indices) + b"\n")
