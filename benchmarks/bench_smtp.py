@@ -430,6 +430,37 @@ def journal_rounds(kind: str, count: int, workers: int, seeded: Path, rounds: in
     print_journal_summary(runs, count)
 
 
+def journal_cost(messages: int = 200_000, batch: int = 100) -> tuple[float, float]:
+    """The journal alone, in this process: microseconds of CPU per message (its D and A
+    lines) and per batch (its B line and the truncation once recorded)."""
+    import uuid
+
+    from newsletter.delivery.journal import Journal
+
+    rows = [(n, f"r{n}@example.com", None, n) for n in range(batch)]
+    with tempfile.TemporaryDirectory() as folder:
+        kept = Journal.create(Path(folder), uuid.uuid4().hex)
+        if kept is None:
+            return float("nan"), float("nan")
+        started = time.process_time()
+        for first in range(0, messages, batch):
+            kept.begin(first)
+            log = kept.log(rows, 3)
+            for index in range(batch):
+                log.handing(index)
+                log.answered(index, True)
+            kept.recorded()
+        total = time.process_time() - started
+        started = time.process_time()
+        for first in range(0, messages, batch):
+            kept.begin(first)
+            kept.log(rows, 3)
+            kept.recorded()
+        per_batch = time.process_time() - started
+        kept.close()
+    return (total - per_batch) / messages * 1e6, per_batch / (messages / batch) * 1e6
+
+
 def print_journal_summary(runs: dict[bool, list[dict]], count: int) -> None:
     """Medians with and without the journal, per million recipients, and their ratio."""
     wall = {j: statistics.median(r["seconds"] for r in runs[j]) for j in runs}
@@ -442,6 +473,10 @@ def print_journal_summary(runs: dict[bool, list[dict]], count: int) -> None:
     print(f"  with / without: wall {wall[True] / wall[False]:.1%}, CPU "
           f"{cpu[True] / cpu[False]:.1%}; load average now {os.getloadavg()[0]:.1f} on "
           f"{mp.cpu_count()} cores")
+    message, batch = journal_cost()
+    print(f"  the journal alone (this process, CPU): {message:.2f} us per message (its D and "
+          f"A lines), {batch:.1f} us per batch (B line, truncation) = "
+          f"{message:.1f} s of CPU per million messages sent one by one")
 
 
 def main() -> None:

@@ -43,6 +43,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..private import append_private, private_folder
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no journal
@@ -100,9 +102,9 @@ class Journal:
         if fcntl is None or boot is None or path is None:
             return None
         try:
-            folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            folder.mkdir(mode=0o700, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+            private_folder(folder.parent)  # .newsletter/
+            private_folder(folder)
+            fd = append_private(path)
         except OSError:
             return None  # a read-only project: the send goes on without a journal
         try:
