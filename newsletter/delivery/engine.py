@@ -156,9 +156,9 @@ class SendRunner:
             beat_stop.set()
             beat.join(timeout=10)
             for worker_id in self._worker_ids:
-                ledger.stop_worker(self.engine, worker_id)
                 if (kept := self._journals.get(worker_id)) is not None:
-                    kept.close()
+                    kept.close()  # first: once the worker is stopped, others may read it
+                ledger.stop_worker(self.engine, worker_id)
         settled = ledger.settle(self.engine, send.id)
         if self.error is not None and not isinstance(self.error, NewsletterError):
             raise self.error
