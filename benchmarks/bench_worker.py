@@ -38,7 +38,7 @@ def main() -> None:
 
     from contextlib import nullcontext
 
-    from newsletter import scheduler
+    from newsletter.scheduling.schedules import schedule_issue
     from tests.sendtools import make_project, newsletter_cmd, pg_database, seed
 
     with tempfile.TemporaryDirectory() as folder, (
@@ -66,11 +66,14 @@ def main() -> None:
         try:
             for n in range(args.sends):
                 path = settings.project_dir / f"issues/2026-12-{n + 1:02d}.md"
-                path.write_text(original.replace("subject: ", f"subject: Edition {n}: ", 1),
+                # another issue each time: its subject and its content differ (a copy of
+                # the same issue would be refused as already scheduled)
+                path.write_text(original.replace("subject: ", f"subject: Edition {n}: ", 1)
+                                .replace("Roughly **4,200 homes**", f"Roughly **{4200 + n} homes**"),
                                 "utf-8")
                 # odd sends are added late, while the worker is asleep (1.3 s ahead)
                 due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1.3 + 1.7 * n)
-                scheduler.schedule_issue(engine, settings, path, "daily", at=due.isoformat())
+                schedule_issue(engine, settings, path, "daily", at=due.isoformat())
                 time.sleep(0.9)
             deadline = time.monotonic() + 300
             while sum(e["event"] == "send.finished" for e in events) < args.sends:

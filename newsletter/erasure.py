@@ -1,9 +1,11 @@
 """Erasing a subscriber from the delivery records: rows and counts stay, the person goes.
 
 ``store.remove_subscriber`` (``newsletter subscribers remove``, the only way a subscriber
-is erased) calls ``scrub`` in its transaction, before it deletes the subscriber and their
-memberships. Every row that holds their address keeps its place and its counts, with
-the address replaced by a token and the name removed:
+is erased) calls ``erase`` in its transaction: ``scrub`` first, then the subscriber and
+their memberships are deleted through ``store.status.erase`` (the one path of every status
+change; the database's triggers skip their pending deliveries). Every row that holds
+their address keeps its place and its counts, with the address replaced by a token and
+the name removed:
 
 - ``send_recipients``: their rows in real sends (``seq`` is their subscriber id) and rows
   of test sends addressed to them. The server's reply kept as ``reason`` loses the
@@ -31,6 +33,7 @@ import sqlalchemy as sa
 
 from .events import send_recipient_events, webhook_events
 from .ledger import send_recipients, sends
+from .store import status
 
 PURPOSE = b"newsletter erased address v1\0"
 NOT_FINAL = ("pending", "temporary", "uncertain")
@@ -43,6 +46,15 @@ def token(email_key: str, key: str | bytes | None) -> str:
     secret = secret or secrets.token_bytes(32)
     digest = hmac.digest(secret, PURPOSE + email_key.encode("utf-8"), hashlib.sha256)
     return "erased:" + digest.hex()[:32]
+
+
+def erase(conn: sa.Connection, subscriber_id: int, email_key: str,
+          key: str | bytes | None) -> int:
+    """Erase a subscriber in the caller's transaction: scrub the delivery records, then
+    delete the subscriber and their memberships; returns the delivery rows scrubbed."""
+    scrubbed = scrub(conn, subscriber_id, email_key, key)
+    status.erase(conn, subscriber_id)
+    return scrubbed
 
 
 def scrub(conn: sa.Connection, subscriber_id: int, email_key: str,

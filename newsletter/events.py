@@ -16,8 +16,9 @@ handful of statements, whatever the batch size:
    unsubscribed: upserts that add the batch's counts (``ON CONFLICT DO UPDATE``).
 4. Effects on subscribers (found by address, the store's identity): a hard bounce or a
    dropped-for-bounce marks them ``bounced``; a spam report ``complained``; SendGrid's
-   unsubscribe and group unsubscribe ``unsubscribed``. A stronger status is never
-   weakened: complained > bounced > unsubscribed > active. A send in progress skips them
+   unsubscribe and group unsubscribe ``unsubscribed``, through ``store.status`` (one
+   statement per effect): a stronger status is never weakened (complained > bounced >
+   unsubscribed > active), and the reason says "SendGrid: ...". A send in progress skips them
    from its next batch on (``ledger.claim_batch`` re-checks every recipient).
 
 Rows are written in key order so concurrent transactions take their locks in the same
@@ -38,8 +39,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from .ledger import sends
+from .store import status
 from .store._db import DB, transaction, utcnow
-from .store.tables import ID, Stamp, metadata, subscribers
+from .store.tables import ID, Stamp, metadata
 from .webhooks import Effect, Event
 
 webhook_events = sa.Table(
@@ -92,12 +94,6 @@ send_recipient_events = sa.Table(
     sa.Column("last_event_at", Stamp, nullable=True),
 )
 
-#: which current statuses each effect may replace (a stronger status is never weakened)
-_REPLACES = {
-    Effect.UNSUBSCRIBED: ("active",),
-    Effect.BOUNCED: ("active", "unsubscribed"),
-    Effect.COMPLAINED: ("active", "unsubscribed", "bounced"),
-}
 _CHUNK = 2000  # rows per multi-row statement (SQLite allows 32,766 parameters)
 _RETRIES = 5
 
@@ -309,23 +305,14 @@ def _effects(conn: sa.Connection, fresh: Sequence[Event], now: dt.datetime) -> C
             wanted[e.effect].setdefault(e.email, e.reason)
     changed: Counter[str] = Counter()
     # weakest first, so that the strongest effect of a batch is the one that stays
+    # (``store.status`` never weakens a status)
     for effect in (Effect.UNSUBSCRIBED, Effect.BOUNCED, Effect.COMPLAINED):
         emails = wanted.get(effect)
         if not emails:
             continue
-        statement = (
-            subscribers.update()
-            .where(subscribers.c.email_key == sa.bindparam("b_email"),
-                   # constants, written into the SQL: executemany takes no expanding IN
-                   sa.or_(*(subscribers.c.status == sa.literal_column(f"'{status}'")
-                            for status in _REPLACES[effect])))
-            .values(status=str(effect), status_changed_at=now,
-                    status_reason=sa.bindparam("b_reason"))
-        )
-        rows = [{"b_email": email, "b_reason": f"SendGrid: {reason or effect}"[:500]}
-                for email, reason in sorted(emails.items())]
-        result = conn.execute(statement, rows)
-        changed[str(effect)] += max(result.rowcount, 0)
+        items = [(email, f"SendGrid: {reason or effect}") for email, reason in sorted(emails.items())]
+        changed[str(effect)] += status.set_global(conn, str(effect), items, by="email_key",
+                                                  now=now)
     return changed
 
 

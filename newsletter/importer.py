@@ -27,6 +27,7 @@ consistent, and running it again completes it. Rules:
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import queue
 import sys
@@ -43,6 +44,7 @@ from . import csvsafe
 from .csvcolumns import Columns, columns_of, delimiter_of, row_test
 from .csvread import RowReader, open_csv, read_header
 from .errors import NewsletterError, UsageError
+from .importplan import ChunkPlan
 from .private import open_private
 from .store._db import utcnow
 from .store.bulk import Bulk, NewSubscriber
@@ -59,7 +61,7 @@ INACTIVE = frozenset(STATUSES) - {"active"}
 
 
 T = TypeVar("T")
-Progress = Callable[[int, int, int], None]  # bytes read, file size, rows read
+ImportProgress = Callable[[int, int, int], None]  # bytes read, file size, rows read
 
 
 @dataclass
@@ -192,7 +194,7 @@ def import_csv(
     resubscribe: bool = False,
     source: str | None = None,
     chunk_rows: int = CHUNK_ROWS,
-    progress: Progress | None = None,
+    progress: ImportProgress | None = None,
     encoding: str | None = None,
 ) -> ImportReport:
     """Import subscribers from a CSV file (see the module docs for the rules);
@@ -422,100 +424,65 @@ def _flush(
     report: ImportReport,
     rejects: _Rejects,
 ) -> None:
-    """Apply one chunk of distinct addresses, in the caller's transaction."""
+    """Apply one chunk of distinct addresses, in the caller's transaction: insert the new
+    ones, then change the existing ones through ``store.status`` (its rules decide, and
+    its set-based calls write), a few statements per chunk."""
     now = utcnow()
     bulk.begin_chunk()
-    ids: dict[str, int] = {}
-    new_rows: list[_Row] = []
-    if bulk.insert_first:  # most rows are new: insert, then look at what was not
-        new = [_new(row, reason) for row in rows]
-        ids = bulk.insert_subscribers(new, now, source, list_id, reason)
-        if ids:
-            new_rows = [row for row in rows if row.key in ids]
-            rows = [row for row in rows if row.key not in ids]
-    seen, existing = bulk.lookup([(row.key, row.line) for row in rows]) if rows else ({}, {})
-    if seen:
-        for row in rows:
-            if row.key in seen:
-                with rejects.lock:
-                    report.duplicates += 1
-                rejects.write(row.line, f"duplicate of line {seen[row.key]}", row.cells)
-        rows = [row for row in rows if row.key not in seen]
-
-    absent: list[_Row] = []
-    status_updates: list[tuple[int, str, str]] = []
-    to_check: list[tuple[_Row, int, bool]] = []  # (row, id, resubscribing) for list checks
+    added, rows = _insert_new(bulk, rows, list_id, source, reason, now, insert=bulk.insert_first)
+    rows, existing = _drop_seen(bulk, rows, report, rejects)
+    plan = ChunkPlan(reason, resubscribe)
+    absent = [row for row in rows if row.key not in existing]
     for row in rows:
-        found = existing.get(row.key)
-        if found is None:
-            absent.append(row)
-            continue
-        sid, status = found
-        if status == "active":
-            if row.status is not None:  # the file unsubscribes them
-                status_updates.append((sid, row.status, reason))
-                report.status_applied += 1
-                if list_id is not None:
-                    to_check.append((row, sid, False))
-            elif list_id is None:
-                report.unchanged += 1
-            else:
-                to_check.append((row, sid, False))
-        elif resubscribe and row.status is None:
-            status_updates.append((sid, "active", f"resubscribed by {reason}"))
-            report.resubscribed += 1
-            if list_id is not None:
-                to_check.append((row, sid, True))
-        elif row.status == status:
-            report.unchanged += 1
-        else:
-            report.kept_unsubscribed += 1
-
+        if row.key in existing:
+            plan.global_change(row, *existing[row.key], list_id is not None, report)
     if absent:
-        new = [_new(row, reason) for row in absent]
-        ids.update(bulk.insert_subscribers(new, now, source, list_id, reason))
-        if any(row.key not in ids for row in absent):
+        more, missing = _insert_new(bulk, absent, list_id, source, reason, now, insert=True)
+        if missing:
             raise NewsletterError(
                 "subscribers changed while importing (added or removed by another process); "
                 "run the same import again: it continues where it stopped"
             )
-        new_rows += absent
-    report.added += len(new_rows)  # their memberships went in with them
-    if status_updates:
-        bulk.set_statuses(status_updates, now)
-    if list_id is None or not to_check:
-        return
-    current = bulk.memberships(list_id, [sid for _, sid, _ in to_check])
-    joins: list[tuple[int, str]] = []
-    changes: list[tuple[int, str, str]] = []
-    for row, sid, resubscribing in to_check:
-        counted = resubscribing or row.status is not None  # already counted above
-        member = current.get(sid)
-        wanted = row.list_status or "subscribed"
-        if member is None:
-            joins.append((sid, wanted))
-            if not counted:
-                if wanted == "subscribed":
-                    report.joined += 1
-                else:
-                    report.status_applied += 1
-        elif member == wanted or (member == "subscribed" and row.list_status is None):
-            if not counted:
-                report.unchanged += 1
-        elif wanted == "unsubscribed":
-            changes.append((sid, "unsubscribed", reason))
-            if not counted:
-                report.status_applied += 1
-        elif resubscribe:  # unsubscribed from this list; the file wants them back
-            changes.append((sid, "subscribed", f"resubscribed by {reason}"))
-            if not counted:
-                report.resubscribed += 1
-        elif not counted:
-            report.kept_unsubscribed += 1
-    if joins:
-        bulk.insert_memberships(list_id, joins, now, reason)
-    if changes:
-        bulk.set_membership_statuses(list_id, changes, now)
+        added += more
+    report.added += added  # their memberships went in with them
+    if list_id is not None and plan.to_check:
+        current = bulk.memberships(list_id, [sid for _, sid, _ in plan.to_check])
+        for row, sid, counted in plan.to_check:
+            plan.list_change(row, sid, current.get(sid), counted, report)
+    plan.apply(bulk.conn, list_id, now)
+
+
+def _insert_new(
+    bulk: Bulk, rows: list[_Row], list_id: int | None, source: str, reason: str,
+    now: dt.datetime, *, insert: bool,
+) -> tuple[int, list[_Row]]:
+    """Insert ``rows`` as new subscribers (ON CONFLICT DO NOTHING) when ``insert``, with
+    their memberships of ``list_id``: (how many went in, the rows that did not)."""
+    if not insert or not rows:
+        return 0, rows
+    ids = bulk.insert_subscribers([_new(row, reason) for row in rows], now, source, list_id,
+                                  reason)
+    if not ids:
+        return 0, rows
+    return len(ids), [row for row in rows if row.key not in ids]
+
+
+def _drop_seen(
+    bulk: Bulk, rows: list[_Row], report: ImportReport, rejects: _Rejects
+) -> tuple[list[_Row], dict[str, tuple[int, str]]]:
+    """The rows not seen earlier in this import (the others are duplicates, rejected),
+    and ``{key: (id, status)}`` of those that exist."""
+    if not rows:
+        return rows, {}
+    seen, existing = bulk.lookup([(row.key, row.line) for row in rows])
+    if not seen:
+        return rows, existing
+    for row in rows:
+        if row.key in seen:
+            with rejects.lock:
+                report.duplicates += 1
+            rejects.write(row.line, f"duplicate of line {seen[row.key]}", row.cells)
+    return [row for row in rows if row.key not in seen], existing
 
 
 # -- export ----------------------------------------------------------------------------

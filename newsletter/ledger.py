@@ -41,6 +41,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import TYPE_CHECKING, NamedTuple
 
 import sqlalchemy as sa
@@ -640,7 +641,24 @@ def requeue_counted(
 #
 # The hot path: for a million recipients these run a thousand times each, so they are
 # hand-written SQL on the driver's own cursor (no Row objects, no statement compilation),
-# one statement per step, and hand back plain tuples.
+# one statement per step, and hand back tuples (``ClaimedRow``, a tuple subclass).
+
+
+class ClaimedRow(NamedTuple):
+    """One claimed recipient, as ``_PICK`` selects it: its fields are the statement's
+    select list, in that order (a test compares them). ``claim_batch`` hands these back;
+    personalize, the backends' row path and the engine read them by name."""
+
+    subscriber_id: int | None
+    email: str
+    name: str | None
+    seq: int
+
+
+def claimed_rows(rows: list[tuple]) -> list[ClaimedRow]:
+    """The driver's row tuples as ``ClaimedRow`` (a C-level loop: no Python call per row)."""
+    return list(map(tuple.__new__, repeat(ClaimedRow, len(rows)), rows))
+
 
 _PICK = {
     # SQLite: the transaction holds the database's write lock (BEGIN IMMEDIATE), so the
@@ -754,15 +772,6 @@ def _write(engine: Engine) -> Iterator[sa.Connection]:
         yield conn
 
 
-class Claimed(NamedTuple):
-    """One claimed recipient. ``claim_batch`` hands back plain tuples in this order."""
-
-    subscriber_id: int | None
-    email: str
-    name: str | None
-    seq: int
-
-
 class Outcome(NamedTuple):
     """One recipient's own answer."""
 
@@ -796,12 +805,12 @@ class Answer(NamedTuple):
 
 def claim_batch(
     engine: Engine, send: SendInfo, worker_id: str, size: int
-) -> tuple[int, list[tuple]] | None:
+) -> tuple[int, list[ClaimedRow]] | None:
     """Mark up to ``size`` pending recipients ``sending`` in one transaction.
 
     (Recipients no longer sendable are ``skipped`` already, by the triggers.) Returns the
-    batch id and the claimed recipients (tuples ordered as ``Claimed``: subscriber id,
-    email, name, seq; in seq order), or None when nothing is pending.
+    batch id and the claimed recipients (``ClaimedRow``: subscriber id, email, name,
+    seq; in seq order), or None when nothing is pending.
     """
     with _write(engine) as conn:
         return _claim(conn, _statements(engine), send, worker_id, size, utcnow())
@@ -809,7 +818,7 @@ def claim_batch(
 
 def record_and_claim(
     engine: Engine, send: SendInfo, batch_id: int, answer: Answer, worker_id: str, size: int,
-) -> tuple[int, list[tuple]] | None:
+) -> tuple[int, list[ClaimedRow]] | None:
     """``record_batch`` then ``claim_batch``, in one transaction (one commit, one sync).
 
     The answer to one batch is on disk before the next batch is marked: the same order,
@@ -829,7 +838,7 @@ def _cursor(conn: sa.Connection):  # the driver's cursor, inside conn's transact
 def _claim(
     conn: sa.Connection, sql: _Statements, send: SendInfo, worker_id: str, size: int,
     now: dt.datetime,
-) -> tuple[int, list[tuple]] | None:
+) -> tuple[int, list[ClaimedRow]] | None:
     stamp = sql.stamp(now)
     cursor = _cursor(conn)
     try:
@@ -838,12 +847,12 @@ def _claim(
         batch_id = cursor.fetchone()[0]
         params = {"send": send.id, "size": size, "batch": batch_id, "now": stamp}
         cursor.execute(sql.pick, params)
-        rows = cursor.fetchall()
+        rows = claimed_rows(cursor.fetchall())
         if not rows:
             cursor.execute(sql.batch_empty, {"batch": batch_id})
             return None
         if sql.dialect == "sqlite":
-            params.update(low=rows[0][3], high=rows[-1][3])
+            params.update(low=rows[0].seq, high=rows[-1].seq)
             cursor.execute(sql.mark, params)
             if cursor.rowcount != len(rows):  # the write lock makes this impossible
                 raise RuntimeError(f"claimed {cursor.rowcount} rows, expected {len(rows)}")
@@ -857,8 +866,8 @@ def _claim(
     return batch_id, rows
 
 
-def _by_seq(row: tuple) -> int:
-    return row[3]
+def _by_seq(row: ClaimedRow) -> int:
+    return row.seq
 
 
 def record_batch(engine: Engine, send_id: int, batch_id: int, answer: Answer) -> None:
@@ -960,3 +969,18 @@ def release_batch(engine: Engine, send_id: int, batch_id: int) -> None:
             send_batches.update().where(send_batches.c.id == batch_id)
             .values(status="done", finished_at=now)
         )
+
+
+def cancel_send(db: DB, send_id: int, *, reason: str = "the send was cancelled") -> int:
+    """Stop a send: its recipients not yet claimed are ``skipped`` with ``reason`` and never
+    sent; batches in flight finish and are recorded. Returns how many were skipped."""
+    now = utcnow()
+    with transaction(db) as conn:
+        skipped = conn.execute(
+            send_recipients.update()
+            .where(send_recipients.c.send_id == send_id, send_recipients.c.status == "pending")
+            .values(status="skipped", reason=reason, updated_at=now)
+        ).rowcount
+        conn.execute(sends.update().where(sends.c.id == send_id, sends.c.status == "sending")
+                     .values(status="cancelled", finished_at=now))
+    return skipped

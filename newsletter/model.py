@@ -126,6 +126,30 @@ class BulletList(_Node):
 Block = Annotated[Paragraph | BulletList, Field(discriminator="type")]
 
 
+def links_in(inlines: list[Inline]) -> list[Link]:
+    """Every link in inline content, nested ones too, in reading order (no recursion)."""
+    found: list[Link] = []
+    pending = list(reversed(inlines))
+    while pending:
+        node = pending.pop()
+        if isinstance(node, Link):
+            found.append(node)
+        if isinstance(node, (Link, Strong, Emphasis)):
+            pending.extend(reversed(node.children))
+    return found
+
+
+def block_texts(blocks: list) -> list[tuple[int, list[Inline]]]:
+    """(line, inline content) of each paragraph and list item of some blocks."""
+    out: list[tuple[int, list[Inline]]] = []
+    for block in blocks:
+        if isinstance(block, Paragraph):
+            out.append((block.line, block.inlines))
+        elif isinstance(block, BulletList):
+            out.extend((block.line, item) for item in block.items)
+    return out
+
+
 class Image(_Node):
     line: int
     src: str
@@ -160,6 +184,13 @@ class Section(_Node):
     def anchor(self) -> str:
         return f"section-{self.line}"
 
+    def all_blocks(self) -> list[Block]:
+        """The section's own blocks, then each item's, in file order."""
+        blocks = list(self.blocks)
+        for item in self.items:
+            blocks.extend(item.blocks)
+        return blocks
+
 
 class Issue(BaseModel):
     """A whole issue: front matter and sections."""
@@ -184,11 +215,8 @@ class Issue(BaseModel):
         count = len(self.subject.split())
         for section in self.sections:
             count += len(section.headline.split())
-            blocks = list(section.blocks)
-            for item in section.items:
-                count += len(item.title.split())
-                blocks.extend(item.blocks)
-            for block in blocks:
+            count += sum(len(item.title.split()) for item in section.items)
+            for block in section.all_blocks():
                 if isinstance(block, Paragraph):
                     count += len(plain(block.inlines).split())
                 else:

@@ -40,7 +40,7 @@ from email.utils import format_datetime, parseaddr
 from hashlib import sha256
 from html import escape
 from secrets import token_hex
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 from .config import Settings, require
@@ -72,12 +72,26 @@ class Slot(NamedTuple):
 
 
 class Recipient(NamedTuple):
-    """Who a message is for. Any sequence starting (subscriber id, email, name) will do:
-    the ledger's claimed rows are plain tuples in that order (``ledger.Claimed``)."""
+    """Who a message is for. Anything with these three fields will do (``Addressee``):
+    the ledger's claimed rows (``ledger.ClaimedRow``) are used as they are."""
 
     subscriber_id: int | None  # None for a --test-to address that is not a subscriber
     email: str
     name: str | None = None
+
+
+class Addressee(Protocol):
+    """What a message needs to know of its recipient, read by name: a ``Recipient`` or a
+    ``ledger.ClaimedRow``."""
+
+    @property
+    def subscriber_id(self) -> int | None: ...
+
+    @property
+    def email(self) -> str: ...
+
+    @property
+    def name(self) -> str | None: ...
 
 
 def _softbreak_end(encoded: bytes) -> bytes:
@@ -238,20 +252,20 @@ class MessageTemplate:
     def unsubscribe_url(self, token: str) -> str:
         return f"{self.base_url}/u/{token}"
 
-    def message_id(self, recipient: Sequence) -> str:
-        """The Message-ID for ``recipient`` (subscriber id, email, ...)."""
-        subscriber, email = recipient[0], recipient[1]
+    def message_id(self, recipient: Addressee) -> str:
+        """The Message-ID for ``recipient``."""
+        subscriber, email = recipient.subscriber_id, recipient.email
         if subscriber is not None:
             who = str(subscriber)
         else:
             who = "t" + sha256(email.lower().encode("utf-8")).hexdigest()[:12]
         return f"<{self.send_id}.{who}.{self._msgid_tag}@{self._msgid_domain}>"
 
-    def message(self, recipient: Sequence) -> OutgoingMessage:
+    def message(self, recipient: Addressee) -> OutgoingMessage:
         """The recipient's message: signs the token; the bytes are built on demand.
 
-        ``recipient``: a ``Recipient`` or any sequence starting (subscriber id, email,
-        name). Raises ValueError for an address that cannot be sent to.
+        ``recipient``: a ``Recipient`` or a ``ledger.ClaimedRow``. Raises ValueError for
+        an address that cannot be sent to.
         """
         return self.messages((recipient,))[0]
 
@@ -267,7 +281,7 @@ class MessageTemplate:
         Message-ID's head and tail (the subscriber id between them)."""
         return self._url_head, self._msgid_head, self._msgid_tail
 
-    def messages(self, recipients: Iterable[Sequence], *, headers: bool = True
+    def messages(self, recipients: Iterable[Addressee], *, headers: bool = True
                  ) -> list[OutgoingMessage]:
         """``[self.message(r) for r in recipients]``, with the lookups hoisted (faster).
 
@@ -278,13 +292,13 @@ class MessageTemplate:
         SendGrid's API) leaves the header block to ``as_bytes()``.
         """
         recipients = recipients if isinstance(recipients, list | tuple) else list(recipients)
-        tokens = self.tokens([r[0] or 0 for r in recipients])
+        tokens = self.tokens([r.subscriber_id or 0 for r in recipients])
         head, tail, url_head = self._msgid_head, self._msgid_tail, self._url_head
         new = tuple.__new__  # an OutgoingMessage without a Python-level __new__ call
         out: list[OutgoingMessage] = []
         append = out.append
         for recipient, token in zip(recipients, tokens, strict=True):
-            subscriber, email, name = recipient[0], recipient[1], recipient[2]
+            subscriber, email, name = recipient.subscriber_id, recipient.email, recipient.name
             if not sendable_address(email):
                 raise ValueError(f"not a deliverable address: {email!r}")
             if name is not None and not (type(name) is str and is_clean(name)):

@@ -9,6 +9,7 @@ from pathlib import Path
 import jinja2
 
 from .config import CONFIG_NAME, Settings
+from .draft_placeholders import NEW_ISSUE_SUBJECT
 from .errors import NewsletterError, UsageError
 from .private import write_private
 from .render import BUILTIN_TEMPLATES, environment
@@ -109,9 +110,7 @@ def new_issue(
         raise NewsletterError(
             f"{target}: already exists; edit it, or give another --date"
         )
-    subject = " ".join((subject or "").split()) or (
-        "Your subject line: the most important story first"
-    )
+    subject = " ".join((subject or "").split()) or NEW_ISSUE_SUBJECT
     try:
         template = environment(settings).get_template("new-issue.md.j2")
         text = template.render(date=date.isoformat(), subject=subject)

@@ -7,21 +7,25 @@ The parser reports what it could not model; these rules judge what it did model.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .model import (
     BulletList,
-    Emphasis,
     Finding,
-    Inline,
-    Link,
     Paragraph,
     Section,
     SectionKind,
     Severity,
-    Strong,
+    block_texts,
+    links_in,
+    plain,
 )
 from .parse import ParseResult, locate
+from .sourcemap import Locator
+
+if TYPE_CHECKING:
+    from .draft_placeholders import Placeholders
 
 SUBJECT_MAX = 150
 SUBJECT_PHONE = 60
@@ -202,15 +206,6 @@ def _section(ctx: _Ctx, section: Section) -> Iterator[Finding]:
                 )
 
 
-def _links(inlines: list[Inline]) -> Iterator[Link]:
-    for node in inlines:
-        if isinstance(node, Link):
-            yield node
-            yield from _links(node.children)
-        elif isinstance(node, (Strong, Emphasis)):
-            yield from _links(node.children)
-
-
 def _url_problem(url: str, *, mailto: bool) -> str | None:
     if not url:
         return "is empty"
@@ -224,7 +219,7 @@ def _url_problem(url: str, *, mailto: bool) -> str | None:
         return None if parts.path else "has no address"
     if not parts.scheme:
         return "is relative"
-    return f"uses {parts.scheme}:"
+    return f"uses {parts.scheme}:, which is not allowed"
 
 
 def url_rules(ctx: _Ctx) -> Iterator[Finding]:
@@ -245,7 +240,8 @@ def url_rules(ctx: _Ctx) -> Iterator[Finding]:
                 yield ctx.finding(
                     line,
                     "image-url",
-                    f"the image URL {image.src[:60]!r} {problem}: use an absolute https:// URL",
+                    f"the image URL {image.src[:60]!r} {problem}: images must be absolute "
+                    "https: URLs",
                     column=col,
                 )
             if not image.credit:
@@ -257,24 +253,20 @@ def url_rules(ctx: _Ctx) -> Iterator[Finding]:
                     column=col,
                     warning=True,
                 )
-        blocks: list = list(section.blocks)
-        for item in section.items:
-            blocks.extend(item.blocks)
-        for block in blocks:
-            groups = [block.inlines] if isinstance(block, Paragraph) else list(block.items)
-            last = block.line + 200
-            for inlines in groups:
-                for link in _links(inlines):
-                    problem = _url_problem(link.href, mailto=True)
-                    if problem:
-                        line, col = locate(ctx.lines, link.href or "](", block.line, last)
-                        yield ctx.finding(
-                            line,
-                            "link-url",
-                            f"the link {link.href[:60]!r} {problem}: links must be absolute "
-                            "https:// (or mailto:) URLs",
-                            column=col,
-                        )
+        where: dict[int, Locator] = {}  # one per block: repeated links get their own column
+        for line_, inlines in block_texts(section.all_blocks()):
+            for link in links_in(inlines):
+                problem = _url_problem(link.href, mailto=True)
+                if problem:
+                    locator = where.setdefault(line_, Locator(ctx.lines, line_, line_ + 200))
+                    line, col = locator.next(link.href or "](")
+                    yield ctx.finding(
+                        line,
+                        "link-url",
+                        f"the link {link.href[:60]!r} {problem}: links must be absolute "
+                        "https: or mailto: URLs",
+                        column=col,
+                    )
         if section.read_more is not None:
             problem = _url_problem(section.read_more.href, mailto=False)
             if problem:
@@ -285,13 +277,85 @@ def url_rules(ctx: _Ctx) -> Iterator[Finding]:
                 yield ctx.finding(
                     line,
                     "link-url",
-                    f"the Read more link {section.read_more.href[:60]!r} {problem}: use an "
-                    "absolute https:// URL",
+                    f"the Read more link {section.read_more.href[:60]!r} {problem}: it must be "
+                    "an absolute https: URL",
                     column=col,
                 )
 
 
-RULES: tuple[Rule, ...] = (front_matter_rules, structure_rules, section_rules, url_rules)
+def placeholder_rules(ctx: _Ctx) -> Iterator[Finding]:
+    """What ``newsletter new`` wrote and the editor has not replaced yet."""
+    from .draft_placeholders import builtin_placeholders, normalize
+
+    marks = builtin_placeholders()
+    issue = ctx.result.issue
+    fix = "is the new-issue template's placeholder: replace it with your own"
+    if issue is not None:
+        for key, value, mark in (("subject", issue.subject, marks.subject),
+                                 ("preheader", issue.preheader or "", marks.preheader)):
+            if mark and normalize(value) == mark:
+                yield ctx.finding(
+                    ctx.key_line(key), "placeholder-text", f"the {key} {value[:60]!r} {fix}"
+                )
+    for section in ctx.result.sections:
+        yield from _placeholders_in(ctx, marks, section, fix)
+
+
+def _placeholders_in(
+    ctx: _Ctx, marks: Placeholders, section: Section, fix: str
+) -> Iterator[Finding]:
+    titles = [(section.line, "headline", section.headline)]
+    titles += [(item.line, "title", item.title) for item in section.items]
+    for line, what, title in titles:
+        if marks.title(title):
+            yield ctx.finding(line, "placeholder-text", f"the {what} {title[:60]!r} {fix}")
+    if section.image is not None and (parts := marks.image_parts(section.image)):
+        line, col = locate(ctx.lines, "![", section.image.line, section.image.line)
+        fixes = {"URL": "use your photo's https: URL", "alt text": "describe your photo",
+                 "credit": "credit its photographer"}
+        yield ctx.finding(
+            line,
+            "placeholder-image",
+            f"the image's {' and '.join(parts)} {'is' if len(parts) == 1 else 'are'} the "
+            f"new-issue template's placeholder: {', '.join(fixes[p] for p in parts)}",
+            column=col,
+        )
+    for line, inlines in block_texts(section.all_blocks()):
+        sentence = marks.sentence_in(plain(inlines))
+        if sentence is not None:
+            found, col = _find_words(ctx.lines, sentence, line)
+            yield ctx.finding(found, "placeholder-text", f"the text {sentence[:60]!r} {fix}", column=col)
+        for link in links_in(inlines):
+            if marks.link(link.href):
+                yield from _placeholder_link(ctx, link.href, line)
+    if section.read_more is not None and marks.link(section.read_more.href):
+        yield from _placeholder_link(ctx, section.read_more.href, section.read_more.line)
+
+
+def _find_words(lines: list[str], sentence: str, line: int) -> tuple[int, int]:
+    """Where a sentence of plain text starts in the file: its first two words, or its first
+    word (markup such as '**' may stand between them), at or after ``line``."""
+    words = sentence.split()
+    for needle in (" ".join(words[:2]), words[0]):
+        found, col = locate(lines, needle, line, line + 50)
+        if lines[found - 1 : found] and lines[found - 1].startswith(needle, col - 1):
+            return found, col
+    return line, 1
+
+
+def _placeholder_link(ctx: _Ctx, href: str, line: int) -> Iterator[Finding]:
+    found, col = locate(ctx.lines, href, line, line + 50)
+    yield ctx.finding(
+        found,
+        "placeholder-link",
+        f"the link {href[:60]!r} is the new-issue template's placeholder: link to your source",
+        column=col,
+    )
+
+
+RULES: tuple[Rule, ...] = (
+    front_matter_rules, structure_rules, section_rules, url_rules, placeholder_rules
+)
 
 
 def validate(result: ParseResult, lines: list[str], path: str) -> list[Finding]:

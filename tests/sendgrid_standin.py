@@ -68,14 +68,7 @@ def validate(body: Any) -> None:
     """Raise ``Invalid`` like SendGrid does for a request it would refuse with 400."""
     if not isinstance(body, dict):
         raise Invalid("Bad Request", None)
-    sender = body.get("from")
-    if not isinstance(sender, dict) or not sender.get("email"):
-        raise Invalid("The from object must be provided for every email send. "
-                      "It is an object that requires the email parameter, but may also "
-                      "contain a name parameter.", "from.email",
-                      "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html#message.from")
-    if not str(sender["email"]).isascii():
-        raise Invalid("The from email does not contain a valid address.", "from.email")
+    _validate_sender(body.get("from"))
     personalizations = body.get("personalizations")
     if not isinstance(personalizations, list) or not personalizations:
         raise Invalid("The personalizations field is required and must have at least one "
@@ -84,7 +77,28 @@ def validate(body: Any) -> None:
     if len(personalizations) > MAX_PERSONALIZATIONS:
         raise Invalid("The personalizations field must have no more than 1000 "
                       "personalizations.", "personalizations", None)
-    content = body.get("content")
+    _validate_content(body.get("content"))
+    _validate_headers(body.get("headers"), "headers")
+    _validate_size(body, "custom_args", "custom_args")
+    seen: set[str] = set()
+    for i, p in enumerate(personalizations):
+        _validate_personalization(body, i, p, seen)
+        if len(seen) > MAX_RECIPIENTS:
+            raise Invalid("The total number of recipients must be no more than 1000.",
+                          "personalizations", None)
+
+
+def _validate_sender(sender: Any) -> None:
+    if not isinstance(sender, dict) or not sender.get("email"):
+        raise Invalid("The from object must be provided for every email send. "
+                      "It is an object that requires the email parameter, but may also "
+                      "contain a name parameter.", "from.email",
+                      "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html#message.from")
+    if not str(sender["email"]).isascii():
+        raise Invalid("The from email does not contain a valid address.", "from.email")
+
+
+def _validate_content(content: Any) -> None:
     if not isinstance(content, list) or not content or not all(
         isinstance(c, dict) and c.get("type") and isinstance(c.get("value"), str) and c["value"]
         for c in content
@@ -97,50 +111,46 @@ def validate(body: Any) -> None:
     if "text/plain" in types and types[0] != "text/plain":
         raise Invalid("If present, text/plain content must be first, followed by any other "
                       "content.", "content", None)
-    for name, _value in (body.get("headers") or {}).items():
+
+
+def _validate_headers(headers: Any, where: str) -> None:
+    for name in (headers or {}):
         if name.lower() in RESERVED_HEADERS:
-            raise Invalid(f"The header {name} is reserved and cannot be set.", "headers", None)
-    if "custom_args" in body and _size(body["custom_args"]) > 10000:
-        raise Invalid("The custom_args field must be less than 10000 bytes.", "custom_args", None)
-    seen: set[str] = set()
-    total = 0
-    for i, p in enumerate(personalizations):
-        if not isinstance(p, dict) or not p.get("to"):
-            raise Invalid("The to array is required for all personalization objects, and must "
-                          "have at least one email object with a valid email address.",
-                          f"personalizations.{i}.to", None)
-        if not body.get("subject") and not p.get("subject"):
-            raise Invalid("The subject is required. You can get around this requirement if "
-                          "you use a template with a subject defined or if every single "
-                          "personalization has a subject defined.", "subject", None)
-        for kind in ("to", "cc", "bcc"):
-            for address in p.get(kind) or []:
-                email = str(address.get("email", "")) if isinstance(address, dict) else ""
-                if "@" not in email:
-                    raise Invalid("Does not contain a valid address.",
-                                  f"personalizations.{i}.{kind}", None)
-                key = email.lower()
-                if key in seen:
-                    raise Invalid(
-                        "Each email address in the personalization block should be unique "
-                        "between to, cc, and bcc. We found the first duplicate instance of "
-                        f"[{email}] in the personalizations.{i}.{kind} field.",
-                        f"personalizations.{i}.{kind}", None)
-                seen.add(key)
-                total += 1
-        if total > MAX_RECIPIENTS:
-            raise Invalid("The total number of recipients must be no more than 1000.",
-                          "personalizations", None)
-        for name in (p.get("headers") or {}):
-            if name.lower() in RESERVED_HEADERS:
-                raise Invalid(f"The header {name} is reserved and cannot be set.",
-                              f"personalizations.{i}.headers", None)
-        if "substitutions" in p and _size(p["substitutions"]) > 10000:
-            raise Invalid("The substitutions field must be less than 10000 bytes.",
-                          f"personalizations.{i}.substitutions", None)
-        if "custom_args" in p and _size(p["custom_args"]) > 10000:
-            raise Invalid("The custom_args field must be less than 10000 bytes.",
-                          f"personalizations.{i}.custom_args", None)
+            raise Invalid(f"The header {name} is reserved and cannot be set.", where, None)
+
+
+def _validate_size(holder: dict, key: str, where: str) -> None:
+    if key in holder and _size(holder[key]) > 10000:
+        raise Invalid(f"The {key} field must be less than 10000 bytes.", where, None)
+
+
+def _validate_personalization(body: dict, i: int, p: Any, seen: set[str]) -> None:
+    """One personalization; ``seen`` collects the addresses of all of them (unique)."""
+    if not isinstance(p, dict) or not p.get("to"):
+        raise Invalid("The to array is required for all personalization objects, and must "
+                      "have at least one email object with a valid email address.",
+                      f"personalizations.{i}.to", None)
+    if not body.get("subject") and not p.get("subject"):
+        raise Invalid("The subject is required. You can get around this requirement if "
+                      "you use a template with a subject defined or if every single "
+                      "personalization has a subject defined.", "subject", None)
+    for kind in ("to", "cc", "bcc"):
+        for address in p.get(kind) or []:
+            email = str(address.get("email", "")) if isinstance(address, dict) else ""
+            if "@" not in email:
+                raise Invalid("Does not contain a valid address.",
+                              f"personalizations.{i}.{kind}", None)
+            key = email.lower()
+            if key in seen:
+                raise Invalid(
+                    "Each email address in the personalization block should be unique "
+                    "between to, cc, and bcc. We found the first duplicate instance of "
+                    f"[{email}] in the personalizations.{i}.{kind} field.",
+                    f"personalizations.{i}.{kind}", None)
+            seen.add(key)
+    _validate_headers(p.get("headers"), f"personalizations.{i}.headers")
+    _validate_size(p, "substitutions", f"personalizations.{i}.substitutions")
+    _validate_size(p, "custom_args", f"personalizations.{i}.custom_args")
 
 
 @dataclass
@@ -259,12 +269,11 @@ class SendGridStandIn:
 
     # -- HTTP ----------------------------------------------------------------------------
 
-    def _answer(self, handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
-        if handler.path.rstrip("/") != "/v3/mail/send":
-            return 404, {}, error_body(("Not Found", None, None))
+    def _refused_key(self, handler: BaseHTTPRequestHandler, length: int
+                     ) -> tuple[int, dict[str, str], bytes] | None:
+        """403 for a key without permission, 401 for a wrong one (the body is read)."""
         auth = handler.headers.get("Authorization", "")
         key = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else None
-        length = int(handler.headers.get("Content-Length") or 0)
         if key in self.forbidden_keys:
             handler.rfile.read(length)
             return 403, {}, error_body(("access forbidden", None, None))
@@ -273,6 +282,32 @@ class SendGridStandIn:
             return 401, {}, error_body((
                 "The provided authorization grant is invalid, expired, or revoked", None, None
             ))
+        return None
+
+    def _rate_limited(self) -> tuple[int, dict[str, str], bytes] | None:
+        """429 with SendGrid's X-RateLimit-* headers past the limit (under ``self.lock``)."""
+        if self._limit is None:
+            return None
+        now = time.time()
+        if now - self._window_start >= self._window:
+            self._window_start, self._window_count = now, 0
+        reset = int(self._window_start + self._window) + 1
+        if self._window_count >= self._limit:
+            return 429, {
+                "X-RateLimit-Limit": str(self._limit),
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": str(reset),
+            }, error_body(("too many requests", None, None))
+        self._window_count += 1
+        return None
+
+    def _answer(self, handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
+        if handler.path.rstrip("/") != "/v3/mail/send":
+            return 404, {}, error_body(("Not Found", None, None))
+        length = int(handler.headers.get("Content-Length") or 0)
+        refused = self._refused_key(handler, length)
+        if refused is not None:
+            return refused
         if length > self.max_bytes:
             while length > 0:  # drain it, so the client reads the answer
                 length -= len(handler.rfile.read(min(length, 1 << 20)) or b"x" * length)
@@ -282,18 +317,9 @@ class SendGridStandIn:
             self.bytes_received += len(raw)
             if self._fail:
                 return self._fail.pop(0), {}, error_body(("Internal Server Error", None, None))
-            if self._limit is not None:
-                now = time.time()
-                if now - self._window_start >= self._window:
-                    self._window_start, self._window_count = now, 0
-                reset = int(self._window_start + self._window) + 1
-                if self._window_count >= self._limit:
-                    return 429, {
-                        "X-RateLimit-Limit": str(self._limit),
-                        "X-RateLimit-Remaining": "0",
-                        "X-RateLimit-Reset": str(reset),
-                    }, error_body(("too many requests", None, None))
-                self._window_count += 1
+            limited = self._rate_limited()
+            if limited is not None:
+                return limited
         try:
             body = json.loads(raw)
         except ValueError:

@@ -216,15 +216,39 @@ def test_init_without_samples(tmp_path: Path, capsys) -> None:
     assert code == 0 and list((tmp_path / "empty" / "issues").iterdir()) == []
 
 
-def test_new_creates_an_issue_that_validates(in_project: Path, capsys) -> None:
+def test_new_creates_an_issue_that_validates_once_its_placeholders_are_replaced(
+    in_project: Path, capsys
+) -> None:
     code, out, _ = run(capsys, "new", "--date", "2026-12-01", "--subject", "Rates #1: what & why")
     assert code == 0
     path = Path(out.strip())
     assert path == in_project / "issues" / "2026-12-01.md"
-    parsed = parse_text(path.read_text(encoding="utf-8"))
-    assert parsed.issue is not None
+    text = path.read_text(encoding="utf-8")
+    parsed = parse_text(text)
+    assert parsed.issue is not None and parsed.findings == []  # well-formed, ready to edit
     assert parsed.issue.subject == "Rates #1: what & why"
     assert parsed.issue.sections[0].headline == "Rates #1: what & why"
+    code, out, err = run(capsys, "validate", str(path))  # unedited: refused, not sent
+    assert code == 1 and "12 errors, 0 warnings" in err
+    assert f"{path}:10:1: error: the text 'Write the lead story here.' is the new-issue " in out
+    edits = {
+        "preheader: Plus: three numbers to know today": "preheader: Why the bank moved",
+        "![Describe the photo for readers who cannot see it.](https://images.example.org/"
+        'lead.jpg "Photo: Agency/Photographer")': "![The governor at the podium.](https://"
+        'images.example.org/2026/12/gov.jpg "Photo: Kim Lee/Wire")',
+        "Write the lead story here. Use **bold**, *italics* and [links](https://example.org).":
+        "The bank cut rates, **again**. See [the statement](https://example.org/rates).",
+        "[Read more](https://example.org/)": "[Read more](https://example.org/rates-explained)",
+        "Three figures to know": "Rates, rents and rail",
+        "What the figure means, in one or two sentences.": "Homes sold in November.",
+        "What comes next": "The budget",
+        "## A title\nA paragraph about it.": "## The vote\nIt is on Thursday.",
+        "A second story\nA paragraph.": "Night buses\nThey stay.",
+    }
+    for old, new in edits.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    path.write_text(text, encoding="utf-8")
     code, _, err = run(capsys, "validate", str(path))
     assert code == 0 and "0 errors, 0 warnings" in err
     code, _, err = run(capsys, "new", "--date", "2026-12-01")

@@ -21,7 +21,7 @@ from newsletter.config import load_settings
 from newsletter.project import init_project
 from newsletter.store import count_subscribers, create_list, open_store
 
-from .sendtools import newsletter_cmd, seed
+from .sendtools import newsletter_cmd, seed, use_newsroom
 
 Run = Callable[..., tuple[int, str, str]]
 ISSUE = "issues/2026-11-24.md"
@@ -31,6 +31,7 @@ ISSUE = "issues/2026-11-24.md"
 def project(tmp_path: Path) -> Path:
     folder = tmp_path / "p"
     init_project(folder)
+    use_newsroom(folder)  # real-looking settings: init's example values refuse a send
     return folder
 
 
@@ -85,7 +86,8 @@ def one_line_error(code: int, err: str, *words: str) -> None:
 def test_disk_full_during_add_loses_nothing(run: Run, project: Path, disk_full) -> None:
     run("subscribers", "add", "ann@example.org")
     disk_full(1)
-    code, _, err = run("subscribers", "add", "bob@example.org", "--name", "B" * 200_000)
+    # names are cut to 200 characters (headersafe), so a big attribute fills the page
+    code, _, err = run("subscribers", "add", "bob@example.org", "--attr", "bio=" + "B" * 200_000)
     one_line_error(code, err, "newsletter.db: the disk is full", "free some space")
     engine = open_store(load_settings(project))
     assert count_subscribers(engine) == 1  # Ann is there, Bob is not half there

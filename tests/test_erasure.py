@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 import newsletter.archive  # noqa: F401  (their tables join the metadata searched)
-import newsletter.scheduler  # noqa: F401
+import newsletter.scheduling.tables  # noqa: F401
 from newsletter import erasure, ledger
 from newsletter.events import apply_events, engagement
 from newsletter.store import add_subscriber, create_list, remove_subscriber

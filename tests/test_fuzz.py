@@ -7,6 +7,9 @@ must be a list of well-formed findings. A few generated files also go through th
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import string
 import subprocess
 import sys
@@ -236,3 +239,93 @@ def test_cli_never_prints_a_traceback(content: bytes, project: Path) -> None:
         assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
         assert "internal error" not in proc.stderr, proc.stderr
         assert proc.returncode in (1, 2), (args, proc.returncode, proc.stderr)
+
+
+# -- mutation fuzz: real issues, damaged -------------------------------------------------------
+# tests/mutations.py derives files from the sample issues (flipped bits, duplicated lines, runs
+# of Markdown punctuation, 100,000-character lines, Unicode separators, NULs, broken front
+# matter). benchmarks/bench_fuzz.py runs 4,000 of them and reports the slowest; here a few
+# hundred per run, seeded (NEWSLETTER_FUZZ_SEED picks another set), must give well-formed
+# findings or a one-line refusal, never an exception. The alarm only stops a hang (a file
+# takes well under a second; quadratic parsing took minutes on some of these).
+
+MUTANTS_PER_RUN = 250
+
+
+class _Hang(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def hang_guard(seconds: float):
+    def stop(signum, frame):  # pragma: no cover - only on a regression
+        raise _Hang(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_mutated_sample_issues_never_raise(fuzz_settings, tmp_path: Path) -> None:
+    from newsletter.build import build_file
+    from newsletter.errors import NewsletterError
+
+    from .mutations import mutants
+
+    seed = int(os.environ.get("NEWSLETTER_FUZZ_SEED", "20261124"))
+    path = tmp_path / "fuzz.md"
+    refused = 0
+    for index, done, data in mutants(seed, MUTANTS_PER_RUN):
+        path.write_bytes(data)
+        case = f"seed {seed} index {index}: {done}"
+        try:
+            with hang_guard(20):
+                result = build_file(path, fuzz_settings)
+        except NewsletterError as exc:  # not UTF-8, too large: one line naming the file
+            refused += 1
+            assert str(exc).startswith(f"{path}:") and "\n" not in str(exc), case
+            continue
+        except Exception as exc:  # pragma: no cover - the failure this test looks for
+            raise AssertionError(f"{case}: {type(exc).__name__}: {exc}") from exc
+        for finding in result.findings:
+            assert finding.line >= 1 and finding.column >= 1, case
+            assert "\n" not in finding.format(), case
+        if result.ok:
+            assert result.rendered is not None, case
+    assert refused < MUTANTS_PER_RUN // 2  # most files reach the parser
+
+
+def test_mutations_are_reproducible_and_varied() -> None:
+    from .mutations import MUTATIONS, mutants
+
+    first = list(mutants(7, 60))
+    assert first == list(mutants(7, 60))
+    assert first != list(mutants(8, 60))
+    used = {name for _, done, _ in first for name in done.split()[1:]}
+    assert used == {m.__name__ for m in MUTATIONS}
+
+
+def test_unclosed_merge_field_before_a_long_run_of_blanks(fuzz_settings) -> None:
+    # found by benchmarks/bench_fuzz.py (seed 1, index 2893): '{{name|' and 100,000 tabs
+    # took 11 s in the merge-field pattern; now one pass
+    body = "# Lead: X\nText {{name|" + "\t" * 100_000 + "x\n"
+    with hang_guard(20):
+        result = build_text("---\nsubject: s\ndate: 2026-11-24\n---\n" + body, "f.md", fuzz_settings)
+    assert result.issue is not None
+
+
+@FUZZ_SETTINGS
+@given(text=st.text(alphabet="{}name| \t\nxy", max_size=40))
+def test_merge_field_pattern_matches_as_the_old_one_did(text: str, fuzz_settings) -> None:
+    import re
+
+    from newsletter.render import NAME_FIELD
+
+    old = re.compile(r"\{\{\s*name\s*(?:\|\s*([^{}]*?)\s*)?\}\}")  # quadratic, same matches
+    assert [(m.span(), m.group(1)) for m in NAME_FIELD.finditer(text)] == [
+        (m.span(), m.group(1)) for m in old.finditer(text)
+    ]

@@ -14,9 +14,11 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from newsletter import archive, ledger, scheduler, sending
+from newsletter import archive, ledger, sending
 from newsletter.build import build_file
 from newsletter.errors import NewsletterError
+from newsletter.scheduling import schedules
+from newsletter.scheduling.worker import WorkerProcess
 from newsletter.slugs import SLUG, file_slug
 from newsletter.store.engine import make_engine
 from newsletter.store.schema import alembic_config
@@ -177,24 +179,24 @@ def test_schedules_follow_the_same_rule(tmp_path: Path) -> None:
     at = (clock.now() + dt.timedelta(minutes=5)).isoformat()
     original = _issue(settings, "2026-12-01.md")
     copy = _issue(settings, "2026-12-01 copy.md")
-    planned = scheduler.schedule_issue(engine, settings, original, "daily", at=at, clock=clock)
+    planned = schedules.schedule_issue(engine, settings, original, "daily", at=at, clock=clock)
     with pytest.raises(NewsletterError, match=rf"already scheduled for list 'daily' by "
                                               rf"schedule {planned.schedule.id} \(issues/"):
-        scheduler.schedule_issue(engine, settings, copy, "daily", at=at, clock=clock)
+        schedules.schedule_issue(engine, settings, copy, "daily", at=at, clock=clock)
     # the copy goes out by hand meanwhile: the worker does not send the issue again
     sent = _send(engine, settings, copy)
     clock.t += dt.timedelta(minutes=6)
-    worker = scheduler.Worker(engine, settings, clock=clock, retry_delay=0.01)
+    worker = WorkerProcess(engine, settings, clock=clock, retry_delay=0.01)
     assert worker.register()
     worker.tick()
     worker.wait_idle(timeout=60)
-    info = scheduler.get_schedule(engine, planned.schedule.id)
+    info = schedules.get_schedule(engine, planned.schedule.id)
     assert info.status == "failed" and info.send_id is None
     assert info.note.count("\n") == 0 and f"by send {sent.id} (" in info.note
     assert "2026-12-01 copy.md, the same date and subject" in info.note
     assert _outbox(settings) == 3
     with pytest.raises(NewsletterError, match=rf"by send {sent.id} .*--again"):
-        scheduler.schedule_issue(engine, settings, original, "daily", clock=clock,
+        schedules.schedule_issue(engine, settings, original, "daily", clock=clock,
                                  at=(clock.now() + dt.timedelta(minutes=5)).isoformat())
     worker.shutdown()
     engine.dispose()

@@ -347,3 +347,107 @@ def test_markdown_too_deep_for_the_reader_is_a_finding(monkeypatch: pytest.Monke
     monkeypatch.setattr(parse._md, "parse", exhausted)
     result = parse_text(FRONT + "# Lead: X\nText.\n", "t.md")
     assert [(f.line, f.rule) for f in result.findings] == [(6, "too-deep")]
+
+
+# -- hostile input: linear time, bounded nesting -------------------------------------------------
+# The alarm only stops a hang: each of these takes milliseconds now; on the quadratic
+# patterns they replaced they took minutes (an 80,000-space heading: 17 s).
+
+
+@pytest.fixture
+def hang_guard():
+    import signal
+
+    def stop(signum, frame):  # pragma: no cover - only on a regression
+        raise TimeoutError("parsing is still running after 20 s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, 20)
+    yield
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize(
+    ("text", "rule", "line"),
+    [
+        (FRONT + "# Lead" + " " * 300_000 + "x\nText.\n", "section-heading-format", 6),
+        (FRONT + "# a" + " " * 300_000 + "b: c\nText.\n", "section-kind-unknown", 6),
+        ("---\nsubject: a" + " " * 300_000 + "b\ndate: 2026-11-24\n---\n# Lead: X\nT.\n", None, 0),
+        ("---\nsubject: a" + " " * 300_000 + "b: c \x85\ndate: 2026-11-24\n---\n", None, 0),
+    ],
+    ids=["heading-spaces", "heading-spaces-colon", "front-matter-spaces", "yaml-retry-spaces"],
+)
+def test_runs_of_spaces_parse_in_linear_time(hang_guard, text: str, rule, line: int) -> None:
+    result = parse_text(text, "t.md")
+    if rule is not None:
+        assert (line, rule) in [(f.line, f.rule) for f in result.findings]
+
+
+def test_long_runs_of_stars_are_a_finding_not_a_crash(hang_guard, settings) -> None:
+    from newsletter.build import build_text
+
+    text = FRONT + "# Lead: X\n" + "*" * 2000 + "a" + "*" * 2000 + "\n"  # 1,000 levels deep
+    result = build_text(text, "t.md", settings)  # was RecursionError (exit 70)
+    assert [(f.line, f.column, f.rule) for f in result.findings] == [
+        (7, 1, "formatting-too-deep")
+    ]
+    assert "nested 1000 deep" in result.findings[0].message
+    shallow = FRONT + "# Lead: X\n" + "*" * 10 + "a" + "*" * 10 + "\n"  # 5 levels: fine
+    assert build_text(shallow, "t.md", settings).ok
+
+
+def test_raw_html_findings_in_a_long_paragraph_each_have_their_column(hang_guard) -> None:
+    result = parse_text(FRONT + "# Lead: X\nText " + "<b>" * 30_000 + "\n", "t.md")
+    columns = [f.column for f in result.findings if f.rule == "raw-html"]
+    assert columns[:3] == [6, 9, 12] and len(columns) == 30_000 and columns[-1] == 6 + 3 * 29_999
+
+
+# -- links: every scheme is a link; broken link syntax is a finding -------------------------------
+
+
+@pytest.mark.parametrize(
+    "href", ["javascript:alert(1)", "vbscript:msgbox(1)", "file:///etc/passwd",
+             "data:text/html,hello", "JavaScript:alert(1)"],
+)
+def test_links_with_refused_schemes_are_links_in_the_model(href: str) -> None:
+    result = parse_text(FRONT + f"# Lead: X\nSee [this]({href}) now.\n", "t.md")
+    assert result.findings == []  # the URL rule names the scheme (tests/test_validate.py)
+    inlines = result.sections[0].blocks[0].inlines
+    assert [n.href for n in inlines if isinstance(n, Link)] == [href]
+
+
+@pytest.mark.parametrize(
+    ("line_text", "rule", "column"),
+    [
+        ("![Alt](https://images.example.org/a.jpg", "image-syntax", 1),
+        ("See [the report](https://example.org/report and more.", "link-syntax", 5),
+        ("See [the report](https://example.org/a report) now.", "link-syntax", 5),
+        ("Two [a](https://x.org/a) then [b](https://x.org/b", "link-syntax", 31),
+        ('Photo ![A](https://x.org/a.jpg "credit', "image-syntax", 7),
+    ],
+)
+def test_unclosed_link_or_image_syntax_is_an_error_at_its_column(
+    line_text: str, rule: str, column: int
+) -> None:
+    finding = one(FRONT + "# Lead: X\nText.\n\n" + line_text + "\n", rule)
+    assert (finding.line, finding.column, finding.severity) == (9, column, Severity.ERROR)
+    assert "closing ')'" in finding.message
+
+
+def test_brackets_that_are_not_links_are_fine() -> None:
+    for text in ("A [bracketed] aside (and a parenthesis).", "Escaped \\[not](a link.",
+                 "Code `[a](b` is text.", "Rates rose [see chart] (page 2)."):
+        assert found(FRONT + "# Lead: X\n" + text + "\n") == [], text
+
+
+def test_text_past_the_inline_budget_is_one_error_and_kept_plain(hang_guard) -> None:
+    from newsletter.inline import MAX_INLINE_CHARS
+
+    paragraph = "[" * 50_000  # markdown-it's slowest input: about 7 us a character
+    text = FRONT + "# Lead: X\n" + "\n\n".join([paragraph] * 6) + "\n"
+    result = parse_text(text, "t.md")
+    # the heading and the first block fit; the second (line 9) passes 100,000
+    assert [(f.line, f.rule) for f in result.findings] == [(9, "text-too-long")]
+    assert f"more than {MAX_INLINE_CHARS:,} characters" in result.findings[0].message
+    assert len(result.sections[0].blocks) == 6  # nothing lost

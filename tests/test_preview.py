@@ -16,7 +16,7 @@ import pytest
 from newsletter.build import build_file
 from newsletter.config import Settings, load_settings
 from newsletter.web import create_app, stopping
-from newsletter.web.preview import STATUS_HOOKS, Status, force_theme
+from newsletter.web.preview import Badge, force_theme
 
 from .conftest import write_issue
 
@@ -99,17 +99,22 @@ def test_index_lists_issues_newest_first_with_date_subject_and_status(settings: 
     assert 'class="badge warning">1 warning<' in oldest and "valid<" not in oldest
 
 
-def test_index_status_hooks_add_badges_for_later_capabilities(app, settings: Settings) -> None:
-    def sent(settings_: Settings, name: str) -> Status | None:
-        return Status("sent", "sent to 3") if name == NEWEST else None
+def test_index_shows_the_delivery_status_the_web_layer_passes_in(settings: Settings) -> None:
+    asked: list[str] = []
 
-    STATUS_HOOKS.append(sent)
-    try:
-        rows = re.findall(r"<tr>(.*?)</tr>", get(app, "/").text, re.S)[1:]
-    finally:
-        STATUS_HOOKS.remove(sent)
+    def sent(settings_: Settings, name: str) -> Badge | None:
+        asked.append(name)
+        return Badge("sent", "sent to 3") if name == NEWEST else None
+
+    rows = re.findall(r"<tr>(.*?)</tr>", get(create_app(settings, status_of=sent), "/").text,
+                      re.S)[1:]
     assert 'class="badge sent">sent to 3<' in rows[0]
     assert "badge sent" not in rows[1]
+    assert NEWEST in asked
+    page = get(create_app(settings, status_of=sent), f"/issues/{NEWEST}").text
+    assert 'class="badge sent">sent to 3<' in page
+    quiet = get(create_app(settings, status_of=None), "/").text
+    assert "badge sent" not in quiet and 'class="badge valid">valid<' in quiet
 
 
 def test_index_of_a_project_without_issues_says_what_to_do(tmp_path: Path) -> None:

@@ -26,6 +26,8 @@ with warnings.catch_warnings():  # Starlette's TestClient: "httpx is deprecated"
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
+from .sendtools import use_newsroom
+
 Run = Callable[..., tuple[int, str, str]]
 ISSUE = "issues/2026-11-24.md"
 
@@ -69,6 +71,7 @@ def test_init_writes_the_config_0600_and_says_so(run: Run, tmp_path: Path) -> No
 
 def test_the_database_and_its_wal_and_shm_are_0600(run: Run, tmp_path: Path) -> None:
     run("init", "p")
+    use_newsroom(tmp_path / "p")  # init's example values would refuse a send
     settings = load_settings(tmp_path / "p")
     engine = open_store(settings)
     try:
@@ -85,6 +88,7 @@ def test_the_database_and_its_wal_and_shm_are_0600(run: Run, tmp_path: Path) -> 
 
 def test_rejects_and_export_files_are_0600(run: Run, tmp_path: Path) -> None:
     run("init", "p")
+    use_newsroom(tmp_path / "p")  # init's example values would refuse a send
     members = tmp_path / "members.csv"
     members.write_text("email,name\nann@example.org,Ann\nnot-an-address,Bob\n")
     stale = tmp_path / "members.rejects.csv"
@@ -101,6 +105,7 @@ def test_rejects_and_export_files_are_0600(run: Run, tmp_path: Path) -> None:
 
 def test_outbox_folder_0700_and_messages_0600(run: Run, tmp_path: Path) -> None:
     run("init", "p")
+    use_newsroom(tmp_path / "p")  # init's example values would refuse a send
     seed(load_settings(tmp_path / "p"), 3).dispose()
     code, _, err = run("--project", "p", "send", f"p/{ISSUE}", "--list", "daily", "--yes")
     assert code == 0, err
@@ -114,6 +119,7 @@ def test_dry_run_sample_is_0600_and_its_unsubscribe_link_unsubscribes_nobody(
     run: Run, tmp_path: Path
 ) -> None:
     run("init", "p")
+    use_newsroom(tmp_path / "p")  # init's example values would refuse a send
     settings = load_settings(tmp_path / "p")
     engine = seed(settings, 3)
     sample = tmp_path / "p" / "out" / "sample.eml"
@@ -139,6 +145,7 @@ def test_unwritable_places_are_one_line_errors(run: Run, tmp_path: Path) -> None
     code, _, err = run("init", "a-file/briefing")
     assert code == 2 and "cannot create the project" in err and err.count("\n") == 1, err
     run("init", "p")
+    use_newsroom(tmp_path / "p")  # init's example values would refuse a send
     seed(load_settings(tmp_path / "p"), 1).dispose()
     code, _, err = run("--project", "p", "send", f"p/{ISSUE}", "--list", "daily", "--dry-run",
                        "--sample", str(tmp_path / "a-file" / "sample.eml"))

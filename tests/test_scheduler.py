@@ -1,6 +1,6 @@
 """Scheduled sends and the worker, with a controllable clock instead of real sleeps.
 
-The worker loop (``Worker.run``/``tick``) takes a clock: ``FakeClock.sleep`` moves time
+The worker process's loop (``WorkerProcess.run``/``tick``) takes a clock: ``FakeClock.sleep`` moves time
 forward at once and runs hooks, so "due in 10 minutes" or "6 hours late" cost nothing.
 Sends run for real (outbox backend, SQLite; PostgreSQL where marked), in the worker's
 threads; tests wait for them with ``wait_idle``.
@@ -8,11 +8,13 @@ threads; tests wait for them with ``wait_idle``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -21,18 +23,21 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from newsletter import archive, ledger, scheduler
-from newsletter.build import build_file
+from newsletter import archive, ledger
 from newsletter.delivery.outbox import OutboxBackend
 from newsletter.errors import UsageError
+from newsletter.scheduling import schedules
+from newsletter.scheduling.status import issue_status
+from newsletter.scheduling.worker import WorkerProcess, WorkerRefused
 from newsletter.store import schema_state
 from newsletter.store.tables import metadata, subscribers
-from newsletter.web.preview import delivery_status, issue_status
+from newsletter.web import create_app
 
 from .sendtools import make_project, newsletter_cmd, pg_database, run_cli, seed
 
@@ -89,8 +94,8 @@ def project_db(request, tmp_path: Path):
         engine.dispose()
 
 
-def _worker(settings, engine, clock, **kw) -> scheduler.Worker:
-    return scheduler.Worker(engine, settings, clock=clock, retry_delay=0.01, **kw)
+def _worker(settings, engine, clock, **kw) -> WorkerProcess:
+    return WorkerProcess(engine, settings, clock=clock, retry_delay=0.01, **kw)
 
 
 def _outbox(settings) -> Counter:
@@ -98,7 +103,7 @@ def _outbox(settings) -> Counter:
     return Counter(p.stem.split("-")[1] for p in settings.outbox_path.glob("*.eml"))
 
 
-def _tick(worker: scheduler.Worker, times: int = 1) -> None:
+def _tick(worker: WorkerProcess, times: int = 1) -> None:
     for _ in range(times):
         worker.tick()
         worker.wait_idle(timeout=60)
@@ -120,11 +125,11 @@ def test_worker_starts_a_due_send_within_two_seconds_even_if_added_while_it_slee
     def add_schedule_later(c: FakeClock) -> None:
         # another machine schedules a send 0.4 s ahead while this worker is asleep
         if len(c.sleeps) == 5 and not due:
-            planned = scheduler.schedule_issue(
+            planned = schedules.schedule_issue(
                 engine, settings, settings.project_dir / ISSUE, "daily",
                 at=_fmt(c.now() + dt.timedelta(seconds=1)), clock=c)
             due.append(planned.schedule.due_at)
-        if started and scheduler.get_schedule(engine, started[0][0]).status == "sent":
+        if started and schedules.get_schedule(engine, started[0][0]).status == "sent":
             worker.stop.set()
         if time.monotonic() > deadline:
             raise AssertionError("the worker never started (or finished) the send")
@@ -137,7 +142,7 @@ def test_worker_starts_a_due_send_within_two_seconds_even_if_added_while_it_slee
     assert 0 <= late < 2, late
     # it never slept more than the poll interval, so a new schedule is seen within 1 s
     assert max(clock.sleeps) <= settings.worker_poll_seconds
-    assert scheduler.get_schedule(engine, started[0][0]).status == "sent"
+    assert schedules.get_schedule(engine, started[0][0]).status == "sent"
     assert sum(_outbox(settings).values()) == 12
 
 
@@ -145,17 +150,17 @@ def test_a_send_is_not_started_before_its_time(project) -> None:
     settings, engine = project
     clock = FakeClock(_now())
     at = clock.now() + dt.timedelta(minutes=10)
-    planned = scheduler.schedule_issue(engine, settings, settings.project_dir / ISSUE, "daily",
+    planned = schedules.schedule_issue(engine, settings, settings.project_dir / ISSUE, "daily",
                                        at=_fmt(at), clock=clock)
     worker = _worker(settings, engine, clock)
     assert worker.register()
     clock.advance(minutes=9, seconds=59)
     _tick(worker)
-    assert scheduler.get_schedule(engine, planned.schedule.id).status == "scheduled"
+    assert schedules.get_schedule(engine, planned.schedule.id).status == "scheduled"
     assert worker.next_wait() == pytest.approx(1.0)
     clock.advance(seconds=1)
     _tick(worker)
-    info = scheduler.get_schedule(engine, planned.schedule.id)
+    info = schedules.get_schedule(engine, planned.schedule.id)
     assert info.status == "sent" and info.send is not None
     assert info.send.counts == {"sent": 12}
     worker.shutdown()
@@ -170,7 +175,7 @@ def test_a_send_late_within_the_grace_period_goes_out_beyond_it_is_missed(
 ) -> None:
     settings, engine = project
     clock = FakeClock(_now())
-    planned = scheduler.schedule_issue(
+    planned = schedules.schedule_issue(
         engine, settings, settings.project_dir / ISSUE, "daily",
         at=_fmt(clock.now() + dt.timedelta(hours=1)), clock=clock)
     clock.advance(hours=1, minutes=late_minutes)  # no worker ran meanwhile
@@ -178,7 +183,7 @@ def test_a_send_late_within_the_grace_period_goes_out_beyond_it_is_missed(
     assert worker.register()
     with caplog.at_level(logging.INFO, logger="newsletter.worker"):
         _tick(worker)
-    info = scheduler.get_schedule(engine, planned.schedule.id)
+    info = schedules.get_schedule(engine, planned.schedule.id)
     assert info.status == expected
     if expected == "missed":
         assert info.send_id is None and not _outbox(settings)
@@ -186,12 +191,12 @@ def test_a_send_late_within_the_grace_period_goes_out_beyond_it_is_missed(
         events = [json.loads(r.getMessage()) for r in caplog.records]
         assert any(e["event"] == "schedule.missed" and e["schedule"] == info.id for e in events)
         # moving it brings it back: the next worker sends it
-        moved, _ = scheduler.move(engine, info.id, _fmt(clock.now() + dt.timedelta(minutes=1)),
+        moved, _ = schedules.move(engine, info.id, _fmt(clock.now() + dt.timedelta(minutes=1)),
                                   clock=clock)
         assert moved.status == "scheduled"
         clock.advance(minutes=1)
         _tick(worker)
-        assert scheduler.get_schedule(engine, info.id).status == "sent"
+        assert schedules.get_schedule(engine, info.id).status == "sent"
     assert sum(_outbox(settings).values()) == 12
     worker.shutdown()
 
@@ -199,68 +204,33 @@ def test_a_send_late_within_the_grace_period_goes_out_beyond_it_is_missed(
 # -- times: formats, DST, the past ----------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "utc"), [
-    ("2027-01-15 06:00", "2027-01-15T06:00:00"),
-    ("2027-01-15 06:00:30", "2027-01-15T06:00:30"),
-    ("2027-01-15T06:00", "2027-01-15T06:00:00"),
-    ("2027-07-15 06:00", "2027-07-15T05:00:00"),  # BST
-    ("2027-07-15T06:00:00+02:00", "2027-07-15T04:00:00"),  # an offset is one instant
-    ("2027-07-15T04:00:00Z", "2027-07-15T04:00:00"),
-])
-def test_at_formats(text: str, utc: str) -> None:
-    when = scheduler.parse_at(text, LONDON)
-    assert when.due_at == dt.datetime.fromisoformat(utc).replace(tzinfo=dt.UTC)
-
-
-@pytest.mark.parametrize("text", ["tomorrow 6am", "2027-01-15", "2027-13-01 06:00", "06:00"])
-def test_bad_at_is_one_clear_line(text: str) -> None:
-    with pytest.raises(UsageError) as err:
-        scheduler.parse_at(text, LONDON)
-    assert "YYYY-MM-DD HH:MM" in str(err.value) and "\n" not in str(err.value)
-
-
-def test_six_local_is_six_local_on_both_sides_of_each_change() -> None:
-    utc = {day: scheduler.parse_at(f"{day} 06:00", LONDON).due_at.hour
-           for day in ("2027-03-27", "2027-03-28", "2027-10-30", "2027-10-31")}
-    assert utc == {"2027-03-27": 6, "2027-03-28": 5, "2027-10-30": 5, "2027-10-31": 6}
-
-
-def test_skipped_hour_moves_forward_and_repeated_hour_takes_the_first() -> None:
-    skipped = scheduler.parse_at("2027-03-28 01:30", LONDON)  # 01:00 -> 02:00 BST
-    assert skipped.due_at == dt.datetime(2027, 3, 28, 1, 30, tzinfo=dt.UTC)  # 02:30 BST
-    assert "does not exist" in (skipped.note or "") and "02:30 local" in (skipped.note or "")
-    repeated = scheduler.parse_at("2027-10-31 01:30", LONDON)  # 01:30 BST, then 01:30 GMT
-    assert repeated.due_at == dt.datetime(2027, 10, 31, 0, 30, tzinfo=dt.UTC)
-    assert "happens twice" in (repeated.note or "")
-
-
 def test_worker_sends_at_six_local_after_the_clocks_go_back(project) -> None:
     settings, engine = project
     clock = FakeClock(dt.datetime(2027, 10, 30, 12, 0, tzinfo=dt.UTC))  # BST (UTC+1)
-    planned = scheduler.schedule_issue(engine, settings, settings.project_dir / ISSUE, "daily",
+    planned = schedules.schedule_issue(engine, settings, settings.project_dir / ISSUE, "daily",
                                        at="2027-10-31 06:00", tz=LONDON, clock=clock)
     worker = _worker(settings, engine, clock)
     assert worker.register()
     clock.t = dt.datetime(2027, 10, 31, 5, 0, tzinfo=dt.UTC)  # 06:00 BST, but it is GMT now
     _tick(worker)
-    assert scheduler.get_schedule(engine, planned.schedule.id).status == "scheduled"
+    assert schedules.get_schedule(engine, planned.schedule.id).status == "scheduled"
     clock.t = dt.datetime(2027, 10, 31, 6, 0, tzinfo=dt.UTC)  # 06:00 GMT
     _tick(worker)
-    assert scheduler.get_schedule(engine, planned.schedule.id).status == "sent"
+    assert schedules.get_schedule(engine, planned.schedule.id).status == "sent"
     worker.shutdown()
 
 
 def test_past_time_is_refused(project) -> None:
     settings, engine = project
     with pytest.raises(UsageError, match="is in the past"):
-        scheduler.schedule_issue(engine, settings, settings.project_dir / ISSUE, "daily",
+        schedules.schedule_issue(engine, settings, settings.project_dir / ISSUE, "daily",
                                  at="2020-01-01 06:00")
     result = run_cli(settings.project_dir, "schedule", str(settings.project_dir / ISSUE), "--list", "daily",
                      "--at", "2020-01-01 06:00")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "in the past" in result.stderr
     assert "Traceback" not in result.stderr
-    assert scheduler.list_schedules(engine) == []
+    assert schedules.list_schedules(engine) == []
 
 
 def test_cli_prints_utc_and_zone_and_dst_note(project) -> None:
@@ -289,10 +259,10 @@ def _with_send_at(settings, value: str) -> Path:
 def test_send_at_in_front_matter_is_used_and_at_wins_when_both(project) -> None:
     settings, engine = project
     path = _with_send_at(settings, "2027-01-15 07:00")
-    planned = scheduler.schedule_issue(engine, settings, path, "daily", tz=LONDON)
+    planned = schedules.schedule_issue(engine, settings, path, "daily", tz=LONDON)
     assert planned.source == "send_at" and planned.other is None
     assert planned.schedule.due_at == dt.datetime(2027, 1, 15, 7, 0, tzinfo=dt.UTC)
-    scheduler.cancel(engine, planned.schedule.id)
+    schedules.cancel(engine, planned.schedule.id)
     result = run_cli(settings.project_dir, "schedule", str(settings.project_dir / ISSUE), "--list", "daily",
                      "--at", "2027-01-15 06:00", "--tz", LONDON)
     assert result.returncode == 0, result.stderr
@@ -303,7 +273,7 @@ def test_send_at_in_front_matter_is_used_and_at_wins_when_both(project) -> None:
 def test_no_time_at_all_says_how_to_give_one(project) -> None:
     settings, engine = project
     with pytest.raises(UsageError, match="give --at .* or add 'send_at"):
-        scheduler.schedule_issue(engine, settings, settings.project_dir / ISSUE, "daily")
+        schedules.schedule_issue(engine, settings, settings.project_dir / ISSUE, "daily")
 
 
 # -- cancel, move ----------------------------------------------------------------------------
@@ -312,27 +282,27 @@ def test_no_time_at_all_says_how_to_give_one(project) -> None:
 def test_cancel_and_move(project) -> None:
     settings, engine = project
     clock = FakeClock(_now())
-    planned = scheduler.schedule_issue(engine, settings, settings.project_dir / ISSUE, "daily",
+    planned = schedules.schedule_issue(engine, settings, settings.project_dir / ISSUE, "daily",
                                        at=_fmt(clock.now() + dt.timedelta(hours=2)), clock=clock)
     sid = planned.schedule.id
     with pytest.raises(UsageError, match="already scheduled"):
-        scheduler.schedule_issue(engine, settings, settings.project_dir / ISSUE, "daily",
+        schedules.schedule_issue(engine, settings, settings.project_dir / ISSUE, "daily",
                                  at=_fmt(clock.now() + dt.timedelta(hours=3)), clock=clock)
-    moved, _ = scheduler.move(engine, sid, _fmt(clock.now() + dt.timedelta(hours=1)), clock=clock)
+    moved, _ = schedules.move(engine, sid, _fmt(clock.now() + dt.timedelta(hours=1)), clock=clock)
     assert moved.due_at == clock.now() + dt.timedelta(hours=1)
     with pytest.raises(UsageError, match="in the past"):
-        scheduler.move(engine, sid, _fmt(clock.now() - dt.timedelta(minutes=1)), clock=clock)
-    assert scheduler.cancel(engine, sid, clock=clock).status == "cancelled"
+        schedules.move(engine, sid, _fmt(clock.now() - dt.timedelta(minutes=1)), clock=clock)
+    assert schedules.cancel(engine, sid, clock=clock).status == "cancelled"
     worker = _worker(settings, engine, clock)
     assert worker.register()
     clock.advance(hours=3)
     _tick(worker)
-    assert scheduler.get_schedule(engine, sid).status == "cancelled"
+    assert schedules.get_schedule(engine, sid).status == "cancelled"
     assert not _outbox(settings)
     with pytest.raises(UsageError, match="only scheduled, missed or failed"):
-        scheduler.move(engine, sid, _fmt(clock.now() + dt.timedelta(hours=1)), clock=clock)
-    with pytest.raises(scheduler.ScheduleNotFound):
-        scheduler.cancel(engine, 999)
+        schedules.move(engine, sid, _fmt(clock.now() + dt.timedelta(hours=1)), clock=clock)
+    with pytest.raises(schedules.ScheduleNotFound):
+        schedules.cancel(engine, 999)
     worker.shutdown()
 
 
@@ -356,7 +326,7 @@ def test_late_typo_fix_goes_out(project) -> None:
     settings, engine = project
     clock = FakeClock(_now())
     path = settings.project_dir / ISSUE
-    scheduler.schedule_issue(engine, settings, path, "daily",
+    schedules.schedule_issue(engine, settings, path, "daily",
                              at=_fmt(clock.now() + dt.timedelta(minutes=30)), clock=clock)
     text = path.read_text("utf-8")
     assert "Roughly **4,200 homes**" in text
@@ -379,7 +349,7 @@ def test_issue_that_no_longer_validates_fails_with_its_findings(project, caplog)
     settings, engine = project
     clock = FakeClock(_now())
     path = settings.project_dir / ISSUE
-    planned = scheduler.schedule_issue(engine, settings, path, "daily",
+    planned = schedules.schedule_issue(engine, settings, path, "daily",
                                        at=_fmt(clock.now() + dt.timedelta(minutes=5)), clock=clock)
     text = path.read_text("utf-8")
     path.write_text(text.replace("subject: Can the river towns rebuild before spring?\n", ""),
@@ -389,10 +359,10 @@ def test_issue_that_no_longer_validates_fails_with_its_findings(project, caplog)
     clock.advance(minutes=5)
     with caplog.at_level(logging.INFO, logger="newsletter.worker"):
         _tick(worker)
-    info = scheduler.get_schedule(engine, planned.schedule.id)
+    info = schedules.get_schedule(engine, planned.schedule.id)
     assert info.status == "failed" and info.send_id is None
     assert f"{path}:2: the subject is missing" in (info.note or "")
-    status = delivery_status(settings, "2026-11-24")
+    status = issue_status(settings, "2026-11-24")
     assert status is not None and (status.kind, status.label) == (
         "error", f"schedule {info.id} failed")
     failed = [json.loads(r.getMessage()) for r in caplog.records
@@ -417,7 +387,7 @@ def _hold_first_batch(tmp_path: Path, monkeypatch):  # noqa: ANN202
     settings = make_project(tmp_path / "p")
     engine = seed(settings, 1200)  # the outbox takes 500 per batch: three batches
     clock = FakeClock(_now())
-    planned = scheduler.schedule_issue(engine, settings, settings.project_dir / ISSUE, "daily",
+    planned = schedules.schedule_issue(engine, settings, settings.project_dir / ISSUE, "daily",
                                        at=_fmt(clock.now() + dt.timedelta(seconds=1)),
                                        clock=clock)
     in_flight, release = threading.Event(), threading.Event()
@@ -445,14 +415,14 @@ def test_stop_finishes_the_batch_in_flight_and_the_next_worker_resumes(
     worker.stop.set()  # what SIGTERM / Ctrl-C do
     release.set()
     worker.shutdown()
-    info = scheduler.get_schedule(engine, planned.schedule.id)
+    info = schedules.get_schedule(engine, planned.schedule.id)
     assert info.status == "sending" and info.send is not None
     assert info.send.counts == {"sent": 500, "pending": 700}  # recorded; nothing in doubt
     monkeypatch.setattr(OutboxBackend, "send_batch", real)
     second = _worker(settings, engine, clock)
     assert second.register()  # the first one stopped cleanly: no refusal on SQLite
     _tick(second)
-    info = scheduler.get_schedule(engine, planned.schedule.id)
+    info = schedules.get_schedule(engine, planned.schedule.id)
     assert info.status == "sent" and info.send is not None and info.send.counts == {"sent": 1200}
     counts = _outbox(settings)
     assert len(counts) == 1200 and set(counts.values()) == {1}
@@ -464,12 +434,12 @@ def test_cancel_while_sending_stops_after_the_batch_in_flight(tmp_path: Path, mo
                                                              ) -> None:
     settings, engine, clock, planned, worker, release, real = _hold_first_batch(
         tmp_path, monkeypatch)
-    info = scheduler.cancel(engine, planned.schedule.id, clock=clock)
+    info = schedules.cancel(engine, planned.schedule.id, clock=clock)
     assert info.status == "cancelled"
     release.set()
     worker.wait_idle(60)
     _tick(worker)
-    info = scheduler.get_schedule(engine, planned.schedule.id)
+    info = schedules.get_schedule(engine, planned.schedule.id)
     assert info.status == "cancelled" and info.send is not None
     assert info.send.status == "cancelled"
     assert info.send.counts == {"sent": 500, "skipped": 700}
@@ -503,15 +473,15 @@ def test_sigterm_stops_the_worker_process_cleanly(project) -> None:
 def test_sqlite_second_worker_is_refused_or_waits_as_standby(project, caplog) -> None:
     settings, engine = project
     settings = settings.model_copy(update={"worker_poll_seconds": 0.05})
-    first = scheduler.Worker(engine, settings)
+    first = WorkerProcess(engine, settings)
     first.start()
-    with pytest.raises(scheduler.WorkerRefused, match="already running on this SQLite"):
-        scheduler.Worker(engine, settings).start()
+    with pytest.raises(WorkerRefused, match="already running on this SQLite"):
+        WorkerProcess(engine, settings).start()
     refused = run_cli(settings.project_dir, "worker")
     assert refused.returncode == 1
     assert "already running on this SQLite database" in refused.stderr
     assert refused.stderr.count("\n") == 1 and "--standby" in refused.stderr
-    standby = scheduler.Worker(engine, settings, standby=True)
+    standby = WorkerProcess(engine, settings, standby=True)
     with caplog.at_level(logging.INFO, logger="newsletter.worker"):
         thread = threading.Thread(target=standby.start)
         thread.start()
@@ -537,7 +507,7 @@ def test_postgres_workers_never_start_the_same_schedule_twice(tmp_path: Path) ->
             (settings.project_dir / f"issues/2026-11-2{5 + n}.md").write_text(
                 (settings.project_dir / ISSUE).read_text("utf-8")
                 .replace("rebuild before spring", f"rebuild by day {n}"), "utf-8")
-            scheduler.schedule_issue(engine, settings,
+            schedules.schedule_issue(engine, settings,
                                      settings.project_dir / f"issues/2026-11-2{5 + n}.md",
                                      "daily", at=_fmt(clock.now() + dt.timedelta(seconds=5)),
                                      clock=clock)
@@ -547,7 +517,7 @@ def test_postgres_workers_never_start_the_same_schedule_twice(tmp_path: Path) ->
         clock.advance(seconds=5)
         barrier = threading.Barrier(len(workers))
 
-        def go(w: scheduler.Worker) -> None:
+        def go(w: WorkerProcess) -> None:
             barrier.wait()
             _tick(w, 2)
 
@@ -559,7 +529,7 @@ def test_postgres_workers_never_start_the_same_schedule_twice(tmp_path: Path) ->
         sends = ledger.list_sends(engine)
         assert len(sends) == 3  # one send per schedule, whichever worker won
         assert all(s.counts == {"sent": 600} for s in sends)
-        assert {s.status for s in scheduler.list_schedules(engine)} == {"sent"}
+        assert {s.status for s in schedules.list_schedules(engine)} == {"sent"}
         counts = _outbox(settings)
         assert len(counts) == 600 and set(counts.values()) == {3}
         for w in workers:
@@ -577,7 +547,7 @@ def test_worker_survives_its_database_connections_dropping(tmp_path: Path, caplo
         settings = make_project(tmp_path / "p", url)
         settings = settings.model_copy(update={"worker_poll_seconds": 0.05})
         engine = seed(settings, 30)
-        worker = scheduler.Worker(engine, settings, retry_delay=0.01)
+        worker = WorkerProcess(engine, settings, retry_delay=0.01)
         thread = threading.Thread(target=worker.run)
         with caplog.at_level(logging.INFO, logger="newsletter.worker"):
             thread.start()
@@ -592,10 +562,10 @@ def test_worker_survives_its_database_connections_dropping(tmp_path: Path, caplo
             admin.dispose()
             time.sleep(0.5)
             due = _now() + dt.timedelta(seconds=2)
-            planned = scheduler.schedule_issue(
+            planned = schedules.schedule_issue(
                 engine, settings, settings.project_dir / ISSUE, "daily", at=_fmt(due))
             deadline = time.monotonic() + 30
-            while scheduler.get_schedule(engine, planned.schedule.id).status != "sent":
+            while schedules.get_schedule(engine, planned.schedule.id).status != "sent":
                 assert time.monotonic() < deadline and thread.is_alive()
                 time.sleep(0.05)
             worker.stop.set()
@@ -620,7 +590,7 @@ def test_local_time_waves_reach_each_recipient_once_at_six_in_their_zone(project
             conn.execute(subscribers.update().where(subscribers.c.id == sid)
                          .values(attributes={"timezone": zone}))
     clock = FakeClock(dt.datetime(2027, 1, 14, 12, 0, tzinfo=dt.UTC))
-    planned = scheduler.schedule_issue(engine, settings, settings.project_dir / ISSUE, "daily",
+    planned = schedules.schedule_issue(engine, settings, settings.project_dir / ISSUE, "daily",
                                        at="2027-01-15 06:00", tz=LONDON, local_time=True,
                                        clock=clock)
     # Kolkata 00:30Z and Kathmandu 00:15Z -> the 01:00Z wave; Berlin 05:00Z; London 06:00Z;
@@ -643,7 +613,7 @@ def test_local_time_waves_reach_each_recipient_once_at_six_in_their_zone(project
     assert got[11] == {str(n) for n in range(1, 13)}
     counts = _outbox(settings)
     assert set(counts.values()) == {1}  # each recipient once
-    info = scheduler.get_schedule(engine, planned.schedule.id)
+    info = schedules.get_schedule(engine, planned.schedule.id)
     assert info.status == "sent" and info.send is not None
     assert info.send.total == 12 and info.send.counts == {"sent": 12}
     waves = [json.loads(r.getMessage()) for r in caplog.records]
@@ -657,14 +627,14 @@ def test_local_time_wave_beyond_the_grace_period_is_missed_the_others_go(project
         conn.execute(subscribers.update().where(subscribers.c.id == 1)
                      .values(attributes={"timezone": "Asia/Kolkata"}))
     clock = FakeClock(dt.datetime(2027, 1, 14, 12, 0, tzinfo=dt.UTC))
-    planned = scheduler.schedule_issue(engine, settings, settings.project_dir / ISSUE, "daily",
+    planned = schedules.schedule_issue(engine, settings, settings.project_dir / ISSUE, "daily",
                                        at="2027-01-15 06:00", tz=LONDON, local_time=True,
                                        clock=clock)
     worker = _worker(settings, engine, clock)
     assert worker.register()
     clock.t = dt.datetime(2027, 1, 15, 8, 0, tzinfo=dt.UTC)  # no worker ran until now
     _tick(worker, 2)
-    info = scheduler.get_schedule(engine, planned.schedule.id)
+    info = schedules.get_schedule(engine, planned.schedule.id)
     assert info.status == "sent" and info.send is not None
     assert info.waves == {"done": ["2027-01-15T06:00:00Z"], "missed": ["2027-01-15T01:00:00Z"]}
     assert info.send.total == 11 and "1" not in _outbox(settings)  # Kolkata's wave: missed
@@ -676,7 +646,7 @@ def test_local_time_wave_beyond_the_grace_period_is_missed_the_others_go(project
 def test_local_time_refuses_an_offset(project) -> None:
     settings, engine = project
     with pytest.raises(UsageError, match="--local-time needs a wall-clock time"):
-        scheduler.schedule_issue(engine, settings, settings.project_dir / ISSUE, "daily",
+        schedules.schedule_issue(engine, settings, settings.project_dir / ISSUE, "daily",
                                  at="2027-01-15T06:00:00+01:00", local_time=True)
 
 
@@ -688,7 +658,7 @@ def test_structured_log_lines_for_start_progress_and_finish(tmp_path: Path, capl
     settings = settings.model_copy(update={"worker_progress_batches": 1})
     engine = seed(settings, 1100)
     clock = FakeClock(_now())
-    scheduler.schedule_issue(engine, settings, settings.project_dir / ISSUE, "daily",
+    schedules.schedule_issue(engine, settings, settings.project_dir / ISSUE, "daily",
                              at=_fmt(clock.now() + dt.timedelta(seconds=1)), clock=clock)
     worker = _worker(settings, engine, clock)
     with caplog.at_level(logging.INFO, logger="newsletter.worker"):
@@ -711,7 +681,7 @@ def test_structured_log_lines_for_start_progress_and_finish(tmp_path: Path, capl
 
 def test_list_shows_worker_state(project) -> None:
     settings, engine = project
-    worker = scheduler.Worker(engine, settings)
+    worker = WorkerProcess(engine, settings)
     worker.start()
     listing = run_cli(settings.project_dir, "schedule", "list")
     assert f"worker {worker.id[:8]} pid {os.getpid()}" in listing.stdout
@@ -722,25 +692,41 @@ def test_list_shows_worker_state(project) -> None:
     assert "no worker is running" in run_cli(settings.project_dir, "schedule", "list").stdout
 
 
+def _preview_badges(settings, name: str) -> list[str]:
+    """The badges of an issue's row in the preview's index, as the editor sees them."""
+    page = asyncio.run(_fetch(create_app(settings), "/"))
+    row = next(r for r in re.findall(r"<tr>(.*?)</tr>", page, re.S) if f"/issues/{name}\"" in r)
+    return re.findall(r'class="badge ([a-z]+)">([^<]*)<', row)
+
+
+async def _fetch(app, url: str) -> str:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        return (await client.get(url)).text
+
+
 def test_preview_index_status_scheduled_then_sent(project) -> None:
     settings, engine = project
     clock = FakeClock(_now())
     path = settings.project_dir / ISSUE
-    assert delivery_status(settings, "2026-11-24") is None
-    planned = scheduler.schedule_issue(engine, settings, path, "daily",
+    assert issue_status(settings, "2026-11-24") is None
+    assert _preview_badges(settings, "2026-11-24") == [("valid", "valid")]
+    planned = schedules.schedule_issue(engine, settings, path, "daily",
                                        at="2027-01-15 06:00", tz=LONDON, clock=clock)
-    badges = issue_status(settings, "2026-11-24", build_file(path, settings))
-    assert [(b.kind, b.label) for b in badges] == [
+    assert _preview_badges(settings, "2026-11-24") == [
         ("valid", "valid"), ("scheduled", "scheduled 2027-01-15 06:00 Europe/London")]
-    scheduler.move(engine, planned.schedule.id, _fmt(clock.now() + dt.timedelta(seconds=1)),
+    schedules.move(engine, planned.schedule.id, _fmt(clock.now() + dt.timedelta(seconds=1)),
                    clock=clock)
     worker = _worker(settings, engine, clock)
     assert worker.register()
     clock.advance(seconds=1)
     _tick(worker)
-    status = delivery_status(settings, "2026-11-24")
+    assert _preview_badges(settings, "2026-11-24") == [
+        ("valid", "valid"), ("sent", "sent to 12 (daily)")]
+    status = issue_status(settings, "2026-11-24")
     assert status is not None and (status.kind, status.label) == ("sent", "sent to 12 (daily)")
-    assert delivery_status(settings, "2026-11-23") is None
+    assert issue_status(settings, "2026-11-23") is None
+    assert _preview_badges(settings, "2026-11-25") == [("valid", "valid")]  # another issue
     worker.shutdown()
 
 

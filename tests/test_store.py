@@ -53,7 +53,7 @@ def test_first_use_creates_the_schema_matching_the_tables(store: Engine) -> None
     import newsletter.archive  # noqa: F401
     import newsletter.events  # noqa: F401
     import newsletter.ledger  # noqa: F401
-    import newsletter.scheduler  # noqa: F401
+    import newsletter.scheduling.tables  # noqa: F401
 
     mine = {"subscribers", "lists", "memberships"}
 

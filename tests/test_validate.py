@@ -219,3 +219,137 @@ def test_rendered_html_over_102_kb_is_an_error(settings: Settings) -> None:
 def test_sample_issues_have_no_findings_at_all(settings: Settings, name: str) -> None:
     text = (settings.issues_path / name).read_text(encoding="utf-8")
     assert findings(text, settings, render=True) == []
+
+
+# -- refused link schemes ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("href", "scheme"),
+    [("javascript:alert(1)", "javascript"), ("vbscript:msgbox(1)", "vbscript"),
+     ("file:///etc/passwd", "file"), ("data:text/html,hello", "data"),
+     ("http://example.org/a", "http")],
+)
+def test_refused_link_schemes_are_errors_at_their_column(
+    settings: Settings, href: str, scheme: str
+) -> None:
+    text = FRONT + f"# Lead: X\nText.\n\nSee [the page]({href}) today.\n"  # line 9
+    finding = only(text, settings, "link-url")  # javascript: was literal text: no finding
+    assert (finding.line, finding.column, finding.severity) == (9, 16, Severity.ERROR)
+    assert f"uses {scheme}:" in finding.message
+    assert "links must be absolute https: or mailto: URLs" in finding.message
+
+
+@pytest.mark.parametrize("src", ["javascript:alert(1)", "data:image/png;base64,AAAA", "/a.jpg"])
+def test_section_image_with_a_refused_scheme_is_an_error(settings: Settings, src: str) -> None:
+    text = FRONT + f'# Lead: X\n![A photo]({src} "Photo: A/B")\n\nText.\n'
+    finding = only(text, settings, "image-url")
+    assert (finding.line, finding.column) == (7, 1)
+    assert "images must be absolute https: URLs" in finding.message
+
+
+def test_unclosed_image_is_an_error_and_nothing_renders(settings: Settings) -> None:
+    text = FRONT + "# Lead: X\n![Alt text](https://images.example.org/a.jpg\n\nText.\n"
+    result = build_text(text, "t.md", settings)
+    assert [(f.line, f.column, f.rule) for f in result.findings] == [(7, 1, "image-syntax")]
+    assert result.rendered is None
+
+
+# -- the new-issue template's placeholders --------------------------------------------------------
+
+
+def _new_issue(settings: Settings, subject: str | None, day: int = 1) -> str:
+    import datetime as dt
+
+    from newsletter.project import new_issue
+
+    path = new_issue(settings, date=dt.date(2026, 12, day), subject=subject)
+    return path.read_text(encoding="utf-8")
+
+
+def test_unedited_new_issue_is_refused_at_each_placeholder(settings: Settings) -> None:
+    text = _new_issue(settings, "The harbour vote")
+    result = build_text(text, "new.md", settings)
+    assert [(f.line, f.rule) for f in result.findings] == [
+        (3, "placeholder-text"),  # preheader: Plus: three numbers to know today
+        (8, "placeholder-image"),  # images.example.org/lead.jpg, its alt text and credit
+        (10, "placeholder-text"),  # Write the lead story here.
+        (10, "placeholder-link"),  # [links](https://example.org)
+        (12, "placeholder-link"),  # [Read more](https://example.org/)
+        (14, "placeholder-text"),  # Hard Numbers: Three figures to know
+        (17, "placeholder-text"),  # What the figure means...
+        (19, "placeholder-text"),  # What We're Watching: What comes next
+        (21, "placeholder-text"),  # ## A title
+        (22, "placeholder-text"),  # A paragraph about it.
+        (24, "placeholder-text"),  # Story: A second story
+        (25, "placeholder-text"),  # A paragraph.
+    ]
+    assert all(f.severity is Severity.ERROR for f in result.findings)
+    assert result.rendered is None
+    messages = {(f.line, f.rule): f.message for f in result.findings}
+    assert "'Write the lead story here.' is the new-issue template's placeholder" in messages[
+        (10, "placeholder-text")
+    ]
+    image = messages[(8, "placeholder-image")]
+    assert "URL and alt text and credit are" in image and "use your photo's" in image
+    default = build_text(_new_issue(settings, None, day=2), "new2.md", settings)
+    assert {(2, "placeholder-text"), (7, "placeholder-text")} <= {
+        (f.line, f.rule) for f in default.findings
+    }  # the default subject, also the Lead's headline
+
+
+def test_an_edited_issue_keeping_one_placeholder_sentence_is_told(settings: Settings) -> None:
+    text = FRONT + (
+        "# Lead: The harbour vote\n"
+        "The council voted 7-2 on Tuesday. Use **bold**, *italics* and [links](https://x.org).\n"
+        "\n"
+        "[Read more](https://example.org/harbour)\n"  # another example.org link: fine
+    )
+    result = build_text(text, "t.md", settings, render_html=False)
+    assert [(f.line, f.column, f.rule) for f in result.findings] == [(7, 35, "placeholder-text")]
+    assert "'Use bold, italics and links.'" in result.findings[0].message
+
+
+def test_placeholders_follow_the_template(settings: Settings) -> None:
+    from newsletter.draft_placeholders import builtin_placeholders, from_issue_text
+    from newsletter.render import BUILTIN_TEMPLATES
+
+    source = (BUILTIN_TEMPLATES / "new-issue.md.j2").read_text(encoding="utf-8")
+    assert "Write the lead story here." in source  # the rule reads it from there
+    marks = builtin_placeholders()
+    assert marks.sentence_in("Intro. Write the lead  story HERE. More.") == (
+        "Write the lead story HERE."
+    )
+    assert marks.link("https://images.example.org/lead.jpg") is False
+    assert marks.title("1,000") is False  # a figure alone is a real heading too
+    edited = from_issue_text(
+        "---\nsubject: S\ndate: 2026-11-24\n---\n# Story: Tell us\nReplace this line.\n"
+    )
+    assert edited.sentence_in("Replace this line.") and not edited.sentence_in(
+        "Write the lead story here."
+    )
+
+
+# -- the size limit ---------------------------------------------------------------------------------
+
+
+def test_issue_file_over_2_mb_is_refused_at_once(settings: Settings, tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from newsletter.build import MAX_ISSUE_BYTES, build_file
+    from newsletter.cli import cli
+    from newsletter.errors import UsageError
+
+    big = tmp_path / "big.md"
+    big.write_bytes((FRONT + BODY).encode() + b"x" * int(3.1 * 1024 * 1024))
+    with pytest.raises(UsageError) as caught:
+        build_file(big, settings)
+    assert str(caught.value).startswith(f"{big}: error: issue file is 3.1 MB, over the 2 MB limit: ")
+    result = CliRunner().invoke(cli, ["--project", str(settings.project_dir), "validate", str(big)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{big}: error: issue file is 3.1 MB, over the 2 MB limit" in result.output
+    exact = tmp_path / "exact.md"
+    exact.write_bytes((FRONT + BODY).encode().ljust(MAX_ISSUE_BYTES, b"\n"))
+    assert build_file(exact, settings, render_html=False).ok  # 2 MB itself is allowed
+    in_memory = build_text(FRONT + BODY + "x" * (MAX_ISSUE_BYTES + 1), "t.md", settings)
+    assert [(f.line, f.rule) for f in in_memory.findings] == [(1, "issue-too-large")]

@@ -268,7 +268,7 @@ def test_unsubscribe_is_seen_by_a_send_in_progress_before_its_next_batch(site: S
     assert site.post(f"/u/{site.token('r4@example.com')}", data={"scope": "all"}
                      ).status_code == 200
     _, claimed = ledger.claim_batch(site.engine, send, worker, 10)
-    emails = [ledger.Claimed(*c).email for c in claimed]
+    emails = [c.email for c in claimed]
     assert emails == ["r1@example.com", "r2@example.com", "r5@example.com"]
     skipped = ledger.recipients(site.engine, send.id, ["skipped"])
     assert [r.email for r in skipped] == ["r3@example.com", "r4@example.com"]
@@ -569,7 +569,7 @@ def test_newsletter_serve_refuses_bad_settings_in_one_line(tmp_path: Path) -> No
 
 
 def test_archive_backfills_sends_made_without_sending_start(site: Site) -> None:
-    """A send created straight in the ledger (as the scheduler does) still gets archived."""
+    """A send created straight in the ledger (as scheduling does) still gets archived."""
     path = site.settings.project_dir / "issues" / "2026-11-25.md"
     prepared = sending.preflight(site.settings, path)
     list_id = site.list_id("daily")

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import ledger, scheduler
+from newsletter import ledger
 from newsletter.delivery.smtp import SMTPBackend
+from newsletter.scheduling import schedules
 
 from .sendtools import make_project, newsletter_cmd, pg_database, seed
 from .smtpserver import SMTPTestServer
@@ -91,7 +92,7 @@ def test_two_workers_one_killed_mid_send_every_send_sent_once(tmp_path: Path) ->
             for w in workers:
                 w.wait_for("worker.started")
             due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3)
-            ids = [scheduler.schedule_issue(engine, settings, path, "daily",
+            ids = [schedules.schedule_issue(engine, settings, path, "daily",
                                             at=due.isoformat()).schedule.id
                    for path in issues]
             # mid-send: some messages are in, far from all
@@ -106,10 +107,10 @@ def test_two_workers_one_killed_mid_send_every_send_sent_once(tmp_path: Path) ->
             received_at_kill = smtp.total
             survivor = workers[1] if victim is workers[0] else workers[0]
             deadline = time.monotonic() + 180
-            while {scheduler.get_schedule(engine, i).status for i in ids} != {"sent"}:
+            while {schedules.get_schedule(engine, i).status for i in ids} != {"sent"}:
                 assert survivor.proc.poll() is None, "".join(survivor.lines)
                 assert time.monotonic() < deadline, (
-                    [scheduler.get_schedule(engine, i).status for i in ids],
+                    [schedules.get_schedule(engine, i).status for i in ids],
                     "".join(survivor.lines[-20:]))
                 time.sleep(0.2)
             survivor.proc.send_signal(signal.SIGTERM)
@@ -128,7 +129,7 @@ def test_two_workers_one_killed_mid_send_every_send_sent_once(tmp_path: Path) ->
                 received[match.group(1).decode().split(":")[0]][address] += 1
         uncertain_total = 0
         for n, schedule_id in enumerate(ids, start=1):
-            info = scheduler.get_schedule(engine, schedule_id)
+            info = schedules.get_schedule(engine, schedule_id)
             assert info.status == "sent" and info.send is not None
             send = info.send
             assert send.status == "finished" and send.total == RECIPIENTS
@@ -162,7 +163,7 @@ def _schedule_and_wait_for_a_quarter(engine, settings, worker, smtp: SMTPTestSer
     """Schedule the issue 2 s ahead; return once a quarter of it has been received."""
     worker.wait_for("worker.started")
     due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
-    schedule_id = scheduler.schedule_issue(
+    schedule_id = schedules.schedule_issue(
         engine, settings, settings.project_dir / ISSUE, "daily",
         at=due.isoformat()).schedule.id
     deadline = time.monotonic() + 60
@@ -180,7 +181,7 @@ def test_sqlite_worker_killed_mid_send_the_next_one_resumes(tmp_path: Path) -> N
             schedule_id = _schedule_and_wait_for_a_quarter(engine, settings, first, smtp)
             first.proc.send_signal(signal.SIGKILL)
             first.proc.wait(10)
-            assert scheduler.get_schedule(engine, schedule_id).status == "sending"
+            assert schedules.get_schedule(engine, schedule_id).status == "sending"
             # the dead worker's row does not block the next one on the same SQLite file
             second = WorkerProcess(settings.project_dir, env)
             try:
@@ -193,7 +194,7 @@ def test_sqlite_worker_killed_mid_send_the_next_one_resumes(tmp_path: Path) -> N
                 second.stop()
         finally:
             first.stop()
-        info = scheduler.get_schedule(engine, schedule_id)
+        info = schedules.get_schedule(engine, schedule_id)
         assert info.status == "sent" and info.send is not None
         assert info.send.status == "finished" and set(info.send.counts) <= {"sent", "uncertain"}
         sent = {r.email for r in ledger.recipients(engine, info.send.id, ["sent"], limit=None)}
@@ -217,7 +218,7 @@ def test_sigterm_mid_send_finishes_the_batch_in_flight_then_exits(tmp_path: Path
         finally:
             worker.stop()
         assert worker.names()[-1] == "worker.stopped"
-        info = scheduler.get_schedule(engine, schedule_id)
+        info = schedules.get_schedule(engine, schedule_id)
         assert info.status == "sending" and info.send is not None
         counts = info.send.counts
         # every batch that went out was recorded: nothing in doubt, the rest still pending

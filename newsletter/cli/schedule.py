@@ -66,10 +66,11 @@ def schedule_group() -> None:
 def create_cmd(ctx: click.Context, issue: Path, list_name: str, at: str | None, tz: str | None,
                backend: str | None, local_time: bool, again: bool) -> None:
     """Schedule ISSUE to go out to --list at --at (checked now, rendered again then)."""
-    from newsletter import scheduler
+    from newsletter.scheduling.schedules import schedule_issue
+    from newsletter.sendtimes import zone_info
 
     settings = get_settings(ctx)
-    planned = scheduler.schedule_issue(
+    planned = schedule_issue(
         _engine(ctx), settings, issue, list_name, at=at, tz=tz, backend=backend,
         local_time=local_time, again=again)
     s, when = planned.schedule, planned.when
@@ -79,7 +80,7 @@ def create_cmd(ctx: click.Context, issue: Path, list_name: str, at: str | None, 
         click.echo(f"time from send_at in {issue}'s front matter")
     if when.note:
         click.echo(f"note: {when.note}")
-    local = when.due_at.astimezone(scheduler.zone_info(when.zone))
+    local = when.due_at.astimezone(zone_info(when.zone))
     if planned.waves:
         first, last = planned.waves[0][0], planned.waves[-1][0]
         click.echo(
@@ -119,11 +120,12 @@ def list_cmd(ctx: click.Context, limit: int, fmt: str) -> None:
 
     Example: newsletter schedule list
     """
-    from newsletter import scheduler
+    from newsletter.scheduling.schedules import list_schedules
+    from newsletter.scheduling.worker import live_workers
 
     engine = _engine(ctx)
-    rows = scheduler.list_schedules(engine, limit=limit)
-    workers = scheduler.live_workers(engine)
+    rows = list_schedules(engine, limit=limit)
+    workers = live_workers(engine)
     if fmt == "json":
         click.echo(json.dumps({
             "schedules": [{
@@ -174,9 +176,9 @@ def cancel_cmd(ctx: click.Context, schedule_id: int) -> None:
 
     Example: newsletter schedule cancel 3
     """
-    from newsletter import scheduler
+    from newsletter.scheduling.schedules import cancel
 
-    info = scheduler.cancel(_engine(ctx), schedule_id)
+    info = cancel(_engine(ctx), schedule_id)
     extra = f"; send {info.send_id} stopped: {_counts(info)}" if info.send_id else ""
     click.echo(f"schedule {info.id} cancelled{extra}")
 
@@ -191,9 +193,9 @@ def move_cmd(ctx: click.Context, schedule_id: int, at: str, tz: str | None) -> N
 
     Example: newsletter schedule move 3 --at "2026-12-02 06:00"
     """
-    from newsletter import scheduler
+    from newsletter.scheduling.schedules import move
 
-    info, when = scheduler.move(_engine(ctx), schedule_id, at, tz=tz)
+    info, when = move(_engine(ctx), schedule_id, at, tz=tz)
     if when.note:
         click.echo(f"note: {when.note}")
     click.echo(f"schedule {info.id} moved to {info.due_at:%Y-%m-%d %H:%M:%S} UTC = "
@@ -220,7 +222,7 @@ def worker_cmd(ctx: click.Context, standby: bool, workers: int | None) -> None:
 
     Logs one JSON line per event on stderr. Example: newsletter worker
     """
-    from newsletter import scheduler
+    from newsletter.scheduling.worker import WorkerProcess
 
     settings = get_settings(ctx)
     engine = _engine(ctx)
@@ -238,5 +240,5 @@ def worker_cmd(ctx: click.Context, standby: bool, workers: int | None) -> None:
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
-    worker = scheduler.Worker(engine, settings, stop=stop, standby=standby, workers=workers)
-    worker.run()
+    process = WorkerProcess(engine, settings, stop=stop, standby=standby, concurrency=workers)
+    process.run()

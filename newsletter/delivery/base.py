@@ -10,10 +10,16 @@ How the engine drives a backend
   ``DeliveryResult`` per message, in the same order. It returns only when every message
   has an outcome; retries the backend can do by itself (SMTP 421 and dropped connections,
   SendGrid 429 and 5xx) happen inside the call, bounded.
-- Optionally ``backend.send_rows(template, rows)``: the same as
-  ``send_batch(template.messages(rows))`` for the claimed rows (subscriber id, email,
-  name, ...), built without a message object per recipient; it returns None, having sent
-  nothing, when the batch needs the general path. The SendGrid backend has one.
+- ``backend.send_rows(template, rows)``, optional (``BackendBase`` answers
+  ``NOT_HANDLED``): the engine offers every claimed batch to it first, as the ledger's
+  rows (``ledger.ClaimedRow``: subscriber_id, email, name, seq). A backend that can send a
+  usual batch faster straight from the rows, without a message object per recipient,
+  provides it: it must then do exactly what ``send_batch(template.messages(rows))``
+  would (the same request or messages, byte for byte) and return one ``DeliveryResult``
+  per row, in the rows' order. For any batch it does not handle (a test send, a name or
+  address that needs cleaning or refusing, anything unusual) it returns ``NOT_HANDLED``
+  (None) having sent nothing, and the engine takes the general path. The SendGrid
+  backend has one.
 - ``backend.writes_mime`` (default True): whether the backend sends the MIME bytes of
   ``as_bytes()`` / ``as_smtp_data()``. The engine then has each recipient's headers built
   before the batch goes to the backend, so a recipient whose message cannot be built
@@ -56,10 +62,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from enum import StrEnum
 from types import TracebackType
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 from ..errors import NewsletterError
-from ..personalize import OutgoingMessage
+from ..personalize import MessageTemplate, OutgoingMessage
+
+if TYPE_CHECKING:
+    from ..ledger import ClaimedRow
+    from .journal import BatchLog
+
+#: what ``send_rows`` returns for a batch it leaves to ``send_batch`` (nothing was sent)
+NOT_HANDLED = None
 
 
 class Status(StrEnum):
@@ -103,6 +116,12 @@ class Backend(Protocol):
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]: ...
 
+    def send_rows(
+        self, template: MessageTemplate, rows: Sequence[ClaimedRow]
+    ) -> list[DeliveryResult] | None:
+        """Optional row path (see the module docs); ``NOT_HANDLED`` to decline."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -113,13 +132,20 @@ class BackendBase:
     batch_size = 100
     concurrency = 1
     writes_mime = True  # see the module docstring
-    logs_progress = False  # True: send_batch takes progress= (see above)
+    logs_progress = False  # True: send_batch and send_rows take progress= (see above)
 
     def open(self) -> None:  # pragma: no cover - overridden where there is work to do
         return None
 
     def close(self) -> None:  # pragma: no cover - overridden where there is work to do
         return None
+
+    def send_rows(
+        self, template: MessageTemplate, rows: Sequence[ClaimedRow],
+        progress: BatchLog | None = None,
+    ) -> list[DeliveryResult] | None:
+        """No row path: every batch goes through ``send_batch`` (see the module docs)."""
+        return NOT_HANDLED
 
     def __enter__(self):
         self.open()

@@ -40,7 +40,7 @@ _OUTCOME = {
 }
 HEARTBEAT_SECONDS = 5.0
 SNAPSHOT_CHUNK = 20_000  # recipients copied per transaction while batches go out
-SEQ = ledger.Claimed._fields.index("seq")  # where a claimed row keeps its seq
+SEQ = ledger.ClaimedRow._fields.index("seq")  # where the journal finds a row's seq
 KEEP_JOURNALS = True  # benchmarks turn it off to measure what the journal costs
 
 
@@ -87,7 +87,6 @@ class SendRunner:
         self.backend = backend
         self.workers = max(1, workers or getattr(backend, "concurrency", 1))
         self.batch_size = settings.send_batch_size or backend.batch_size
-        self._send_rows = getattr(backend, "send_rows", None)
         self._logs = bool(getattr(backend, "logs_progress", False))  # takes progress=
         self.on_progress = on_progress
         self.stop = stop or threading.Event()
@@ -204,7 +203,7 @@ class SendRunner:
                 self.error = self.error or exc
             self.stop.set()
 
-    def _claim(self, worker_id: str) -> tuple[int, list[tuple]] | None:
+    def _claim(self, worker_id: str) -> tuple[int, list[ledger.ClaimedRow]] | None:
         """The next batch; while the snapshot is being written, waits for more rows."""
         while True:
             with self._grown:
@@ -261,9 +260,10 @@ class SendRunner:
                 self._snapshot_open = False
                 self._grown.notify_all()
 
-    def _messages(self, recipients: list[tuple]) -> tuple[list, list[tuple], list[ledger.Outcome]]:
+    def _messages(self, recipients: list[ledger.ClaimedRow]
+                  ) -> tuple[list, list[ledger.ClaimedRow], list[ledger.Outcome]]:
         """The batch's messages, their recipients, and permanent failures for those whose
-        message cannot be built (claimed rows are ``ledger.Claimed`` tuples): one bad
+        message cannot be built (claimed rows are ``ledger.ClaimedRow``): one bad
         address or name fails alone, before the backend sends any of the batch."""
         build = self.template.messages
         mime = getattr(self.backend, "writes_mime", True)
@@ -276,21 +276,20 @@ class SendRunner:
                     messages += build((r,), headers=mime)
                     kept.append(r)
                 except Exception as exc:
-                    refused.append(ledger.Outcome(r[SEQ], "failed", _unsendable(exc)))
+                    refused.append(ledger.Outcome(r.seq, "failed", _unsendable(exc)))
             return messages, kept, refused
 
-    def _deliver(self, batch_id: int, recipients: list[tuple],
+    def _deliver(self, batch_id: int, recipients: list[ledger.ClaimedRow],
                  kept: journal.Journal | None = None) -> ledger.Answer | None:
         """Hand the batch to the backend; its answer (None: backend unavailable)."""
-        low, high = recipients[0][SEQ], recipients[-1][SEQ]
+        low, high = recipients[0].seq, recipients[-1].seq
         refused: list[ledger.Outcome] = []
         if kept is not None:
             kept.begin(batch_id)
         try:
-            results = None
-            if self._send_rows is not None:  # the backend's fast path, for a usual batch
-                results = self._send_rows(self.template, recipients,
-                                          **self._progress(kept, recipients, True))
+            # the backend's row path (None: not handled, take the general path)
+            results = self.backend.send_rows(self.template, recipients,
+                                             **self._progress(kept, recipients, True))
             if results is None:
                 messages, sendable, refused = self._messages(recipients)
                 progress = self._progress(kept, sendable, len(sendable) == len(recipients))
@@ -315,12 +314,12 @@ class SendRunner:
             verdict = ledger.Verdict(_OUTCOME[first.status], first.reason, first.provider_id)
             return ledger.Answer(low, high, refused, verdict)
         each = [
-            ledger.Outcome(r[SEQ], _OUTCOME[res.status], res.reason, res.provider_id)
+            ledger.Outcome(r.seq, _OUTCOME[res.status], res.reason, res.provider_id)
             for r, res in zip(recipients, results, strict=True)
         ]
         return ledger.Answer(low, high, refused + each)
 
-    def _progress(self, kept: journal.Journal | None, rows: list[tuple], whole: bool
+    def _progress(self, kept: journal.Journal | None, rows: list[ledger.ClaimedRow], whole: bool
                   ) -> dict[str, journal.BatchLog]:
         """The keyword that gives the backend the journal's log for ``rows`` (``whole``:
         all of the batch). A backend that cannot write one: the whole batch is marked as

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 from html import escape
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from python_http_client import exceptions as http_errors
 
@@ -49,8 +49,11 @@ from ..personalize import (
     Part,
     Recipient,
 )
-from .base import BackendBase, BackendUnavailable, DeliveryResult, Status
+from .base import NOT_HANDLED, BackendBase, BackendUnavailable, DeliveryResult, Status
 from .journal import BatchLog
+
+if TYPE_CHECKING:
+    from ..ledger import ClaimedRow
 
 MAX_PER_REQUEST = 1000
 UNSUB_KEY = "%%unsubscribe_url%%"
@@ -70,6 +73,7 @@ class _Content:
     personal_subject: bool
     json_prefix: str  # the request as JSON up to the personalizations' opening bracket
     name_keys: tuple[tuple[str, bool, str], ...]  # (JSON key, in HTML?, JSON fallback)
+    fallback_names: str  # the name keys' substitutions for a recipient without a name
     url_plain: bool  # base_url needs no JSON escaping (so neither do unsubscribe URLs)
     msgid_plain: bool  # the send id and sender domain need none (so neither do Message-IDs)
 
@@ -149,6 +153,7 @@ def build_content(template: MessageTemplate) -> _Content:
         personal_subject=template.subject.personal,
         json_prefix=prefix[:-1] + ',"personalizations":[',
         name_keys=tuple(name_keys.values()),
+        fallback_names="".join(f",{key}:{fallback}" for key, _, fallback in name_keys.values()),
         url_plain=_q(template.base_url) == f'"{template.base_url}"',
         msgid_plain=_q(template.message_id(Recipient(1, "x@x"))) == (
             f'"{template.message_id(Recipient(1, "x@x"))}"'
@@ -156,42 +161,51 @@ def build_content(template: MessageTemplate) -> _Content:
     )
 
 
-def personalization_json(content: _Content, message: OutgoingMessage) -> str:
-    """``json.dumps(personalization(content, message))``, compact, built directly (fast)."""
-    name = message.name
-    url = message.unsubscribe_url if content.url_plain else _q(message.unsubscribe_url)[1:-1]
-    email = _q(message.email)
-    to = f'{{"email":{email},"name":{_q(name)}}}' if name else f'{{"email":{email}}}'
-    subs = f'"{UNSUB_KEY}":"{url}"'
-    if content.unsub_html_key:
-        subs += f',"{content.unsub_html_key}":{_q(escape(message.unsubscribe_url))}'
-    if content.name_keys:
-        if name:
-            as_text, as_html = _q(name), _q(escape(name))
-            subs += "".join(
+def personalization_json(
+    content: _Content, subscriber: int | None, email: str, name: str | None, url: str,
+    message_id: str, subject: str | None = None,
+) -> str:
+    """One recipient's personalization, compact JSON: the only place it is written, for
+    the general path (``payload_json``) and the row path (``rows_json``) alike.
+
+    ``name`` as the message has it (cleaned), ``url`` the unsubscribe URL, ``subject``
+    the personal subject (None when the subject is shared). ``to`` names the recipient
+    when it has a name; ``substitutions`` fills the bodies' keys (the name HTML-escaped in
+    the HTML part, the fallback without a name); ``custom_args`` carries the subscriber
+    id, which SendGrid returns on each webhook event (none for a test address).
+    """
+    address = _q(email)
+    if name:
+        as_text = _q(name)
+        to = f'{{"email":{address},"name":{as_text}}}'
+        if content.name_keys:
+            as_html = _q(escape(name))
+            names = "".join(
                 f",{key}:{as_html if html else as_text}" for key, html, _ in content.name_keys
             )
         else:
-            subs += "".join(f",{key}:{fallback}" for key, _, fallback in content.name_keys)
-    item = (
-        f'{{"to":[{to}],"headers":{{"List-Unsubscribe":"<{url}>","Message-ID":'
-        f'{_q(message.message_id)}}},"substitutions":{{{subs}}}'
-        if not content.msgid_plain
-        else f'{{"to":[{to}],"headers":{{"List-Unsubscribe":"<{url}>","Message-ID":'
-        f'"{message.message_id}"}},"substitutions":{{{subs}}}'
-    )
-    subscriber = message.subscriber_id
-    if content.personal_subject:
-        item += f',"subject":{_q(message.subject)}'
-    if subscriber is not None:
-        return f'{item},"custom_args":{{"subscriber_id":"{subscriber}"}}}}'
-    return item + "}"
+            names = ""
+    else:
+        to, names = f'{{"email":{address}}}', content.fallback_names
+    link = url if content.url_plain else _q(url)[1:-1]
+    subs = f'"{UNSUB_KEY}":"{link}"'
+    if content.unsub_html_key:
+        subs += f',"{content.unsub_html_key}":{_q(escape(url))}'
+    msgid = f'"{message_id}"' if content.msgid_plain else _q(message_id)
+    item = (f'{{"to":[{to}],"headers":{{"List-Unsubscribe":"<{link}>","Message-ID":{msgid}}},'
+            f'"substitutions":{{{subs}{names}}}')
+    if subject is not None:
+        item += f',"subject":{_q(subject)}'
+    if subscriber is None:
+        return item + "}"
+    return f'{item},"custom_args":{{"subscriber_id":"{subscriber}"}}}}'
 
 
-def rows_json(content: _Content, template: MessageTemplate, rows: Sequence[Sequence]
+def rows_json(content: _Content, template: MessageTemplate, rows: Sequence[ClaimedRow]
               ) -> str | None:
     """``payload_json(template.messages(rows))`` for the usual batch, straight from the
-    rows (subscriber id, email, name, ...): the same bytes, no object per recipient.
+    ledger's rows: the same bytes (``personalization_json`` writes both), no message
+    object per recipient.
 
     None when the batch needs the general path: a test send (no subscriber ids), a name
     or an address ``messages`` would clean or refuse, an address twice, a personal
@@ -201,60 +215,27 @@ def rows_json(content: _Content, template: MessageTemplate, rows: Sequence[Seque
             or content.personal_subject or not content.url_plain or not content.msgid_plain):
         return None
     try:
-        if len({row[1].lower() for row in rows}) != len(rows):
+        if len({row.email.lower() for row in rows}) != len(rows):
             return None
     except AttributeError:  # not an address at all: the general path refuses that one
         return None
     try:
-        tokens = template.tokens([row[0] for row in rows])
+        tokens = template.tokens([row.subscriber_id for row in rows])
     except (TypeError, ValueError):  # a missing subscriber id (a test send)
         return None
     url_head, msgid_head, msgid_tail = template.urls_and_ids()
-    names = content.name_keys
-    plain = "".join(f",{key}:{fallback}" for key, _, fallback in names)
+    one = personalization_json
     out: list[str] = []
     append = out.append
     for row, token in zip(rows, tokens, strict=True):
-        subscriber, email, name = row[0], row[1], row[2]
+        subscriber, email, name = row.subscriber_id, row.email, row.name
         if type(subscriber) is not int or not sendable_address(email):
             return None  # messages() refuses the address: the general path fails it alone
-        url = url_head + token
-        if name is None:
-            to, subs = f'{{"email":{_q(email)}}}', plain
-        elif type(name) is str and is_clean(name):
-            as_text = _q(name)
-            as_html = _q(escape(name)) if names else as_text
-            to = f'{{"email":{_q(email)},"name":{as_text}}}'
-            subs = "".join(f",{key}:{as_html if html else as_text}" for key, html, _ in names)
-        else:  # cleaned by messages(): the general path
-            return None
-        append(
-            f'{{"to":[{to}],"headers":{{"List-Unsubscribe":"<{url}>","Message-ID":'
-            f'"{msgid_head}{subscriber}{msgid_tail}"}},"substitutions":{{"{UNSUB_KEY}":'
-            f'"{url}"{subs}}},"custom_args":{{"subscriber_id":"{subscriber}"}}}}'
-        )
+        if name is not None and not (type(name) is str and is_clean(name)):
+            return None  # cleaned by messages(): the general path
+        append(one(content, subscriber, email, name, url_head + token,
+                   f"{msgid_head}{subscriber}{msgid_tail}"))
     return content.json_prefix + ",".join(out) + "]}"
-
-
-def personalization(content: _Content, message: OutgoingMessage) -> dict[str, Any]:
-    template = message.template
-    url, name = message.unsubscribe_url, message.name
-    subs: dict[str, str] = {}
-    for key, value in zip(content.text_keys, template.text.values(url, name), strict=True):
-        subs[key] = value
-    for key, value in zip(content.html_keys, template.html.values(url, name), strict=True):
-        subs[key] = value
-    to = {"email": message.email, "name": name} if name else {"email": message.email}
-    item: dict[str, Any] = {
-        "to": [to],
-        "headers": {"List-Unsubscribe": f"<{url}>", "Message-ID": message.message_id},
-        "substitutions": subs,
-    }
-    if message.subscriber_id is not None:
-        item["custom_args"] = {"subscriber_id": str(message.subscriber_id)}
-    if content.personal_subject:
-        item["subject"] = message.subject
-    return item
 
 
 def split_requests(messages: Sequence[OutgoingMessage]) -> list[list[OutgoingMessage]]:
@@ -365,19 +346,21 @@ class SendGridBackend(BackendBase):
 
     def payload(self, messages: Sequence[OutgoingMessage]) -> dict[str, Any]:
         """The request body for one group, as a dict (for inspection and tests)."""
-        content = self.content_for(messages[0].template)
-        body = dict(content.base)
-        body["personalizations"] = [personalization(content, m) for m in messages]
-        return body
+        result: dict[str, Any] = json.loads(self.payload_json(messages))
+        return result
 
     def payload_json(self, messages: Sequence[OutgoingMessage]) -> str:
-        """The same body serialized: the shared part once per send, then each recipient."""
+        """The request body for one group: the shared part once per send, then each
+        recipient's ``personalization_json``."""
         content = self.content_for(messages[0].template)
-        return (
-            content.json_prefix
-            + ",".join([personalization_json(content, m) for m in messages])
-            + "]}"
-        )
+        one = personalization_json
+        if content.personal_subject:
+            items = [one(content, m.subscriber_id, m.email, m.name, m.unsubscribe_url,
+                         m.message_id, m.subject) for m in messages]
+        else:
+            items = [one(content, m.subscriber_id, m.email, m.name, m.unsubscribe_url,
+                         m.message_id) for m in messages]
+        return content.json_prefix + ",".join(items) + "]}"
 
     # -- one request, with its retries ----------------------------------------------------
 
@@ -454,22 +437,22 @@ class SendGridBackend(BackendBase):
                     + self._send_group(group[half:], progress, where[half:]))
         return self._answer(status, text, message_id, len(group))
 
-    def send_rows(self, template: MessageTemplate, rows: Sequence[Sequence],
+    def send_rows(self, template: MessageTemplate, rows: Sequence[ClaimedRow],
                   progress: BatchLog | None = None) -> list[DeliveryResult] | None:
         """``send_batch(template.messages(rows))`` for a usual batch, built from the rows.
 
         The request is the same, byte for byte; only no message object is made per
-        recipient (a third of the personalization's cost). Returns None, having sent
-        nothing, for anything unusual (a test send, a name or address that needs cleaning
-        or refusing, an address twice, a personal subject, a request too large): the
-        engine then takes the general path.
+        recipient (a third of the personalization's cost). Returns ``NOT_HANDLED``, having
+        sent nothing, for anything unusual (a test send, a name or address that needs
+        cleaning or refusing, an address twice, a personal subject, a request too large):
+        the engine then takes the general path.
         """
         body = rows_json(self.content_for(template), template, rows)
         if body is None:
-            return None
+            return NOT_HANDLED
         status, text, message_id = self._posted(body, progress, None)
         if status == 413:  # nothing accepted: the general path splits it
-            return None
+            return NOT_HANDLED
         return self._answer(status, text, message_id, len(rows))
 
     def _answer(self, status: int, text: str, message_id: str | None, count: int

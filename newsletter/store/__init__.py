@@ -41,6 +41,9 @@ Modules and what they own:
   ``iter_subscribers`` (filters ``list_name=`` and ``status=``; with a list, the status is
   the effective one: active but unsubscribed from the list counts as unsubscribed),
   ``attribute_keys``.
+- ``status``: every change of a subscriber's status or list membership, with when and
+  why: the rules (stronger only; active again only by an explicit resubscribe) and the one
+  writer, ``change`` for one subscriber, ``set_global`` / ``set_membership`` set-based.
 - ``receiving``: the one definition of who may receive a send to a list (exists,
   globally active, subscribed to the list), as SQL (``receives``, ``refusal``) and Python
   (``refusal_reason``); the snapshot, every requeue, the counts and the dry run ask it.

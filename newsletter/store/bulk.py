@@ -7,7 +7,9 @@ the file), which exist and with what status, then inserts the new subscribers an
 memberships. Both databases get each chunk as one JSON parameter per statement
 (SQLite ``json_each``, PostgreSQL ``json_array_elements``) with
 ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``: one statement (one round trip, one
-release of the GIL) per chunk, however many rows.
+release of the GIL) per chunk, however many rows. Changes to existing subscribers
+(statuses, joining or leaving the list) are not here: the importer makes them through
+``store.status``, set-based the same way.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import json
-import sqlite3
 from abc import ABC, abstractmethod
 from array import array
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..headersafe import clean_text, is_clean
+from .status import json_at as _at
 from .tables import subscribers
 
 # line, email, key, name, attributes (JSON), status, status reason, list status
@@ -164,16 +166,6 @@ class Bulk(ABC):
         """Insert (subscriber id, status) memberships of list ``list_id``."""
 
     @abstractmethod
-    def set_statuses(self, rows: Sequence[tuple[int, str, str]], now: dt.datetime) -> None:
-        """Set (id, status, reason) global statuses."""
-
-    @abstractmethod
-    def set_membership_statuses(
-        self, list_id: int, rows: Sequence[tuple[int, str, str]], now: dt.datetime
-    ) -> None:
-        """Set (subscriber id, status, reason) membership statuses in list ``list_id``."""
-
-    @abstractmethod
     def finish(self) -> None:
         """Drop the temporary table."""
 
@@ -305,31 +297,6 @@ class SqliteBulk(Bulk):
             (list_id, stamp, stamp, reason, json.dumps(rows)),
         )
 
-    def set_statuses(self, rows: Sequence[tuple[int, str, str]], now: dt.datetime) -> None:
-        stamp = self.stamp(now)
-        self.cursor.executemany(
-            "UPDATE subscribers SET status = ?, status_reason = ?, status_changed_at = ? "
-            "WHERE id = ?",
-            [(status, reason, stamp, sid) for sid, status, reason in rows],
-        )
-
-    def set_membership_statuses(
-        self, list_id: int, rows: Sequence[tuple[int, str, str]], now: dt.datetime
-    ) -> None:
-        stamp = self.stamp(now)
-        self.cursor.executemany(
-            "UPDATE memberships SET status = ?, status_reason = ?, status_changed_at = ? "
-            "WHERE list_id = ? AND subscriber_id = ?",
-            [(status, reason, stamp, list_id, sid) for sid, status, reason in rows],
-        )
-
-
-def _at(index: int) -> str:
-    """SQL for element ``index`` of json_each's current array, as an SQL value."""
-    if sqlite3.sqlite_version_info >= (3, 38, 0):
-        return f"j.value ->> {index}"
-    return f"json_extract(j.value, '$[{index}]')"
-
 
 class PostgresBulk(Bulk):
     """Each chunk travels as one JSON text parameter per statement, unpacked by the server
@@ -431,20 +398,4 @@ class PostgresBulk(Bulk):
             "SELECT %s, (v->>0)::bigint, v->>1, %s, %s, %s FROM json_array_elements(%s::json) v "
             "ON CONFLICT (list_id, subscriber_id) DO NOTHING",
             (list_id, now, now, reason, json.dumps(rows)),
-        )
-
-    def set_statuses(self, rows: Sequence[tuple[int, str, str]], now: dt.datetime) -> None:
-        self._run(
-            "UPDATE subscribers SET status = %s, status_reason = %s, status_changed_at = %s "
-            "WHERE id = %s",
-            [(status, reason, now, sid) for sid, status, reason in rows],
-        )
-
-    def set_membership_statuses(
-        self, list_id: int, rows: Sequence[tuple[int, str, str]], now: dt.datetime
-    ) -> None:
-        self._run(
-            "UPDATE memberships SET status = %s, status_reason = %s, status_changed_at = %s "
-            "WHERE list_id = %s AND subscriber_id = %s",
-            [(status, reason, now, list_id, sid) for sid, status, reason in rows],
         )

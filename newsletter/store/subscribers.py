@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import NewsletterError, UsageError
 from ..headersafe import clean_text
 from . import receiving
+from . import status as transitions
 from ._db import DB, aware, transaction, utcnow
 from .emails import InvalidEmail, normalize_email
 from .lists import MailingList, get_list
@@ -213,12 +214,8 @@ def add_subscriber(
             row = conn.execute(sa.select(subscribers).where(subscribers.c.email_key == key)).one()
             assert new_id is None or row.id == new_id
         elif row.status != "active" and resubscribe:
-            conn.execute(
-                sa.update(subscribers)
-                .where(subscribers.c.id == row.id)
-                .values(status="active", status_changed_at=now, status_reason="resubscribed")
-            )
-            result_resubscribed = True
+            result_resubscribed = transitions.change(
+                conn, row.id, "active", "resubscribed", resubscribe=True, now=now)
             row = conn.execute(sa.select(subscribers).where(subscribers.c.id == row.id)).one()
         subscriber = _row_to_subscriber(row)
         result = AddResult(subscriber=subscriber, created=created, resubscribed=result_resubscribed)
@@ -238,60 +235,41 @@ def _join(
     ).scalar_one_or_none()
     if current == "subscribed":
         result.already_in.append(target.name)
-    elif current == "unsubscribed" and not resubscribe:
-        result.not_resubscribed.append(target.name)
-    elif current == "unsubscribed":
-        conn.execute(
-            sa.update(memberships)
-            .where(memberships.c.list_id == target.id, memberships.c.subscriber_id == sub.id)
-            .values(status="subscribed", status_changed_at=now, status_reason="resubscribed")
-        )
+    elif transitions.may_change_membership(
+        current, "subscribed", active=sub.status == "active", resubscribe=resubscribe
+    ) and transitions.change(
+        conn, sub.id, "subscribed", "resubscribed" if current else "added",
+        list_id=target.id, resubscribe=resubscribe, now=now,
+    ):
         result.added_to.append(target.name)
-    elif sub.status != "active":
-        result.not_resubscribed.append(target.name)
     else:
-        conn.execute(
-            sa.insert(memberships).values(
-                list_id=target.id,
-                subscriber_id=sub.id,
-                status="subscribed",
-                created_at=now,
-                status_changed_at=now,
-                status_reason="added",
-            )
-        )
-        result.added_to.append(target.name)
+        result.not_resubscribed.append(target.name)
 
 
 def remove_subscriber(db: DB, email: str, *, key: str | bytes | None = None) -> Subscriber:
     """Delete a subscriber and its memberships for good (erasure); returns what was removed.
 
     The delivery records keep their rows and counts without the address or name
-    (``newsletter.erasure.scrub``; ``key``, the project's ``secret_key``, makes the token
+    (``newsletter.erasure.erase``; ``key``, the project's ``secret_key``, makes the token
     that replaces the address the same for one address everywhere)."""
-    from ..erasure import scrub
+    from ..erasure import erase
 
     with transaction(db) as conn:
         found = get_subscriber(conn, email)
-        scrub(conn, found.id, _key(found.email)[1], key)
-        conn.execute(sa.delete(memberships).where(memberships.c.subscriber_id == found.id))
-        conn.execute(sa.delete(subscribers).where(subscribers.c.id == found.id))
+        erase(conn, found.id, _key(found.email)[1], key)
     return found
 
 
-def set_status(db: DB, email_or_id: str | int, status: str, reason: str | None = None) -> bool:
-    """Set the global status; returns False when it already had that status."""
-    check_status(status)
+def set_status(
+    db: DB, email_or_id: str | int, new_status: str, reason: str | None = None, *,
+    resubscribe: bool = False,
+) -> bool:
+    """Set the global status, as the rules of ``store.status`` allow: False when nothing
+    changed (it had that status or a stronger one, or ``active`` without ``resubscribe``)."""
+    check_status(new_status)
     with transaction(db) as conn:
         found = get_subscriber(conn, email_or_id)
-        if found.status == status:
-            return False
-        conn.execute(
-            sa.update(subscribers)
-            .where(subscribers.c.id == found.id)
-            .values(status=status, status_changed_at=utcnow(), status_reason=reason)
-        )
-    return True
+        return transitions.change(conn, found.id, new_status, reason, resubscribe=resubscribe)
 
 
 def unsubscribe(
@@ -302,40 +280,11 @@ def unsubscribe(
     A per-list unsubscribe of someone not on the list records it anyway, so that a
     later import into that list does not subscribe them.
     """
-    if list_name is None:
-        current = get_subscriber(db, email_or_id)
-        if current.status != "active":
-            return False
-        return set_status(db, email_or_id, "unsubscribed", reason or "unsubscribed")
-    now = utcnow()
     with transaction(db) as conn:
         found = get_subscriber(conn, email_or_id)
-        target = get_list(conn, list_name)
-        current = conn.execute(
-            sa.select(memberships.c.status).where(
-                memberships.c.list_id == target.id, memberships.c.subscriber_id == found.id
-            )
-        ).scalar_one_or_none()
-        values = {
-            "status": "unsubscribed",
-            "status_changed_at": now,
-            "status_reason": reason or "unsubscribed",
-        }
-        if current == "unsubscribed":
-            return False
-        if current is None:
-            conn.execute(
-                sa.insert(memberships).values(
-                    list_id=target.id, subscriber_id=found.id, created_at=now, **values
-                )
-            )
-        else:
-            conn.execute(
-                sa.update(memberships)
-                .where(memberships.c.list_id == target.id, memberships.c.subscriber_id == found.id)
-                .values(**values)
-            )
-    return True
+        list_id = get_list(conn, list_name).id if list_name is not None else None
+        return transitions.change(
+            conn, found.id, "unsubscribed", reason or "unsubscribed", list_id=list_id)
 
 
 # -- queries --------------------------------------------------------------------------

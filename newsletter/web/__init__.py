@@ -2,8 +2,9 @@
 
 ``create_app(settings)`` returns a Starlette app. Each part (the editors' preview,
 later the public pages: unsubscribe, webhooks, archive) lives in its own module and
-exposes a function ``part(settings) -> Part``; ``PARTS`` names them, imported only
-when used. The factory adds what every part shares: HTML error pages that never
+exposes a function ``part(settings, **options) -> Part``; ``PARTS`` names them,
+imported only when used. The preview's one option, ``status_of``, is how the web layer
+gives it each issue's delivery status (``delivery_badge``, from scheduling). The factory adds what every part shares: HTML error pages that never
 show a traceback, an optional list of allowed ``Host`` names, the security headers of
 ``newsletter.web.security`` on every response (the first part's ``csp`` by default),
 and trailing-slash redirects built from ``base_url`` (public) or as a path (preview),
@@ -18,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jinja2
 from starlette.applications import Starlette
@@ -31,6 +33,9 @@ from starlette.routing import BaseRoute
 from newsletter.config import Settings
 
 from .security import NOTHING_CSP, SecurityHeaders, slash_redirect
+
+if TYPE_CHECKING:
+    from .preview import Badge, StatusOf
 
 PAGES = Path(__file__).parent / "templates"
 
@@ -96,10 +101,21 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     )
 
 
-def _load_part(target: str, settings: Settings) -> Part:
+def _load_part(target: str, settings: Settings, **options: object) -> Part:
     module_name, attr = target.split(":")
     factory = getattr(importlib.import_module(module_name), attr)
-    return factory(settings)
+    return factory(settings, **options)
+
+
+def delivery_badge(settings: Settings, name: str) -> Badge | None:
+    """An issue's delivery status from scheduling (scheduled, sending, sent, failed), as
+    the preview's badge: the preview itself depends on nothing below authoring."""
+    from newsletter.scheduling.status import issue_status
+
+    from .preview import Badge
+
+    status = issue_status(settings, name)
+    return None if status is None else Badge(status.kind, status.label)
 
 
 def stopping(app: Starlette) -> None:
@@ -122,16 +138,20 @@ def create_app(
     preview: bool = True,
     public: bool = False,
     allowed_hosts: Sequence[str] | None = None,
+    status_of: StatusOf | None = delivery_badge,
 ) -> Starlette:
     """The web app for a project: the editors' preview and/or the public pages.
 
     ``allowed_hosts`` (for example the loopback names) rejects requests whose ``Host``
     header names another host, which stops DNS-rebinding pages from reading drafts.
+    ``status_of(settings, issue name)`` gives the preview each issue's delivery badge
+    (default: from the project's schedules and sends; None: no delivery badges).
     """
+    options: dict[str, dict[str, object]] = {"preview": {"status_of": status_of}, "public": {}}
     parts: list[Part] = []
     for name, wanted in (("preview", preview), ("public", public)):
         if wanted:
-            parts.extend(_load_part(target, settings) for target in PARTS[name])
+            parts.extend(_load_part(target, settings, **options[name]) for target in PARTS[name])
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

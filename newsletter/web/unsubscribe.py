@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from urllib.parse import parse_qsl, quote
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -28,8 +27,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from newsletter import tokens
-from newsletter.store._db import utcnow
-from newsletter.store.tables import ID, lists, memberships, subscribers
+from newsletter.store import status
+from newsletter.store.tables import lists
 
 from .public import BodyTooLarge, PublicState, public_page, read_body, too_large
 
@@ -37,56 +36,20 @@ FORM_LIMIT = 16_384  # an unsubscribe form is a few bytes
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
 
 
-def _membership_upsert(dialect: str) -> sa.Insert:
-    """One statement: the subscriber's membership of the list becomes ``unsubscribed``.
-
-    The store's rule (``store.unsubscribe(..., list_name=)``) in one round trip: a missing
-    membership is recorded as unsubscribed, so a later import does not subscribe them; a
-    subscriber or list that no longer exists inserts nothing.
-    """
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    now, reason = sa.bindparam("now"), sa.bindparam("reason")
-    source = sa.select(
-        sa.bindparam("list_id", type_=ID), subscribers.c.id, sa.literal("unsubscribed"),
-        now, now, reason,
-    ).where(
-        subscribers.c.id == sa.bindparam("subscriber_id", type_=ID),
-        sa.exists().where(lists.c.id == sa.bindparam("list_id", type_=ID)),
-    )
-    statement = insert(memberships).from_select(
-        ["list_id", "subscriber_id", "status", "created_at", "status_changed_at",
-         "status_reason"], source)
-    return statement.on_conflict_do_update(
-        index_elements=["list_id", "subscriber_id"],
-        set_={"status": "unsubscribed", "status_changed_at": statement.excluded.status_changed_at,
-              "status_reason": statement.excluded.status_reason},
-        where=memberships.c.status != "unsubscribed",
-    )
-
-
-_UPSERTS = {name: _membership_upsert(name) for name in ("postgresql", "sqlite")}
-_GLOBAL = (
-    subscribers.update()
-    .where(subscribers.c.id == sa.bindparam("subscriber_id", type_=ID),
-           subscribers.c.status == "active")
-    .values(status="unsubscribed", status_changed_at=sa.bindparam("now"),
-            status_reason=sa.bindparam("reason"))
-)
-
-
 def apply(engine: Engine, data: tokens.TokenData, everything: bool) -> None:
     """Unsubscribe the token's subscriber from its list, or from everything (globally).
 
-    One statement in one transaction; idempotent. A subscriber or list that no longer
+    One statement in one transaction through ``store.status`` (the one path of every
+    status change, with its rules); idempotent. A subscriber or list that no longer
     exists is already "unsubscribed": nothing to do.
     """
-    params = {"subscriber_id": data.subscriber_id, "list_id": data.list_id, "now": utcnow()}
     with engine.begin() as conn:
         if everything:
-            conn.execute(_GLOBAL, {**params, "reason": "unsubscribe link: everything"})
+            status.change(conn, data.subscriber_id, "unsubscribed",
+                          "unsubscribe link: everything")
         else:
-            conn.execute(_UPSERTS[conn.dialect.name],
-                         {**params, "reason": "unsubscribe link: this list"})
+            status.change(conn, data.subscriber_id, "unsubscribed",
+                          "unsubscribe link: this list", list_id=data.list_id)
 
 
 def list_label(engine: Engine, list_id: int) -> str | None:
