@@ -108,7 +108,7 @@ class SendRunner:
 
     def run(self) -> ledger.SendInfo:
         send = self.send
-        if ledger.reconcile(self.engine, send.id):  # batches of dead workers: uncertain
+        if ledger.reconcile(self.engine, send.id):  # batches of dead workers, from journals
             self.progress.counts = dict(ledger.get_send(self.engine, send.id).counts)
         html, text = ledger.send_content(self.engine, send.id)
         self.template = prepare(
