@@ -25,8 +25,14 @@ accepted every recipient exactly once, and the ledger must say so.
 
 Targets (issue 5): (c) at least 80% of (a), under 30 s wall, under 150 MB.
 
+``--journal``: instead, (c) only, with and without the per-message progress journal
+(``newsletter.delivery.journal``: a line before and after each request), in ``--rounds``
+rounds alternating which goes first, each from a fresh copy of the seeded project
+(SQLite); prints each run, the medians, their ratio, and wall and CPU seconds per million.
+
 Run: python benchmarks/bench_send.py [--recipients 1000000] [--workers 4] [--rounds 3]
          [--database sqlite|postgresql]
+     python benchmarks/bench_send.py --journal --recipients 200000 --rounds 5
 """
 
 from __future__ import annotations
@@ -73,10 +79,14 @@ def seed_in_process(project: Path, database_url: str | None, count: int) -> floa
     return time.perf_counter() - started
 
 
-def run_send(url: str, count: int, workers: int, out, project: str = "") -> None:
+def run_send(url: str, count: int, workers: int, out, project: str = "",
+             journal: bool = True) -> None:
     from newsletter import sending
     from newsletter.config import load_settings
+    from newsletter.delivery import engine as delivery_engine
     from newsletter.store import open_store
+
+    delivery_engine.KEEP_JOURNALS = journal
 
     settings = load_settings(project, sendgrid_api_host=url)
     engine = open_store(settings)
@@ -95,11 +105,13 @@ def run_send(url: str, count: int, workers: int, out, project: str = "") -> None
               "cpu": usage.ru_utime + usage.ru_stime - cpu_before})
 
 
-def send_phase(url: str, count: int, workers: int, project: Path) -> dict:
+def send_phase(url: str, count: int, workers: int, project: Path, journal: bool = True
+               ) -> dict:
     """(c) in a fresh interpreter (its own memory), sending from ``project``."""
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
-    process = ctx.Process(target=run_send, args=(url, count, workers, child, str(project)))
+    process = ctx.Process(target=run_send,
+                          args=(url, count, workers, child, str(project), journal))
     process.start()
     try:
         result = parent.recv()
@@ -122,6 +134,33 @@ def row(label: str, result: dict, count: int, ceiling_seconds: float) -> str:
             f"{ceiling_seconds / result['seconds']:>7.0%}")
 
 
+def journal_rounds(url: str, n: int, workers: int, template: Path, rounds: int) -> bool:
+    """(c) with and without the progress journal, alternating; medians and their ratio.
+    Returns whether every run delivered exactly once."""
+    from bench_smtp import print_journal_summary
+
+    runs: dict[bool, list[dict]] = {False: [], True: []}
+    exact = True
+    print(f"{'':{LABEL}} {'seconds':>8} {'recipients/s':>13} {'peak MB':>8} {'CPU s':>6}")
+    for k in range(rounds):
+        for journal in ((False, True) if k % 2 == 0 else (True, False)):
+            project = template.with_name(f"round{k}-{int(journal)}")
+            shutil.copytree(template, project)
+            standin_get(url, "/_reset")
+            ours = send_phase(url, n, workers, project, journal)
+            stats = standin_get(url, "/_stats")
+            shutil.rmtree(project, ignore_errors=True)
+            runs[journal].append(ours)
+            once = exactly_once(n, stats, ours["counts"])
+            exact = exact and once
+            label = f"round {k + 1} (c) {'with' if journal else 'without'} journal"
+            print(f"{label:{LABEL}} {ours['seconds']:>8.1f} {n / ours['seconds']:>13,.0f} "
+                  f"{ours['rss_mb']:>8.0f} {ours['cpu']:>6.1f}  exactly once: "
+                  f"{'yes' if once else 'NO'}", flush=True)
+    print_journal_summary(runs, n)
+    return exact
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--recipients", type=int, default=1_000_000)
@@ -129,10 +168,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3,
                         help="run (a) then (c) this many times; report each round and medians")
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--journal", action="store_true",
+                        help="(c) only, with and without the progress journal (SQLite)")
     args = parser.parse_args()
     n, pg = args.recipients, args.database == "postgresql"
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if args.journal and pg:
+        parser.error("--journal compares on SQLite only")
 
     from tests.sendtools import pg_database
 
@@ -152,7 +195,12 @@ def main() -> None:
             assert server.stdout is not None
             url = server.stdout.readline().split()[1]
             print(f"CPU cores: {mp.cpu_count()}; stand-in {url} (own process); "
-                  f"{args.workers} requests in flight; {args.rounds} rounds of (a) then (c)")
+                  f"{args.workers} requests in flight; {args.rounds} rounds of "
+                  + ("(c) without and with the journal" if args.journal else "(a) then (c)"))
+            if args.journal:
+                if not journal_rounds(url, n, args.workers, template, args.rounds):
+                    raise SystemExit(1)
+                return
             print(f"{'':{LABEL}} {'seconds':>8} {'recipients/s':>13} {'peak MB':>8} "
                   f"{'CPU s':>6} {'vs (a)':>7}", flush=True)
             for k in range(1, args.rounds + 1):

@@ -16,6 +16,11 @@
     must say every recipient was sent.
 Target (issue 5): (c) and (d) at least 80% of (b).
 
+``--journal``: instead, (d) only, with and without the per-message progress journal
+(``newsletter.delivery.journal``: two ``os.write`` per message), in ``--rounds`` rounds
+that alternate which goes first, each from a fresh copy of the seeded project; prints
+each run, the medians, their ratio, and wall and CPU seconds per million recipients.
+
 The sink runs in its own process (so it does not share the client's GIL): ``aiosmtpd``
 (tests/smtpserver.py, counting only) and/or ``fast``, a minimal asyncio SMTP responder,
 to show how much of the ceiling the sink itself sets. After each phase the sink's
@@ -23,6 +28,7 @@ counts are checked: every recipient exactly once.
 
 Run: python benchmarks/bench_smtp.py [--recipients 50000] [--plain 2000] [--workers 4]
                                      [--sink aiosmtpd|fast|both]
+     python benchmarks/bench_smtp.py --journal --sink fast --recipients 20000 --rounds 5
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import resource
 import shutil
 import smtplib
 import socket
+import statistics
 import sys
 import tempfile
 import threading
@@ -265,11 +272,15 @@ def _seed(project: str, count: int) -> None:  # child process: subscribers r1..r
     seed(make_project(Path(project)), count).dispose()
 
 
-def run_send(project: str, port: int, workers: int, conn) -> None:  # child process
+def run_send(project: str, port: int, workers: int, conn, journal: bool = True
+             ) -> None:  # child process
     """What ``newsletter send ISSUE --list daily --backend smtp --yes`` does, timed."""
     from newsletter import sending
     from newsletter.config import load_settings
+    from newsletter.delivery import engine as delivery_engine
     from newsletter.store import open_store
+
+    delivery_engine.KEEP_JOURNALS = journal
 
     settings = load_settings(project, smtp_url=f"smtp://127.0.0.1:{port}")
     engine = open_store(settings)
@@ -288,10 +299,10 @@ def run_send(project: str, port: int, workers: int, conn) -> None:  # child proc
                "rss_mb": peak_rss_mb()})
 
 
-def whole_send(project: str, port: int, workers: int) -> dict:
+def whole_send(project: str, port: int, workers: int, journal: bool = True) -> dict:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
-    process = ctx.Process(target=run_send, args=(project, port, workers, child))
+    process = ctx.Process(target=run_send, args=(project, port, workers, child, journal))
     process.start()
     child.close()  # so that recv() sees EOF if the child dies without answering
     try:
@@ -393,12 +404,90 @@ def bench(kind: str, template, count: int, plain: int, workers: int, seeded: Pat
           f"{sent['total']:,}) {sent['snapshot']:.2f} s; ledger {sent['status']} {sent['counts']}")
 
 
+def journal_rounds(kind: str, count: int, workers: int, seeded: Path, rounds: int) -> None:
+    """(d) with and without the progress journal, alternating, medians and ratio."""
+    sink = Sink(kind)
+    runs: dict[bool, list[dict]] = {False: [], True: []}
+    print(f"\nsink: {kind}; (d) newsletter send, SQLite ledger, {workers} connections, "
+          f"{count:,} recipients; {rounds} rounds, the order alternating")
+    print(f"{'':34} {'seconds':>8} {'msg/s':>7} {'CPU s':>6} {'peak MB':>7}  check")
+    try:
+        for k in range(rounds):
+            for journal in ((False, True) if k % 2 == 0 else (True, False)):
+                project = seeded.with_name(f"{seeded.name}-{kind}-{k}-{int(journal)}")
+                shutil.copytree(seeded, project)
+                sent = whole_send(str(project), sink.port, workers, journal)
+                note = check(sink, count, "d")
+                if sent["counts"] != {"sent": count} or sent["status"] != "finished":
+                    note += f", ledger {sent['status']} {sent['counts']}"
+                shutil.rmtree(project, ignore_errors=True)
+                runs[journal].append(sent)
+                label = f"round {k + 1} {'with' if journal else 'without'} journal"
+                print(f"{label:34} {sent['seconds']:>8.2f} {count / sent['seconds']:>7.0f} "
+                      f"{sent['cpu']:>6.2f} {sent['rss_mb']:>7.0f}  {note}", flush=True)
+    finally:
+        sink.stop()
+    print_journal_summary(runs, count)
+
+
+def journal_cost(messages: int = 200_000, batch: int = 100) -> tuple[float, float]:
+    """The journal alone, in this process: microseconds of CPU per message (its D and A
+    lines) and per batch (its B line and the truncation once recorded)."""
+    import uuid
+
+    from newsletter.delivery.journal import Journal
+
+    rows = [(n, f"r{n}@example.com", None, n) for n in range(batch)]
+    with tempfile.TemporaryDirectory() as folder:
+        kept = Journal.create(Path(folder), uuid.uuid4().hex)
+        if kept is None:
+            return float("nan"), float("nan")
+        started = time.process_time()
+        for first in range(0, messages, batch):
+            kept.begin(first)
+            log = kept.log(rows, 3)
+            for index in range(batch):
+                log.handing(index)
+                log.answered(index, True)
+            kept.recorded()
+        total = time.process_time() - started
+        started = time.process_time()
+        for first in range(0, messages, batch):
+            kept.begin(first)
+            kept.log(rows, 3)
+            kept.recorded()
+        per_batch = time.process_time() - started
+        kept.close()
+    return (total - per_batch) / messages * 1e6, per_batch / (messages / batch) * 1e6
+
+
+def print_journal_summary(runs: dict[bool, list[dict]], count: int) -> None:
+    """Medians with and without the journal, per million recipients, and their ratio."""
+    wall = {j: statistics.median(r["seconds"] for r in runs[j]) for j in runs}
+    cpu = {j: statistics.median(r["cpu"] for r in runs[j]) for j in runs}
+    per = 1e6 / count
+    for journal in (False, True):
+        print(f"  median {'with   ' if journal else 'without'} journal: wall "
+              f"{wall[journal]:.2f} s ({wall[journal] * per:.1f} s per million), CPU "
+              f"{cpu[journal]:.2f} s ({cpu[journal] * per:.1f} s per million)")
+    print(f"  with / without: wall {wall[True] / wall[False]:.1%}, CPU "
+          f"{cpu[True] / cpu[False]:.1%}; load average now {os.getloadavg()[0]:.1f} on "
+          f"{mp.cpu_count()} cores")
+    message, batch = journal_cost()
+    print(f"  the journal alone (this process, CPU): {message:.2f} us per message (its D and "
+          f"A lines), {batch:.1f} us per batch (B line, truncation) = "
+          f"{message:.1f} s of CPU per million messages sent one by one")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--recipients", type=int, default=50_000)
     parser.add_argument("--plain", type=int, default=2_000)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--sink", choices=["aiosmtpd", "fast", "both"], default="both")
+    parser.add_argument("--journal", action="store_true",
+                        help="(d) only, with and without the progress journal, side by side")
+    parser.add_argument("--rounds", type=int, default=3, help="with --journal: rounds")
     args = parser.parse_args()
 
     from tests.delivery_helpers import make_template
@@ -418,7 +507,10 @@ def main() -> None:
               f"{time.perf_counter() - started:.1f} s (not timed)")
         kinds = ["aiosmtpd", "fast"] if args.sink == "both" else [args.sink]
         for kind in kinds:
-            bench(kind, template, args.recipients, args.plain, args.workers, seeded)
+            if args.journal:
+                journal_rounds(kind, args.recipients, args.workers, seeded, args.rounds)
+            else:
+                bench(kind, template, args.recipients, args.plain, args.workers, seeded)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ is in a precise state:
 =============  ==========================================================================
 ``pending``    not yet claimed: the next run sends it
 ``sending``    in a batch whose backend call started; if that batch's worker is dead,
-               ``reconcile`` turns it into ``uncertain``
+               ``reconcile`` settles it from the worker's progress journal (``recovery``)
 ``sent``       accepted by the backend: never sent again by this send
 ``temporary``  refused for now (SMTP 4xx, SendGrid 5xx/429 after retries): retried within
                the run up to ``MAX_ATTEMPTS``, then by ``--retry-failed``
@@ -25,7 +25,8 @@ Batches are claimed with ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
 number of workers on any number of machines share a send; on SQLite one process claims
 (``BEGIN IMMEDIATE`` serialises its threads). Workers register in ``send_workers`` and
 heartbeat; a batch left ``sending`` by a worker whose heartbeat stopped (or whose process
-is gone, on the same host) is reconciled to ``uncertain``.
+is gone, on the same host) is reconciled: message by message from the worker's progress
+journal where it can be read, else the whole batch ``uncertain``.
 """
 
 from __future__ import annotations
@@ -436,7 +437,8 @@ def recipients(
 # -- workers ---------------------------------------------------------------------------
 
 
-def register_worker(db: DB, send_id: int) -> str:
+def register_worker(db: DB, send_id: int, journal_dir: str | None = None) -> str:
+    """A new worker of the send; ``journal_dir``: where it keeps its progress journal."""
     worker_id = uuid.uuid4().hex
     now = utcnow()
     with transaction(db) as conn:
@@ -448,6 +450,7 @@ def register_worker(db: DB, send_id: int) -> str:
                 pid=os.getpid(),
                 started_at=now,
                 heartbeat_at=now,
+                journal_dir=journal_dir,
             )
         )
     return worker_id
@@ -481,54 +484,24 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _dead_workers(conn: sa.Connection, send_id: int, now: dt.datetime) -> list[str]:
+def _dead_workers(conn: sa.Connection, send_id: int, now: dt.datetime) -> list[sa.Row]:
+    """The send's workers that stopped, stopped beating or whose process is gone."""
     host = socket.gethostname()[:255]
     dead = []
     for row in conn.execute(sa.select(send_workers).where(send_workers.c.send_id == send_id)):
         stale = aware(row.heartbeat_at) < now - LEASE  # type: ignore[operator]
         gone = row.host == host and row.pid != os.getpid() and not _pid_alive(row.pid)
         if row.stopped_at is not None or stale or gone:
-            dead.append(row.id)
+            dead.append(row)
     return dead
 
 
 def reconcile(db: DB, send_id: int) -> int:
-    """Batches left ``sending`` by dead workers become ``uncertain``; returns recipients."""
-    now = utcnow()
-    with transaction(db) as conn:
-        dead = _dead_workers(conn, send_id, now)
-        if not dead:
-            return 0
-        batch_ids = list(
-            conn.execute(
-                sa.select(send_batches.c.id).where(
-                    send_batches.c.send_id == send_id,
-                    send_batches.c.status == "sending",
-                    send_batches.c.worker_id.in_(dead),
-                )
-            ).scalars()
-        )
-        if not batch_ids:
-            return 0
-        changed = conn.execute(
-            send_recipients.update()
-            .where(
-                send_recipients.c.send_id == send_id,
-                send_recipients.c.batch_id.in_(batch_ids),
-                send_recipients.c.status == "sending",
-            )
-            .values(
-                status="uncertain",
-                updated_at=now,
-                reason="the worker stopped during the backend call; outcome unknown",
-            )
-        ).rowcount
-        conn.execute(
-            send_batches.update()
-            .where(send_batches.c.id.in_(batch_ids))
-            .values(status="uncertain", finished_at=now)
-        )
-    return changed
+    """Settle the batches left ``sending`` by dead workers (see ``recovery``): from their
+    progress journals where found, else as uncertain. Returns the recipients changed."""
+    from .recovery import settle_dead_workers
+
+    return settle_dead_workers(db, send_id)
 
 
 def requeue(

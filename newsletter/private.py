@@ -1,8 +1,8 @@
 """Private files and folders: the one place that creates what holds a secret or personal data.
 
 ``newsletter.toml`` (the secret key), the SQLite database, the import's rejects file, an
-export, the dry run's sample message and the outbox's messages are readable by their owner
-only: files 0600, folders made for them 0700, whatever the umask. A file that already
+export, the dry run's sample message, the outbox's messages and the send workers' progress
+journals are readable by their owner only: files 0600, folders made for them 0700, whatever the umask. A file that already
 exists is made 0600 when it is rewritten; a folder that already exists keeps its mode
 (someone chose it). SQLite creates a database's ``-wal``, ``-shm`` and ``-journal`` files
 with the database file's own mode, so creating the database file 0600 covers them.
@@ -72,3 +72,16 @@ def create_private(path: Path | str) -> bool:
     finally:
         os.close(fd)
     return True
+
+
+def append_private(path: Path | str) -> int:
+    """A new 0600 file (it must not exist) opened for appending; returns its descriptor."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags, FILE_MODE)
+    try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, FILE_MODE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

@@ -253,8 +253,8 @@ def test_server_gone_mid_batch_leaves_the_rest_temporary(template: MessageTempla
     server_stop = threading.Timer(0, server.stop)
     original = backend._transaction
 
-    def transaction(conn, sender, message):
-        outcome = original(conn, sender, message)
+    def transaction(conn, sender, message, *progress):
+        outcome = original(conn, sender, message, *progress)
         if message.email == people[9].email:
             server_stop.run()  # the server goes away for good
         return outcome

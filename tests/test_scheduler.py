@@ -390,10 +390,10 @@ def _hold_first_batch(tmp_path: Path, monkeypatch):  # noqa: ANN202
     in_flight, release = threading.Event(), threading.Event()
     real = OutboxBackend.send_batch
 
-    def slow(self, messages):  # noqa: ANN001
+    def slow(self, messages, **progress):  # noqa: ANN001, ANN003
         in_flight.set()
         assert release.wait(30)
-        return real(self, messages)
+        return real(self, messages, **progress)
 
     monkeypatch.setattr(OutboxBackend, "send_batch", slow)
     worker = _worker(settings, engine, clock)

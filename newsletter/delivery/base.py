@@ -25,6 +25,13 @@ How the engine drives a backend
   before the batch goes to the backend, so a recipient whose message cannot be built
   fails alone (``permanent``) and the rest of the batch goes out. SendGrid's API builds
   the MIME itself from JSON (False).
+- Progress: a backend with ``logs_progress = True`` takes ``progress=`` (a
+  ``journal.BatchLog``, or None) in ``send_batch`` and ``send_rows``, and calls
+  ``progress.handing(i)`` right before message ``i`` leaves for good (the SMTP end of
+  data, the API request: ``handing_group(indices)``), then ``progress.answered(i, ok)``
+  when the answer comes; nothing when the connection is lost before it. A process killed
+  mid-batch then leaves uncertain only the messages in flight. For other backends the
+  engine marks the whole batch in flight before calling them.
 - ``send_batch`` is thread-safe: the engine runs ``backend.concurrency`` calls at once
   (one per worker thread) to use N SMTP connections or N SendGrid requests in flight.
 - Batch size: any length is accepted. ``backend.batch_size`` is the size the engine
@@ -62,6 +69,7 @@ from ..personalize import MessageTemplate, OutgoingMessage
 
 if TYPE_CHECKING:
     from ..ledger import ClaimedRow
+    from .journal import BatchLog
 
 #: what ``send_rows`` returns for a batch it leaves to ``send_batch`` (nothing was sent)
 NOT_HANDLED = None
@@ -117,6 +125,7 @@ class BackendBase:
     batch_size = 100
     concurrency = 1
     writes_mime = True  # see the module docstring
+    logs_progress = False  # True: send_batch and send_rows take progress= (see above)
 
     def open(self) -> None:  # pragma: no cover - overridden where there is work to do
         return None
@@ -125,7 +134,8 @@ class BackendBase:
         return None
 
     def send_rows(
-        self, template: MessageTemplate, rows: Sequence[ClaimedRow]
+        self, template: MessageTemplate, rows: Sequence[ClaimedRow],
+        progress: BatchLog | None = None,
     ) -> list[DeliveryResult] | None:
         """No row path: every batch goes through ``send_batch`` (see the module docs)."""
         return NOT_HANDLED

@@ -8,6 +8,11 @@ connection, each claiming batches of ``backend.batch_size`` (or the
 (temporary failures) are retried within the run, up to ``ledger.MAX_ATTEMPTS`` tries,
 after a growing pause. The HTML was rendered once, when the send was created; each
 message is personalised by substitution (``personalize.prepare``).
+
+Each worker keeps a progress journal (``journal``): the backend writes a line right
+before each message leaves and one when it is answered, so that if the process dies mid-
+batch, ``ledger.reconcile`` knows who got it (sent), who may have (uncertain: one per
+connection or request in flight) and who did not (pending).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from ..config import Settings
 from ..errors import NewsletterError
 from ..personalize import prepare
 from ..render import Rendered
+from . import journal
 from .base import Backend, BackendUnavailable, Status
 
 _OUTCOME = {
@@ -34,6 +40,8 @@ _OUTCOME = {
 }
 HEARTBEAT_SECONDS = 5.0
 SNAPSHOT_CHUNK = 20_000  # recipients copied per transaction while batches go out
+SEQ = ledger.ClaimedRow._fields.index("seq")  # where the journal finds a row's seq
+KEEP_JOURNALS = True  # benchmarks turn it off to measure what the journal costs
 
 
 @dataclass
@@ -79,6 +87,7 @@ class SendRunner:
         self.backend = backend
         self.workers = max(1, workers or getattr(backend, "concurrency", 1))
         self.batch_size = settings.send_batch_size or backend.batch_size
+        self._logs = bool(getattr(backend, "logs_progress", False))  # takes progress=
         self.on_progress = on_progress
         self.stop = stop or threading.Event()
         self.retry_delay = retry_delay
@@ -86,6 +95,7 @@ class SendRunner:
         self.error: BaseException | None = None
         self._lock = threading.Lock()
         self._worker_ids: list[str] = []
+        self._journals: dict[str, journal.Journal | None] = {}
         self.progress = Progress(total=send.total, counts=dict(send.counts))
         # the snapshot, when it is still being written: workers that find nothing pending
         # wait for its next chunk rather than stop
@@ -98,7 +108,7 @@ class SendRunner:
 
     def run(self) -> ledger.SendInfo:
         send = self.send
-        if ledger.reconcile(self.engine, send.id):  # batches of dead workers: uncertain
+        if ledger.reconcile(self.engine, send.id):  # batches of dead workers, from journals
             self.progress.counts = dict(ledger.get_send(self.engine, send.id).counts)
         html, text = ledger.send_content(self.engine, send.id)
         self.template = prepare(
@@ -109,8 +119,12 @@ class SendRunner:
             list_name=send.list_name,
             test=send.kind == "test",
         )
-        self._worker_ids = [ledger.register_worker(self.engine, send.id)
+        folder = journal.folder_for(self.settings.project_dir) if KEEP_JOURNALS else None
+        self._worker_ids = [ledger.register_worker(self.engine, send.id,
+                                                   str(folder) if folder else None)
                             for _ in range(self.workers)]
+        self._journals = {wid: journal.Journal.create(folder, wid) if folder else None
+                          for wid in self._worker_ids}
         beat_stop = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(beat_stop,), daemon=True)
         beat.start()
@@ -141,6 +155,8 @@ class SendRunner:
             beat_stop.set()
             beat.join(timeout=10)
             for worker_id in self._worker_ids:
+                if (kept := self._journals.get(worker_id)) is not None:
+                    kept.close()  # first: once the worker is stopped, others may read it
                 ledger.stop_worker(self.engine, worker_id)
         settled = ledger.settle(self.engine, send.id)
         if self.error is not None and not isinstance(self.error, NewsletterError):
@@ -159,19 +175,24 @@ class SendRunner:
             thread.join()
 
     def _worker(self, worker_id: str) -> None:
+        kept = self._journals.get(worker_id)
         try:
             claimed = None if self.stop.is_set() else self._claim(worker_id)
             while claimed is not None:
                 batch_id, recipients = claimed
-                answer = self._deliver(batch_id, recipients)
+                answer = self._deliver(batch_id, recipients, kept)
                 if answer is None:  # backend unavailable: batch released, stop
                     return
                 if self.stop.is_set():
                     ledger.record_batch(self.engine, self.send.id, batch_id, answer)
                     claimed = None
+                    if kept is not None:
+                        kept.recorded()  # the answer is in the ledger
                 else:  # record this answer and claim the next batch in one commit
                     claimed = ledger.record_and_claim(self.engine, self.send, batch_id,
                                                       answer, worker_id, self.batch_size)
+                    if kept is not None:
+                        kept.recorded()
                     if claimed is None and self._snapshot_open:
                         claimed = self._claim(worker_id)  # waits for the next chunk
                     elif claimed is not None:
@@ -258,19 +279,26 @@ class SendRunner:
                     refused.append(ledger.Outcome(r.seq, "failed", _unsendable(exc)))
             return messages, kept, refused
 
-    def _deliver(self, batch_id: int, recipients: list[ledger.ClaimedRow]
-                 ) -> ledger.Answer | None:
+    def _deliver(self, batch_id: int, recipients: list[ledger.ClaimedRow],
+                 kept: journal.Journal | None = None) -> ledger.Answer | None:
         """Hand the batch to the backend; its answer (None: backend unavailable)."""
         low, high = recipients[0].seq, recipients[-1].seq
         refused: list[ledger.Outcome] = []
+        if kept is not None:
+            kept.begin(batch_id)
         try:
             # the backend's row path (None: not handled, take the general path)
-            results = self.backend.send_rows(self.template, recipients)
+            results = self.backend.send_rows(self.template, recipients,
+                                             **self._progress(kept, recipients, True))
             if results is None:
-                messages, recipients, refused = self._messages(recipients)
-                results = self.backend.send_batch(messages) if messages else []
+                messages, sendable, refused = self._messages(recipients)
+                progress = self._progress(kept, sendable, len(sendable) == len(recipients))
+                recipients = sendable
+                results = self.backend.send_batch(messages, **progress) if messages else []
         except BackendUnavailable as exc:
             ledger.release_batch(self.engine, self.send.id, batch_id)
+            if kept is not None:
+                kept.recorded()
             with self._lock:
                 self.error = self.error or exc
             self.stop.set()
@@ -290,6 +318,19 @@ class SendRunner:
             for r, res in zip(recipients, results, strict=True)
         ]
         return ledger.Answer(low, high, refused + each)
+
+    def _progress(self, kept: journal.Journal | None, rows: list[ledger.ClaimedRow], whole: bool
+                  ) -> dict[str, journal.BatchLog]:
+        """The keyword that gives the backend the journal's log for ``rows`` (``whole``:
+        all of the batch). A backend that cannot write one: the whole batch is marked as
+        in flight now, before it is called."""
+        if kept is None:
+            return {}
+        log = kept.log(rows, SEQ, whole=whole)
+        if self._logs:
+            return {"progress": log}
+        log.handing_group()
+        return {}
 
     def _count(self, answer: ledger.Answer, claimed: int) -> None:
         """Add a recorded batch of ``claimed`` recipients to the progress counts."""

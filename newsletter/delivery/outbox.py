@@ -4,7 +4,8 @@ The zero-set-up default. File names are ``{send id}-{subscriber id}.eml``
 (``{send id}-test-{hash of the address}.eml`` for a test address), so sending a message
 again replaces its file instead of adding a second one. Each file is written to a
 temporary name in the same folder and renamed into place, so a reader (or a crash) never
-sees half a message.
+sees half a message. With a progress log, each file is marked before it is written and
+after it is in place.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from ..personalize import OutgoingMessage
 from ..private import private_folder
 from .base import BackendBase, BackendUnavailable, DeliveryResult, Status
+from .journal import BatchLog
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -36,6 +38,7 @@ def file_name(message: OutgoingMessage) -> str:
 class OutboxBackend(BackendBase):
     name = "outbox"
     batch_size = 500
+    logs_progress = True
 
     def __init__(self, folder: Path, *, workers: int = 1) -> None:
         self.folder = Path(folder)
@@ -63,9 +66,12 @@ class OutboxBackend(BackendBase):
             raise
         return target
 
-    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
+    def send_batch(self, messages: Sequence[OutgoingMessage], progress: BatchLog | None = None
+                   ) -> list[DeliveryResult]:
         results: list[DeliveryResult] = []
-        for message in messages:
+        for index, message in enumerate(messages):
+            if progress is not None:
+                progress.handing(index)
             try:
                 path = self.write(message)
             except OSError as exc:
@@ -73,4 +79,6 @@ class OutboxBackend(BackendBase):
                 results.append(DeliveryResult(Status.TEMPORARY, reason))
             else:
                 results.append(DeliveryResult(Status.SENT, provider_id=str(path)))
+            if progress is not None:
+                progress.answered(index, results[-1].ok)
         return results

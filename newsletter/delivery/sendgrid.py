@@ -16,7 +16,9 @@ with full jitter. Both are bounded (``max_attempts``), then a temporary failure.
 permanent failure of that request's recipients with SendGrid's error body. 413 -> the
 request is split in two, down to single messages. 401/403/404 -> ``BackendUnavailable``
 (a bad key or host; the send stops). A timeout or a connection lost while a request was
-in flight -> its recipients are ``uncertain`` (SendGrid may have accepted it).
+in flight -> its recipients are ``uncertain`` (SendGrid may have accepted it). With a
+progress log, each request is marked before it is posted and when it is answered, so a
+process killed mid-batch leaves only the request in flight uncertain.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from ..personalize import (
     Recipient,
 )
 from .base import NOT_HANDLED, BackendBase, BackendUnavailable, DeliveryResult, Status
+from .journal import BatchLog
 
 if TYPE_CHECKING:
     from ..ledger import ClaimedRow
@@ -278,6 +281,7 @@ class SendGridBackend(BackendBase):
     name = "sendgrid"
     batch_size = MAX_PER_REQUEST
     writes_mime = False  # the API builds the message from the request's JSON
+    logs_progress = True
 
     def __init__(
         self,
@@ -408,17 +412,33 @@ class SendGridBackend(BackendBase):
             message_id = response.headers.get("X-Message-Id") if response.headers else None
             return response.status_code, "", message_id
 
-    def _send_group(self, group: list[OutgoingMessage]) -> list[DeliveryResult]:
-        status, text, message_id = self._post(self.payload_json(group))
+    def _posted(self, body: str, progress: BatchLog | None,
+                indices: Sequence[int] | None) -> tuple[int, str, str | None]:
+        """``_post``, marked in the progress log (``indices``: the request's messages in
+        the batch, None for all) before it leaves and when answered (a request lost in
+        flight, -1, stays unanswered: its fate is unknown)."""
+        if progress is None:
+            return self._post(body)
+        progress.handing_group(indices)
+        status, text, message_id = self._post(body)
+        if status != -1:
+            progress.answered_group(indices, 200 <= status < 300)
+        return status, text, message_id
+
+    def _send_group(self, group: list[OutgoingMessage], progress: BatchLog | None = None,
+                    indices: Sequence[int] | None = None) -> list[DeliveryResult]:
+        status, text, message_id = self._posted(self.payload_json(group), progress, indices)
         if status == 413:  # too large: split it
             if len(group) == 1:
                 return [DeliveryResult(Status.PERMANENT, f"413 {text}: too large")]
             half = len(group) // 2
-            return self._send_group(group[:half]) + self._send_group(group[half:])
+            where = range(len(group)) if indices is None else indices
+            return (self._send_group(group[:half], progress, where[:half])
+                    + self._send_group(group[half:], progress, where[half:]))
         return self._answer(status, text, message_id, len(group))
 
-    def send_rows(self, template: MessageTemplate, rows: Sequence[ClaimedRow]
-                  ) -> list[DeliveryResult] | None:
+    def send_rows(self, template: MessageTemplate, rows: Sequence[ClaimedRow],
+                  progress: BatchLog | None = None) -> list[DeliveryResult] | None:
         """``send_batch(template.messages(rows))`` for a usual batch, built from the rows.
 
         The request is the same, byte for byte; only no message object is made per
@@ -430,7 +450,7 @@ class SendGridBackend(BackendBase):
         body = rows_json(self.content_for(template), template, rows)
         if body is None:
             return NOT_HANDLED
-        status, text, message_id = self._post(body)
+        status, text, message_id = self._posted(body, progress, None)
         if status == 413:  # nothing accepted: the general path splits it
             return NOT_HANDLED
         return self._answer(status, text, message_id, len(rows))
@@ -459,15 +479,18 @@ class SendGridBackend(BackendBase):
         reason = f"{status} {text} (after {self.max_attempts} attempts)"
         return [DeliveryResult(Status.TEMPORARY, reason)] * count
 
-    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
+    def send_batch(self, messages: Sequence[OutgoingMessage], progress: BatchLog | None = None
+                   ) -> list[DeliveryResult]:
         groups = split_requests(messages)
         if len(groups) == 1 and len(groups[0]) == len(messages):
-            return self._send_group(groups[0])  # one request, results already in order
+            return self._send_group(groups[0], progress)  # one request, results in order
         by_message: dict[int, DeliveryResult] = {}
+        position = {id(m): i for i, m in enumerate(messages)} if progress is not None else {}
         accepted_any = False
         for group in groups:
+            indices = [position[id(m)] for m in group] if progress is not None else None
             try:
-                results = self._send_group(group)
+                results = self._send_group(group, progress, indices)
             except BackendUnavailable as exc:
                 if not accepted_any:
                     raise

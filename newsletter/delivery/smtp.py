@@ -20,6 +20,10 @@ means "not accepted": the backend reconnects and tries again (at most 3 times), 
 records a temporary failure. Other 4xx replies are temporary failures, 5xx replies
 permanent ones, both with the server's reply. A connection lost after the whole message
 was sent, before the server's answer, leaves that message ``uncertain``.
+
+With a progress log (``journal.BatchLog``), each message is marked right before its end
+of data goes out and again when the server answers, so a process killed mid-batch leaves
+at most one message per connection whose fate is unknown.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from ..config import Settings
 from ..errors import ConfigError
 from ..personalize import OutgoingMessage
 from .base import BackendBase, BackendUnavailable, DeliveryResult, Status
+from .journal import BatchLog
 
 _MAXLINE = 8192
 ATTEMPTS = 3  # per message, for 421 and dropped connections
@@ -202,6 +207,7 @@ class _Retry(Exception):
 class SMTPBackend(BackendBase):
     name = "smtp"
     batch_size = 100
+    logs_progress = True
 
     def __init__(self, config: SMTPConfig, *, workers: int | None = None) -> None:
         self.config = config
@@ -316,9 +322,13 @@ class SMTPBackend(BackendBase):
     # -- sending -------------------------------------------------------------------------
 
     def _transaction(
-        self, conn: smtplib.SMTP, sender: str, message: OutgoingMessage
+        self, conn: smtplib.SMTP, sender: str, message: OutgoingMessage,
+        progress: BatchLog | None = None, index: int = 0,
     ) -> tuple[Status, str, str | None]:
-        """One MAIL/RCPT/DATA exchange. Raises ``_Retry`` when worth another connection."""
+        """One MAIL/RCPT/DATA exchange. Raises ``_Retry`` when worth another connection.
+
+        ``progress`` is told right before the end of data leaves, and when the answer
+        comes (not when the connection is lost before it: then the fate is unknown)."""
         recipient = message.email
         options: list[str] = []
         if not (sender.isascii() and recipient.isascii()):
@@ -337,6 +347,8 @@ class SMTPBackend(BackendBase):
             code, reply = _command(conn, b"DATA\r\n")
             if code != 354:
                 return self._refused(conn, code, reply)
+            if progress is not None:
+                progress.handing(index)
             _sock(conn).sendall(data)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             raise _Retry(f"connection lost before the message was accepted: {exc}") from None
@@ -345,6 +357,8 @@ class SMTPBackend(BackendBase):
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop(conn)
             return Status.UNCERTAIN, f"connection lost after sending, before the reply: {exc}", None
+        if progress is not None:
+            progress.answered(index, code == 250)
         if code == 250:
             return Status.SENT, "", _reply(code, reply)
         if code == 421:
@@ -362,7 +376,8 @@ class SMTPBackend(BackendBase):
             raise _Retry(text) from None
         return (Status.TEMPORARY if 400 <= code < 500 else Status.PERMANENT), text, None
 
-    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
+    def send_batch(self, messages: Sequence[OutgoingMessage], progress: BatchLog | None = None
+                   ) -> list[DeliveryResult]:
         results: list[DeliveryResult] = []
         conn = self._checkout()
         unavailable: str | None = None  # once the server is unreachable, stop trying
@@ -385,7 +400,7 @@ class SMTPBackend(BackendBase):
                             outcome = (Status.TEMPORARY, unavailable, None)
                             break
                     try:
-                        outcome = self._transaction(conn, sender, message)
+                        outcome = self._transaction(conn, sender, message, progress, index)
                     except _Retry as retry:
                         reason = retry.reason
                         self._drop(conn)

@@ -190,7 +190,7 @@ def resume(ctx: WorkerContext, info: ScheduleInfo, now: dt.datetime) -> int | No
         return None
     if info.local_time:
         release_waves(ctx, info, now)
-    ledger.reconcile(ctx.engine, info.send_id)  # dead peers' batches -> uncertain
+    ledger.reconcile(ctx.engine, info.send_id)  # dead peers' batches, from journals
     send = ledger.get_send(ctx.engine, info.send_id)
     if send.status == "cancelled":
         return None

@@ -196,6 +196,8 @@ send_workers = sa.Table(
     sa.Column("started_at", Stamp, nullable=False),
     sa.Column("heartbeat_at", Stamp, nullable=False),
     sa.Column("stopped_at", Stamp, nullable=True),
+    # the folder of the worker's progress journal (delivery.journal), on its host
+    sa.Column("journal_dir", sa.Text(), nullable=True),
 )
 
 
