@@ -5,8 +5,8 @@ journal (``newsletter.delivery.journal``), from which ``ledger.reconcile`` settl
 worker's batch message by message; NULL when the worker keeps none (then its batches in
 flight become uncertain as a whole, as before).
 
-Revision ID: 0007_worker_journal
-Revises: 0006_issue_identity
+Revision ID: 0008_worker_journal
+Revises: 0007_check_constraint_names
 Create Date: 2026-11-26
 """
 
