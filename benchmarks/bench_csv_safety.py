@@ -1,4 +1,4 @@
-"""What formula neutralising costs: plain ``csv`` against ``newsletter.csvsafe``, side by side.
+"""What formula neutralising costs: plain ``csv`` against ``newsletter.audience.csvsafe``, side by side.
 
 Writing: ``csv.writer`` versus ``csvsafe.writer`` on the rows an export writes (email,
 name, status and two attributes; every 50th row has a cell starting with ``=`` or ``-``).
@@ -19,7 +19,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from newsletter import csvsafe
+from newsletter.audience import csvsafe
 
 
 def export_rows(count: int) -> list[list[str]]:

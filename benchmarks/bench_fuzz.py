@@ -33,10 +33,10 @@ def main() -> None:
     parser.add_argument("--show", type=int, default=5, help="how many slowest cases to list")
     args = parser.parse_args()
 
-    from newsletter.build import build_file
+    from newsletter.authoring.build import build_file
+    from newsletter.authoring.project import init_project
     from newsletter.config import load_settings
     from newsletter.errors import NewsletterError
-    from newsletter.project import init_project
     from tests.mutations import mutants
 
     folder = Path(tempfile.mkdtemp(prefix="bench-fuzz-"))

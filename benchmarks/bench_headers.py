@@ -43,7 +43,7 @@ BATCH = 1000
 
 def _child(loops: int) -> dict[str, float | None]:
     """Microseconds per message for each case, in this process's source tree."""
-    from newsletter.personalize import Recipient  # noqa: PLC0415
+    from newsletter.delivery.personalize import Recipient  # noqa: PLC0415
     from tests.delivery_helpers import SAMPLE, make_template  # noqa: PLC0415
 
     folder = Path(tempfile.mkdtemp())
@@ -67,7 +67,7 @@ def _child(loops: int) -> dict[str, float | None]:
             except Exception:  # a name main's code cannot take at all: shown as "fails"
                 out[f"{subject}/{kind}"] = None
     try:
-        from newsletter.store.bulk import header_safe  # noqa: PLC0415
+        from newsletter.audience.bulk import header_safe  # noqa: PLC0415
     except ImportError:
         return out
     rows = [(n, f"r{n}@example.com", f"r{n}@example.com", f"Reader {n}", "{}", "active",

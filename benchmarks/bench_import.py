@@ -3,7 +3,7 @@
     python benchmarks/bench_import.py                      # 1,000,000 rows, both databases
     python benchmarks/bench_import.py --rows 200000 --backends sqlite --profile
 
-Each import runs in a child process (``newsletter.importer.import_csv`` on a fresh
+Each import runs in a child process (``newsletter.audience.importer.import_csv`` on a fresh
 database), so that its peak memory (``ru_maxrss`` from ``os.wait4``) is its own.
 Prints rows/s and peak memory per database against the targets (SQLite >= 50,000
 rows/s, PostgreSQL >= 30,000 rows/s, peak < 200 MB), the cost per address of
@@ -84,8 +84,8 @@ def generate(path: Path, rows: int, seed: int = 4) -> dict[str, int]:
 
 CHILD = r"""
 import json, sys, cProfile, pstats, io
-from newsletter.store import open_store, create_list
-from newsletter.importer import import_csv
+from newsletter.audience import open_store, create_list
+from newsletter.audience.importer import import_csv
 url, csv_path, profile = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 engine = open_store(url)
 create_list(engine, "bench")
@@ -147,7 +147,7 @@ def normalisation_costs(csv_path: Path, sample: int = 50_000) -> None:
 
     from email_validator import EmailNotValidError, validate_email
 
-    from newsletter.store.emails import normalize
+    from newsletter.audience.emails import normalize
 
     with open(csv_path, encoding="utf-8", newline="") as f:
         reader = csv.reader(f)

@@ -10,7 +10,7 @@ Prints, side by side in one run:
   in a child process with its own peak RSS (``ru_maxrss`` from ``os.wait4``); medians and
   the ratio;
 - the reading layer alone (no database): ``csv.reader`` straight over the file, as the
-  importer read it before, against ``newsletter.csvread.RowReader``; medians and ratio;
+  importer read it before, against ``newsletter.audience.csvread.RowReader``; medians and ratio;
 - peak RSS of importing a file with one ``--huge-mb`` MB line (generated in a temporary
   folder, not in the repository), with this tree (target < 200 MB; the line is rejected)
   and, with ``--huge-baseline``, with the baseline tree.
@@ -37,8 +37,8 @@ PEAK_MB = 200
 
 CHILD = r"""
 import json, sys
-from newsletter.store import open_store, create_list
-from newsletter.importer import import_csv
+from newsletter.audience import open_store, create_list
+from newsletter.audience.importer import import_csv
 url, csv_path = sys.argv[1], sys.argv[2]
 engine = open_store(url)
 create_list(engine, "bench")
@@ -49,7 +49,7 @@ print(json.dumps(report.as_dict()))
 READ_CHILD = r"""
 import csv, io, json, sys, time
 from pathlib import Path
-from newsletter.csvread import RowReader, open_csv, read_header
+from newsletter.audience.csvread import RowReader, open_csv, read_header
 mode, path = sys.argv[1], Path(sys.argv[2])
 start = time.perf_counter()
 rows = 0

@@ -33,9 +33,9 @@ ISSUES = [REPO / "issues" / "2026-11-24.md", REPO / "tests" / "fixtures" / "typi
 def mrml_html(path: Path) -> str:
     from mjml import mjml2html
 
+    from newsletter.authoring.parse import parse_text
+    from newsletter.authoring.render import render_mjml
     from newsletter.config import Settings
-    from newsletter.parse import parse_text
-    from newsletter.render import render_mjml
 
     parsed = parse_text(path.read_text(encoding="utf-8"), str(path))
     assert parsed.issue is not None
@@ -210,7 +210,7 @@ def main() -> None:
             print(f"      {key}: {value}")
         print(f"    equivalent for a mail client: {'yes' if equivalent(report) else 'NO'}")
     print(
-        "\nKept: css-inline (newsletter/render.py). It is the faster one, and premailer's output"
+        "\nKept: css-inline (newsletter/authoring/render.py). It is the faster one, and premailer's output"
         "\nis not equivalent: it drops <!DOCTYPE html> (quirks mode), rewrites <img width=600>"
         "\nto width=100% (Outlook sizes images by that attribute) and does not apply :root."
     )

@@ -103,9 +103,9 @@ def ensure_mjml_js(version: str) -> Path:
 
 
 def mjml_sources() -> dict[Path, str]:
+    from newsletter.authoring.parse import parse_text
+    from newsletter.authoring.render import render_mjml
     from newsletter.config import Settings
-    from newsletter.parse import parse_text
-    from newsletter.render import render_mjml
 
     sources = {}
     for path in ISSUES:

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
+from newsletter.authoring.project import init_project
 from newsletter.config import load_settings
-from newsletter.project import init_project
 from newsletter.web import create_app
 from newsletter.web.server import BackgroundServer
 

@@ -47,12 +47,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from newsletter import ledger, tokens  # noqa: E402
+from newsletter.audience import tokens  # noqa: E402
+from newsletter.audience.lists import create_list  # noqa: E402
+from newsletter.authoring.project import init_project  # noqa: E402
 from newsletter.config import load_settings  # noqa: E402
-from newsletter.events import send_event_counts, webhook_events  # noqa: E402
-from newsletter.project import init_project  # noqa: E402
-from newsletter.store import create_list, open_store  # noqa: E402
-from newsletter.store.tables import memberships, subscribers  # noqa: E402
+from newsletter.db.connect import open_store  # noqa: E402
+from newsletter.db.tables import memberships, subscribers  # noqa: E402
+from newsletter.delivery import ledger  # noqa: E402
+from newsletter.feedback.effects import send_event_counts, webhook_events  # noqa: E402
 
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN",
                           "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

@@ -36,11 +36,11 @@ def _ms(seconds: float) -> str:
 
 
 def bench_library(loops: int) -> None:
-    from newsletter.build import build_text
+    from newsletter.authoring.build import build_text
     from newsletter.config import load_settings
 
     with tempfile.TemporaryDirectory() as tmp:
-        from newsletter.project import init_project
+        from newsletter.authoring.project import init_project
 
         init_project(Path(tmp) / "p", samples=False)
         settings = load_settings(Path(tmp) / "p")
@@ -73,10 +73,10 @@ def bench_library(loops: int) -> None:
 
 def _stages(text: str, path: str, settings, loops: int) -> None:
     """Where the time goes, stage by stage (medians)."""
-    from newsletter.parse import parse_text
-    from newsletter.render import _INLINER, render_mjml
-    from newsletter.text import render_text
-    from newsletter.validate import validate
+    from newsletter.authoring.parse import parse_text
+    from newsletter.authoring.render import _INLINER, render_mjml
+    from newsletter.authoring.text import render_text
+    from newsletter.authoring.validate import validate
 
     parsed = parse_text(text, path)
     lines = text.split("\n")
@@ -145,7 +145,7 @@ def bench_commands(runs: int, baseline: Path | None) -> None:
     print(f"(b) whole commands as a user runs them, start-up included, median of {runs} runs")
     with tempfile.TemporaryDirectory() as tmp:
         project = Path(tmp) / "p"
-        from newsletter.project import init_project
+        from newsletter.authoring.project import init_project
 
         init_project(project, samples=False)
         shutil.copyfile(SAMPLE, project / "issues" / SAMPLE.name)

@@ -1,7 +1,7 @@
 """Requeue cost: making uncertain recipients pending again, with and without the rule.
 
 `--retry-failed` and `--resend-uncertain` used to put rows back to pending with one plain
-UPDATE; now each row asks the rule of `store.receiving` (correlated look-ups of the
+UPDATE; now each row asks the rule of `audience.receiving` (correlated look-ups of the
 subscriber and membership, plus share locks on PostgreSQL) and is skipped when the
 subscriber may no longer receive. This times both on the same rows, interleaved round by
 round: N recipients of one send made `uncertain`, a tenth of them unsubscribed since.
@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 def _plain(engine: sa.Engine, send_id: int) -> int:
     """The requeue before the rule: one UPDATE, nobody asked."""
-    from newsletter.ledger import send_recipients
+    from newsletter.delivery.ledger import send_recipients
 
     r = send_recipients.c
     with engine.begin() as conn:
@@ -39,13 +39,13 @@ def _plain(engine: sa.Engine, send_id: int) -> int:
 
 
 def _ruled(engine: sa.Engine, send_id: int) -> int:
-    from newsletter import ledger
+    from newsletter.delivery import ledger
 
     return ledger.requeue_counted(engine, send_id, ["uncertain"]).pending
 
 
 def _reset(engine: sa.Engine, send_id: int) -> None:
-    from newsletter.ledger import send_recipients
+    from newsletter.delivery.ledger import send_recipients
 
     with engine.begin() as conn:
         conn.execute(send_recipients.update().where(send_recipients.c.send_id == send_id)
@@ -53,8 +53,8 @@ def _reset(engine: sa.Engine, send_id: int) -> None:
 
 
 def _prepare(folder: Path, url: str | None, count: int) -> tuple[sa.Engine, int]:
-    from newsletter import ledger
-    from newsletter.store.tables import subscribers
+    from newsletter.db.tables import subscribers
+    from newsletter.delivery import ledger
     from tests.sendtools import make_project, seed
 
     settings = make_project(folder, url)

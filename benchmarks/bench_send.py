@@ -4,7 +4,7 @@ Side by side, in ``--rounds`` rounds (default 3), each phase in its own fresh pr
 
 (a) the practical ceiling: a bare ``sendgrid`` client posting pre-built 1,000-recipient
     payloads with ``--workers`` requests in flight (``bench_sendgrid.run_bare``);
-(c) ``newsletter.sending``: preflight, create the send, snapshot the recipients into the
+(c) ``newsletter.delivery.sending``: preflight, create the send, snapshot the recipients into the
     ledger, claim batches of 1,000, personalise, post, record each answer — what
     ``newsletter send`` does. "send created in" is the time to the send's creation (the
     preflight and the first snapshot chunk; the rest is copied while sending).
@@ -81,10 +81,10 @@ def seed_in_process(project: Path, database_url: str | None, count: int) -> floa
 
 def run_send(url: str, count: int, workers: int, out, project: str = "",
              journal: bool = True) -> None:
-    from newsletter import sending
     from newsletter.config import load_settings
-    from newsletter.delivery import engine as delivery_engine
-    from newsletter.store import open_store
+    from newsletter.db.connect import open_store
+    from newsletter.delivery import runner as delivery_engine
+    from newsletter.delivery import sending
 
     delivery_engine.KEEP_JOURNALS = journal
 

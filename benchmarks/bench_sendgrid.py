@@ -47,7 +47,7 @@ def address(i: int) -> str:
 
 
 def recipients(start: int, stop: int):
-    from newsletter.personalize import Recipient
+    from newsletter.delivery.personalize import Recipient
 
     return [Recipient(i, address(i), f"Reader {i}" if i % 3 else None) for i in range(start, stop)]
 
@@ -73,7 +73,7 @@ def _batches(count: int):
 def run_bare(url: str, count: int, workers: int, out) -> None:
     from sendgrid import SendGridAPIClient
 
-    from newsletter.delivery.sendgrid import JSON_HEADERS, Body, SendGridBackend
+    from newsletter.delivery.backends.sendgrid import JSON_HEADERS, Body, SendGridBackend
 
     with tempfile.TemporaryDirectory() as tmp:
         template = _template(tmp)
@@ -115,7 +115,7 @@ def run_bare(url: str, count: int, workers: int, out) -> None:
 
 
 def run_ours(url: str, count: int, workers: int, out) -> None:
-    from newsletter.delivery.sendgrid import SendGridBackend
+    from newsletter.delivery.backends.sendgrid import SendGridBackend
 
     with tempfile.TemporaryDirectory() as tmp:
         template = _template(tmp)

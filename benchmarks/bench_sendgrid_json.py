@@ -34,8 +34,8 @@ BATCH = 1000
 
 
 def child(loops: int) -> None:
-    from newsletter import ledger
-    from newsletter.delivery.sendgrid import SendGridBackend, rows_json
+    from newsletter.delivery import ledger
+    from newsletter.delivery.backends.sendgrid import SendGridBackend, rows_json
     from tests.delivery_helpers import make_template
 
     template = make_template(Path(tempfile.mkdtemp()) / "briefing", send_id=1, list_id=1)

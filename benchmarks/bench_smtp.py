@@ -234,8 +234,8 @@ def raw_replay(port: int, payloads: list[bytes], indices: range) -> None:
 
 
 def ours(port: int, template, count: int, workers: int) -> tuple[int, int]:
-    from newsletter.delivery.smtp import SMTPBackend, parse_smtp_url
-    from newsletter.personalize import Recipient
+    from newsletter.delivery.backends.smtp import SMTPBackend, parse_smtp_url
+    from newsletter.delivery.personalize import Recipient
 
     backend = SMTPBackend(parse_smtp_url(f"smtp://127.0.0.1:{port}"), workers=workers)
     size = backend.batch_size
@@ -275,10 +275,10 @@ def _seed(project: str, count: int) -> None:  # child process: subscribers r1..r
 def run_send(project: str, port: int, workers: int, conn, journal: bool = True
              ) -> None:  # child process
     """What ``newsletter send ISSUE --list daily --backend smtp --yes`` does, timed."""
-    from newsletter import sending
     from newsletter.config import load_settings
-    from newsletter.delivery import engine as delivery_engine
-    from newsletter.store import open_store
+    from newsletter.db.connect import open_store
+    from newsletter.delivery import runner as delivery_engine
+    from newsletter.delivery import sending
 
     delivery_engine.KEEP_JOURNALS = journal
 
@@ -339,7 +339,7 @@ def check(sink: Sink, expected: int, label: str) -> str:
 
 
 def bench(kind: str, template, count: int, plain: int, workers: int, seeded: Path) -> None:
-    from newsletter.personalize import Recipient
+    from newsletter.delivery.personalize import Recipient
 
     sink = Sink(kind)
     sent: dict = {}

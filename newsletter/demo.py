@@ -18,10 +18,10 @@ import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
-from .build import build_file
+from .authoring.build import build_file
+from .authoring.project import init_project, issue_files
 from .config import CONFIG_NAME, load_settings
 from .errors import NewsletterError
-from .project import init_project, issue_files
 
 DEMO_MARK = ("# made by `newsletter demo`: example addresses allowed, sent only to the outbox\n"
              "demo = true\n")
@@ -82,7 +82,7 @@ def run_demo(folder: Path, echo: Callable[[str], None] = print) -> dict:
     echo(f"rendered {html_path} ({newest.rendered.size / 1024:.1f} KB) and {text_path}")
     summary["html"] = str(html_path)
     summary["text"] = str(text_path)
-    from .importer import DEMO_LIST, import_demo_subscribers
+    from .audience.importer import DEMO_LIST, import_demo_subscribers
 
     summary["subscribers"] = import_demo_subscribers(settings, echo).as_dict()
     summary["send"] = _send_demo(settings, files[0], DEMO_LIST, folder, echo)
@@ -94,8 +94,9 @@ def _send_demo(
     settings, issue: Path, list_name: str, folder: Path, echo: Callable[[str], None]
 ) -> dict:
     """Send the newest issue to the demo list through the outbox backend (once)."""
-    from . import ledger, sending
-    from .store import get_list, open_store
+    from .audience.lists import get_list
+    from .db.connect import open_store
+    from .delivery import ledger, sending
 
     engine = open_store(settings)
     try:

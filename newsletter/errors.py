@@ -36,7 +36,7 @@ with a plain status line that says nothing about anyone.
         └── MalformedEvent           one event of a request: skipped and counted
 
 The modules that raise them import them from here and keep their old names importable
-(``from newsletter.store import ListNotFound`` still works).
+(``from newsletter.audience import ListNotFound`` still works).
 """
 
 from __future__ import annotations

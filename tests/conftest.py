@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from newsletter.authoring.project import init_project
 from newsletter.config import Settings, load_settings
-from newsletter.project import init_project
 
 pytest_plugins = ["tests.dbfixtures"]
 

@@ -21,7 +21,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from newsletter.store import ensure_schema, make_engine, open_store
+from newsletter.db.connect import open_store
+from newsletter.db.engine import make_engine
+from newsletter.db.schema import ensure_schema
 
 PG_HOST = os.environ.get("NEWSLETTER_TEST_PG_HOST", "127.0.0.1:5432")
 PG_ADMIN_URLS = [

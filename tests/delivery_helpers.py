@@ -7,10 +7,10 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 
-from newsletter.build import build_file
+from newsletter.authoring.build import build_file
+from newsletter.authoring.project import init_project
 from newsletter.config import Settings, load_settings
-from newsletter.personalize import MessageTemplate, Recipient, prepare
-from newsletter.project import init_project
+from newsletter.delivery.personalize import MessageTemplate, Recipient, prepare
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "issues" / "2026-11-24.md"

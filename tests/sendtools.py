@@ -15,17 +15,18 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from newsletter.audience.lists import create_list
+from newsletter.authoring.project import init_project
 from newsletter.config import Settings, load_settings
-from newsletter.project import init_project
-from newsletter.store import create_list, open_store
-from newsletter.store.tables import memberships, subscribers
+from newsletter.db.connect import open_store
+from newsletter.db.tables import memberships, subscribers
 
 PG_ADMIN = ("postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
             "postgresql+psycopg://root@127.0.0.1:5432/postgres")
 
 
 # Real sends refuse `newsletter init`'s example values (example.org, "1 Example Street":
-# newsletter.placeholders); projects that send use this made-up newsroom instead. No test
+# newsletter.delivery.placeholders); projects that send use this made-up newsroom instead. No test
 # reaches the internet: mail goes to the outbox or to a local SMTP server.
 NEWSROOM = {
     "from_address": "Send Test <news@sendtest.news>",

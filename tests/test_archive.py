@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from newsletter import archive, ledger
+from newsletter.audience.lists import create_list
+from newsletter.authoring.slugs import file_slug
+from newsletter.delivery import archive, ledger
 from newsletter.errors import NewsletterError
-from newsletter.slugs import file_slug
-from newsletter.store import create_list
 from newsletter.web.archive import ATOM, feed_xml
 
 from .sendtools import NEWSROOM, make_project

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import tokens
-from newsletter.delivery import BackendUnavailable, Status, get_backend
-from newsletter.delivery.outbox import OutboxBackend
-from newsletter.personalize import Recipient
+from newsletter.audience import tokens
+from newsletter.delivery.backends import get_backend
+from newsletter.delivery.backends.base import BackendUnavailable, Status
+from newsletter.delivery.backends.outbox import OutboxBackend
+from newsletter.delivery.personalize import Recipient
 from tests.delivery_helpers import make_template, parse, recipients, send_settings
 
 

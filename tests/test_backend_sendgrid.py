@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from sendgrid import SendGridAPIClient
 
-from newsletter import tokens
-from newsletter.delivery import BackendUnavailable, Status, get_backend
-from newsletter.delivery.sendgrid import SendGridBackend, split_requests
+from newsletter.audience import tokens
+from newsletter.delivery.backends import get_backend
+from newsletter.delivery.backends.base import BackendUnavailable, Status
+from newsletter.delivery.backends.sendgrid import SendGridBackend, split_requests
+from newsletter.delivery.ledger import ClaimedRow
+from newsletter.delivery.personalize import MessageTemplate, Recipient
 from newsletter.errors import ConfigError
-from newsletter.ledger import ClaimedRow
-from newsletter.personalize import MessageTemplate, Recipient
 from tests.delivery_helpers import make_template, recipients, send_settings
 from tests.sendgrid_standin import SendGridStandIn, sendgrid_standin  # noqa: F401 (fixture)
 from tests.smtpserver import free_port
@@ -288,7 +289,7 @@ def test_standin_contract_with_the_bare_client(standin: SendGridStandIn) -> None
 
 
 def test_the_row_fast_path_builds_the_same_request_byte_for_byte(template) -> None:
-    from newsletter.delivery.sendgrid import rows_json
+    from newsletter.delivery.backends.sendgrid import rows_json
 
     backend = SendGridBackend(KEY, "http://127.0.0.1:9")
     content = backend.content_for(template)
@@ -307,7 +308,7 @@ def test_the_row_fast_path_builds_the_same_request_byte_for_byte(template) -> No
     Recipient(9, "USER1@example.com"),  # the same address as user1: two requests
 ])
 def test_the_row_fast_path_leaves_unusual_batches_to_the_general_path(template, odd) -> None:
-    from newsletter.delivery.sendgrid import rows_json
+    from newsletter.delivery.backends.sendgrid import rows_json
 
     content = SendGridBackend(KEY, "http://127.0.0.1:9").content_for(template)
     assert rows_json(content, template, recipients(3) + [odd]) is None

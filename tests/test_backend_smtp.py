@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import tokens
-from newsletter.delivery import BackendUnavailable, Status, get_backend
-from newsletter.delivery.smtp import SMTPBackend, parse_smtp_url
+from newsletter.audience import tokens
+from newsletter.delivery.backends import get_backend
+from newsletter.delivery.backends.base import BackendUnavailable, Status
+from newsletter.delivery.backends.smtp import SMTPBackend, parse_smtp_url
+from newsletter.delivery.personalize import MessageTemplate
 from newsletter.errors import ConfigError
-from newsletter.personalize import MessageTemplate
 from tests.delivery_helpers import make_template, recipients, send_settings
 from tests.smtpserver import SMTPTestServer, smtp_server  # noqa: F401 (a fixture)
 
@@ -233,7 +234,7 @@ def test_url_defaults_and_decoding() -> None:
 
 
 def test_probe_checks_login_without_sending() -> None:
-    from newsletter.delivery.smtp import probe
+    from newsletter.delivery.backends.smtp import probe
 
     with SMTPTestServer(auth=("u", "p"), tls="starttls") as server:
         assert "ready (TLS)" in probe(parse_smtp_url(server.url))
@@ -270,7 +271,7 @@ def test_server_gone_mid_batch_leaves_the_rest_temporary(template: MessageTempla
 
 
 def test_internationalized_addresses_need_smtputf8(template: MessageTemplate) -> None:
-    from newsletter.personalize import Recipient
+    from newsletter.delivery.personalize import Recipient
 
     people = [Recipient(1, "zoë@exämple.com", "Zoë"), Recipient(2, "plain@example.com", None)]
     with SMTPTestServer() as server, backend_for(server.url) as backend:

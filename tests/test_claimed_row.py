@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import ledger, sending
+from newsletter.delivery import ledger, sending
 
 from .sendtools import make_project, pg_database, seed
 

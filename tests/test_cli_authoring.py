@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from newsletter.authoring.parse import parse_text
+from newsletter.authoring.project import new_issue
 from newsletter.cli import main
 from newsletter.config import load_settings
-from newsletter.parse import parse_text
-from newsletter.project import new_issue
 
 from .conftest import SAMPLE, write_issue
 

@@ -18,17 +18,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from newsletter.audience.lists import get_list
+from newsletter.audience.subscribers import count_subscribers, get_subscriber, set_status
 from newsletter.cli import main
-from newsletter.store import (
-    count_subscribers,
-    get_list,
-    get_subscriber,
-    make_engine,
-    open_store,
-    set_status,
-)
-from newsletter.store import schema as schema_module
-from newsletter.store.tables import memberships, subscribers
+from newsletter.db import schema as schema_module
+from newsletter.db.connect import open_store
+from newsletter.db.engine import make_engine
+from newsletter.db.tables import memberships, subscribers
 
 from .conftest import REPO
 
@@ -218,7 +214,7 @@ def _consistent(engine: Engine, list_id: int) -> int:
 def test_killed_import_leaves_the_database_consistent_and_a_rerun_completes_it(
     store: Engine, store_url: str, project: Path, tmp_path: Path, stop: signal.Signals
 ) -> None:
-    from newsletter.store import create_list
+    from newsletter.audience.lists import create_list
 
     daily = create_list(store, "daily")
     csv_file = tmp_path / "big.csv"

@@ -204,7 +204,7 @@ def test_a_short_secret_key_from_the_environment_names_the_variable(
 
 
 def test_init_writes_a_key_long_enough(tmp_path: Path) -> None:
-    from newsletter.project import init_project
+    from newsletter.authoring.project import init_project
 
     init_project(tmp_path / "p")
     key = load_settings(tmp_path / "p").secret_key

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from newsletter.build import build_file
+from newsletter.authoring.build import build_file
 from newsletter.config import Settings
 
 from .conftest import REPO, write_issue

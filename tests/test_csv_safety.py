@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from newsletter.audience.csvsafe import RISKY, neutralise, restore
+from newsletter.audience.subscribers import get_subscriber
+from newsletter.authoring.project import init_project
 from newsletter.config import load_settings
-from newsletter.csvsafe import RISKY, neutralise, restore
-from newsletter.project import init_project
-from newsletter.store import get_subscriber, open_store
+from newsletter.db.connect import open_store
 
 from .test_private_files import run  # noqa: F401 - the in-process runner fixture
 

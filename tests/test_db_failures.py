@@ -16,10 +16,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from newsletter.audience.lists import create_list
+from newsletter.audience.subscribers import count_subscribers
+from newsletter.authoring.project import init_project
 from newsletter.cli import main
 from newsletter.config import load_settings
-from newsletter.project import init_project
-from newsletter.store import count_subscribers, create_list, open_store
+from newsletter.db.connect import open_store
 
 from .sendtools import newsletter_cmd, seed, use_newsroom
 

@@ -43,7 +43,7 @@ def _tree(folder: Path) -> dict[str, bytes]:
 
 
 def test_demo_refuses_a_real_project_and_changes_nothing(tmp_path: Path) -> None:
-    from newsletter.project import init_project
+    from newsletter.authoring.project import init_project
 
     real = tmp_path / "briefing"
     init_project(real, name="The Real Briefing")

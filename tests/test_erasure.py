@@ -13,11 +13,13 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from newsletter import erasure, ledger
-from newsletter.events import apply_events, engagement
-from newsletter.store import add_subscriber, create_list, remove_subscriber
-from newsletter.store.tables import metadata
-from newsletter.webhooks import Effect, Event
+from newsletter.audience import erasure
+from newsletter.audience.lists import create_list
+from newsletter.audience.subscribers import add_subscriber, remove_subscriber
+from newsletter.db.tables import metadata
+from newsletter.delivery import ledger
+from newsletter.feedback.effects import apply_events, engagement
+from newsletter.feedback.sendgrid import Effect, Event
 
 ADDRESS = "Ann.Lee@example.org"
 KEY = "k" * 40

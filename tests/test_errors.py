@@ -19,7 +19,7 @@ from newsletter.errors import NewsletterError
 PACKAGE = Path(newsletter.__file__).resolve().parent
 #: exception classes allowed outside errors.py, with the reason
 PRIVATE = {
-    "newsletter.delivery.smtp._Retry": "control flow inside SmtpBackend.send_batch: raised "
+    "newsletter.delivery.backends.smtp._Retry": "control flow inside SmtpBackend.send_batch: raised "
     "and caught within one call, never seen by the CLI or the web",
 }
 
@@ -60,11 +60,14 @@ def test_every_error_is_in_the_family_and_in_the_diagram() -> None:
 
 
 def test_the_old_import_paths_still_work() -> None:
-    from newsletter.delivery import BackendUnavailable
-    from newsletter.ledger import SendExists, SendNotFound
-    from newsletter.store import InvalidEmail, ListNotFound, SchemaError, SubscriberNotFound
-    from newsletter.tokens import InvalidToken
-    from newsletter.webhooks import WebhookMalformed, WebhookRejected
+    from newsletter.audience.emails import InvalidEmail
+    from newsletter.audience.lists import ListNotFound
+    from newsletter.audience.subscribers import SubscriberNotFound
+    from newsletter.audience.tokens import InvalidToken
+    from newsletter.db.schema import SchemaError
+    from newsletter.delivery.backends.base import BackendUnavailable
+    from newsletter.delivery.ledger import SendExists, SendNotFound
+    from newsletter.feedback.sendgrid import WebhookMalformed, WebhookRejected
 
     for cls in (BackendUnavailable, SendExists, SendNotFound, InvalidEmail, ListNotFound,
                 SchemaError, SubscriberNotFound, InvalidToken, WebhookMalformed,
@@ -104,12 +107,12 @@ def test_the_cli_reports_any_family_member_in_one_line(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """An error from anywhere in the tree (here: a broken template while rendering,
     once outside the family) is one line and its exit code, never a traceback."""
-    import newsletter.project
+    import newsletter.authoring.project
 
     def broken(*args: object, **kwargs: object) -> None:
         raise errors.RenderError("story.mjml.j2:3: template syntax error: unexpected '}'")
 
-    monkeypatch.setattr(newsletter.project, "init_project", broken)
+    monkeypatch.setattr(newsletter.authoring.project, "init_project", broken)
     with pytest.raises(SystemExit) as exited:
         main(["init", "somewhere"])
     assert exited.value.code == 1

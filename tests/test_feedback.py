@@ -1,7 +1,7 @@
 """Feedback from SendGrid's Event Webhook: what each event does, on SQLite and PostgreSQL.
 
-The events are parsed from JSON as SendGrid posts them (``webhooks.parse_events``) and
-applied by ``events.apply_events``; what is asserted is what an editor sees afterwards:
+The events are parsed from JSON as SendGrid posts them (``feedback.sendgrid.parse_events``) and
+applied by ``feedback.effects.apply_events``; what is asserted is what an editor sees afterwards:
 the subscriber's status and reason, who the running send still reaches, and the counts
 ``newsletter sends show`` prints.
 """
@@ -13,10 +13,11 @@ import json
 import pytest
 from sqlalchemy.engine import Engine
 
-from newsletter import ledger
-from newsletter.events import Replayed, apply_events, engagement
-from newsletter.store import add_subscriber, create_list, get_subscriber
-from newsletter.webhooks import parse_events
+from newsletter.audience.lists import create_list
+from newsletter.audience.subscribers import add_subscriber, get_subscriber
+from newsletter.delivery import ledger
+from newsletter.feedback.effects import Replayed, apply_events, engagement
+from newsletter.feedback.sendgrid import parse_events
 
 READERS = [f"r{n}@example.com" for n in range(1, 7)]
 

@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from newsletter.build import build_text
+from newsletter.authoring.build import build_text
+from newsletter.authoring.model import Severity
 from newsletter.config import Settings, load_settings
-from newsletter.model import Severity
 
 FUZZ_SETTINGS = settings(
     max_examples=150,
@@ -159,7 +159,7 @@ def issue_files(draw: st.DrawFn) -> str:
 
 @pytest.fixture(scope="module")
 def fuzz_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    from newsletter.project import init_project
+    from newsletter.authoring.project import init_project
 
     folder = tmp_path_factory.mktemp("fuzz") / "p"
     init_project(folder, samples=False)
@@ -271,7 +271,7 @@ def hang_guard(seconds: float):
 
 
 def test_mutated_sample_issues_never_raise(fuzz_settings, tmp_path: Path) -> None:
-    from newsletter.build import build_file
+    from newsletter.authoring.build import build_file
     from newsletter.errors import NewsletterError
 
     from .mutations import mutants
@@ -323,7 +323,7 @@ def test_unclosed_merge_field_before_a_long_run_of_blanks(fuzz_settings) -> None
 def test_merge_field_pattern_matches_as_the_old_one_did(text: str, fuzz_settings) -> None:
     import re
 
-    from newsletter.render import NAME_FIELD
+    from newsletter.authoring.render import NAME_FIELD
 
     old = re.compile(r"\{\{\s*name\s*(?:\|\s*([^{}]*?)\s*)?\}\}")  # quadratic, same matches
     assert [(m.span(), m.group(1)) for m in NAME_FIELD.finditer(text)] == [

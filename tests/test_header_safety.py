@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, given, seed
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from newsletter import ledger, personalize, sending
-from newsletter.headersafe import NAME_MAX, clean_text
-from newsletter.store.tables import subscribers
+from newsletter.db.tables import subscribers
+from newsletter.delivery import ledger, personalize, sending
+from newsletter.delivery.headersafe import NAME_MAX, clean_text
 
 from .sendgrid_standin import SendGridStandIn
 from .sendtools import make_project
@@ -271,7 +271,7 @@ def test_any_name_fails_at_most_its_own_message(harness: Harness) -> None:
 
 
 def test_add_subscriber_stores_a_header_safe_name(store: sa.Engine) -> None:
-    from newsletter.store import add_subscriber, get_subscriber
+    from newsletter.audience.subscribers import add_subscriber, get_subscriber
 
     add_subscriber(store, "ann@example.org", name=" Ann\u2028Lee\r\nBcc: x\x00 ")
     assert get_subscriber(store, "ann@example.org").name == "Ann Lee Bcc: x"
@@ -282,8 +282,8 @@ def test_add_subscriber_stores_a_header_safe_name(store: sa.Engine) -> None:
 
 
 def test_import_stores_header_safe_names(store: sa.Engine, tmp_path: Path) -> None:
-    from newsletter.importer import import_csv
-    from newsletter.store import get_subscriber
+    from newsletter.audience.importer import import_csv
+    from newsletter.audience.subscribers import get_subscriber
 
     csv = tmp_path / "members.csv"
     csv.write_text(
@@ -323,7 +323,7 @@ def test_invisible_and_unencodable_characters_are_dropped() -> None:
 @given(value=st.text(st.characters(blacklist_categories=("Cs",)), max_size=400),
        name=st.sampled_from(["Subject", "To"]))
 def test_headers_fold_to_short_lines_and_read_back(value: str, name: str) -> None:
-    from newsletter.headersafe import address_header, text_header
+    from newsletter.delivery.headersafe import address_header, text_header
 
     text = clean_text(value, 400)
     assert clean_text(text, 400) == text  # the rule is idempotent

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
+from newsletter.audience.importer import import_csv, rejects_path_for
+from newsletter.audience.subscribers import count_subscribers, get_subscriber, list_subscribers
 from newsletter.errors import UsageError
-from newsletter.importer import import_csv, rejects_path_for
-from newsletter.store import count_subscribers, get_subscriber, list_subscribers
 
 from .conftest import REPO
 

@@ -11,14 +11,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from newsletter.errors import UsageError
-from newsletter.importer import export_csv, import_csv, rejects_path_for
-from newsletter.store import (
+from newsletter.audience.importer import export_csv, import_csv, rejects_path_for
+from newsletter.audience.lists import create_list, get_list
+from newsletter.audience.subscribers import (
     add_subscriber,
     count_by_status,
     count_subscribers,
-    create_list,
-    get_list,
     get_subscriber,
     list_subscribers,
     sendable_batch,
@@ -26,7 +24,8 @@ from newsletter.store import (
     subscriber_lists,
     unsubscribe,
 )
-from newsletter.store.tables import lists, memberships, subscribers
+from newsletter.db.tables import lists, memberships, subscribers
+from newsletter.errors import UsageError
 
 
 def write(path: Path, text: str, bom: bool = False, crlf: bool = False) -> Path:
@@ -288,8 +287,8 @@ def test_progress_reports_bytes_and_rows(store: Engine, tmp_path: Path) -> None:
 
 
 def test_demo_subscribers_are_imported_once(settings) -> None:  # type: ignore[no-untyped-def]
-    from newsletter.importer import DEMO_LIST, import_demo_subscribers
-    from newsletter.store import open_store
+    from newsletter.audience.importer import DEMO_LIST, import_demo_subscribers
+    from newsletter.db.connect import open_store
 
     lines: list[str] = []
     first = import_demo_subscribers(settings, lines.append)

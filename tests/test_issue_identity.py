@@ -14,14 +14,14 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from newsletter import archive, ledger, sending
-from newsletter.build import build_file
+from newsletter.authoring.build import build_file
+from newsletter.authoring.slugs import SLUG, file_slug
+from newsletter.db.engine import make_engine
+from newsletter.db.schema import alembic_config
+from newsletter.delivery import archive, ledger, sending
 from newsletter.errors import NewsletterError
 from newsletter.scheduling import schedules
 from newsletter.scheduling.worker import WorkerProcess
-from newsletter.slugs import SLUG, file_slug
-from newsletter.store.engine import make_engine
-from newsletter.store.schema import alembic_config
 from newsletter.web import create_app
 
 from .sendtools import make_project, newsletter_cmd, pg_database, seed
@@ -223,7 +223,7 @@ def test_migration_backfills_identity_and_makes_old_slugs_url_safe(tmp_path: Pat
     command.upgrade(alembic_config(engine), "heads")
     with engine.connect() as conn:
         rows = conn.execute(sa.select(ledger.sends).order_by(ledger.sends.c.id)).all()
-    from newsletter.identity import issue_key, of_issue
+    from newsletter.authoring.identity import issue_key, of_issue
 
     expected = of_issue(build_file(path, settings, render_html=False).issue)
     assert rows[0].issue_slug == file_slug(path) and rows[0].issue_key == expected.issue_key

@@ -12,9 +12,10 @@ import datetime as dt
 import pytest
 from sqlalchemy.engine import Engine
 
-from newsletter import ledger
-from newsletter.identity import Identity
-from newsletter.store import add_subscriber, create_list, set_status, unsubscribe
+from newsletter.audience.lists import create_list
+from newsletter.audience.subscribers import add_subscriber, set_status, unsubscribe
+from newsletter.authoring.identity import Identity
+from newsletter.delivery import ledger
 
 
 def _list(store: Engine, count: int, name: str = "daily") -> int:

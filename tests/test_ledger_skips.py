@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from newsletter import ledger, sending
-from newsletter.store import delete_list, remove_subscriber, set_status, unsubscribe
-from newsletter.store.tables import memberships, subscribers
+from newsletter.audience.lists import delete_list
+from newsletter.audience.subscribers import remove_subscriber, set_status, unsubscribe
+from newsletter.db.tables import memberships, subscribers
+from newsletter.delivery import ledger, sending
 
 from .sendtools import make_project, pg_database, seed
 

@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from newsletter.model import BulletList, Link, Paragraph, SectionKind, Severity, Strong
-from newsletter.parse import _load_yaml, _simple_front_matter, locate, parse_text
+from newsletter.authoring.model import BulletList, Link, Paragraph, SectionKind, Severity, Strong
+from newsletter.authoring.parse import _load_yaml, _simple_front_matter, locate, parse_text
 
 from .conftest import REPO
 
@@ -339,7 +339,7 @@ def test_simple_front_matter_is_used_for_the_samples() -> None:
 def test_markdown_too_deep_for_the_reader_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
     # markdown-it limits nesting itself, so no real file gets here: this checks that if the
     # reader ever runs out of stack, the editor gets a finding, not a crash
-    from newsletter import parse
+    from newsletter.authoring import parse
 
     def exhausted(body: str):
         raise RecursionError("maximum recursion depth exceeded")
@@ -385,7 +385,7 @@ def test_runs_of_spaces_parse_in_linear_time(hang_guard, text: str, rule, line: 
 
 
 def test_long_runs_of_stars_are_a_finding_not_a_crash(hang_guard, settings) -> None:
-    from newsletter.build import build_text
+    from newsletter.authoring.build import build_text
 
     text = FRONT + "# Lead: X\n" + "*" * 2000 + "a" + "*" * 2000 + "\n"  # 1,000 levels deep
     result = build_text(text, "t.md", settings)  # was RecursionError (exit 70)
@@ -442,7 +442,7 @@ def test_brackets_that_are_not_links_are_fine() -> None:
 
 
 def test_text_past_the_inline_budget_is_one_error_and_kept_plain(hang_guard) -> None:
-    from newsletter.inline import MAX_INLINE_CHARS
+    from newsletter.authoring.inline import MAX_INLINE_CHARS
 
     paragraph = "[" * 50_000  # markdown-it's slowest input: about 7 us a character
     text = FRONT + "# Lead: X\n" + "\n\n".join([paragraph] * 6) + "\n"

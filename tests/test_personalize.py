@@ -12,11 +12,11 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from newsletter import tokens
-from newsletter.build import build_file
+from newsletter.audience import tokens
+from newsletter.authoring.build import build_file
 from newsletter.config import Settings, load_settings
+from newsletter.delivery.personalize import MessageTemplate, Recipient, prepare
 from newsletter.errors import ConfigError
-from newsletter.personalize import MessageTemplate, Recipient, prepare
 from tests.conftest import write_issue
 
 BODY = """# Lead: Hello {{name|reader}}, a test
@@ -192,7 +192,7 @@ def test_lines_starting_with_a_dot_are_stuffed_for_smtp(project: Path) -> None:
 
 @pytest.fixture(scope="module")
 def sample_template(tmp_path_factory: pytest.TempPathFactory) -> MessageTemplate:
-    from newsletter.project import init_project
+    from newsletter.authoring.project import init_project
 
     folder = tmp_path_factory.mktemp("p") / "briefing"
     init_project(folder, name="Sample")

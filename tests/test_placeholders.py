@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import ledger
+from newsletter.authoring.project import init_project
 from newsletter.config import load_settings
-from newsletter.placeholders import problems, reserved_domain
-from newsletter.project import init_project
+from newsletter.delivery import ledger
+from newsletter.delivery.placeholders import problems, reserved_domain
 
 from .sendtools import NEWSROOM, make_project, newsletter_cmd, seed
 

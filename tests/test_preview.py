@@ -13,7 +13,7 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
-from newsletter.build import build_file
+from newsletter.authoring.build import build_file
 from newsletter.config import Settings, load_settings
 from newsletter.web import create_app, stopping
 from newsletter.web.preview import Badge, force_theme

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from newsletter.audience.subscribers import count_subscribers
 from newsletter.cli import main
 from newsletter.config import load_settings
-from newsletter.store import count_subscribers, open_store
+from newsletter.db.connect import open_store
 from newsletter.web import create_app
 
 from .sendtools import seed

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import ledger, sending
-from newsletter.delivery import journal
-from newsletter.delivery.smtp import SMTPBackend
-from newsletter.store import unsubscribe
+from newsletter.audience.subscribers import unsubscribe
+from newsletter.delivery import journal, ledger, sending
+from newsletter.delivery.backends.smtp import SMTPBackend
 
 from .sendtools import make_project, seed
 from .smtpserver import SMTPTestServer

@@ -1,4 +1,4 @@
-"""The rule of who may receive a send (store/receiving.py), and everything that states it.
+"""The rule of who may receive a send (audience/receiving.py), and everything that states it.
 
 For every combination of global status and membership (including no membership and no
 subscriber at all), on SQLite and PostgreSQL: the Python form, the SQL forms, the
@@ -13,9 +13,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from newsletter import ledger
-from newsletter.store import create_list
-from newsletter.store.receiving import (
+from newsletter.audience.lists import create_list
+from newsletter.audience.receiving import (
     effective_status,
     effective_status_sql,
     may_receive,
@@ -23,7 +22,8 @@ from newsletter.store.receiving import (
     refusal,
     refusal_reason,
 )
-from newsletter.store.tables import MEMBERSHIP_STATUSES, STATUSES, memberships, subscribers
+from newsletter.db.tables import MEMBERSHIP_STATUSES, STATUSES, memberships, subscribers
+from newsletter.delivery import ledger
 
 # None: no such row (membership removed, subscriber erased)
 COMBINATIONS = [(s, m) for s in STATUSES for m in (*MEMBERSHIP_STATUSES, None)]

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.build import build_file, build_text
+from newsletter.authoring.build import build_file, build_text
+from newsletter.authoring.render import UNSUBSCRIBE_MARK, fill_name, render
+from newsletter.authoring.validate import GMAIL_CLIP_BYTES
 from newsletter.config import Settings, load_settings
-from newsletter.render import UNSUBSCRIBE_MARK, fill_name, render
-from newsletter.validate import GMAIL_CLIP_BYTES
 
 from .conftest import REPO, SAMPLE
 
@@ -58,7 +58,7 @@ def tags(html: str) -> _Tags:
 
 @pytest.fixture(scope="module")
 def rendered_sample(tmp_path_factory: pytest.TempPathFactory):
-    from newsletter.project import init_project
+    from newsletter.authoring.project import init_project
 
     folder = tmp_path_factory.mktemp("render") / "p"
     init_project(folder, samples=False)
@@ -140,7 +140,7 @@ def test_identical_input_gives_byte_identical_output(settings: Settings) -> None
     assert first.html == second.html and first.text == second.text
     # and across processes with different hash seeds (set/dict order must not leak in)
     script = (
-        "import sys; from newsletter.build import build_file; "
+        "import sys; from newsletter.authoring.build import build_file; "
         "from newsletter.config import load_settings; "
         f"r = build_file({str(SAMPLE)!r}, load_settings({str(settings.project_dir)!r})); "
         "sys.stdout.buffer.write(r.rendered.html.encode())"
@@ -289,7 +289,7 @@ def test_hard_numbers_side_by_side_on_desktop_stacked_on_phones(
 
 def test_template_cache_is_shared_by_projects_and_never_stale(tmp_path: Path) -> None:
     """Compiled templates are cached between runs (in $XDG_CACHE_HOME), keyed by source."""
-    from newsletter.project import init_project
+    from newsletter.authoring.project import init_project
 
     cache_home = tmp_path / "cache"
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}

@@ -27,13 +27,13 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from newsletter import archive, ledger
-from newsletter.delivery.outbox import OutboxBackend
+from newsletter.db.tables import subscribers
+from newsletter.delivery import archive, ledger
+from newsletter.delivery.backends.outbox import OutboxBackend
 from newsletter.errors import UsageError
 from newsletter.scheduling import schedules
 from newsletter.scheduling.status import issue_status
 from newsletter.scheduling.worker import WorkerProcess, WorkerRefused
-from newsletter.store.tables import subscribers
 from newsletter.web import create_app
 
 from .sendtools import make_project, newsletter_cmd, pg_database, run_cli, seed

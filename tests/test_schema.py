@@ -1,4 +1,4 @@
-"""The tables (newsletter/store/tables.py) and the migrations describe the same schema.
+"""The tables (newsletter/db/tables.py) and the migrations describe the same schema.
 
 A fresh SQLite and a fresh PostgreSQL database are migrated to the newest revision and
 compared with the one metadata: alembic's autogenerate comparison (tables, columns,
@@ -22,14 +22,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Engine
 
-from newsletter.store import make_engine, schema_state
-from newsletter.store.schema import alembic_config
-from newsletter.store.tables import metadata
+from newsletter.db.engine import make_engine
+from newsletter.db.schema import alembic_config, schema_state
+from newsletter.db.tables import metadata
 
 from .sendtools import pg_database
 
 _SKIPS = "migration 0004: skips a subscriber's pending recipients when they may no longer " \
-    "receive (a trigger, so every writer is covered; see newsletter/store/receiving.py)"
+    "receive (a trigger, so every writer is covered; see newsletter/audience/receiving.py)"
 #: (kind, name) -> why the migrations create it with raw SQL instead of the tables
 RAW_SQL: dict[tuple[str, str], str] = {
     ("trigger", "tr_subscribers_unsendable"): _SKIPS,
@@ -157,7 +157,7 @@ def test_the_check_sees_a_table_change_without_a_migration(store: Engine) -> Non
 def test_the_tables_module_alone_holds_every_table() -> None:
     """Nothing else needs importing (in a fresh interpreter): migrations and tests see
     the whole schema, and no module owning the data is imported for it."""
-    code = ("import sys; from newsletter.store.tables import metadata; "
+    code = ("import sys; from newsletter.db.tables import metadata; "
             "print(' '.join(sorted(metadata.tables))); "
             "print(' '.join(m for m in sys.modules if m.startswith('newsletter')))")
     tables, modules = subprocess.run([sys.executable, "-c", code], capture_output=True,
@@ -166,8 +166,8 @@ def test_the_tables_module_alone_holds_every_table() -> None:
         "subscribers", "lists", "memberships", "sends", "send_recipients", "send_batches",
         "send_workers", "schedules", "schedule_workers", "webhook_events", "webhook_requests",
         "send_event_counts", "send_recipient_events", "archive_issues"}
-    owners = {"newsletter.ledger", "newsletter.scheduler", "newsletter.events",
-              "newsletter.archive", "newsletter.sending"}
+    owners = {"newsletter.delivery.ledger", "newsletter.scheduler", "newsletter.feedback.effects",
+              "newsletter.archive", "newsletter.delivery.sending"}
     assert not owners & set(modules.split())
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from newsletter import ledger, sending
+from newsletter.audience.subscribers import add_subscriber, unsubscribe
+from newsletter.delivery import ledger, sending
 from newsletter.errors import NewsletterError
-from newsletter.store import add_subscriber, unsubscribe
 
 from .sendtools import make_project, pg_database, run_cli, seed
 from .smtpserver import SMTPTestServer
@@ -217,7 +217,7 @@ def test_claim_batch_claims_exactly_the_batch_size(tmp_path: Path, database: str
 def test_an_undeliverable_address_fails_alone(tmp_path: Path, smtp) -> None:
     settings = make_project(tmp_path / "p").model_copy(update={"smtp_url": smtp.url})
     engine = seed(settings, 5)
-    from newsletter.store.tables import subscribers
+    from newsletter.db.tables import subscribers
 
     with engine.begin() as conn:  # as a hand edit of the database could leave it
         conn.execute(subscribers.update().where(subscribers.c.id == 3)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import ledger
+from newsletter.delivery import ledger
 
 from .sendgrid_standin import SendGridStandIn
 from .sendtools import make_project, newsletter_cmd, pg_database, run_cli, seed
@@ -286,8 +286,8 @@ def test_kill_9_during_retry_failed_never_reaches_who_unsubscribed(tmp_path: Pat
     """Half the list fails for now; a fifth of those unsubscribe, bounce or are erased;
     `--retry-failed` is killed mid-send, then resumed (killed again) to the end: none
     of them receives anything, everyone else at most once."""
-    from newsletter import sending
-    from newsletter.store import remove_subscriber, set_status, unsubscribe
+    from newsletter.audience.subscribers import remove_subscriber, set_status, unsubscribe
+    from newsletter.delivery import sending
 
     rng = random.Random(1984)
     total, rounds = 6000, 4

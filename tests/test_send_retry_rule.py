@@ -2,7 +2,7 @@
 
 ``--retry-failed``, ``--resend-uncertain`` (by send id, or for the latest send of an
 issue and list) and the retries of temporary failures within a run ask the rule of
-``store.receiving`` at the moment they would make a recipient pending again: who
+``audience.receiving`` at the moment they would make a recipient pending again: who
 unsubscribed, bounced, complained, left the list or was erased after the first attempt
 is skipped with that reason and receives nothing. Against the real SMTP server, on
 SQLite and PostgreSQL.
@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from newsletter import ledger, sending
-from newsletter.store import remove_subscriber, set_status, unsubscribe
-from newsletter.store.tables import subscribers
+from newsletter.audience.subscribers import remove_subscriber, set_status, unsubscribe
+from newsletter.db.tables import subscribers
+from newsletter.delivery import ledger, sending
 
 from .sendtools import make_project, run_cli, seed
 from .smtpserver import SMTPTestServer

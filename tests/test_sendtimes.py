@@ -12,8 +12,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy.engine import Engine
 
+from newsletter.audience.lists import create_list
+from newsletter.audience.subscribers import add_subscriber, set_status, unsubscribe
 from newsletter.errors import UsageError
-from newsletter.sendtimes import (
+from newsletter.scheduling.sendtimes import (
     advance_waves,
     iso,
     localize,
@@ -21,7 +23,6 @@ from newsletter.sendtimes import (
     wave_at,
     zone_waves,
 )
-from newsletter.store import add_subscriber, create_list, set_status, unsubscribe
 
 LONDON = "Europe/London"
 UTC = dt.UTC

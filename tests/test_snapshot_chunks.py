@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import ledger, sending
-from newsletter.delivery import engine as delivery_engine
-from newsletter.store import add_subscriber, unsubscribe
+from newsletter.audience.subscribers import add_subscriber, unsubscribe
+from newsletter.delivery import ledger, sending
+from newsletter.delivery import runner as delivery_engine
 
 from .sendtools import make_project, pg_database, seed
 

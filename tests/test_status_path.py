@@ -1,8 +1,8 @@
-"""Every subscriber status change goes through ``store.status``, the one path.
+"""Every subscriber status change goes through ``audience.status_changes``, the one path.
 
 Each entry point (the web unsubscribe link, the SendGrid webhook, the CLI's unsubscribe,
 add --resubscribe and remove, the CSV import's status columns) is driven as a user
-drives it, on SQLite and PostgreSQL; the test records which of ``store.status``'s writers
+drives it, on SQLite and PostgreSQL; the test records which of ``audience.status_changes``'s writers
 ran, and reads back what was stored: the status, when it changed and why. A change the
 rules refuse leaves the status, its time and its reason exactly as they were, whichever
 entry point asked.
@@ -20,17 +20,17 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from newsletter.cli import main
-from newsletter.importer import import_csv
-from newsletter.store import (
+from newsletter.audience import status_changes
+from newsletter.audience.importer import import_csv
+from newsletter.audience.subscribers import (
     SubscriberNotFound,
     add_subscriber,
     get_subscriber,
     set_status,
-    status,
     subscriber_lists,
 )
-from newsletter.store.tables import memberships, subscribers
+from newsletter.cli import main
+from newsletter.db.tables import memberships, subscribers
 
 from .test_web_public import ONE_CLICK, Site, _event, _site, keypair  # noqa: F401 (fixture)
 
@@ -45,7 +45,7 @@ def site(request, tmp_path: Path, keypair) -> Iterator[Site]:  # noqa: F811
 
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    """(writer, target) of every write ``store.status`` makes, in order."""
+    """(writer, target) of every write ``audience.status_changes`` makes, in order."""
     seen: list[tuple[str, str]] = []
 
     def spy(name: str, original: Callable) -> Callable:
@@ -56,7 +56,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
         return wrapper
 
     for name in ("set_global", "set_membership", "erase"):
-        monkeypatch.setattr(status, name, spy(name, getattr(status, name)))
+        monkeypatch.setattr(status_changes, name, spy(name, getattr(status_changes, name)))
     return seen
 
 
@@ -190,16 +190,16 @@ def test_the_rules_in_one_table() -> None:
         for target in order:
             expected = (order.index(target) > order.index(current)
                         if target != "active" else False)
-            assert status.may_change(current, target) is expected, (current, target)
-            assert status.may_change(current, target, resubscribe=True) is (
+            assert status_changes.may_change(current, target) is expected, (current, target)
+            assert status_changes.may_change(current, target, resubscribe=True) is (
                 expected or (target == "active" and current != "active"))
-    assert status.may_change_membership(None, "subscribed", active=True)
-    assert not status.may_change_membership(None, "subscribed", active=False)
-    assert not status.may_change_membership("unsubscribed", "subscribed", active=True)
-    assert status.may_change_membership("unsubscribed", "subscribed", active=True,
+    assert status_changes.may_change_membership(None, "subscribed", active=True)
+    assert not status_changes.may_change_membership(None, "subscribed", active=False)
+    assert not status_changes.may_change_membership("unsubscribed", "subscribed", active=True)
+    assert status_changes.may_change_membership("unsubscribed", "subscribed", active=True,
                                         resubscribe=True)
-    assert status.may_change_membership(None, "unsubscribed", active=False)
-    assert not status.may_change_membership("unsubscribed", "unsubscribed", active=True)
+    assert status_changes.may_change_membership(None, "unsubscribed", active=False)
+    assert not status_changes.may_change_membership("unsubscribed", "unsubscribed", active=True)
 
 
 # What writes a subscriber's or membership's status, or deletes them, in SQL.
@@ -209,14 +209,14 @@ _WRITES = re.compile(
     r"|\bUPDATE\s+(subscribers|memberships)\b|\bDELETE\s+FROM\s+(subscribers|memberships)\b"
 )
 #: deleting a list takes its memberships with it: not a subscriber's status change
-_ALLOWED = {("store/lists.py", "delete(memberships")}
+_ALLOWED = {("audience/lists.py", "delete(memberships")}
 
 
-def test_no_module_but_store_status_writes_a_status() -> None:
+def test_no_module_but_status_changes_writes_a_status() -> None:
     found = []
     for path in sorted(REPO_PACKAGE.rglob("*.py")):
         name = path.relative_to(REPO_PACKAGE).as_posix()
-        if name == "store/status.py" or "/migrations/" in name:
+        if name == "audience/status_changes.py" or "/migrations/" in name:
             continue
         for match in _WRITES.finditer(path.read_text("utf-8")):
             text = re.sub(r"\s+", "", match.group(0)).replace("sa.", "")

@@ -13,34 +13,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from newsletter.errors import UsageError
-from newsletter.store import (
-    ListNotFound,
-    SchemaError,
+from newsletter.audience.emails import InvalidEmail, _fast, normalize_email
+from newsletter.audience.lists import ListNotFound, create_list, delete_list, get_list, list_lists
+from newsletter.audience.subscribers import (
     SubscriberNotFound,
     add_subscriber,
     count_by_status,
     count_subscribers,
-    create_list,
-    delete_list,
-    ensure_schema,
-    get_list,
     get_subscriber,
     iter_subscribers,
-    list_lists,
     list_subscribers,
-    make_engine,
-    open_store,
     remove_subscriber,
-    schema_state,
     sendable_batch,
     set_status,
     subscriber_lists,
     unsubscribe,
-    upgrade,
 )
-from newsletter.store import schema as schema_module
-from newsletter.store.emails import InvalidEmail, _fast, normalize_email
+from newsletter.db import schema as schema_module
+from newsletter.db.connect import open_store
+from newsletter.db.engine import make_engine
+from newsletter.db.schema import SchemaError, ensure_schema, schema_state, upgrade
+from newsletter.errors import UsageError
 
 
 def test_first_use_creates_the_schema(store: Engine) -> None:

@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from newsletter.build import build_file, build_text
+from newsletter.authoring.build import build_file, build_text
+from newsletter.authoring.text import WIDTH, fill
 from newsletter.config import Settings
-from newsletter.text import WIDTH, fill
 
 from .conftest import SAMPLE
 

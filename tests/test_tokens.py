@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from newsletter import tokens
+from newsletter.audience import tokens
 from newsletter.config import Settings
 from newsletter.errors import ConfigError
 

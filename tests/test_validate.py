@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from newsletter.build import build_text
+from newsletter.authoring.build import build_text
+from newsletter.authoring.model import Severity
+from newsletter.authoring.validate import GMAIL_CLIP_BYTES, SUBJECT_MAX, SUBJECT_PHONE
 from newsletter.config import Settings
-from newsletter.model import Severity
-from newsletter.validate import GMAIL_CLIP_BYTES, SUBJECT_MAX, SUBJECT_PHONE
 
 FRONT = "---\nsubject: A test subject\npreheader: A test preheader\ndate: 2026-11-24\n---\n"
 BODY = "# Lead: X\nText.\n"
@@ -261,7 +261,7 @@ def test_unclosed_image_is_an_error_and_nothing_renders(settings: Settings) -> N
 def _new_issue(settings: Settings, subject: str | None, day: int = 1) -> str:
     import datetime as dt
 
-    from newsletter.project import new_issue
+    from newsletter.authoring.project import new_issue
 
     path = new_issue(settings, date=dt.date(2026, 12, day), subject=subject)
     return path.read_text(encoding="utf-8")
@@ -311,8 +311,8 @@ def test_an_edited_issue_keeping_one_placeholder_sentence_is_told(settings: Sett
 
 
 def test_placeholders_follow_the_template(settings: Settings) -> None:
-    from newsletter.draft_placeholders import builtin_placeholders, from_issue_text
-    from newsletter.render import BUILTIN_TEMPLATES
+    from newsletter.authoring.draft_placeholders import builtin_placeholders, from_issue_text
+    from newsletter.authoring.render import BUILTIN_TEMPLATES
 
     source = (BUILTIN_TEMPLATES / "new-issue.md.j2").read_text(encoding="utf-8")
     assert "Write the lead story here." in source  # the rule reads it from there
@@ -336,7 +336,7 @@ def test_placeholders_follow_the_template(settings: Settings) -> None:
 def test_issue_file_over_2_mb_is_refused_at_once(settings: Settings, tmp_path) -> None:
     from click.testing import CliRunner
 
-    from newsletter.build import MAX_ISSUE_BYTES, build_file
+    from newsletter.authoring.build import MAX_ISSUE_BYTES, build_file
     from newsletter.cli import cli
     from newsletter.errors import UsageError
 

@@ -23,10 +23,12 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from newsletter import ledger, sending, tokens
+from newsletter.audience import tokens
+from newsletter.audience.lists import create_list
+from newsletter.audience.subscribers import add_subscriber, get_subscriber, subscriber_lists
 from newsletter.config import Settings
-from newsletter.events import engagement, webhook_events
-from newsletter.store import add_subscriber, create_list, get_subscriber, subscriber_lists
+from newsletter.delivery import ledger, sending
+from newsletter.feedback.effects import engagement, webhook_events
 from newsletter.web import create_app
 from newsletter.web.server import BackgroundServer
 

@@ -18,8 +18,9 @@ import httpx
 import pytest
 from starlette.routing import Route
 
-from newsletter import sending, tokens
+from newsletter.audience import tokens
 from newsletter.config import Settings
+from newsletter.delivery import sending
 from newsletter.web import create_app
 from newsletter.web.security import NOTHING_CSP, PAGE_CSP
 

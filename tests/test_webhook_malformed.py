@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from newsletter.events import webhook_events
-from newsletter.store import get_subscriber
+from newsletter.audience.subscribers import get_subscriber
+from newsletter.feedback.effects import webhook_events
 from newsletter.web import create_app
 
 from .sendtools import make_project, seed
@@ -87,7 +87,7 @@ def test_malformed_events_are_skipped_and_the_good_bounce_applied(
 
 @pytest.mark.parametrize("event", BAD_EVENTS)
 def test_each_malformed_event_is_counted_not_raised(event) -> None:
-    from newsletter.webhooks import read_events
+    from newsletter.feedback.sendgrid import read_events
 
     batch = read_events(json.dumps([event, _event("ok")]).encode())
     assert ([e.event_id for e in batch.events], batch.skipped) == (["ev-ok"], 1)

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sendgrid.helpers.eventwebhook import EventWebhook
 
-from newsletter.webhooks import (
+from newsletter.feedback.sendgrid import (
     Effect,
     Verifier,
     WebhookMalformed,

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import ledger
-from newsletter.delivery.smtp import SMTPBackend
+from newsletter.delivery import ledger
+from newsletter.delivery.backends.smtp import SMTPBackend
 from newsletter.scheduling import schedules
 
 from .sendtools import make_project, newsletter_cmd, pg_database, seed

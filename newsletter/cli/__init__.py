@@ -141,7 +141,7 @@ def _report(error: NewsletterError) -> NoReturn:
 
 def _database_failure(exc: Exception, state: dict[str, Any]) -> NewsletterError | None:
     """A full disk, a damaged or foreign database file...: one line saying what to do."""
-    from newsletter.store.failures import describe_database, explain
+    from newsletter.db.failures import describe_database, explain
 
     settings = state.get("settings")
     where = describe_database(settings.effective_database_url) if settings else "the database"

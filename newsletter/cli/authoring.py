@@ -21,7 +21,7 @@ def init_cmd(directory: Path, name: str, no_samples: bool) -> None:
 
     Example: newsletter init my-briefing
     """
-    from newsletter.project import init_project
+    from newsletter.authoring.project import init_project
 
     config = init_project(directory, name=name, samples=not no_samples)
     click.echo(f"Created {config}")
@@ -47,7 +47,7 @@ def new_cmd(ctx: click.Context, date_: dt.datetime | None, subject: str | None) 
 
     Example: newsletter new --date 2026-12-01
     """
-    from newsletter.project import new_issue
+    from newsletter.authoring.project import new_issue
 
     path = new_issue(get_settings(ctx), date=date_.date() if date_ else None, subject=subject)
     click.echo(str(path))
@@ -67,9 +67,9 @@ def validate_cmd(ctx: click.Context, files: tuple[Path, ...], fmt: str, strict: 
 
     Example: newsletter validate issues/2026-11-24.md
     """
-    from newsletter.build import build_file
+    from newsletter.authoring.build import build_file
+    from newsletter.authoring.project import issue_files
     from newsletter.errors import UsageError
-    from newsletter.project import issue_files
 
     settings = get_settings(ctx)
     paths: list[Path] = []
@@ -138,8 +138,8 @@ def render_cmd(
 
     Example: newsletter render issues/2026-11-24.md -o out.html --text out.txt
     """
-    from newsletter.build import build_file
-    from newsletter.render import render_mjml
+    from newsletter.authoring.build import build_file
+    from newsletter.authoring.render import render_mjml
 
     settings = get_settings(ctx)
     result = build_file(file, settings)

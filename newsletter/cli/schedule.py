@@ -26,7 +26,7 @@ class _ScheduleGroup(click.Group):
 
 
 def _engine(ctx: click.Context):
-    from newsletter.store import open_store
+    from newsletter.db.connect import open_store
 
     return open_store(get_settings(ctx))
 
@@ -67,7 +67,7 @@ def create_cmd(ctx: click.Context, issue: Path, list_name: str, at: str | None, 
                backend: str | None, local_time: bool, again: bool) -> None:
     """Schedule ISSUE to go out to --list at --at (checked now, rendered again then)."""
     from newsletter.scheduling.schedules import schedule_issue
-    from newsletter.sendtimes import zone_info
+    from newsletter.scheduling.sendtimes import zone_info
 
     settings = get_settings(ctx)
     planned = schedule_issue(

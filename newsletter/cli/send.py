@@ -15,7 +15,7 @@ from . import fail, get_settings
 
 
 def _engine(ctx: click.Context):
-    from newsletter.store import open_store
+    from newsletter.db.connect import open_store
 
     return open_store(get_settings(ctx))
 
@@ -139,7 +139,7 @@ def send_cmd(ctx: click.Context, issue: Path | None, list_name: str | None, back
 
       newsletter send --retry-failed 12
     """
-    from newsletter import sending
+    from newsletter.delivery import sending
 
     settings = get_settings(ctx)
     progress = _ProgressLine(sys.stderr.isatty())
@@ -185,8 +185,8 @@ def _send_issue(engine, settings, prepared, list_name: str, addresses: list[str]
                 backend: str | None, workers: int | None, yes: bool, again: bool,
                 progress: _ProgressLine) -> None:
     """Ask (unless --yes), create or resume the send of the issue to the list, run it."""
-    from newsletter import sending
-    from newsletter.store import count_subscribers
+    from newsletter.audience.subscribers import count_subscribers
+    from newsletter.delivery import sending
 
     count = len(addresses) if addresses else count_subscribers(
         engine, list_name=list_name, status="active")
@@ -215,7 +215,7 @@ def _confirm(question: str) -> None:
 def _run(engine, settings, send_id: int, *, backend: str | None, workers: int | None,
          progress: _ProgressLine) -> None:
     """Run the send to the end (Ctrl-C: after the batches in flight), report, exit."""
-    from newsletter import sending
+    from newsletter.delivery import sending
 
     stop = _stop_on_signals()
     started = time.monotonic()
@@ -237,7 +237,7 @@ def _send_by_id(ctx: click.Context, resume_id: int | None, retry_id: int | None,
                 backend: str | None, workers: int | None, resend_uncertain: bool,
                 progress: _ProgressLine) -> None:
     """``--resume ID [--resend-uncertain]`` and ``--retry-failed ID``."""
-    from newsletter import ledger, sending
+    from newsletter.delivery import ledger, sending
 
     settings = get_settings(ctx)
     engine = _engine(ctx)
@@ -258,7 +258,7 @@ def _resend_latest(engine, settings, prepared, list_name: str, *, backend: str |
                    workers: int | None, yes: bool, progress: _ProgressLine) -> None:
     """``send ISSUE --list L --resend-uncertain``: the latest send of the issue to the
     list, finished or not, resends its uncertain recipients (and finishes the rest)."""
-    from newsletter import sending
+    from newsletter.delivery import sending
 
     send = sending.latest_send(engine, prepared, list_name)
     uncertain = send.counts.get("uncertain", 0)
@@ -284,7 +284,7 @@ def sends_list(ctx: click.Context, limit: int, fmt: str) -> None:
 
     Example: newsletter sends list
     """
-    from newsletter import ledger
+    from newsletter.delivery import ledger
 
     rows = ledger.list_sends(_engine(ctx), limit=limit)
     if fmt == "json":
@@ -315,13 +315,13 @@ def sends_show(ctx: click.Context, send_id: int, show_all: bool, fmt: str) -> No
 
     Example: newsletter sends show 12
     """
-    from newsletter import ledger
+    from newsletter.delivery import ledger
 
     engine = _engine(ctx)
     send = ledger.get_send(engine, send_id)
     problems = ledger.recipients(engine, send_id, ["failed", "temporary", "uncertain"],
                                  limit=None if show_all else 50)
-    from newsletter.events import engagement
+    from newsletter.feedback.effects import engagement
 
     events = engagement(engine, send_id)  # from the SendGrid event webhook
     if fmt == "json":

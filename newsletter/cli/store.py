@@ -1,6 +1,6 @@
 """Commands over the subscriber store: ``db``, ``lists`` and ``subscribers``.
 
-Each command parses its arguments, calls ``newsletter.store`` or ``newsletter.importer``
+Each command parses its arguments, calls ``newsletter.audience`` or ``newsletter.audience.importer``
 and prints; nothing here touches SQL.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from newsletter import csvsafe
+from newsletter.audience import csvsafe
 from newsletter.cli import get_settings
 from newsletter.errors import UsageError
 
@@ -32,7 +32,7 @@ STATUS_CHOICE = click.Choice(["active", "unsubscribed", "bounced", "complained"]
 
 
 def _engine(ctx: click.Context) -> Any:
-    from newsletter.store import open_store
+    from newsletter.db.connect import open_store
 
     engine = open_store(get_settings(ctx))
     ctx.call_on_close(engine.dispose)
@@ -86,7 +86,8 @@ def db_group() -> None:
 @click.pass_context
 def db_upgrade(ctx: click.Context) -> None:
     """Migrate the database to this version's schema (creates it when empty)."""
-    from newsletter.store import make_engine, upgrade
+    from newsletter.db.engine import make_engine
+    from newsletter.db.schema import upgrade
 
     engine = make_engine(get_settings(ctx).effective_database_url)
     ctx.call_on_close(engine.dispose)
@@ -104,7 +105,8 @@ def db_upgrade(ctx: click.Context) -> None:
 @click.pass_context
 def db_current(ctx: click.Context) -> None:
     """Show the database's schema version and whether it needs `newsletter db upgrade`."""
-    from newsletter.store import make_engine, schema_state
+    from newsletter.db.engine import make_engine
+    from newsletter.db.schema import schema_state
 
     engine = make_engine(get_settings(ctx).effective_database_url)
     ctx.call_on_close(engine.dispose)
@@ -139,7 +141,7 @@ def lists_group() -> None:
 @click.pass_context
 def lists_create(ctx: click.Context, name: str, description: str | None) -> None:
     """Create a list called NAME."""
-    from newsletter.store import create_list
+    from newsletter.audience.lists import create_list
 
     created = create_list(_engine(ctx), name, description)
     click.echo(f"created list {created.name!r}")
@@ -150,7 +152,7 @@ def lists_create(ctx: click.Context, name: str, description: str | None) -> None
 @click.pass_context
 def lists_list(ctx: click.Context, fmt: str) -> None:
     """Every list with its numbers of active and inactive members."""
-    from newsletter.store import list_lists
+    from newsletter.audience.lists import list_lists
 
     found = list_lists(_engine(ctx))
     if not found and fmt == "table":
@@ -169,7 +171,8 @@ def lists_list(ctx: click.Context, fmt: str) -> None:
 @click.pass_context
 def lists_delete(ctx: click.Context, name: str, yes: bool) -> None:
     """Delete list NAME and its memberships (the subscribers stay)."""
-    from newsletter.store import count_subscribers, delete_list
+    from newsletter.audience.lists import delete_list
+    from newsletter.audience.subscribers import count_subscribers
 
     engine = _engine(ctx)
     members = count_subscribers(engine, list_name=name)
@@ -221,7 +224,7 @@ def subscribers_add(
     yes: bool,
 ) -> None:
     """Add EMAIL (or find it) and subscribe it to the --list lists."""
-    from newsletter.store import add_subscriber
+    from newsletter.audience.subscribers import add_subscriber
 
     if resubscribe:
         _confirm(f"Resubscribe {email} if it unsubscribed, bounced or complained?", yes)
@@ -255,7 +258,7 @@ def subscribers_add(
 @click.pass_context
 def subscribers_remove(ctx: click.Context, email: str, yes: bool) -> None:
     """Delete EMAIL and its memberships for good (erasure). To stop sending, use unsubscribe."""
-    from newsletter.store import get_subscriber, remove_subscriber
+    from newsletter.audience.subscribers import get_subscriber, remove_subscriber
 
     engine = _engine(ctx)
     found = get_subscriber(engine, email)
@@ -274,7 +277,7 @@ def subscribers_unsubscribe(
     ctx: click.Context, email: str, list_name: str | None, reason: str | None
 ) -> None:
     """Unsubscribe EMAIL from everything, or from one --list."""
-    from newsletter.store import unsubscribe
+    from newsletter.audience.subscribers import unsubscribe
 
     changed = unsubscribe(_engine(ctx), email, list_name=list_name, reason=reason)
     where = f"from list {list_name!r}" if list_name else "from everything"
@@ -289,7 +292,7 @@ def subscribers_unsubscribe(
 @click.pass_context
 def subscribers_show(ctx: click.Context, email: str, fmt: str) -> None:
     """Show one subscriber: status and why, attributes, lists."""
-    from newsletter.store import get_subscriber, subscriber_lists
+    from newsletter.audience.subscribers import get_subscriber, subscriber_lists
 
     engine = _engine(ctx)
     sub = get_subscriber(engine, email)
@@ -334,7 +337,7 @@ def subscribers_list(
     With --list, --status is the status in that list: someone active who unsubscribed
     from the list counts as unsubscribed.
     """
-    from newsletter.store import iter_subscribers
+    from newsletter.audience.subscribers import iter_subscribers
 
     found = iter_subscribers(_engine(ctx), list_name=list_name, status=status)
     rows = (
@@ -359,7 +362,7 @@ def subscribers_count(
     ctx: click.Context, list_name: str | None, status: str | None, fmt: str
 ) -> None:
     """Count subscribers: one number with --status, else one per status and the total."""
-    from newsletter.store import count_by_status
+    from newsletter.audience.subscribers import count_by_status
 
     counts = count_by_status(_engine(ctx), list_name=list_name)
     if status is not None:
@@ -432,7 +435,7 @@ def subscribers_import(
     Rejected rows go to FILE.rejects.csv with their line number and reason. Running the
     same import again changes nothing; an interrupted import completes when run again.
     """
-    from newsletter.importer import import_csv
+    from newsletter.audience.importer import import_csv
 
     if resubscribe:
         _confirm(
@@ -476,7 +479,7 @@ def subscribers_export(
 ) -> None:
     """Write subscribers as CSV (email, name, status[, list_status], attributes), which
     `newsletter subscribers import` reads back to the same state."""
-    from newsletter.importer import export_csv
+    from newsletter.audience.importer import export_csv
     from newsletter.private import open_private
 
     engine = _engine(ctx)

@@ -9,7 +9,7 @@
   ``context``: what the others share.
 
 Times (``--at``, ``send_at``, daylight saving) and local-time waves are computed in
-``newsletter.sendtimes``. "Worker" here always means a process running
-``newsletter worker``; the ledger's per-send senders (``ledger.send_workers``) are
+``newsletter.scheduling.sendtimes``. "Worker" here always means a process running
+``newsletter worker``; the ledger's per-send senders (``delivery.ledger.send_workers``) are
 another thing, and a worker process runs each send in a send thread.
 """

@@ -6,7 +6,7 @@ import datetime as dt
 import threading
 from typing import Protocol
 
-from newsletter.store._db import utcnow
+from newsletter.db.transactions import utcnow
 
 
 class Clock(Protocol):

@@ -20,11 +20,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from newsletter import ledger, sending
+from newsletter.audience.lists import get_list
+from newsletter.db.transactions import DB, aware, transaction
+from newsletter.delivery import ledger, sending
 from newsletter.errors import NewsletterError
-from newsletter.sendtimes import iso
-from newsletter.store import get_list
-from newsletter.store._db import DB, aware, transaction
+from newsletter.scheduling.sendtimes import iso
 
 from .context import WorkerContext
 from .log import event
@@ -79,7 +79,7 @@ def _missed(ctx: WorkerContext, info: ScheduleInfo, now: dt.datetime) -> bool:
 
 def _findings(ctx: WorkerContext, path: Path) -> list[str]:
     """Every error of the issue as 'file:line: message' (validation only, no render)."""
-    from newsletter.build import build_file
+    from newsletter.authoring.build import build_file
 
     try:
         result = build_file(path, ctx.settings, render_html=False)
@@ -100,7 +100,7 @@ class Ready:
 
 def _ready(ctx: WorkerContext, info: ScheduleInfo, now: dt.datetime) -> Ready | None:
     """Check the issue, list and backend again; a schedule that fails is ``failed``."""
-    from newsletter.delivery import get_backend
+    from newsletter.delivery.backends import get_backend
 
     path = issue_file(ctx.settings, info.issue_path)
     try:
@@ -151,7 +151,7 @@ def _create_send(ctx: WorkerContext, info: ScheduleInfo, ready: Ready, wave: Fir
 
 def _publish(ctx: WorkerContext, info: ScheduleInfo, ready: Ready, send_id: int) -> None:
     """The web archive's generic copy, as sent (what `newsletter send` stores too)."""
-    from newsletter.archive import publish_send
+    from newsletter.delivery.archive import publish_send
 
     try:
         publish_send(ctx.engine, ctx.settings, ready.path, send_id, ready.prepared.slug)

@@ -6,8 +6,8 @@ import json
 import logging
 from typing import Any
 
-from newsletter.sendtimes import iso
-from newsletter.store._db import utcnow
+from newsletter.db.transactions import utcnow
+from newsletter.scheduling.sendtimes import iso
 
 log = logging.getLogger("newsletter.worker")
 

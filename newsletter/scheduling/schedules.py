@@ -1,8 +1,8 @@
 """Schedules: creating, reading, listing, moving and cancelling them.
 
 ``schedule_issue(engine, settings, issue, list_name, at=...)`` checks the issue and the
-configuration now (``sending.preflight``), turns ``--at`` (or the issue's ``send_at``)
-into a UTC instant in the given time zone (``newsletter.sendtimes``) and stores a
+configuration now (``delivery.sending.preflight``), turns ``--at`` (or the issue's ``send_at``)
+into a UTC instant in the given time zone (``newsletter.scheduling.sendtimes``) and stores a
 ``schedules`` row; a running ``newsletter worker`` (``scheduling.worker``) sends it.
 ``cancel`` ends a schedule and asks the ledger to stop its send if it started; ``move``
 gives one that has not started a new time.
@@ -17,12 +17,12 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from newsletter import ledger, sending
+from newsletter.audience.lists import get_list
 from newsletter.config import Settings
+from newsletter.db.transactions import DB, aware, transaction
+from newsletter.delivery import ledger, sending
 from newsletter.errors import NewsletterError, ScheduleNotFound, UsageError
-from newsletter.sendtimes import When, parse_at, wave_at, zone_info, zone_waves
-from newsletter.store import get_list
-from newsletter.store._db import DB, aware, transaction
+from newsletter.scheduling.sendtimes import When, parse_at, wave_at, zone_info, zone_waves
 
 from .clock import SYSTEM_CLOCK, Clock
 from .tables import OPEN, schedules
@@ -132,7 +132,7 @@ def issue_file(settings: Settings, stored: str) -> Path:
 
 
 def _front_matter_send_at(settings: Settings, path: Path) -> str | None:
-    from newsletter.build import build_file
+    from newsletter.authoring.build import build_file
 
     issue = build_file(path, settings, render_html=False).issue
     return None if issue is None else issue.send_at
@@ -207,7 +207,7 @@ def schedule_issue(
     clock: Clock = SYSTEM_CLOCK,
 ) -> Planned:
     """Check the issue and configuration now and store the schedule."""
-    from newsletter.delivery import get_backend
+    from newsletter.delivery.backends import get_backend
 
     path = Path(issue_path)
     prepared = sending.preflight(settings, path, backend=backend)
@@ -252,8 +252,8 @@ def schedule_issue(
 def _scheduled_same(conn: sa.Connection, settings: Settings, list_name: str, stored: str,
                     prepared: sending.Prepared) -> tuple[int, str] | None:
     """An open schedule of the same issue (this file, or a copy of it) to the list."""
-    from newsletter.build import build_file
-    from newsletter.identity import of_issue
+    from newsletter.authoring.build import build_file
+    from newsletter.authoring.identity import of_issue
 
     rows = conn.execute(
         sa.select(schedules.c.id, schedules.c.issue_path).where(
@@ -278,7 +278,7 @@ def _scheduled_same(conn: sa.Connection, settings: Settings, list_name: str, sto
 
 def cancel(db: DB, schedule_id: int, *, clock: Clock = SYSTEM_CLOCK) -> ScheduleInfo:
     """Cancel a schedule that has not started; a started one's send is stopped by the
-    ledger (``ledger.cancel_send``): its batches in flight finish, the rest is skipped."""
+    ledger (``delivery.ledger.cancel_send``): its batches in flight finish, the rest is skipped."""
     info = get_schedule(db, schedule_id)
     if info.status not in OPEN:
         raise UsageError(f"schedule {schedule_id} is {info.status}: only scheduled or "

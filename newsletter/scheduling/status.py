@@ -16,10 +16,10 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from newsletter import ledger
+from newsletter.authoring.slugs import file_slug
 from newsletter.config import Settings
-from newsletter.slugs import file_slug
-from newsletter.store._db import transaction
+from newsletter.db.transactions import transaction
+from newsletter.delivery import ledger
 
 from .schedules import info_of
 from .tables import OPEN, schedules
@@ -41,7 +41,8 @@ def _engine(settings: Settings) -> Engine | None:
     """An engine on the project's database, or None when there is none (yet)."""
     from sqlalchemy.engine import make_url
 
-    from newsletter.store import ensure_schema, make_engine
+    from newsletter.db.engine import make_engine
+    from newsletter.db.schema import ensure_schema
 
     url = settings.effective_database_url
     with _ENGINES_LOCK:

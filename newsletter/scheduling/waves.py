@@ -1,9 +1,9 @@
 """``--local-time`` schedules at run time: which waves are due, released or missed.
 
 A local-time schedule sends at its wall-clock time in each subscriber's own zone, one
-wave per whole-hour UTC offset (``newsletter.sendtimes``). The first due wave creates the
+wave per whole-hour UTC offset (``newsletter.scheduling.sendtimes``). The first due wave creates the
 send (``scheduling.due``); each later one adds its subscribers to that one ledger send
-(``ledger.add_recipients``), whose primary key keeps each recipient once.
+(``delivery.ledger.add_recipients``), whose primary key keeps each recipient once.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from newsletter import ledger
-from newsletter.sendtimes import advance_waves, iso, zone_condition, zone_waves
-from newsletter.store import get_list
-from newsletter.store._db import transaction
+from newsletter.audience.lists import get_list
+from newsletter.db.transactions import transaction
+from newsletter.delivery import ledger
+from newsletter.scheduling.sendtimes import advance_waves, iso, zone_condition, zone_waves
 
 from .context import WorkerContext
 from .log import event

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from newsletter import ledger, sending
 from newsletter.config import Settings
+from newsletter.db.transactions import DB, aware, transaction
+from newsletter.delivery import ledger, sending
 from newsletter.errors import NewsletterError, WorkerRefused
-from newsletter.store._db import DB, aware, transaction
 
 from . import due
 from .clock import SYSTEM_CLOCK, Clock
@@ -39,7 +39,7 @@ from .log import event
 from .tables import schedule_workers
 
 # A worker process whose heartbeat is older than this is taken for dead (the ledger has
-# its own lease for the per-send senders it registers: ``ledger.LEASE``).
+# its own lease for the per-send senders it registers: ``delivery.ledger.LEASE``).
 WORKER_LEASE = dt.timedelta(seconds=30)
 HEARTBEAT = dt.timedelta(seconds=5)
 

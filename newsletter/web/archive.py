@@ -1,6 +1,6 @@
 """``/archive``: the web copies of sent issues, newest first, and their Atom feed.
 
-The pages show what ``newsletter.archive`` stored when each issue's send started: the
+The pages show what ``newsletter.delivery.archive`` stored when each issue's send started: the
 generic render, with no personal link. ``archive = false`` in newsletter.toml leaves
 these routes out (404).
 """
@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from newsletter import archive
+from newsletter.delivery import archive
 
 from . import error_page
 from .public import PublicState, public_page

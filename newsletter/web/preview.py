@@ -9,7 +9,7 @@ Routes (all read-only):
 - ``/issues/<name>/frame``: the email as shown inside the page's frames;
 - ``/_changes?v=N``: a long poll that answers as soon as a watched file changes.
 
-Only issue files listed by ``project.issue_files`` whose real path lies inside the
+Only issue files listed by ``authoring.project.issue_files`` whose real path lies inside the
 project (or its issues folder) are served: a name from a URL is looked up in that
 listing and never joined to a path (``preview_state``, which also caches the builds).
 
@@ -34,10 +34,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from newsletter.build import Build
+from newsletter.authoring.build import Build
+from newsletter.authoring.model import Finding
+from newsletter.authoring.validate import GMAIL_CLIP_BYTES, PREHEADER_SHOWN, SUBJECT_PHONE
 from newsletter.config import Settings
-from newsletter.model import Finding
-from newsletter.validate import GMAIL_CLIP_BYTES, PREHEADER_SHOWN, SUBJECT_PHONE
 
 from . import PAGES, Part, error_page, page
 from .preview_state import Entry, PreviewState

@@ -21,13 +21,13 @@ from pathlib import Path
 from starlette.exceptions import HTTPException
 from watchfiles import Change, awatch
 
-from newsletter.build import Build, build_file
+from newsletter.authoring.build import Build, build_file
+from newsletter.authoring.model import Finding, Severity
+from newsletter.authoring.project import issue_files
+from newsletter.authoring.render import Rendered
+from newsletter.authoring.slugs import file_slug
 from newsletter.config import CONFIG_NAME, Settings, load_settings
 from newsletter.errors import NewsletterError
-from newsletter.model import Finding, Severity
-from newsletter.project import issue_files
-from newsletter.render import Rendered
-from newsletter.slugs import file_slug
 
 log = logging.getLogger("newsletter.preview")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,150}")
@@ -121,7 +121,7 @@ class PreviewState:
         return [self.project_dir, settings.issues_path.resolve()]
 
     def issues(self) -> dict[str, Path]:
-        """Issue name (the file's URL-safe slug, ``newsletter.slugs``) -> path, for the
+        """Issue name (the file's URL-safe slug, ``newsletter.authoring.slugs``) -> path, for the
         project's own issue files only."""
         settings = self.settings()
         roots = self._roots(settings)

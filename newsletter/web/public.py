@@ -32,9 +32,10 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from newsletter.config import Settings, require
+from newsletter.db.connect import open_store
+from newsletter.db.engine import make_engine
 from newsletter.errors import ConfigError
-from newsletter.store import make_engine, open_store
-from newsletter.webhooks import Verifier
+from newsletter.feedback.sendgrid import Verifier
 
 from ..errors import BodyTooLarge
 from . import Part, page

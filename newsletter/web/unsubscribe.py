@@ -7,10 +7,10 @@
 - ``POST`` with ``scope=list`` or ``scope=all``: the page's buttons.
 
 Every POST is idempotent: the same answer however often it comes. The token alone names
-the subscriber and the list (``newsletter.tokens``); a token that is not ours, in any
+the subscriber and the list (``newsletter.audience.tokens``); a token that is not ours, in any
 way, gets the same plain 400 page, which says nothing about anyone. The change is
 committed before the answer, so a send in progress skips the subscriber from its next
-batch on (``ledger.claim_batch`` re-checks each recipient).
+batch on (``delivery.ledger.claim_batch`` re-checks each recipient).
 """
 
 from __future__ import annotations
@@ -26,9 +26,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from newsletter import tokens
-from newsletter.store import status
-from newsletter.store.tables import lists
+from newsletter.audience import status_changes, tokens
+from newsletter.db.tables import lists
 
 from .public import BodyTooLarge, PublicState, public_page, read_body, too_large
 
@@ -39,16 +38,16 @@ ONE_CLICK = ("List-Unsubscribe", "One-Click")
 def apply(engine: Engine, data: tokens.TokenData, everything: bool) -> None:
     """Unsubscribe the token's subscriber from its list, or from everything (globally).
 
-    One statement in one transaction through ``store.status`` (the one path of every
+    One statement in one transaction through ``audience.status_changes`` (the one path of every
     status change, with its rules); idempotent. A subscriber or list that no longer
     exists is already "unsubscribed": nothing to do.
     """
     with engine.begin() as conn:
         if everything:
-            status.change(conn, data.subscriber_id, "unsubscribed",
+            status_changes.change(conn, data.subscriber_id, "unsubscribed",
                           "unsubscribe link: everything")
         else:
-            status.change(conn, data.subscriber_id, "unsubscribed",
+            status_changes.change(conn, data.subscriber_id, "unsubscribed",
                           "unsubscribe link: this list", list_id=data.list_id)
 
 

@@ -5,11 +5,11 @@ In order: the body is read up to ``max_body_bytes`` (413); the signature over
 within ``webhook_max_age`` seconds (403 for unsigned, invalid or stale requests, and
 for every request while no key is configured); the body must be a JSON array of
 events (400); the exact same signed request seen before is a replay (403). Each event
-is checked on its own (``newsletter.webhooks.read_event``): one that is not an object,
+is checked on its own (``newsletter.feedback.sendgrid.read_event``): one that is not an object,
 lacks its id or kind, carries an id out of range (``send_id``, ``list_id``,
 ``subscriber_id``: 1..2^63-1) or text no database stores is skipped, counted and logged,
 so it cannot hold back the good events of its batch. The rest are applied in one
-transaction (``newsletter.events.apply_events``), each ``sg_event_id`` once, and the
+transaction (``newsletter.feedback.effects.apply_events``), each ``sg_event_id`` once, and the
 answer is 200 with the counts. SendGrid retries anything but a 2xx, so a database
 failure answers 503 and the events come again.
 """
@@ -24,8 +24,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from newsletter.events import Replayed, apply_events
-from newsletter.webhooks import (
+from newsletter.feedback.effects import Replayed, apply_events
+from newsletter.feedback.sendgrid import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     WebhookMalformed,

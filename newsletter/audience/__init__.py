@@ -1,0 +1,1 @@
+"""The audience: subscribers, lists, who may receive, import/export and unsubscribe tokens."""

@@ -1,0 +1,1 @@
+"""Authoring: issue file -> Issue -> findings -> Rendered (html, text); no database."""

@@ -1,0 +1,316 @@
+"""Every table of the schema (SQLAlchemy Core), in one metadata.
+
+The migrations in ``migrations/versions`` create exactly these tables and
+``tests/test_schema.py`` compares a freshly migrated SQLite and PostgreSQL database with
+this metadata (alembic's autogenerate comparison, plus the CHECK constraints and
+partial-index predicates it does not compare): a change here needs a migration, and a
+migration a change here. Importing this module is enough to see the whole schema; the
+modules that own the data import their tables from here (``from ..db.tables import
+sends`` in ``ledger``).
+
+- subscribers, lists, memberships: the subscriber store (``newsletter.audience``)
+- sends, send_recipients, send_batches, send_workers: the delivery ledger (``ledger``)
+- schedules, schedule_workers: scheduled sends and their worker processes (``scheduling``)
+- webhook_events, webhook_requests, send_event_counts, send_recipient_events: SendGrid
+  webhook events and engagement counters (``events``)
+- archive_issues: the public web archive (``archive``)
+
+Objects the migrations create with raw SQL (revision 0004's triggers and functions) are
+not in the metadata; ``tests/test_schema.py`` names them in its allow-list.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+#: Global statuses of a subscriber. Only ``active`` ones receive anything.
+STATUSES = ("active", "unsubscribed", "bounced", "complained")
+#: Statuses of a subscriber's membership of one list.
+MEMBERSHIP_STATUSES = ("subscribed", "unsubscribed")
+
+ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite: the rowid itself
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+Stamp = sa.DateTime(timezone=True)
+# Byte order on PostgreSQL: the key is lower-cased already, and the unique index is
+# faster to maintain without the database's locale rules (SQLite compares bytes anyway).
+EmailKey = sa.String(320).with_variant(sa.String(320, collation="C"), "postgresql")
+
+subscribers = sa.Table(
+    "subscribers",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("email", sa.String(320), nullable=False),  # normalised, as displayed
+    sa.Column("email_key", EmailKey, nullable=False),  # lower-cased: the identity
+    sa.Column("name", sa.Text(), nullable=True),
+    sa.Column("attributes", JSONType, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status_changed_at", Stamp, nullable=False),
+    sa.Column("status_reason", sa.Text(), nullable=True),
+    sa.Column("created_at", Stamp, nullable=False),
+    sa.Column("source", sa.String(200), nullable=True),
+    sa.UniqueConstraint("email_key"),
+    sa.CheckConstraint(
+        "status IN ('active', 'unsubscribed', 'bounced', 'complained')", name="status"
+    ),
+    sqlite_autoincrement=True,  # ids are never reused, even after a removal
+)
+
+lists = sa.Table(
+    "lists",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("description", sa.Text(), nullable=True),
+    sa.Column("created_at", Stamp, nullable=False),
+    sa.UniqueConstraint("name"),
+    sqlite_autoincrement=True,
+)
+
+memberships = sa.Table(
+    "memberships",
+    metadata,
+    sa.Column("list_id", ID, sa.ForeignKey("lists.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "subscriber_id",
+        ID,
+        sa.ForeignKey("subscribers.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", Stamp, nullable=False),
+    sa.Column("status_changed_at", Stamp, nullable=False),
+    sa.Column("status_reason", sa.Text(), nullable=True),
+    sa.CheckConstraint("status IN ('subscribed', 'unsubscribed')", name="status"),
+    sa.Index(None, "subscriber_id"),
+    # The primary key (list_id, subscriber_id) serves "members of list L in subscriber id
+    # order" as a range scan; on SQLite the table is that index itself (no rowid).
+    sqlite_with_rowid=False,
+)
+
+
+# -- the delivery ledger (newsletter.delivery.ledger) ---------------------------------------------
+
+sends = sa.Table(
+    "sends",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(8), nullable=False),  # real | test
+    sa.Column("issue_path", sa.Text(), nullable=False),
+    sa.Column("issue_slug", sa.String(200), nullable=False),
+    sa.Column("subject", sa.Text(), nullable=False),
+    sa.Column("list_id", ID, sa.ForeignKey("lists.id", ondelete="SET NULL"), nullable=True),
+    sa.Column("list_name", sa.String(100), nullable=False),
+    sa.Column("backend", sa.String(20), nullable=False),
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("html", sa.Text(), nullable=False),  # the personal render, sent as it was
+    sa.Column("text", sa.Text(), nullable=False),
+    sa.Column("total", sa.Integer(), nullable=False),
+    sa.Column("created_at", Stamp, nullable=False),
+    sa.Column("finished_at", Stamp, nullable=True),
+    # while the recipients are still being snapshotted (in chunks, as the first batches
+    # go out): the highest subscriber id copied so far; NULL once all are in. Only
+    # subscribers up to snapshot_until (the highest id when the send was created) count.
+    sa.Column("snapshot_after", ID, nullable=True),
+    sa.Column("snapshot_until", ID, nullable=True),  # the highest subscriber id at creation
+    # the issue's identity (newsletter.authoring.identity), whatever its file is called; NULL on
+    # sends older than migration 0006 whose issue file could not be read then
+    sa.Column("issue_date", sa.Date(), nullable=True),
+    sa.Column("issue_key", sa.String(64), nullable=True),  # date + subject
+    sa.Column("content_hash", sa.String(64), nullable=True),  # the sections as rendered
+    sa.CheckConstraint("kind IN ('real', 'test')", name="kind"),
+    sa.CheckConstraint("status IN ('sending', 'finished', 'cancelled')", name="status"),
+    sa.Index(None, "issue_slug", "list_id", "kind"),
+    sa.Index(None, "list_id", "issue_key"),
+    sa.Index(None, "list_id", "content_hash"),
+    # at most one unfinished real send of an issue to a list: two `newsletter send`
+    # started at once (of the same file, or of a copy) must share one send, not make two
+    sa.Index(
+        "uq_sends_unfinished",
+        "issue_key",
+        "list_id",
+        unique=True,
+        sqlite_where=sa.text("kind = 'real' AND status = 'sending'"),
+        postgresql_where=sa.text("kind = 'real' AND status = 'sending'"),
+    ),
+    sqlite_autoincrement=True,
+)
+
+send_recipients = sa.Table(
+    "send_recipients",
+    metadata,
+    sa.Column("send_id", ID, sa.ForeignKey("sends.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("seq", ID, primary_key=True),  # the subscriber id (real sends) or 1..n (tests)
+    sa.Column("subscriber_id", ID, nullable=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("name", sa.Text(), nullable=True),
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("batch_id", ID, nullable=True),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.Column("provider_id", sa.String(200), nullable=True),
+    sa.Column("updated_at", Stamp, nullable=True),
+    # Only pending rows are indexed by status: a row leaves this index once, when it is
+    # claimed, and later changes (sending -> sent) touch no index at all. Rows of a batch
+    # are found by their seq range (the primary key) plus batch_id.
+    sa.Index(
+        "ix_send_recipients_pending",
+        "send_id",
+        "seq",
+        sqlite_where=sa.text("status = 'pending'"),
+        postgresql_where=sa.text("status = 'pending'"),
+    ),
+)
+
+send_batches = sa.Table(
+    "send_batches",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("send_id", ID, sa.ForeignKey("sends.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("worker_id", sa.String(40), nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),  # sending | done | uncertain
+    sa.Column("size", sa.Integer(), nullable=False),
+    sa.Column("claimed_at", Stamp, nullable=False),
+    sa.Column("finished_at", Stamp, nullable=True),
+    sa.Index(None, "send_id", "status"),
+    sqlite_autoincrement=True,
+)
+
+send_workers = sa.Table(
+    "send_workers",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("send_id", ID, sa.ForeignKey("sends.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer(), nullable=False),
+    sa.Column("started_at", Stamp, nullable=False),
+    sa.Column("heartbeat_at", Stamp, nullable=False),
+    sa.Column("stopped_at", Stamp, nullable=True),
+    # the folder of the worker's progress journal (delivery.journal), on its host
+    sa.Column("journal_dir", sa.Text(), nullable=True),
+)
+
+
+# -- scheduled sends (newsletter.scheduling) ----------------------------------------------
+
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("issue_path", sa.Text(), nullable=False),  # relative to the project if inside
+    sa.Column("list_name", sa.String(100), nullable=False),
+    sa.Column("backend", sa.String(20), nullable=True),  # None: the configured one
+    sa.Column("zone", sa.String(64), nullable=False),
+    sa.Column("wall", sa.String(19), nullable=False),  # YYYY-MM-DD HH:MM:SS in ``zone``
+    sa.Column("due_at", Stamp, nullable=False),  # UTC; local-time: the next wave
+    sa.Column("local_time", sa.Boolean(), nullable=False),
+    sa.Column("again", sa.Boolean(), nullable=False),
+    sa.Column("source", sa.String(10), nullable=False),  # --at | send_at
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("send_id", ID, sa.ForeignKey("sends.id", ondelete="SET NULL"), nullable=True),
+    sa.Column("worker_id", sa.String(40), nullable=True),  # the worker process that started it
+    sa.Column("waves", JSONType, nullable=True),  # local-time: {"done": [...], "missed": [...]}
+    sa.Column("note", sa.Text(), nullable=True),
+    sa.Column("created_at", Stamp, nullable=False),
+    sa.Column("started_at", Stamp, nullable=True),
+    sa.Column("finished_at", Stamp, nullable=True),
+    sa.CheckConstraint(
+        "status IN ('scheduled', 'sending', 'sent', 'failed', 'missed', 'cancelled')",
+        name="status",
+    ),
+    sa.Index(None, "status", "due_at"),
+    sqlite_autoincrement=True,
+)
+
+schedule_workers = sa.Table(
+    "schedule_workers",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer(), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),  # idle | sending | standby | stopped
+    sa.Column("detail", sa.Text(), nullable=True),
+    sa.Column("started_at", Stamp, nullable=False),
+    sa.Column("heartbeat_at", Stamp, nullable=False),
+    sa.Column("stopped_at", Stamp, nullable=True),
+)
+
+
+# -- webhook events and engagement counters (newsletter.feedback.effects) --------------------------
+
+webhook_events = sa.Table(
+    "webhook_events",
+    metadata,
+    sa.Column("sg_event_id", sa.String(200), primary_key=True),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("send_id", ID, nullable=True),
+    sa.Column("subscriber_id", ID, nullable=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("effect", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.Column("url", sa.Text(), nullable=True),
+    sa.Column("occurred_at", Stamp, nullable=True),
+    sa.Column("received_at", Stamp, nullable=False),
+)
+
+webhook_requests = sa.Table(
+    "webhook_requests",
+    metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),  # sha256(timestamp + body), hex
+    sa.Column("received_at", Stamp, nullable=False),
+    sa.Index(None, "received_at"),
+)
+
+send_event_counts = sa.Table(
+    "send_event_counts",
+    metadata,
+    sa.Column("send_id", ID, sa.ForeignKey("sends.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("kind", sa.String(40), primary_key=True),
+    sa.Column("events", sa.Integer(), nullable=False),
+)
+
+#: per-recipient counter columns (``events`` maps event kinds and effects to them)
+RECIPIENT_COUNTERS = ("delivered", "opens", "clicks", "deferred", "dropped", "bounced",
+                      "complained", "unsubscribed")
+
+send_recipient_events = sa.Table(
+    "send_recipient_events",
+    metadata,
+    sa.Column("send_id", ID, sa.ForeignKey("sends.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("email", sa.String(320), primary_key=True),
+    sa.Column("subscriber_id", ID, nullable=True),
+    *(sa.Column(name, sa.Integer(), nullable=False, server_default="0")
+      for name in RECIPIENT_COUNTERS),
+    sa.Column("last_event_at", Stamp, nullable=True),
+)
+
+
+# -- the web archive (newsletter.delivery.archive) ------------------------------------------------
+
+archive_issues = sa.Table(
+    "archive_issues",
+    metadata,
+    sa.Column("slug", sa.String(200), primary_key=True),
+    sa.Column("issue_date", sa.Date(), nullable=False),
+    sa.Column("subject", sa.Text(), nullable=False),
+    sa.Column("preheader", sa.Text(), nullable=True),
+    sa.Column("html", sa.Text(), nullable=False),
+    sa.Column("text", sa.Text(), nullable=False),
+    sa.Column("published_at", Stamp, nullable=False),
+    sa.Column("updated_at", Stamp, nullable=False),
+    # the issue's identity (newsletter.authoring.identity): a copy replaces its entry; NULL content
+    # hash on entries older than migration 0006
+    sa.Column("issue_key", sa.String(64), nullable=True),
+    sa.Column("content_hash", sa.String(64), nullable=True),
+    sa.Index(None, "issue_date"),
+)

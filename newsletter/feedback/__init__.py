@@ -1,0 +1,1 @@
+"""Feedback: what providers report after sending (webhook events) and its effects."""
