@@ -73,7 +73,7 @@ class Slot(NamedTuple):
 
 class Recipient(NamedTuple):
     """Who a message is for. Anything with these three fields will do (``Addressee``):
-    the ledger's claimed rows (``ledger.ClaimedRow``) are used as they are."""
+    the ledger's claimed rows (``claims.ClaimedRow``) are used as they are."""
 
     subscriber_id: int | None  # None for a --test-to address that is not a subscriber
     email: str
@@ -82,7 +82,7 @@ class Recipient(NamedTuple):
 
 class Addressee(Protocol):
     """What a message needs to know of its recipient, read by name: a ``Recipient`` or a
-    ``ledger.ClaimedRow``."""
+    ``claims.ClaimedRow``."""
 
     @property
     def subscriber_id(self) -> int | None: ...
@@ -264,7 +264,7 @@ class MessageTemplate:
     def message(self, recipient: Addressee) -> OutgoingMessage:
         """The recipient's message: signs the token; the bytes are built on demand.
 
-        ``recipient``: a ``Recipient`` or a ``ledger.ClaimedRow``. Raises ValueError for
+        ``recipient``: a ``Recipient`` or a ``claims.ClaimedRow``. Raises ValueError for
         an address that cannot be sent to.
         """
         return self.messages((recipient,))[0]

@@ -12,7 +12,7 @@ How the engine drives a backend
   SendGrid 429 and 5xx) happen inside the call, bounded.
 - ``backend.send_rows(template, rows)``, optional (``BackendBase`` answers
   ``NOT_HANDLED``): the engine offers every claimed batch to it first, as the ledger's
-  rows (``delivery.ledger.ClaimedRow``: subscriber_id, email, name, seq). A backend that can send a
+  rows (``delivery.claims.ClaimedRow``: subscriber_id, email, name, seq). A backend that can send a
   usual batch faster straight from the rows, without a message object per recipient,
   provides it: it must then do exactly what ``send_batch(template.messages(rows))``
   would (the same request or messages, byte for byte) and return one ``DeliveryResult``
@@ -68,8 +68,8 @@ from ...errors import BackendUnavailable as BackendUnavailable  # imported from 
 from ..personalize import MessageTemplate, OutgoingMessage
 
 if TYPE_CHECKING:
+    from ..claims import ClaimedRow
     from ..journal import BatchLog
-    from ..ledger import ClaimedRow
 
 #: what ``send_rows`` returns for a batch it leaves to ``send_batch`` (nothing was sent)
 NOT_HANDLED = None

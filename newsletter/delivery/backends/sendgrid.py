@@ -53,7 +53,7 @@ from ..personalize import (
 from .base import NOT_HANDLED, BackendBase, BackendUnavailable, DeliveryResult, Status
 
 if TYPE_CHECKING:
-    from ..ledger import ClaimedRow
+    from ..claims import ClaimedRow
 
 MAX_PER_REQUEST = 1000
 UNSUB_KEY = "%%unsubscribe_url%%"
