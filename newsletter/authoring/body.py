@@ -183,6 +183,8 @@ class BodyParser:
         if inlines:
             self.add_block(Paragraph.model_construct(line=first, inlines=inlines), first)
 
+    # long: one dispatch loop over markdown-it's block tokens; the branches move the same
+    # index forward, so they stay together (each branch calls a method for its block).
     def parse(self, tokens: list[Token]) -> list[dict[str, Any]]:
         index = 0
         n = len(tokens)

@@ -250,6 +250,8 @@ def _unknown_keys(data: dict[str, Any], key_lines: dict[str, int], rep: Reporter
             )
 
 
+# long: one check per front-matter key, in the order an editor reads them, each a few
+# lines of its own; splitting them would only pass values and ok back and forth.
 def issue_fields(data: dict[str, Any], key_lines: dict[str, int], rep: Reporter) -> dict | None:
     """Check front-matter keys and types; the values an Issue needs, or None."""
     values: dict[str, Any] = {}

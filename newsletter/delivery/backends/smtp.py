@@ -91,6 +91,8 @@ def _flag(name: str, value: str, where: str) -> bool:
     raise ConfigError(f"{where}: smtp_url option {name}={value!r} must be true or false")
 
 
+# long: the URL's parts and options, checked one after another so that each mistake
+# gets its own one-line error naming the fix.
 def parse_smtp_url(url: str | None, where: str = "newsletter.toml") -> SMTPConfig:
     """Parse ``smtp_url``; any mistake is one ``ConfigError`` line saying how to fix it."""
     example = "smtp://user:pass@smtp.example.org:587?starttls=true"
