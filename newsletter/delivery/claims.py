@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 class ClaimedRow(NamedTuple):
     """One claimed recipient, as ``_PICK`` selects it: its fields are the statement's
     select list, in that order (a test compares them). ``claim_batch`` hands these back;
-    personalize, the backends' row path and the engine read them by name."""
+    personalize, the backends' row path and the runner read them by name."""
 
     subscriber_id: int | None
     email: str

@@ -14,7 +14,7 @@ Per-recipient values are made header-safe by ``headersafe`` (the one rule): the 
 cleaned (no line breaks of any kind, no controls, at most ``NAME_MAX`` characters) and
 To and a personal Subject are folded to lines of at most 78 octets. A recipient whose
 message still cannot be built makes ``messages()`` raise before anything is sent; the
-engine then fails that recipient alone.
+runner then fails that recipient alone.
 
 Every message is ``multipart/alternative`` (text/plain first, then text/html), UTF-8,
 quoted-printable, CRLF line ends, lines of at most 76 characters, and carries

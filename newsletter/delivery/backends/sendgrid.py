@@ -445,7 +445,7 @@ class SendGridBackend(BackendBase):
         recipient (a third of the personalization's cost). Returns ``NOT_HANDLED``, having
         sent nothing, for anything unusual (a test send, a name or address that needs
         cleaning or refusing, an address twice, a personal subject, a request too large):
-        the engine then takes the general path.
+        the runner then takes the general path.
         """
         body = rows_json(self.content_for(template), template, rows)
         if body is None:

@@ -7,7 +7,7 @@ URL forms (``smtp_url`` in newsletter.toml or ``NEWSLETTER_SMTP_URL``)::
     smtp://127.0.0.1:1025                       plain, no login (a local relay)
 
 Query options: ``starttls`` (true/false), ``timeout`` (seconds, default 30), ``pool``
-(connections when the engine gives no worker count, default 4), ``cafile`` (a PEM file
+(connections when the runner gives no worker count, default 4), ``cafile`` (a PEM file
 of certificates to trust, for a private CA), ``verify`` (false turns certificate checks
 off: local testing only), ``helo`` (the name to greet with). User and password are
 percent-decoded (write ``%40`` for ``@``). SendGrid's relay is
