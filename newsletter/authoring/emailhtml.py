@@ -16,7 +16,7 @@ does to the head:
   (Outlook.com's link padding) and the Thunderbird ``.moz-text-html`` column widths (a
   ``<style media=...>`` block). They are kept, in a block after the inlined one.
 - the hidden preheader gets ``mso-hide:all`` (Outlook for Windows ignores
-  ``display:none`` on a ``div``) and ``visibility:hidden``.
+  ``display:none`` on a ``div``); not ``visibility``, which Gmail rejects.
 """
 
 from __future__ import annotations
@@ -94,7 +94,6 @@ def _reorder_head(html: str, extra: str) -> str:
 
 def _hide_preheader(match: re.Match[str]) -> str:
     style = match.group(2)
-    for rule in ("mso-hide:all;", "visibility:hidden;"):
-        if rule not in style:
-            style += rule
+    if "mso-hide:all" not in style:
+        style += "mso-hide:all;"
     return f'{match.group(1)}{style}"'
