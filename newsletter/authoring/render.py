@@ -21,13 +21,13 @@ from html import escape
 from pathlib import Path
 from types import SimpleNamespace
 
-import css_inline
 import jinja2
 from markupsafe import Markup
 from mjml import mjml2html
 
 from ..config import Settings
 from ..errors import RenderError
+from .emailhtml import finish, px_units
 from .model import (
     BulletList,
     Emphasis,
@@ -66,7 +66,6 @@ _TEMPLATE_FOR = {
     SectionKind.HARD_NUMBERS: "numbers.mjml.j2",
     SectionKind.WATCHING: "watching.mjml.j2",
 }
-_INLINER = css_inline.CSSInliner(load_remote_stylesheets=False, keep_at_rules=True)
 
 
 @dataclass(frozen=True)
@@ -257,12 +256,12 @@ def render_mjml(issue: Issue, settings: Settings, *, personal: bool = False) -> 
 
 
 def compile_mjml(source: str) -> str:
-    """MJML -> HTML with CSS inlined."""
+    """MJML -> HTML with CSS inlined, made client-safe (``emailhtml``)."""
     try:
-        html = mjml2html(source, fonts={}, disable_comments=True)
+        html = mjml2html(px_units(source), fonts={}, disable_comments=True)
     except Exception as exc:  # mjml-python raises a bare ValueError-like error on bad MJML
         raise RenderError(f"MJML error: {exc}; check your templates") from None
-    return _INLINER.inline(html)
+    return finish(html)
 
 
 def render(issue: Issue, settings: Settings, *, personal: bool = False) -> Rendered:
