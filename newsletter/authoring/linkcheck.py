@@ -68,6 +68,7 @@ class CheckOptions:
     max_redirects: int = 3
     use_cache: bool = True
     verify: object = True  # httpx's verify: tests pass their own CA
+    offline: bool = False  # judge what the cache knows, fetch nothing (the preview's page)
 
 
 @dataclass
@@ -76,6 +77,8 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     checked: int = 0  # distinct URLs
     fetched: int = 0  # of which fetched now (the rest from the cache)
+    unchecked: int = 0  # offline: not in the cache
+    checked_at: float | None = None  # offline: the oldest cached answer used
     seconds: float = 0.0
 
     @property
@@ -295,6 +298,11 @@ def check_sections(
             if probe is not None and now - probe.checked_at < FRESH_SECONDS:
                 probes[key] = probe
     missing = [key for key in wanted if key not in probes]
+    if options.offline:
+        times = [p.checked_at for k, p in probes.items() if k in set(wanted)]
+        return Report(path=path, findings=judge(path, found, probes, options),
+                      checked=len(wanted) + local - len(missing), unchecked=len(missing),
+                      checked_at=min(times) if times else None)
     if missing:
         fetch = FetchOptions(timeout=options.timeout, per_host=options.per_host,
                              verify=options.verify)
