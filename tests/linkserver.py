@@ -46,7 +46,9 @@ HUGE = 20 * 1024 * 1024
 
 
 class LinkServer:
-    def __init__(self, slow_seconds: float = 3.0, tls_dir: Path | None = None) -> None:
+    def __init__(self, slow_seconds: float = 3.0, tls_dir: Path | None = None,
+                 latency: float = 0.0) -> None:
+        self.latency = latency  # seconds added to every answer, as a distant site would
         self.hits: Counter[str] = Counter()
         self.sent = 0
         self.slow_seconds = slow_seconds
@@ -104,7 +106,9 @@ class LinkServer:
         return server
 
     def answer(self, handler: BaseHTTPRequestHandler) -> None:  # noqa: C901 - one branch a path
-        path = handler.path
+        path = handler.path.split("?")[0]  # /ok?n=1, /ok?n=2 ...: distinct URLs, one answer
+        if self.latency:
+            time.sleep(self.latency)
         if path == "/ok":
             self._send(handler, 200, b"<html>fine</html>", "text/html")
         elif path == "/missing":
