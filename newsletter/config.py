@@ -115,6 +115,7 @@ class Settings(BaseModel):
     send_batch_size: int | None = Field(default=None, ge=1, le=10_000)
     worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)  # how often it looks
     worker_progress_batches: int = Field(default=10, ge=1)  # a progress log line per N
+    check_links_before_send: bool = False  # `newsletter check` before every send: errors stop it
     demo: bool = False  # made by `newsletter demo`: example values allowed, outbox only
     brand: Brand = Field(default_factory=Brand)
 

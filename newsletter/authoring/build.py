@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..config import Settings
 from ..errors import UsageError
+from .media import image_findings
 from .model import Finding, Issue, Severity
 from .parse import ParseResult, parse_text
 from .render import Rendered, RenderError, render
@@ -101,6 +102,7 @@ def build_text(
     parsed = parse_text(text, path)
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     findings = list(parsed.findings) + validate(parsed, lines, path)
+    findings += image_findings(settings, parsed.sections, lines, path)  # local image files
     result = Build(path=path, findings=findings, issue=parsed.issue, parsed=parsed)
     has_errors = any(f.severity is Severity.ERROR for f in findings)
     if render_html and parsed.issue is not None and not has_errors:

@@ -28,6 +28,7 @@ from mjml import mjml2html
 from ..config import Settings
 from ..errors import RenderError
 from .emailhtml import finish, px_units
+from .media import email_issue, email_sizes, size_attributes
 from .model import (
     BulletList,
     Emphasis,
@@ -230,6 +231,7 @@ def format_date(issue: Issue) -> str:
 def render_mjml(issue: Issue, settings: Settings, *, personal: bool = False) -> str:
     """The MJML document for an issue (step one of rendering)."""
     env = environment(settings)
+    issue = email_issue(settings, issue)  # local images -> their media URLs
     archive_url = f"{settings.base_url}/archive/{issue.slug}" if settings.base_url else None
     try:
         template = env.get_template("email.mjml.j2")
@@ -267,6 +269,7 @@ def compile_mjml(source: str) -> str:
 def render(issue: Issue, settings: Settings, *, personal: bool = False) -> Rendered:
     """Render an issue to HTML and plain text."""
     html = compile_mjml(render_mjml(issue, settings, personal=personal))
+    html = size_attributes(html, email_sizes(settings, issue))  # <img height> when known
     text = render_text(issue, settings, personal=personal)
     if not personal:
         html = fill_name(html, None)
