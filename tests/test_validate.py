@@ -71,8 +71,8 @@ def test_no_sections(settings: Settings) -> None:
 def test_lead_not_first_and_duplicate_lead(settings: Settings) -> None:
     text = FRONT + "# Story: A\nText.\n\n# Lead: B\nText.\n\n# Lead: C\nText.\n"
     assert findings(text, settings) == [
-        (9, "warning", "lead-not-first"),
-        (12, "warning", "lead-duplicate"),
+        (9, "error", "lead-not-first"),
+        (12, "error", "lead-duplicate"),
     ]
 
 
@@ -180,7 +180,7 @@ def test_errors_are_all_reported_at_once(settings: Settings) -> None:
         (1, "warning", "preheader-missing"),
         (2, "error", "subject-too-long"),
         (6, "error", "link-url"),
-        (8, "warning", "lead-not-first"),
+        (8, "error", "lead-not-first"),
         (9, "error", "image-alt-missing"),
         (9, "warning", "image-credit-missing"),
         (11, "error", "raw-html"),
