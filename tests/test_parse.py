@@ -162,7 +162,7 @@ def test_front_matter_values(front: str, rule: str, line: int) -> None:
 
 def test_front_matter_missing_unclosed_and_not_a_mapping() -> None:
     assert (1, "error", "front-matter-missing") in found("# Lead: X\nText.\n")
-    assert (1, "error", "front-matter-unclosed") in found("---\nsubject: A\n# Lead: X\nText.\n")
+    assert (3, "error", "front-matter-unclosed") in found("---\nsubject: A\n# Lead: X\nText.\n")
     assert found("---\n- a\n- b\n---\n# Lead: X\nText.\n") == [
         (2, "error", "front-matter-not-mapping")
     ]
