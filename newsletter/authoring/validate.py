@@ -360,8 +360,21 @@ def _placeholder_link(ctx: _Ctx, href: str, line: int) -> Iterator[Finding]:
     )
 
 
+def _leftovers(ctx: _Ctx) -> Iterator[Finding]:
+    from .leftovers import leftover_rules
+
+    return leftover_rules(ctx)
+
+
+def _house_style(ctx: _Ctx) -> Iterator[Finding]:
+    from .housestyle import house_style_rules
+
+    return house_style_rules(ctx)
+
+
 RULES: tuple[Rule, ...] = (
-    front_matter_rules, structure_rules, section_rules, url_rules, placeholder_rules
+    front_matter_rules, structure_rules, section_rules, url_rules, placeholder_rules,
+    _leftovers, _house_style,
 )
 
 
