@@ -49,7 +49,7 @@ def test_links_become_numbered_references(settings: Settings) -> None:
     result = build_file(SAMPLE, settings)
     assert result.rendered is not None
     text = result.rendered.text
-    assert "Read the authority's damage survey [1] for" in text
+    assert "Read the authority\u2019s damage survey [1] for" in text
     assert "Read the full report [2]" in text
     links = text.split("\nLinks:\n", 1)[1].strip().split("\n")
     assert links[:2] == [

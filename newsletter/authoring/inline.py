@@ -37,7 +37,7 @@ def merge_text(nodes: list[Any], *, trim: bool = True) -> list[Any]:
     space at both ends is removed (a paragraph's or list item's outer edges)."""
     parts: list[Any] = []  # str runs (as lists) and nodes
     for node in nodes:
-        piece = node.text if isinstance(node, Text) else node
+        piece = node.text if isinstance(node, Text) and not node.verbatim else node
         if isinstance(piece, str):
             if parts and isinstance(parts[-1], list):
                 parts[-1].append(piece)
@@ -185,10 +185,11 @@ class InlineReader:
         excess = deepest = 0  # openers beyond MAX_NESTING, not in the model
         for child in token.children or []:
             kind = child.type
-            if kind in ("text", "text_special", "code_inline"):
+            if kind == "text":
                 current.append(child.content)  # plain strings become Text nodes at the end
-                if kind == "text":
-                    self._text(child.content, broken, where)
+                self._text(child.content, broken, where)
+            elif kind in ("text_special", "code_inline"):
+                current.append(Text.model_construct(text=child.content, verbatim=True))
             elif kind == "softbreak":
                 current.append(" ")
             elif kind == "hardbreak":

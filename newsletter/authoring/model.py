@@ -69,6 +69,9 @@ class _Node(BaseModel):
 class Text(_Node):
     type: Literal["text"] = "text"
     text: str
+    # `code` or an escaped character as typed: the typographer leaves it alone (not part of
+    # the content's identity, so it is left out of dumps)
+    verbatim: bool = Field(default=False, exclude=True)
 
 
 class LineBreak(_Node):
