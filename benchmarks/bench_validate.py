@@ -57,7 +57,7 @@ def main() -> None:
     trees = {"base": args.base.resolve(), "this": HERE}
     times: dict[str, list[float]] = {name: [] for name in trees}
     with tempfile.TemporaryDirectory() as project:  # no newsletter.toml, no database
-        for name, tree in trees.items():
+        for tree in trees.values():
             run(tree, Path(project))  # warm the file cache and bytecode
         for _ in range(args.runs):
             for name, tree in trees.items():
