@@ -49,20 +49,20 @@ def test_links_become_numbered_references(settings: Settings) -> None:
     result = build_file(SAMPLE, settings)
     assert result.rendered is not None
     text = result.rendered.text
-    assert "Read the authority's damage survey [1] for" in text
+    assert "Read the authority\u2019s damage survey [1] for" in text
     assert "Read the full report [2]" in text
     links = text.split("\nLinks:\n", 1)[1].strip().split("\n")
     assert links[:2] == [
-        "[1] https://example.org/alder-survey",
-        "[2] https://example.org/river-towns-rebuild",
+        "[1] https://news.sendtest.news/alder-survey",
+        "[2] https://news.sendtest.news/river-towns-rebuild",
     ]
-    assert links[-1] == "[3] https://example.org/holloway"
+    assert links[-1] == "[3] https://news.sendtest.news/holloway"
     assert text.endswith("\n") and not text.endswith("\n\n")
 
 
 def test_repeated_links_share_a_number_and_mailto_is_inline(settings: Settings) -> None:
     body = (
-        "# Lead: X\nSee [this](https://example.org/a) and [that](https://example.org/a), "
+        "# Lead: X\nSee [this](https://news.sendtest.news/a) and [that](https://news.sendtest.news/a), "
         "or write to [desk@example.org](mailto:desk@example.org).\n"
     )
     front = "---\nsubject: s\npreheader: p\ndate: 2026-11-24\n---\n"

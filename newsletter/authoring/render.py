@@ -267,7 +267,10 @@ def compile_mjml(source: str) -> str:
 
 
 def render(issue: Issue, settings: Settings, *, personal: bool = False) -> Rendered:
-    """Render an issue to HTML and plain text."""
+    """Render an issue to HTML and plain text, typeset for ``settings.lang``."""
+    from .typography import typeset
+
+    issue = typeset(issue, settings.lang)
     html = compile_mjml(render_mjml(issue, settings, personal=personal))
     html = size_attributes(html, email_sizes(settings, issue))  # <img height> when known
     text = render_text(issue, settings, personal=personal)
