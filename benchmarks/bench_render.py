@@ -73,8 +73,8 @@ def bench_library(loops: int) -> None:
 
 def _stages(text: str, path: str, settings, loops: int) -> None:
     """Where the time goes, stage by stage (medians)."""
-    from newsletter.authoring.parse import parse_text
     from newsletter.authoring.emailhtml import finish
+    from newsletter.authoring.parse import parse_text
     from newsletter.authoring.render import render_mjml
     from newsletter.authoring.text import render_text
     from newsletter.authoring.validate import validate
