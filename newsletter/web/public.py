@@ -6,6 +6,8 @@
 - ``newsletter.web.webhook``: ``POST /webhooks/sendgrid`` (Signed Event Webhook),
 - ``newsletter.web.archive``: ``GET /archive``, ``/archive/feed.xml``, ``/archive/{slug}``
   (unless ``archive = false``),
+- ``newsletter.web.signup``: ``GET/POST /subscribe``, ``POST /api/subscribe``,
+  ``GET/POST /confirm/{token}`` (double opt-in),
 - ``GET /healthz``: 200 ``ok`` when the database answers, 503 otherwise.
 
 Database work is synchronous (SQLAlchemy) and runs in Starlette's thread pool; the
@@ -148,7 +150,7 @@ def guarded(endpoint: Endpoint) -> Endpoint:
 
 
 def part(settings: Settings) -> Part:
-    from . import archive, unsubscribe, webhook
+    from . import archive, signup, unsubscribe, webhook
 
     require(settings, "secret_key", purpose="checking unsubscribe links")
     require(settings, "base_url", purpose="the archive feed's links and the site's redirects")
@@ -157,6 +159,7 @@ def part(settings: Settings) -> Part:
     routes: list[BaseRoute] = [
         *unsubscribe.routes(state),
         *webhook.routes(state),
+        *signup.routes(state),
         _health_route(state),
     ]
     if settings.archive:
@@ -169,6 +172,9 @@ def part(settings: Settings) -> Part:
         try:
             yield
         finally:
+            mailer = getattr(state, "signup_mailer", None)
+            if mailer is not None:
+                mailer.close()
             state.engine.dispose()
 
     return Part(routes=routes, lifespan=lifespan, state=state, csp=PAGE_CSP)
