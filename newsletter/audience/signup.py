@@ -314,19 +314,30 @@ def cancel(engine: Engine, pairs: list[tuple[int, int]]) -> None:
 
 def consents(db: DB, email_key: str) -> list[dict[str, Any]]:
     """The consent records of an address (one per list it signed up to), oldest first."""
+    return consents_by_key(db, email_key).get(email_key, [])
+
+
+def consents_by_key(db: DB, email_key: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Every address's consent records (or one address's), by email key."""
+    query = (sa.select(signups, lists.c.name.label("list_name"))
+             .join(lists, lists.c.id == signups.c.list_id)
+             .order_by(signups.c.requested_at, signups.c.id))
+    if email_key is not None:
+        query = query.where(signups.c.email_key == email_key)
     with transaction(db, read=True) as conn:
-        rows = conn.execute(sa.select(signups, lists.c.name.label("list_name"))
-                            .join(lists, lists.c.id == signups.c.list_id)
-                            .where(signups.c.email_key == email_key)
-                            .order_by(signups.c.requested_at)).all()
+        rows = conn.execute(query).all()
 
     def when(value: dt.datetime | None) -> str | None:
         return aware(value).isoformat() if value is not None else None
 
-    return [{"list": r.list_name, "status": r.status, "signed_up_at": when(r.requested_at),
-             "source": r.source, "consent_version": r.consent_version,
-             "consent_text": r.consent_text, "ip_hmac": r.ip_hash,
-             "confirmed_at": when(r.confirmed_at)} for r in rows]
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault(r.email_key, []).append({
+            "list": r.list_name, "status": r.status, "signed_up_at": when(r.requested_at),
+            "source": r.source, "consent_version": r.consent_version,
+            "consent_text": r.consent_text, "ip_hmac": r.ip_hash,
+            "confirmed_at": when(r.confirmed_at)})
+    return out
 
 
 def forget(conn: sa.Connection, email_key: str) -> int:

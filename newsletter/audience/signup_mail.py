@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from secrets import token_hex
 
 import jinja2
 
@@ -46,7 +47,7 @@ def build(settings: Settings, *, email: str, name: str | None, list_id: int,
     rendered = Rendered(html=_env.get_template("confirm.html.j2").render(context),
                         text=_env.get_template("confirm.txt.j2").render(context),
                         subject=subject, preheader=None)
-    template = prepare(rendered, settings, send_id="signup", list_id=list_id,
+    template = prepare(rendered, settings, send_id=f"signup-{token_hex(6)}", list_id=list_id,
                        list_name=list_names[0])
     recipient = Recipient(None, email, name)
     token = cancel_url.rsplit("/", 1)[-1]
