@@ -42,7 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "form": ("newsletter.cli.signup:form_cmd", "Print an HTML sign-up form for your site."),
     "serve": (
         "newsletter.cli.serve:serve_cmd",
-        "Serve the public endpoints: unsubscribe, SendGrid webhook, archive.",
+        "Serve the public endpoints: sign-up, unsubscribe, webhook, archive.",
     ),
 }
 
