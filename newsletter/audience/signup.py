@@ -57,6 +57,7 @@ class Planned:
     pending: list[tuple[int, int, int, str]] | None = None  # (row id, round, list id, name)
     already: list[tuple[int, str]] | None = None  # (list id, name) subscribed already
     mail: bool = False
+    limited: bool = False  # over the per-IP limit
 
 
 def _disposable(domain: str) -> bool:
@@ -102,32 +103,36 @@ def _chosen(db: DB, settings: Settings, names: tuple[str, ...]) -> list[tuple[in
 
 
 def request(engine: Engine, settings: Settings, req: SignupRequest, mailer: Mailer) -> None:
-    """Take a sign-up: record it pending and send its confirmation, within the limits.
-    Raises ``SignupRefused`` (bad input, the same for everyone) or ``SignupRateLimited``
-    (this IP address, this hour); otherwise the caller answers the same whatever happened."""
+    """Take a sign-up and send its confirmation now (``record`` then ``deliver``)."""
+    plan = record(engine, settings, req)
+    if plan is not None:
+        deliver(engine, settings, plan, mailer)
+
+
+def record(engine: Engine, settings: Settings, req: SignupRequest) -> Planned | None:
+    """Take a sign-up: record it pending, within the limits; returns the email to send
+    (``deliver``), if any. Raises ``SignupRefused`` (bad input, the same for everyone) or
+    ``SignupRateLimited`` (this IP address, this hour); otherwise the caller answers the
+    same whatever happened (and, sending after the answer, in the same time)."""
     email, key = check_address(settings, req.email)
-    chosen = _chosen(engine, settings, req.lists)
-    assert settings.secret_key is not None
-    secret = settings.secret_key
-    if req.ip and not _counted(engine, ratelimit.keyed(secret, "ip", req.ip), HOUR,
-                               settings.signup_ip_limit):
+    plan = retry_on_conflict(lambda: _record(engine, settings, req, email, key))
+    if plan.limited:
         raise SignupRateLimited("Too many sign-ups from your network: try again in an hour.")
-    plan = retry_on_conflict(lambda: _record(engine, settings, req, email, key, chosen))
-    if plan.mail:
-        _mail(engine, settings, plan, mailer)
+    return plan if plan.mail else None
 
 
-def _counted(engine: Engine, key: str, window: int, limit: int) -> bool:
-    with engine.begin() as conn:
-        return ratelimit.hit(conn, key, window, limit)
-
-
-def _record(engine: Engine, settings: Settings, req: SignupRequest, email: str, key: str,
-            chosen: list[tuple[int, str]]) -> Planned:
+def _record(engine: Engine, settings: Settings, req: SignupRequest, email: str, key: str
+            ) -> Planned:
+    """One transaction: the limits counted, the sign-up recorded (or not)."""
     secret = settings.secret_key or ""
     now = utcnow()
     plan = Planned(email=email, name=clean_text(req.name) or None, pending=[], already=[])
     with engine.begin() as conn:
+        chosen = _chosen(conn, settings, req.lists)
+        if req.ip and not ratelimit.hit(conn, ratelimit.keyed(secret, "ip", req.ip), HOUR,
+                                        settings.signup_ip_limit):
+            plan.limited = True  # the hit is counted (committed), then refused
+            return plan
         if not ratelimit.hit(conn, ratelimit.keyed(secret, "address", key), DAY,
                              settings.signup_address_limit):
             return plan  # silently: the same answer, no email
@@ -192,7 +197,8 @@ def confirm_token(settings: Settings, pending: list[tuple[int, int, int, str]]) 
     return tokens.sign(CONFIRM, settings, *values)
 
 
-def _mail(engine: Engine, settings: Settings, plan: Planned, mailer: Mailer) -> None:
+def deliver(engine: Engine, settings: Settings, plan: Planned, mailer: Mailer) -> None:
+    """Send the confirmation (or "already subscribed") email ``record`` planned."""
     base = settings.base_url
     if plan.pending:
         token = confirm_token(settings, plan.pending)

@@ -69,7 +69,7 @@ class Mailer:
             if self._backend is None:
                 from ..delivery.backends import get_backend
 
-                backend = get_backend(self.settings, workers=2)
+                backend = get_backend(self.settings)  # SMTP: smtp_url's pool
                 backend.open()
                 self._backend = backend
             return self._backend

@@ -18,6 +18,7 @@ import json
 import time
 from urllib.parse import quote
 
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -37,6 +38,16 @@ SNIPPET = "signup-snippet"  # the timestamp of a `newsletter form` snippet paste
 SNIPPET_MAX_AGE_DAYS = 366
 SENT = {"ok": True, "message": "Check your inbox: if the address can receive this newsletter, "
         "an email is on its way with a button to confirm."}
+
+
+def mailing(response: Response, state: PublicState, plan: signup.Planned | None,
+            mailer: Mailer) -> Response:
+    """The answer, with the planned email sent after it: every accepted sign-up is
+    answered alike, in about the same time, whether an email goes out or not."""
+    if plan is not None:
+        response.background = BackgroundTask(signup.deliver, state.engine, state.settings,
+                                             plan, mailer)
+    return response
 
 
 def _client_ip(request: Request) -> str | None:
@@ -85,14 +96,14 @@ def routes(state: PublicState) -> list[BaseRoute]:
                            offered=[{"name": n, "description": d} for _, n, d in offered],
                            selected=selected, consent_text=settings.signup_consent_text, ts=ts)
 
-    async def take(req: signup.SignupRequest) -> Response | None:
+    async def take(req: signup.SignupRequest) -> Response:
         try:
-            await run_in_threadpool(signup.request, state.engine, settings, req, mailer)
+            plan = await run_in_threadpool(signup.record, state.engine, settings, req)
         except SignupRateLimited as exc:
             return refused(str(exc), 429)
         except SignupRefused as exc:
             return refused(str(exc))
-        return None
+        return mailing(public_page(settings, "signup-sent.html"), state, plan, mailer)
 
     async def submit(request: Request) -> Response:
         try:
@@ -110,7 +121,7 @@ def routes(state: PublicState) -> list[BaseRoute]:
         req = signup.SignupRequest(email=str(form.get("email") or ""),
                                    name=str(form.get("name") or "") or None,
                                    lists=_lists_of(form), source="form", ip=_client_ip(request))
-        return await take(req) or public_page(settings, "signup-sent.html")
+        return await take(req)
 
     return [
         Route("/subscribe", form_page, methods=["GET", "HEAD"]),
@@ -171,12 +182,12 @@ def api_routes(state: PublicState, mailer: Mailer) -> list[BaseRoute]:
         if isinstance(req, str):
             return JSONResponse({"ok": False, "error": req}, 400, headers=headers)
         try:
-            await run_in_threadpool(signup.request, state.engine, settings, req, mailer)
+            plan = await run_in_threadpool(signup.record, state.engine, settings, req)
         except SignupRateLimited as exc:
             return JSONResponse({"ok": False, "error": str(exc)}, 429, headers=headers)
         except SignupRefused as exc:
             return JSONResponse({"ok": False, "error": str(exc)}, 400, headers=headers)
-        return JSONResponse(SENT, 202, headers=headers)
+        return mailing(JSONResponse(SENT, 202, headers=headers), state, plan, mailer)
 
     return [Route("/api/subscribe", api, methods=["POST"]),
             Route("/api/subscribe", api_options, methods=["OPTIONS"])]
