@@ -116,6 +116,22 @@ class Settings(BaseModel):
     worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)  # how often it looks
     worker_progress_batches: int = Field(default=10, ge=1)  # a progress log line per N
     check_links_before_send: bool = False  # `newsletter check` before every send: errors stop it
+    # `newsletter serve`'s sign-up form and API (audience.signup): which lists the public
+    # may join, the consent sentence shown (and its version, kept with each sign-up), the
+    # sites allowed to call /api/subscribe, how long a confirmation link lives, and the
+    # bot defences (each switchable: 0 or false turns it off)
+    public_lists: list[str] = Field(default_factory=list)
+    signup_consent_text: str = Field(
+        default="Yes, send me this newsletter by email. I can unsubscribe at any time.",
+        min_length=1, max_length=2000)
+    signup_consent_version: str = Field(default="1", min_length=1, max_length=40)
+    signup_cors_origins: list[str] = Field(default_factory=list)
+    signup_confirm_days: int = Field(default=7, ge=1, le=90)
+    signup_honeypot: bool = True
+    signup_min_seconds: float = Field(default=3.0, ge=0, le=600)
+    signup_ip_limit: int = Field(default=10, ge=0)  # sign-ups per IP address per hour
+    signup_address_limit: int = Field(default=5, ge=0)  # sign-ups per address per day
+    signup_block_disposable: bool = True
     demo: bool = False  # made by `newsletter demo`: example values allowed, outbox only
     brand: Brand = Field(default_factory=Brand)
     # `newsletter validate`: leftover words that are errors, house-style limits and
@@ -167,6 +183,15 @@ class Settings(BaseModel):
                 f"{MIN_SECRET_BYTES} (it signs every unsubscribe link): make one with "
                 f"{NEW_SECRET_COMMAND}"
             )
+        return value
+
+    @field_validator("signup_cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(f"{origin!r} is not an origin: write it as https://www.example.org "
+                                 "(scheme and host, no path)")
         return value
 
     @field_validator("name")
@@ -249,7 +274,7 @@ def find_project(start: Path | None = None) -> Path | None:
 
 # fields whose environment value is JSON (as pydantic-settings read them), e.g.
 # NEWSLETTER_OLD_SECRET_KEYS='["old1", "old2"]' or NEWSLETTER_BRAND='{"primary_color": "#000"}'
-_JSON_FIELDS = ("old_secret_keys", "brand")
+_JSON_FIELDS = ("old_secret_keys", "brand", "public_lists", "signup_cors_origins")
 _NESTED = "__"
 
 
@@ -293,7 +318,7 @@ def env_values(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
             except ValueError:
                 example = (
                     '["key1", "key2"]'
-                    if field == "old_secret_keys"
+                    if field != "brand"
                     else ('{"primary_color": "#b3261e"}')
                 )
                 raise ConfigError(

@@ -35,7 +35,9 @@ with a plain status line that says nothing about anyone.
         ├── WebhookRejected          403: not signed by SendGrid, or stale
         ├── Replayed                 403: this signed request was seen before
         ├── WebhookMalformed         400: signed, but not a JSON array of events
-        └── MalformedEvent           one event of a request: skipped and counted
+        ├── MalformedEvent           one event of a request: skipped and counted
+        ├── SignupRefused            400: a sign-up that cannot be taken as sent
+        └── SignupRateLimited        429: too many sign-ups from one IP address
 
 The modules that raise them import them from here and keep their old names importable
 (``from newsletter.audience import ListNotFound`` still works).
@@ -186,3 +188,13 @@ class WebhookMalformed(RequestRefused):
 
 class MalformedEvent(RequestRefused):
     """One event of a signed request cannot be applied: it is skipped and counted."""
+
+
+class SignupRefused(RequestRefused):
+    """A sign-up that cannot be taken as sent (not an address, a disposable domain, a list
+    that is not public, a form filled by a bot): answered 400 with a page saying what to
+    change, which reveals nothing about any subscriber."""
+
+
+class SignupRateLimited(RequestRefused):
+    """Too many sign-ups from one IP address within the hour (429)."""

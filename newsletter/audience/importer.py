@@ -500,11 +500,15 @@ def export_csv(
     *,
     list_name: str | None = None,
     status: str | None = None,
+    consent: bool = False,
 ) -> int:
-    """Write matching subscribers as CSV (``email, name, status[, list_status], attributes``);
-    returns the number of rows. ``import_csv`` reads it back to the same state."""
+    """Write matching subscribers as CSV (``email, name, status[, list_status][, consent],
+    attributes``); returns the number of rows. ``import_csv`` reads it back to the same
+    state (a ``consent`` column, the sign-up consent records as JSON, is not imported)."""
     keys = attribute_keys(engine, list_name=list_name, status=status)
-    header = [*EXPORT_FIELDS, *(["list_status"] if list_name else []), *keys]
+    header = [*EXPORT_FIELDS, *(["list_status"] if list_name else []),
+              *(["consent"] if consent else []), *keys]
+    records = _consent_records(engine) if consent else {}
     writer = csvsafe.writer(out)
     writer.writerow(header)
     count = 0
@@ -512,6 +516,9 @@ def export_csv(
         values = [sub.email, sub.name or "", sub.status]
         if list_name:
             values.append(sub.list_status or "")
+        if consent:
+            found = records.get(sub.email.lower())
+            values.append(json.dumps(found, ensure_ascii=False) if found else "")
         for key in keys:
             value = sub.attributes.get(key)
             if value is None:
@@ -523,6 +530,12 @@ def export_csv(
         writer.writerow(values)
         count += 1
     return count
+
+
+def _consent_records(engine: Engine) -> dict[str, list[dict]]:
+    from .signup import consents_by_key
+
+    return consents_by_key(engine)
 
 
 # -- demo ------------------------------------------------------------------------------

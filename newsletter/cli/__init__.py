@@ -40,9 +40,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "newsletter.cli.schedule:worker_cmd",
         "Send scheduled issues on time; run until stopped.",
     ),
+    "form": ("newsletter.cli.signup:form_cmd", "Print an HTML sign-up form for your site."),
     "serve": (
         "newsletter.cli.serve:serve_cmd",
-        "Serve the public endpoints: unsubscribe, SendGrid webhook, archive.",
+        "Serve the public endpoints: sign-up, unsubscribe, webhook, archive.",
     ),
 }
 

@@ -14,6 +14,8 @@ sends`` in ``ledger``).
 - webhook_events, webhook_requests, send_event_counts, send_recipient_events: SendGrid
   webhook events and engagement counters (``events``)
 - archive_issues: the public web archive (``archive``)
+- signups, rate_limits: sign-ups awaiting confirmation with their consent records, and the
+  sign-up rate limits' counters (``audience.signup``, ``audience.ratelimit``)
 
 Objects the migrations create with raw SQL (revision 0004's triggers and functions) are
 not in the metadata; ``tests/test_schema.py`` names them in its allow-list.
@@ -313,4 +315,46 @@ archive_issues = sa.Table(
     sa.Column("issue_key", sa.String(64), nullable=True),
     sa.Column("content_hash", sa.String(64), nullable=True),
     sa.Index(None, "issue_date"),
+)
+
+
+# -- sign-ups: pending subscriptions and their consent records (newsletter.audience.signup) ----
+
+#: a sign-up is pending until its confirmation link is pressed; cancelled by "not me"
+SIGNUP_STATUSES = ("pending", "confirmed", "cancelled")
+
+signups = sa.Table(
+    "signups",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("email_key", EmailKey, nullable=False),
+    sa.Column("name", sa.Text(), nullable=True),
+    sa.Column("list_id", ID, sa.ForeignKey("lists.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("round", sa.Integer(), nullable=False),  # +1 each time it becomes pending anew
+    # the consent record: how (form or api), what the person was told (text and version),
+    # from where (HMAC-SHA256 of the IP address with secret_key, hex), when, confirmed when
+    sa.Column("source", sa.String(10), nullable=False),
+    sa.Column("consent_text", sa.Text(), nullable=False),
+    sa.Column("consent_version", sa.String(40), nullable=False),
+    sa.Column("ip_hash", sa.String(64), nullable=True),
+    sa.Column("requested_at", Stamp, nullable=False),
+    sa.Column("confirmed_at", Stamp, nullable=True),
+    sa.Column("mailed_at", Stamp, nullable=True),  # the last confirmation email sent
+    sa.UniqueConstraint("email_key", "list_id"),
+    sa.CheckConstraint("status IN ('pending', 'confirmed', 'cancelled')", name="status"),
+    sa.CheckConstraint("source IN ('form', 'api')", name="source"),
+    sqlite_autoincrement=True,
+)
+
+#: counters of the sign-up rate limits, shared by every server process: hits per key
+#: (an HMAC of an IP address or email address, with what it limits) per time window
+rate_limits = sa.Table(
+    "rate_limits",
+    metadata,
+    sa.Column("key", sa.String(80), primary_key=True),
+    sa.Column("window", sa.BigInteger(), primary_key=True),  # the window's start, Unix s
+    sa.Column("hits", sa.Integer(), nullable=False),
+    sa.Index(None, "window"),
 )

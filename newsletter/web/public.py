@@ -8,6 +8,9 @@
   (unless ``archive = false``),
 - ``GET /healthz``: 200 ``ok`` when the database answers, 503 otherwise;
 - ``newsletter.web.media``: ``GET /media/{file}``, issues' local images (out/media/).
+- ``newsletter.web.signup``: ``GET/POST /subscribe``, ``POST /api/subscribe``,
+  ``GET/POST /confirm/{token}`` (double opt-in),
+- ``GET /healthz``: 200 ``ok`` when the database answers, 503 otherwise.
 
 Database work is synchronous (SQLAlchemy) and runs in Starlette's thread pool; the
 connection pool is sized to that pool, so no request waits for a connection long.
@@ -150,7 +153,7 @@ def guarded(endpoint: Endpoint) -> Endpoint:
 
 
 def part(settings: Settings) -> Part:
-    from . import archive, unsubscribe, webhook
+    from . import archive, signup, unsubscribe, webhook
 
     require(settings, "secret_key", purpose="checking unsubscribe links")
     require(settings, "base_url", purpose="the archive feed's links and the site's redirects")
@@ -159,6 +162,7 @@ def part(settings: Settings) -> Part:
     routes: list[BaseRoute] = [
         *unsubscribe.routes(state),
         *webhook.routes(state),
+        *signup.routes(state),
         _health_route(state),
         media_route(lambda: settings),  # local images of issues: out/media/
     ]
@@ -172,6 +176,9 @@ def part(settings: Settings) -> Part:
         try:
             yield
         finally:
+            mailer = getattr(state, "signup_mailer", None)
+            if mailer is not None:
+                mailer.close()
             state.engine.dispose()
 
     return Part(routes=routes, lifespan=lifespan, state=state, csp=PAGE_CSP)
