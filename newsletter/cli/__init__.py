@@ -39,6 +39,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "newsletter.cli.schedule:worker_cmd",
         "Send scheduled issues on time; run until stopped.",
     ),
+    "welcome": (
+        "newsletter.cli.welcome:welcome_group",
+        "The welcome email for new subscribers: send, resume, preview.",
+    ),
     "serve": (
         "newsletter.cli.serve:serve_cmd",
         "Serve the public endpoints: unsubscribe, SendGrid webhook, archive.",
