@@ -239,3 +239,25 @@ def test_get_changes_nothing_and_a_post_needs_the_pages_nonce(site: Site) -> Non
     with site.engine.connect() as conn:
         assert conn.execute(sa.select(subscribers.c.paused_until).where(
             subscribers.c.id == sub.id)).scalar() is None
+
+
+def test_sendgrid_messages_carry_each_recipients_preference_link(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the real ``sendgrid`` client and the local stand-in: the substitutions
+    fill each recipient's own preference link, in the HTML and the text part."""
+    from .sendgrid_standin import SendGridStandIn
+
+    with SendGridStandIn() as standin:
+        monkeypatch.setenv("SENDGRID_API_KEY", standin.api_key)
+        settings = site.settings.model_copy(update={"sendgrid_api_host": standin.url})
+        prepared = sending.preflight(settings, settings.project_dir / ISSUE)
+        send = sending.start(site.engine, settings, prepared, "daily", backend="sendgrid").send
+        sending.run(site.engine, settings, send.id, backend="sendgrid")
+        for n in (1, 2, 3):
+            email = f"r{n}@example.com"
+            [message] = standin.expand(email)
+            links = {m for part in (message["html"], message["text"])
+                     for m in re.findall(r"https://sendtest\.news(/p/[A-Za-z0-9_-]+)", part)}
+            assert len(links) == 1 and "%%" not in message["html"] + message["text"]
+            page = site.get(links.pop())
+            assert page.status_code == 200 and email in page.text
