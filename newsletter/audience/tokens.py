@@ -105,6 +105,8 @@ def today() -> int:
 class Signer:
     """Signs many tokens with one key: build once per send, call ``sign`` per recipient."""
 
+    purpose = PURPOSE  # the label signed with every token (a subclass: another purpose)
+
     def __init__(self, secret_key: str, issued_day: int | None = None) -> None:
         self._key = _key(secret_key)
         self._day = _varint(today() if issued_day is None else issued_day)
@@ -126,7 +128,7 @@ class Signer:
         if len(key) > 64:
             key = hashlib.sha256(key).digest()
         key = key.ljust(64, b"\0")
-        inner = hashlib.sha256(bytes(k ^ 0x36 for k in key) + PURPOSE)
+        inner = hashlib.sha256(bytes(k ^ 0x36 for k in key) + self.purpose)
         outer = hashlib.sha256(bytes(k ^ 0x5C for k in key))
         b64 = binascii.b2a_base64
         urlsafe = bytes.maketrans(b"+/", b"-_")
@@ -238,25 +240,17 @@ def verify(
 PREFERENCES_PURPOSE = b"newsletter/preferences/v1\x00"
 
 
+class PreferencesSigner(Signer):
+    purpose = PREFERENCES_PURPOSE
+
+
 def preferences_signer(settings: Settings, issued_day: int | None = None
                        ) -> Callable[[Iterable[int]], list[str]]:
-    """``sign_many(subscriber_ids) -> tokens`` for preference links (one HMAC set-up)."""
+    """``sign_many(subscriber_ids) -> tokens`` for preference links (the unsubscribe
+    signer's fast path, list id 0, this purpose)."""
     require(settings, "secret_key", purpose="signing preference links")
     assert settings.secret_key is not None
-    base = hmac.new(_key(settings.secret_key), PREFERENCES_PURPOSE, "sha256")
-    suffix = _varint(0) + _varint(today() if issued_day is None else issued_day)
-
-    def sign_many(subscriber_ids: Iterable[int]) -> list[str]:
-        out: list[str] = []
-        for n in subscriber_ids:
-            payload = _varint(_check_id("subscriber_id", n)) + suffix
-            mac = base.copy()
-            mac.update(payload)
-            raw = payload + mac.digest()[:TAG_BYTES]
-            out.append(base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii"))
-        return out
-
-    return sign_many
+    return PreferencesSigner(settings.secret_key, issued_day).many_for_list(0)
 
 
 def sign_preferences(settings: Settings, subscriber_id: int, issued_day: int | None = None

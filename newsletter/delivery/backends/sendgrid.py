@@ -78,6 +78,7 @@ class _Content:
     url_plain: bool  # base_url needs no JSON escaping (so neither do unsubscribe URLs)
     msgid_plain: bool  # the send id and sender domain need none (so neither do Message-IDs)
     preferences: bool = False  # a body links to the preference centre (PREFS_KEY/_H)
+    preferences_plain: bool = False  # its URLs need neither JSON nor HTML escaping
 
 
 class Body:
@@ -160,6 +161,8 @@ def build_content(template: MessageTemplate) -> _Content:
         fallback_names="".join(f",{key}:{fallback}" for key, _, fallback in name_keys.values()),
         url_plain=_q(template.base_url) == f'"{template.base_url}"',
         preferences=template.has_preferences,
+        preferences_plain=(_q(template.preferences_head) == f'"{template.preferences_head}"'
+                           and escape(template.preferences_head) == template.preferences_head),
         msgid_plain=_q(template.message_id(Recipient(1, "x@x"))) == (
             f'"{template.message_id(Recipient(1, "x@x"))}"'
         ),
@@ -197,7 +200,12 @@ def personalization_json(
     if content.unsub_html_key:
         subs += f',"{content.unsub_html_key}":{_q(escape(url))}'
     if content.preferences:  # the preference centre's URL, as text and HTML-escaped
-        subs += f',"{PREFS_KEY}":{_q(preferences)},"{PREFS_HTML_KEY}":{_q(escape(preferences))}'
+        if content.preferences_plain:
+            value = f'"{preferences}"'  # base_url needs no escaping; the token none either
+            subs += f',"{PREFS_KEY}":{value},"{PREFS_HTML_KEY}":{value}'
+        else:
+            subs += (f',"{PREFS_KEY}":{_q(preferences)},'
+                     f'"{PREFS_HTML_KEY}":{_q(escape(preferences))}')
     msgid = f'"{message_id}"' if content.msgid_plain else _q(message_id)
     item = (f'{{"to":[{to}],"headers":{{"List-Unsubscribe":"<{link}>","Message-ID":{msgid}}},'
             f'"substitutions":{{{subs}{names}}}')
