@@ -93,6 +93,8 @@ class Settings(BaseModel):
     secret_key: str | None = None
     old_secret_keys: list[str] = Field(default_factory=list)
     old_secret_days: int = Field(default=90, ge=0)
+    # how long a preference-centre link in an email works (audience.tokens, preferences)
+    preferences_link_days: int = Field(default=90, ge=1, le=3650)
     timezone: str = "UTC"
     lang: str = Field(default="en", pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
     footer_text: str = "You are receiving this because you subscribed to our newsletter."

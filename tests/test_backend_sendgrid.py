@@ -100,9 +100,9 @@ def expected_personalization(backend: SendGridBackend, message) -> dict:
     backend's serializer (``personalization_json``)."""
     template = message.template
     content = backend.content_for(template)
-    url, name = message.unsubscribe_url, message.name
-    subs = dict(zip(content.text_keys, template.text.values(url, name), strict=True))
-    subs.update(zip(content.html_keys, template.html.values(url, name), strict=True))
+    url, name, prefs = message.unsubscribe_url, message.name, message.preferences_url
+    subs = dict(zip(content.text_keys, template.text.values(url, name, prefs), strict=True))
+    subs.update(zip(content.html_keys, template.html.values(url, name, prefs), strict=True))
     to = {"email": message.email, "name": name} if name else {"email": message.email}
     item = {
         "to": [to],

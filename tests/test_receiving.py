@@ -2,7 +2,8 @@
 
 For every combination of global status and membership (including no membership and no
 subscriber at all), on SQLite and PostgreSQL: the Python form, the SQL forms, the
-snapshot of a send, the database's triggers (migration 0004) and every requeue agree.
+snapshot of a send, the database's triggers (migrations 0004 and 0009) and every requeue
+agree; and with a pause before, after or without one.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from newsletter.audience.receiving import (
     refusal,
     refusal_reason,
 )
-from newsletter.db.tables import MEMBERSHIP_STATUSES, STATUSES, memberships, subscribers
+from newsletter.db.tables import MEMBERSHIP_STATUSES, STATUSES, Stamp, memberships, subscribers
 from newsletter.delivery import claims, ledger, senders
 
 # None: no such row (membership removed, subscriber erased)
@@ -48,9 +49,9 @@ def test_sql_forms_agree_with_the_python_form(store: Engine) -> None:
 
     with store.connect() as conn:
         for subscriber, membership in COMBINATIONS:
-            s, m = lit(subscriber), lit(membership)
-            why, ok = conn.execute(sa.select(refusal(s, m), sa.case((receives(s, m), 1),
-                                                                    else_=0))).one()
+            s, m, p = lit(subscriber), lit(membership), sa.cast(sa.null(), Stamp)  # no pause
+            why, ok = conn.execute(sa.select(refusal(s, m, p), sa.case((receives(s, m, p), 1),
+                                                                       else_=0))).one()
             assert why == refusal_reason(subscriber, membership), (subscriber, membership)
             assert bool(ok) == may_receive(subscriber, membership), (subscriber, membership)
             if subscriber is not None and membership is not None:
@@ -176,3 +177,74 @@ def test_test_sends_are_requeued_as_they_are(store: Engine) -> None:
         conn.execute(ledger.send_recipients.update().where(r.send_id == send_id)
                      .values(status="uncertain"))
     assert ledger.requeue_counted(store, send_id, ["uncertain"]) == (1, {})
+
+
+# -- the pause (preference centre): the third condition of the rule ------------------------
+
+NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
+PAUSES = [None, NOW - dt.timedelta(seconds=1), NOW + dt.timedelta(days=7)]
+
+
+def test_a_pause_refuses_until_it_ends_in_python() -> None:
+    later = NOW + dt.timedelta(days=7)
+    assert refusal_reason("active", "subscribed", later, now=NOW) == "paused"
+    assert refusal_reason("active", "subscribed", later, now=later) is None  # it has ended
+    assert refusal_reason("bounced", "subscribed", later, now=NOW) == "bounced"  # status first
+    assert refusal_reason("active", "unsubscribed", later, now=NOW) == "paused"  # before list
+    assert refusal_reason("active", "subscribed", NOW - dt.timedelta(days=1), now=NOW) is None
+    assert effective_status("active", "subscribed") == "active"  # a pause is not a status
+
+
+def test_sql_forms_agree_with_the_python_form_with_pauses(store: Engine) -> None:
+    def lit(value: str | None) -> sa.ColumnElement:
+        return sa.cast(sa.null(), sa.String) if value is None else sa.literal(value)
+
+    with store.connect() as conn:
+        for subscriber, membership in COMBINATIONS:
+            for pause in PAUSES:
+                s, m = lit(subscriber), lit(membership)
+                p = sa.cast(sa.null(), Stamp) if pause is None else sa.literal(pause, Stamp)
+                why, ok = conn.execute(sa.select(
+                    refusal(s, m, p, now=NOW),
+                    sa.case((receives(s, m, p, now=NOW), 1), else_=0))).one()
+                combo = (subscriber, membership, pause)
+                assert why == refusal_reason(subscriber, membership, pause, now=NOW), combo
+                assert bool(ok) == may_receive(subscriber, membership, pause, now=NOW), combo
+
+
+def _pause(conn: sa.Connection, subscriber_id: int, until: dt.datetime | None) -> None:
+    from newsletter.audience import status_changes
+
+    status_changes.pause(conn, subscriber_id, until)
+
+
+def test_pausing_skips_pending_rows_and_a_past_pause_does_not(store: Engine) -> None:
+    """The trigger of migration 0009 agrees with the rule: a pause still to come skips the
+    subscriber's pending rows (reason ``paused``); one already over does not."""
+    now = dt.datetime.now(dt.UTC)
+    list_id, ids = _people(store, 3)
+    send_id = _send(store, list_id)
+    with store.begin() as conn:
+        _pause(conn, ids[0], now + dt.timedelta(days=14))
+        _pause(conn, ids[1], now - dt.timedelta(minutes=1))
+    rows = _rows(store, send_id)
+    assert rows[ids[0]] == ("skipped", "paused")
+    assert rows[ids[1]] == rows[ids[2]] == ("pending", None)
+    assert may_receive("active", "subscribed", now + dt.timedelta(days=14)) is False
+
+
+def test_the_snapshot_and_a_requeue_leave_out_who_is_paused(store: Engine) -> None:
+    now = dt.datetime.now(dt.UTC)
+    list_id, ids = _people(store, 3)
+    with store.begin() as conn:
+        _pause(conn, ids[0], now + dt.timedelta(days=7))
+        _pause(conn, ids[1], now - dt.timedelta(seconds=1))  # over: receives again
+    send_id = _send(store, list_id)
+    assert set(_rows(store, send_id)) == {ids[1], ids[2]}
+    r = ledger.send_recipients.c
+    with store.begin() as conn:
+        conn.execute(ledger.send_recipients.update().where(r.send_id == send_id)
+                     .values(status="uncertain"))
+        _pause(conn, ids[2], now + dt.timedelta(days=28))
+    done = ledger.requeue_counted(store, send_id, ["uncertain"])
+    assert done.skipped == {"paused": 1} and done.pending == 1

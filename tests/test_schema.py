@@ -39,6 +39,9 @@ RAW_SQL: dict[tuple[str, str], str] = {
     ("function", "nl_subscriber_unsendable"): _SKIPS,
     ("function", "nl_membership_unsendable"): _SKIPS,
     ("function", "nl_membership_removed"): _SKIPS,
+    # migration 0009: a pause skips the subscriber's pending recipients the same way
+    ("trigger", "tr_subscribers_paused"): _SKIPS,
+    ("function", "nl_subscriber_paused"): _SKIPS,
 }
 _RAW_ON = {"sqlite": ("trigger",), "postgresql": ("trigger", "function")}
 

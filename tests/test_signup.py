@@ -108,6 +108,10 @@ def test_sign_up_sends_one_confirmation_and_only_a_post_confirms(site: Site) -> 
     assert _status(site, "new@example.net") == ("active", "subscribed")
     again = site.client.post(f"/confirm/{token}", data={"action": "confirm"})
     assert "You are subscribed" in again.text  # idempotent
+    # the confirmation, then exactly one welcome email (issues/_welcome.md), not two
+    confirmation, welcome = site.mails("new@example.net")
+    assert welcome["Subject"].startswith("Welcome to the briefing")
+    assert site.smtp.total == 2
     [record] = signup.consents(site.engine, "new@example.net")
     assert record["source"] == "form" and record["consent_version"] == "1"
     assert record["confirmed_at"] and record["ip_hmac"] and record["list"] == "daily"

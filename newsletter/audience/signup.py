@@ -18,6 +18,7 @@ most one further email per day.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,8 @@ from ..errors import InvalidEmail, SignupRateLimited, SignupRefused
 from . import ratelimit, status_changes, tokens
 from .emails import normalize_email
 from .signup_mail import Mailer, build
+
+log = logging.getLogger("newsletter.signup")
 
 CONFIRM = "confirm"
 CANCEL = "signup-cancel"
@@ -263,10 +266,16 @@ def _rows(db: DB, pairs: list[tuple[int, int]]) -> list[Any]:
 def confirm(engine: Engine, pairs: list[tuple[int, int]]) -> list[str]:
     """Confirm the token's pending sign-ups: the subscriber becomes active and joins the
     lists. Idempotent; returns the lists now confirmed (empty: nothing left to confirm)."""
+    return confirm_subscriber(engine, pairs)[0]
+
+
+def confirm_subscriber(engine: Engine, pairs: list[tuple[int, int]]
+                       ) -> tuple[list[str], int | None]:
+    """``confirm``, also returning the subscriber now confirmed (None: nothing was)."""
     return retry_on_conflict(lambda: _confirm(engine, pairs))
 
 
-def _confirm(engine: Engine, pairs: list[tuple[int, int]]) -> list[str]:
+def _confirm(engine: Engine, pairs: list[tuple[int, int]]) -> tuple[list[str], int | None]:
     wanted = dict(pairs)
     now = utcnow()
     with engine.begin() as conn:
@@ -276,7 +285,7 @@ def _confirm(engine: Engine, pairs: list[tuple[int, int]]) -> list[str]:
             .where(signups.c.id.in_(list(wanted)), signups.c.status == "pending")
             .with_for_update(of=signups)).all() if wanted.get(r.id) == r.round]
         if not rows:
-            return []
+            return [], None
         sub_id = _active_subscriber(conn, rows[0], now)
         for row in rows:
             status_changes.set_membership(conn, row.list_id, "subscribed",
@@ -284,7 +293,20 @@ def _confirm(engine: Engine, pairs: list[tuple[int, int]]) -> list[str]:
                                           resubscribe=True, now=now)
         conn.execute(sa.update(signups).where(signups.c.id.in_([r.id for r in rows]))
                      .values(status="confirmed", confirmed_at=now))
-    return [r.list_name for r in rows]
+    return [r.list_name for r in rows], sub_id
+
+
+def welcome_confirmed(engine: Engine, settings: Settings, subscriber_id: int) -> None:
+    """Send the welcome email (``audience.welcome``) to a subscriber who has just confirmed:
+    run after the confirmation page has been answered. Exactly once per subscriber (the
+    ledger and ``welcomed_at``); a failure is logged and the next confirmation or
+    ``newsletter welcome resume`` finishes it."""
+    from . import welcome
+
+    try:
+        welcome.send_welcome(engine, settings, [subscriber_id])
+    except Exception:  # a background task: the reader already has their page; log it all
+        log.exception("welcome email for subscriber %s not sent", subscriber_id)
 
 
 def _active_subscriber(conn: sa.Connection, row: Any, now: dt.datetime) -> int:

@@ -5,7 +5,8 @@ unsubscribed, bounced, complained) or of a list membership's status
 (``memberships.status``: subscribed, unsubscribed) goes through this module: the CLI
 and library calls (``subscribers``), the web unsubscribe link
 (``web.unsubscribe``), the SendGrid webhook (``events``), the CSV import
-(``importer``) and erasure (``erasure``). Creating a subscriber or a membership with its
+(``importer``), erasure (``erasure``) and the preference centre (``preferences``: lists,
+and ``pause``, which sets ``paused_until`` rather than a status). Creating a subscriber or a membership with its
 first status is not a change and stays with the code that creates it.
 
 The rules (``may_change``, ``may_change_membership``):
@@ -222,4 +223,15 @@ def erase(conn: sa.Connection, subscriber_id: int) -> bool:
     triggers skip their pending deliveries. False when there was no such subscriber."""
     conn.execute(sa.delete(memberships).where(memberships.c.subscriber_id == subscriber_id))
     result = conn.execute(sa.delete(subscribers).where(subscribers.c.id == subscriber_id))
+    return result.rowcount > 0
+
+
+def pause(conn: sa.Connection, subscriber_id: int, until: dt.datetime | None) -> bool:
+    """The subscriber receives nothing before ``until`` (None: the pause ends now). Their
+    global status and memberships stay as they are; the rule of ``receiving`` refuses
+    them (reason ``paused``) until the moment passes, and the database's trigger
+    (migration 0009) skips their pending deliveries now. False when there is no such
+    subscriber."""
+    result = conn.execute(sa.update(subscribers).where(subscribers.c.id == subscriber_id)
+                          .values(paused_until=until))
     return result.rowcount > 0

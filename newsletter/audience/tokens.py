@@ -119,6 +119,8 @@ def today() -> int:
 class Signer:
     """Signs many tokens with one key: build once per send, call ``sign`` per recipient."""
 
+    purpose = PURPOSE  # the label signed with every token (a subclass: another purpose)
+
     def __init__(self, secret_key: str, issued_day: int | None = None) -> None:
         self._key = _key(secret_key)
         self._day = _varint(today() if issued_day is None else issued_day)
@@ -140,7 +142,7 @@ class Signer:
         if len(key) > 64:
             key = hashlib.sha256(key).digest()
         key = key.ljust(64, b"\0")
-        inner = hashlib.sha256(bytes(k ^ 0x36 for k in key) + PURPOSE)
+        inner = hashlib.sha256(bytes(k ^ 0x36 for k in key) + self.purpose)
         outer = hashlib.sha256(bytes(k ^ 0x5C for k in key))
         b64 = binascii.b2a_base64
         urlsafe = bytes.maketrans(b"+/", b"-_")
@@ -320,3 +322,54 @@ def verify_unsubscribe(
     if list_id is not None and list_ != list_id:
         raise WrongList("invalid unsubscribe link")
     return TokenData(subscriber_id=subscriber, list_id=list_, issued_day=day, key_index=key_index)
+
+
+# -- preference-centre tokens ----------------------------------------------------------------
+# The same layout and HMAC as unsubscribe tokens, under a purpose label of their own, so a
+# token of one purpose never verifies as the other: varint(subscriber_id) varint(0)
+# varint(issued_day) tag[16]. Unlike an unsubscribe link (which must keep working), a
+# preference link opens a page that can download or erase a subscriber's data, so it
+# expires: ``settings.preferences_link_days`` after it was signed, whichever key signed it.
+
+PREFERENCES_PURPOSE = b"newsletter/preferences/v1\x00"
+
+
+class PreferencesSigner(Signer):
+    purpose = PREFERENCES_PURPOSE
+
+
+def preferences_signer(settings: Settings, issued_day: int | None = None
+                       ) -> Callable[[Iterable[int]], list[str]]:
+    """``sign_many(subscriber_ids) -> tokens`` for preference links (the unsubscribe
+    signer's fast path, list id 0, this purpose)."""
+    require(settings, "secret_key", purpose="signing preference links")
+    assert settings.secret_key is not None
+    return PreferencesSigner(settings.secret_key, issued_day).many_for_list(0)
+
+
+def sign_preferences(settings: Settings, subscriber_id: int, issued_day: int | None = None
+                     ) -> str:
+    """The preference-centre token of one subscriber."""
+    return preferences_signer(settings, issued_day)((subscriber_id,))[0]
+
+
+def verify_preferences(token: str, settings: Settings, *, now_day: int | None = None) -> int:
+    """The subscriber id a preference token names, or an ``InvalidToken`` subclass."""
+    raw = _decode(token)
+    payload, tag = raw[:-TAG_BYTES], raw[-TAG_BYTES:]
+    secrets = [s for s in (settings.secret_key, *settings.old_secret_keys) if s]
+    if not secrets:
+        require(settings, "secret_key", purpose="checking preference links")
+    found = False
+    for secret in secrets:  # every key, so timing does not tell which one matched
+        expected = hmac.digest(_key(secret), PREFERENCES_PURPOSE + payload, "sha256")
+        found = hmac.compare_digest(expected[:TAG_BYTES], tag) or found
+    if not found:
+        raise BadSignature("invalid preference link")
+    subscriber, zero, day = _read_varints(payload, 3)
+    if zero != 0 or subscriber > _MAX_ID:
+        raise MalformedToken("invalid preference link")
+    current = today() if now_day is None else now_day
+    if not 0 <= current - day <= settings.preferences_link_days:
+        raise ExpiredToken("this preference link has expired")
+    return subscriber

@@ -3,11 +3,18 @@
 ``build_file`` is what the CLI, the preview, the sender and the scheduling worker call. It
 never raises for the content of an issue: every problem is a Finding. It raises
 ``UsageError`` only when the file cannot be read at all.
+
+``issues/_welcome.md`` (``WELCOME_FILE``), the welcome email new subscribers receive
+(``audience.welcome``), is an issue file without a date: ``build_file`` gives it today's
+date (the line numbers of its findings stay those of the file) and renders it without
+"Read in your browser" links, as it is never in the archive.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,9 +143,36 @@ def build_text(
     return result
 
 
+WELCOME_FILE = "_welcome.md"
+_DATE_KEY = re.compile(r"(?m)^date\s*:")
+
+
+def undated(text: str) -> tuple[str, int | None]:
+    """A welcome file's text with a ``date:`` line (today) added as the last line of its
+    front matter, and that line's number; unchanged (None) when it has a date or no
+    front matter (whose findings then say so)."""
+    lines = text.split("\n")
+    if not lines or lines[0].strip() != "---":
+        return text, None
+    end = next((i for i, line in enumerate(lines[1:], start=1) if line.strip() == "---"), None)
+    if end is None or _DATE_KEY.search("\n".join(lines[1:end])):
+        return text, None
+    ending = "\r" if lines[0].endswith("\r") else ""
+    lines.insert(end, f"date: {dt.date.today().isoformat()}{ending}")
+    return "\n".join(lines), end + 1
+
+
 def build_file(
     path: Path | str, settings: Settings, *, render_html: bool = True, personal: bool = False
 ) -> Build:
     path = Path(path)
     text = read_issue_text(path)
-    return build_text(text, str(path), settings, render_html=render_html, personal=personal)
+    added = None
+    if path.name == WELCOME_FILE:
+        text, added = undated(text)
+        settings = settings.model_copy(update={"base_url": None})  # no archive links
+    result = build_text(text, str(path), settings, render_html=render_html, personal=personal)
+    if added is not None:  # the findings' lines as they are in the file
+        result.findings = [f.model_copy(update={"line": f.line - 1}) if f.line > added else f
+                           for f in result.findings]
+    return result

@@ -121,8 +121,10 @@ def new_issue(
 
 
 def issue_files(settings: Settings) -> list[Path]:
-    """Every issue file of the project, newest name first."""
+    """Every issue file of the project, newest name first; special files (``_welcome.md``,
+    whose names start with ``_``) after the issues."""
     folder = settings.issues_path
     if not folder.is_dir():
         return []
-    return sorted((p for p in folder.glob("*.md") if p.is_file()), reverse=True)
+    return sorted((p for p in folder.glob("*.md") if p.is_file()),
+                  key=lambda p: (not p.name.startswith("_"), p.name), reverse=True)

@@ -5,7 +5,7 @@ Jinja2 templates produce MJML, mjml-python compiles it, css-inline inlines the C
 The same input always gives byte-identical output.
 
 When ``personal=True`` the output carries merge marks that ``personalize`` fills per
-recipient (``UNSUBSCRIBE_MARK``, ``{{name|fallback}}``); otherwise it is the generic
+recipient (``UNSUBSCRIBE_MARK``, ``PREFERENCES_MARK``, ``{{name|fallback}}``); otherwise it is the generic
 web copy (preview, archive, ``newsletter render``) with no personal links.
 """
 
@@ -45,6 +45,7 @@ from .model import (
 from .text import render_text
 
 UNSUBSCRIBE_MARK = "%%unsubscribe_url%%"
+PREFERENCES_MARK = "%%preferences_url%%"  # the preference centre, /p/TOKEN
 # {{name}} or {{name|fallback}}; group 1 is the fallback without its outer blanks. The
 # possessive repeats never give back what they took, so an unclosed '{{name|' before a long
 # run of blanks costs one pass, not one per blank (was quadratic: 11 s on 100,000 tabs).
@@ -243,6 +244,7 @@ def render_mjml(issue: Issue, settings: Settings, *, personal: bool = False) -> 
             settings=settings,
             preheader_padding=Markup(PREHEADER_PADDING),
             unsubscribe_url=UNSUBSCRIBE_MARK if personal else None,
+            preferences_url=PREFERENCES_MARK if personal else None,
             archive_url=archive_url,
         )
     except jinja2.TemplateSyntaxError as exc:

@@ -193,7 +193,7 @@ def render_text(issue: Issue, settings: Settings, *, personal: bool = False) -> 
 
 
 def _render_text(issue: Issue, settings: Settings, *, personal: bool) -> str:
-    from .render import UNSUBSCRIBE_MARK, format_date
+    from .render import PREFERENCES_MARK, UNSUBSCRIBE_MARK, format_date
 
     refs = _Refs()
     parts: list[str] = [_heading(settings.name.upper(), "="), format_date(issue)]
@@ -217,6 +217,7 @@ def _render_text(issue: Issue, settings: Settings, *, personal: bool) -> str:
     footer: list[str] = ["-- ", _wrap(settings.footer_text)]
     if personal:
         footer.append(f"Unsubscribe: {UNSUBSCRIBE_MARK}")
+        footer.append(f"Your preferences: {PREFERENCES_MARK}")
     if settings.base_url:
         footer.append(f"Read in your browser: {settings.base_url}/archive/{issue.slug}")
     if settings.postal_address:

@@ -41,6 +41,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Send scheduled issues on time; run until stopped.",
     ),
     "form": ("newsletter.cli.signup:form_cmd", "Print an HTML sign-up form for your site."),
+    "welcome": (
+        "newsletter.cli.welcome:welcome_group",
+        "The welcome email for new subscribers: send, resume, preview.",
+    ),
     "serve": (
         "newsletter.cli.serve:serve_cmd",
         "Serve the public endpoints: sign-up, unsubscribe, webhook, archive.",

@@ -61,6 +61,10 @@ subscribers = sa.Table(
     sa.Column("status_reason", sa.Text(), nullable=True),
     sa.Column("created_at", Stamp, nullable=False),
     sa.Column("source", sa.String(200), nullable=True),
+    # the preference centre's pause: no send reaches them before this moment (receiving)
+    sa.Column("paused_until", Stamp, nullable=True),
+    # when their welcome email was put in the ledger (audience.welcome): at most once
+    sa.Column("welcomed_at", Stamp, nullable=True),
     sa.UniqueConstraint("email_key"),
     sa.CheckConstraint(
         "status IN ('active', 'unsubscribed', 'bounced', 'complained')", name="status"
@@ -107,7 +111,7 @@ sends = sa.Table(
     "sends",
     metadata,
     sa.Column("id", ID, primary_key=True, autoincrement=True),
-    sa.Column("kind", sa.String(8), nullable=False),  # real | test
+    sa.Column("kind", sa.String(8), nullable=False),  # real | test | welcome
     sa.Column("issue_path", sa.Text(), nullable=False),
     sa.Column("issue_slug", sa.String(200), nullable=False),
     sa.Column("subject", sa.Text(), nullable=False),
@@ -130,7 +134,7 @@ sends = sa.Table(
     sa.Column("issue_date", sa.Date(), nullable=True),
     sa.Column("issue_key", sa.String(64), nullable=True),  # date + subject
     sa.Column("content_hash", sa.String(64), nullable=True),  # the sections as rendered
-    sa.CheckConstraint("kind IN ('real', 'test')", name="kind"),
+    sa.CheckConstraint("kind IN ('real', 'test', 'welcome')", name="kind"),
     sa.CheckConstraint("status IN ('sending', 'finished', 'cancelled')", name="status"),
     sa.Index(None, "issue_slug", "list_id", "kind"),
     sa.Index(None, "list_id", "issue_key"),

@@ -2,7 +2,8 @@
 
 ``prepare(rendered, settings, send_id=..., list_id=..., list_name=...)`` runs once per
 send. It splits the HTML, the plain text and the subject at their merge marks
-(``UNSUBSCRIBE_MARK`` and ``{{name}}`` / ``{{name|fallback}}``) with one compiled regex,
+(``UNSUBSCRIBE_MARK``, ``PREFERENCES_MARK`` and ``{{name}}`` / ``{{name|fallback}}``) with
+one compiled regex,
 quoted-printable-encodes every literal piece once, and builds the constant header block
 (From, Reply-To, Subject, Date, List-Id, List-Unsubscribe-Post, MIME-Version) with
 ``email.policy.SMTP``. ``template.message(recipient)`` then only signs a token, makes a
@@ -19,7 +20,10 @@ runner then fails that recipient alone.
 Every message is ``multipart/alternative`` (text/plain first, then text/html), UTF-8,
 quoted-printable, CRLF line ends, lines of at most 76 characters, and carries
 ``List-Unsubscribe: <{base_url}/u/{token}>`` plus ``List-Unsubscribe-Post:
-List-Unsubscribe=One-Click`` (RFC 8058) and the same link in the footer.
+List-Unsubscribe=One-Click`` (RFC 8058) and the same link in the footer. Where the
+body has ``PREFERENCES_MARK`` (the default footer does) it becomes the recipient's
+preference-centre link, ``{base_url}/p/{token}`` (``audience.tokens.preferences_signer``:
+a token of its own purpose, per subscriber, that expires); signed only when a part has it.
 
 A test send (``test=True``) puts ``"[TEST] "`` before the subject. A recipient without a
 subscriber id (a ``--test-to`` address) gets a link for subscriber 0, which matches nobody.
@@ -43,8 +47,8 @@ from secrets import token_hex
 from typing import NamedTuple, Protocol
 from urllib.parse import urlsplit
 
-from ..audience.tokens import Signer, signer
-from ..authoring.render import NAME_FIELD, UNSUBSCRIBE_MARK, Rendered
+from ..audience.tokens import Signer, preferences_signer, signer
+from ..authoring.render import NAME_FIELD, PREFERENCES_MARK, UNSUBSCRIBE_MARK, Rendered
 from ..authoring.text import REWRAP_BLOCK, rewrap
 from ..config import Settings, require
 from ..errors import ConfigError
@@ -63,15 +67,16 @@ LIST_UNSUBSCRIBE_POST = "List-Unsubscribe=One-Click"
 # a text-part block with a name field, wrapped per recipient (text.rewrap), comes first:
 # the name fields inside it are filled by rewrap, not one by one
 _MARKS = re.compile(
-    REWRAP_BLOCK + "|" + re.escape(UNSUBSCRIBE_MARK) + "|" + NAME_FIELD.pattern
+    REWRAP_BLOCK + "|" + re.escape(UNSUBSCRIBE_MARK) + "|" + re.escape(PREFERENCES_MARK) + "|"
+    + NAME_FIELD.pattern
 )
 _QP_MAX = 76
 _DOTS = re.compile(rb"(?m)^\.")
 
 
 class Slot(NamedTuple):
-    """A per-recipient hole in a body: ``kind`` is "unsubscribe", "name" or "rewrap"
-    (a plain-text block wrapped after the name is filled in; ``fallback`` holds it)."""
+    """A per-recipient hole in a body: ``kind`` is "unsubscribe", "preferences", "name" or
+    "rewrap" (a plain-text block wrapped after the name is filled in; ``fallback`` holds it)."""
 
     kind: str
     fallback: str = ""
@@ -154,6 +159,8 @@ class Part:
                 slots.append(Slot("unsubscribe"))
             elif match.group(0).startswith(REWRAP_BLOCK[0]):
                 slots.append(Slot("rewrap", match.group(0)))
+            elif match.group(0) == PREFERENCES_MARK:
+                slots.append(Slot("preferences"))
             else:
                 slots.append(Slot("name", match.group(1) or ""))
             pos = match.end()
@@ -173,7 +180,11 @@ class Part:
     def personal(self) -> bool:
         return bool(self.slots)
 
-    def values(self, url: str, name: str | None) -> list[str]:
+    @property
+    def has_preferences(self) -> bool:
+        return any(slot.kind == "preferences" for slot in self.slots)
+
+    def values(self, url: str, name: str | None, preferences: str = "") -> list[str]:
         """The per-recipient text for each slot (HTML-escaped in an HTML part)."""
         out: list[str] = []
         for slot in self.slots:
@@ -181,6 +192,8 @@ class Part:
                 out.append(escape(url) if self.html else url)
             elif slot.kind == "rewrap":
                 out.append(rewrap(slot.fallback, name))
+            elif slot.kind == "preferences":
+                out.append(escape(preferences) if self.html else preferences)
             elif name:
                 out.append(escape(name) if self.html else name)
             else:
@@ -265,11 +278,24 @@ class MessageTemplate:
     _msgid_tag: str = field(repr=False, default="")
     _msgid_domain: str = field(repr=False, default="")
     _sign: Callable[[Iterable[int]], list[str]] | None = field(repr=False, default=None)
+    _sign_preferences: Callable[[Iterable[int]], list[str]] | None = field(
+        repr=False, default=None)
 
     def __post_init__(self) -> None:
         self._msgid_head = f"<{self.send_id}."
         self._msgid_tail = f".{self._msgid_tag}@{self._msgid_domain}>"
         self._url_head = f"{self.base_url}/u/"
+        self.preferences_head = f"{self.base_url}/p/"
+        self.has_preferences = self.text.has_preferences or self.html.has_preferences
+
+    def preferences_urls(self, subscriber_ids: Sequence[int]) -> list[str]:
+        """The preference-centre URLs of these subscribers ("" for each when no part
+        links to the preference centre, or for a test address: subscriber 0)."""
+        if self._sign_preferences is None or not self.has_preferences:
+            return [""] * len(subscriber_ids)
+        head = self.preferences_head
+        return [head + token if n else "" for n, token in
+                zip(subscriber_ids, self._sign_preferences(subscriber_ids), strict=True)]
 
     @property
     def subject_text(self) -> str:
@@ -319,12 +345,14 @@ class MessageTemplate:
         SendGrid's API) leaves the header block to ``as_bytes()``.
         """
         recipients = recipients if isinstance(recipients, list | tuple) else list(recipients)
-        tokens = self.tokens([r.subscriber_id or 0 for r in recipients])
+        ids = [r.subscriber_id or 0 for r in recipients]
+        tokens = self.tokens(ids)
+        preference_urls = self.preferences_urls(ids)
         head, tail, url_head = self._msgid_head, self._msgid_tail, self._url_head
         new = tuple.__new__  # an OutgoingMessage without a Python-level __new__ call
         out: list[OutgoingMessage] = []
         append = out.append
-        for recipient, token in zip(recipients, tokens, strict=True):
+        for recipient, token, prefs in zip(recipients, tokens, preference_urls, strict=True):
             subscriber, email, name = recipient.subscriber_id, recipient.email, recipient.name
             if not sendable_address(email):
                 raise ValueError(f"not a deliverable address: {email!r}")
@@ -335,7 +363,7 @@ class MessageTemplate:
             else:
                 message_id = self.message_id(recipient)
             message = new(OutgoingMessage, (self, subscriber, email, name, token,
-                                            url_head + token, message_id, None))
+                                            url_head + token, message_id, prefs, None))
             if headers:
                 message = new(OutgoingMessage, (*message[:-1], message.build_headers()))
             append(message)
@@ -352,6 +380,7 @@ class OutgoingMessage(NamedTuple):
     token: str
     unsubscribe_url: str
     message_id: str
+    preferences_url: str = ""  # the preference centre ("" when the body has no link to it)
     head: bytes | None = None  # recipient_headers(), when built by messages()
 
     @property
@@ -374,12 +403,12 @@ class OutgoingMessage(NamedTuple):
     @property
     def html(self) -> str:
         part = self.template.html
-        return part.fill(part.values(self.unsubscribe_url, self.name))
+        return part.fill(part.values(self.unsubscribe_url, self.name, self.preferences_url))
 
     @property
     def text(self) -> str:
         part = self.template.text
-        return part.fill(part.values(self.unsubscribe_url, self.name))
+        return part.fill(part.values(self.unsubscribe_url, self.name, self.preferences_url))
 
     def recipient_headers(self) -> bytes:
         """To, Message-ID, List-Unsubscribe (and Subject when it has merge fields)."""
@@ -412,7 +441,7 @@ class OutgoingMessage(NamedTuple):
 
     def _assemble(self, *, smtp: bool) -> bytes:
         t = self.template
-        url, name = self.unsubscribe_url, self.name
+        url, name, prefs = self.unsubscribe_url, self.name, self.preferences_url
         boundary = t.boundary.encode("ascii")
         head = self.recipient_headers()
         return b"".join((
@@ -421,11 +450,11 @@ class OutgoingMessage(NamedTuple):
             b"\r\n--", boundary,
             b"\r\nContent-Type: text/plain; charset=\"utf-8\"\r\n"
             b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-            t.text.encode(t.text.values(url, name), smtp=smtp),
+            t.text.encode(t.text.values(url, name, prefs), smtp=smtp),
             b"\r\n--", boundary,
             b"\r\nContent-Type: text/html; charset=\"utf-8\"\r\n"
             b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-            t.html.encode(t.html.values(url, name), smtp=smtp),
+            t.html.encode(t.html.values(url, name, prefs), smtp=smtp),
             b"\r\n--", boundary, b"--\r\n",
             b".\r\n" if smtp else b"",
         ))
@@ -508,6 +537,7 @@ def prepare(
         date=when,
         boundary=boundary,
         signer=signer(settings),
+        _sign_preferences=preferences_signer(settings),
         _msgid_tag=tag.hex()[:10],
         _msgid_domain=_ascii_domain(domain),
     )

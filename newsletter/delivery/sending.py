@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 
 from ..audience.lists import get_list
 from ..audience.subscribers import count_subscribers
-from ..authoring.build import build_file
+from ..authoring.build import WELCOME_FILE, build_file
 from ..authoring.identity import Identity, of_issue, why_same
 from ..authoring.linkcheck import check_before_send
 from ..authoring.media import publish as publish_media
@@ -140,6 +140,9 @@ def start(
     test_to: Sequence[str] = (),
 ) -> Started:
     """Create the send, or find the unfinished one of this issue and list to resume."""
+    if prepared.path.name == WELCOME_FILE:
+        raise UsageError(f"{prepared.path}: the welcome email goes to each new subscriber, "
+                         "not to a list: use `newsletter welcome send --to ADDRESS`")
     mailing_list = get_list(engine, list_name)
     backend_name = backend or settings.backend
     get_backend(settings, backend_name)  # its settings (URL, key) are checked before any record

@@ -197,14 +197,15 @@ class PreviewPages:
             except HTTPException:  # removed since the listing
                 continue
             issue = entry.build.issue
-            date = issue.date.isoformat() if issue else ""
+            special = entry.path.name.startswith("_")  # the welcome email: no date, last
+            date = issue.date.isoformat() if issue and not special else ""
             rows.append({
                 "name": name,
                 "date": date,
                 "subject": issue.subject if issue else "",
                 "file": state.display_path(entry.path),
                 "statuses": self.badges(settings, name, entry.build),
-                "sort": (date or name, name),
+                "sort": (not special, date or name, name),
             })
         rows.sort(key=lambda row: row["sort"], reverse=True)
         return rows

@@ -3,6 +3,7 @@
 ``part(settings)`` opens the store once and assembles the routes of
 
 - ``newsletter.web.unsubscribe``: ``GET/POST /u/{token}`` (RFC 8058 one-click),
+- ``newsletter.web.preferences``: ``GET/POST /p/{token}`` (the preference centre),
 - ``newsletter.web.webhook``: ``POST /webhooks/sendgrid`` (Signed Event Webhook),
 - ``newsletter.web.archive``: ``GET /archive``, ``/archive/feed.xml``, ``/archive/{slug}``
   (unless ``archive = false``),
@@ -153,7 +154,7 @@ def guarded(endpoint: Endpoint) -> Endpoint:
 
 
 def part(settings: Settings) -> Part:
-    from . import archive, signup, unsubscribe, webhook
+    from . import archive, preferences, signup, unsubscribe, webhook
 
     require(settings, "secret_key", purpose="checking unsubscribe links")
     require(settings, "base_url", purpose="the archive feed's links and the site's redirects")
@@ -161,6 +162,7 @@ def part(settings: Settings) -> Part:
                         verifier=_verifier(settings))
     routes: list[BaseRoute] = [
         *unsubscribe.routes(state),
+        *preferences.routes(state),
         *webhook.routes(state),
         *signup.routes(state),
         _health_route(state),

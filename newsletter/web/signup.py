@@ -242,13 +242,18 @@ def confirm_routes(state: PublicState) -> list[BaseRoute]:
         purpose, pairs = found
         form = await _parsed_form(request, body)
         if purpose == signup.CONFIRM and form.get("action") == "confirm":
-            confirmed = await run_in_threadpool(signup.confirm, state.engine, pairs)
+            confirmed, subscriber_id = await run_in_threadpool(
+                signup.confirm_subscriber, state.engine, pairs)
             if not confirmed:  # pressed twice: still subscribed; else nothing to confirm
                 confirmed = await run_in_threadpool(signup.confirmed_lists, state.engine, pairs)
             if not confirmed:
                 return public_page(settings, "confirm.html", purpose=purpose, pending=False,
                                    lists=[], action="")
-            return public_page(settings, "confirmed.html", confirmed=True, lists=confirmed)
+            page = public_page(settings, "confirmed.html", confirmed=True, lists=confirmed)
+            if subscriber_id is not None:  # just confirmed: the welcome email, once
+                page.background = BackgroundTask(signup.welcome_confirmed, state.engine,
+                                                 settings, subscriber_id)
+            return page
         await run_in_threadpool(signup.cancel, state.engine, pairs)
         return public_page(settings, "confirmed.html", confirmed=False, lists=[])
 

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 MAX_PER_REQUEST = 1000
 UNSUB_KEY = "%%unsubscribe_url%%"
 REWRAP_MAX = 2000  # characters of a name-bearing text block sent as one substitution
+PREFS_KEY, PREFS_HTML_KEY = "%%preferences_url%%", "%%preferences_url_h%%"
 _FATAL = {401, 403, 404, 405}
 JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 _q = encode_basestring_ascii  # a Python str -> a quoted, escaped JSON string (C speed)
@@ -79,6 +80,8 @@ class _Content:
     url_plain: bool  # base_url needs no JSON escaping (so neither do unsubscribe URLs)
     msgid_plain: bool  # the send id and sender domain need none (so neither do Message-IDs)
     rewrap_keys: tuple[tuple[str, str], ...] = ()  # (JSON key, text.rewrap block)
+    preferences: bool = False  # a body links to the preference centre (PREFS_KEY/_H)
+    preferences_plain: bool = False  # its URLs need neither JSON nor HTML escaping
 
 
 class Body:
@@ -115,6 +118,8 @@ def _keyed(part: Part, prefix: str, keys: dict[tuple[str, str], str]) -> tuple[s
             key = UNSUB_KEY if prefix == "t" else "%%unsubscribe_url_h%%"
         elif slot.kind == "rewrap":
             key = keys.setdefault(("w", slot.fallback), f"%%nl_wrap_{len(keys)}%%")
+        elif slot.kind == "preferences":
+            key = PREFS_KEY if prefix == "t" else PREFS_HTML_KEY
         else:
             key = keys.setdefault((prefix, slot.fallback), f"%%nl_name_{prefix}{len(keys)}%%")
         slot_keys.append(key)
@@ -166,6 +171,9 @@ def build_content(template: MessageTemplate) -> _Content:
         rewrap_keys=tuple((_q(key), block) for key, block in rewrap_keys.items()),
         fallback_names="".join(f",{key}:{fallback}" for key, _, fallback in name_keys.values()),
         url_plain=_q(template.base_url) == f'"{template.base_url}"',
+        preferences=template.has_preferences,
+        preferences_plain=(_q(template.preferences_head) == f'"{template.preferences_head}"'
+                           and escape(template.preferences_head) == template.preferences_head),
         msgid_plain=_q(template.message_id(Recipient(1, "x@x"))) == (
             f'"{template.message_id(Recipient(1, "x@x"))}"'
         ),
@@ -174,7 +182,7 @@ def build_content(template: MessageTemplate) -> _Content:
 
 def personalization_json(
     content: _Content, subscriber: int | None, email: str, name: str | None, url: str,
-    message_id: str, subject: str | None = None,
+    message_id: str, subject: str | None = None, preferences: str = "",
 ) -> str:
     """One recipient's personalization, compact JSON: the only place it is written, for
     the general path (``payload_json``) and the row path (``rows_json``) alike.
@@ -204,6 +212,13 @@ def personalization_json(
     subs = f'"{UNSUB_KEY}":"{link}"'
     if content.unsub_html_key:
         subs += f',"{content.unsub_html_key}":{_q(escape(url))}'
+    if content.preferences:  # the preference centre's URL, as text and HTML-escaped
+        if content.preferences_plain:
+            value = f'"{preferences}"'  # base_url needs no escaping; the token none either
+            subs += f',"{PREFS_KEY}":{value},"{PREFS_HTML_KEY}":{value}'
+        else:
+            subs += (f',"{PREFS_KEY}":{_q(preferences)},'
+                     f'"{PREFS_HTML_KEY}":{_q(escape(preferences))}')
     msgid = f'"{message_id}"' if content.msgid_plain else _q(message_id)
     item = (f'{{"to":[{to}],"headers":{{"List-Unsubscribe":"<{link}>","Message-ID":{msgid}}},'
             f'"substitutions":{{{subs}{names}}}')
@@ -240,14 +255,15 @@ def rows_json(content: _Content, template: MessageTemplate, rows: Sequence[Claim
     one = personalization_json
     out: list[str] = []
     append = out.append
-    for row, token in zip(rows, tokens, strict=True):
+    prefs = template.preferences_urls([row.subscriber_id for row in rows])
+    for row, token, pref in zip(rows, tokens, prefs, strict=True):
         subscriber, email, name = row.subscriber_id, row.email, row.name
         if type(subscriber) is not int or not sendable_address(email):
             return None  # messages() refuses the address: the general path fails it alone
         if name is not None and not (type(name) is str and is_clean(name)):
             return None  # cleaned by messages(): the general path
         append(one(content, subscriber, email, name, url_head + token,
-                   f"{msgid_head}{subscriber}{msgid_tail}"))
+                   f"{msgid_head}{subscriber}{msgid_tail}", preferences=pref))
     return content.json_prefix + ",".join(out) + "]}"
 
 
@@ -369,10 +385,10 @@ class SendGridBackend(BackendBase):
         one = personalization_json
         if content.personal_subject:
             items = [one(content, m.subscriber_id, m.email, m.name, m.unsubscribe_url,
-                         m.message_id, m.subject) for m in messages]
+                         m.message_id, m.subject, m.preferences_url) for m in messages]
         else:
             items = [one(content, m.subscriber_id, m.email, m.name, m.unsubscribe_url,
-                         m.message_id) for m in messages]
+                         m.message_id, preferences=m.preferences_url) for m in messages]
         return content.json_prefix + ",".join(items) + "]}"
 
     # -- one request, with its retries ----------------------------------------------------
