@@ -1,6 +1,8 @@
-"""The sign-up journey in Chromium: fill the form, the SMTP server receives exactly one
-confirmation, a scanner's plain GET of its link leaves the sign-up pending, pressing the
-button makes the reader an active subscriber of the list."""
+"""The sign-up journey in Chromium, end to end: fill the form, the SMTP server receives
+exactly one confirmation, a scanner's plain GET of its link leaves the sign-up pending,
+pressing the button makes the reader an active subscriber of the list and sends exactly
+one welcome email; its footer's "Your preferences" link opens the preference centre,
+the reader pauses, and the next send of an issue skips them."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import pytest
 
 from newsletter.audience.lists import create_list
 from newsletter.audience.subscribers import get_subscriber, subscriber_lists
+from newsletter.delivery import ledger, sending
 from newsletter.errors import SubscriberNotFound
 from newsletter.web import create_app
 from newsletter.web.server import BackgroundServer
@@ -61,12 +64,48 @@ def test_form_to_confirmed_subscriber_in_chromium(tmp_path: Path, browser) -> No
             page.goto(link)
             page.get_by_role("button", name="Confirm my subscription").click()
             assert page.get_by_role("heading", name="You are subscribed").is_visible()
+            sub = get_subscriber(engine, "reader@example.net")
+            assert sub.status == "active" and sub.name == "Rita Reader"
+            assert {m.list_name: m.status for m in subscriber_lists(engine, sub.id)} == {
+                "daily": "subscribed"}
+
+            deadline = time.monotonic() + 20  # the welcome goes out after the answer
+            while smtp.total < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            confirmation, welcome = smtp.parsed("reader@example.net")
+            assert smtp.total == 2 and welcome["Subject"].startswith("Welcome")
+            _pause_from_footer(page, settings, server.url, welcome)
             page.close()
         finally:
             server.stop()
-        sub = get_subscriber(engine, "reader@example.net")
-        assert sub.status == "active" and sub.name == "Rita Reader"
-        assert {m.list_name: m.status for m in subscriber_lists(engine, sub.id)} == {
-            "daily": "subscribed"}
-        assert smtp.total == 1
+        time.sleep(0.5)  # a second confirmation press would have sent a second welcome
+        assert smtp.total == 2
+        prepared = sending.preflight(settings, settings.project_dir / "issues/2026-11-24.md")
+        started = sending.start(engine, settings, prepared, "daily", backend="smtp")
+        done = sending.run(engine, settings, started.send.id, backend="smtp")
+        reached = {r.email for r in ledger.recipients(engine, done.id, ["sent"])}
+        assert reached == {"r1@example.com"}  # the paused reader is skipped
+        assert len(smtp.parsed("reader@example.net")) == 2 and smtp.total == 3
         engine.dispose()
+
+
+def _pause_from_footer(page, settings, local: str, welcome) -> None:
+    """Open the welcome email's HTML, follow "Your preferences" (links on base_url are
+    passed to the local server, as the newsroom's proxy would), pause for 2 weeks."""
+
+    def route(r) -> None:
+        if r.request.url.startswith(settings.base_url + "/"):
+            r.fulfill(response=r.fetch(url=local + r.request.url.removeprefix(settings.base_url)))
+        elif r.request.url.startswith(("about:", "data:")):
+            r.continue_()
+        else:
+            r.abort()  # no network
+
+    page.route("**/*", route)
+    page.set_content(welcome.get_body(("html",)).get_content())
+    with page.expect_navigation():
+        page.get_by_role("link", name="Your preferences").click()
+    assert "reader@example.net" in page.content()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Pause for 2 weeks").click()
+    assert "Paused until" in page.get_by_role("status").inner_text()
