@@ -39,6 +39,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "newsletter.cli.schedule:worker_cmd",
         "Send scheduled issues on time; run until stopped.",
     ),
+    "suppressions": (
+        "newsletter.cli.suppressions:suppressions_group",
+        "The suppression list: list, add, remove, import provider exports.",
+    ),
+    "bounces": ("newsletter.cli.bounces:bounces_group", "The bounce mailbox: fetch."),
     "serve": (
         "newsletter.cli.serve:serve_cmd",
         "Serve the public endpoints: unsubscribe, SendGrid webhook, archive.",

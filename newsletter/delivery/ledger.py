@@ -883,3 +883,13 @@ def cancel_send(db: DB, send_id: int, *, reason: str = "the send was cancelled")
         conn.execute(sends.update().where(sends.c.id == send_id, sends.c.status == "sending")
                      .values(status="cancelled", finished_at=now))
     return skipped
+
+
+def skipped_reasons(db: DB, send_id: int) -> dict[str, int]:
+    """How many recipients of a send were skipped, per reason (``suppressed``, ...)."""
+    r = send_recipients.c
+    with transaction(db) as conn:
+        rows = conn.execute(sa.select(r.reason, sa.func.count())
+                            .where(r.send_id == send_id, r.status == "skipped")
+                            .group_by(r.reason)).all()
+    return {reason or "skipped": int(n) for reason, n in rows}
