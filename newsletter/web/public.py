@@ -3,7 +3,8 @@
 ``part(settings)`` opens the store once and assembles the routes of
 
 - ``newsletter.web.unsubscribe``: ``GET/POST /u/{token}`` (RFC 8058 one-click),
-- ``newsletter.web.webhook``: ``POST /webhooks/sendgrid`` (Signed Event Webhook),
+- ``newsletter.web.webhook``: ``POST /webhooks/sendgrid`` (Signed Event Webhook), and
+  ``newsletter.web.provider_webhooks``: SES (SNS), Postmark and Mailgun,
 - ``newsletter.web.archive``: ``GET /archive``, ``/archive/feed.xml``, ``/archive/{slug}``
   (unless ``archive = false``),
 - ``GET /healthz``: 200 ``ok`` when the database answers, 503 otherwise.
@@ -148,7 +149,7 @@ def guarded(endpoint: Endpoint) -> Endpoint:
 
 
 def part(settings: Settings) -> Part:
-    from . import archive, unsubscribe, webhook
+    from . import archive, provider_webhooks, unsubscribe, webhook
 
     require(settings, "secret_key", purpose="checking unsubscribe links")
     require(settings, "base_url", purpose="the archive feed's links and the site's redirects")
@@ -157,6 +158,7 @@ def part(settings: Settings) -> Part:
     routes: list[BaseRoute] = [
         *unsubscribe.routes(state),
         *webhook.routes(state),
+        *provider_webhooks.routes(state),
         _health_route(state),
     ]
     if settings.archive:
