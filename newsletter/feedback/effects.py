@@ -120,6 +120,12 @@ def apply_events(
     raise AssertionError("unreachable")
 
 
+def apply_in(conn: sa.Connection, events: Sequence[Event], source: str) -> Applied:
+    """``apply_events`` inside the caller's transaction (the bounce mailbox claims its
+    reports in the same one)."""
+    return _apply(conn, events, source)
+
+
 def _remember_request(conn: sa.Connection, key: str, forget_after: float) -> None:
     now = utcnow()
     conn.execute(webhook_requests.delete().where(
