@@ -147,3 +147,21 @@ def test_bad_mailbox_settings_are_one_line_errors(project) -> None:
     failed = run_cli(settings.project_dir, "bounces", "fetch")
     assert failed.returncode == 1 and "Traceback" not in failed.stderr
     assert "bounce mailbox 127.0.0.1" in failed.stderr
+
+
+def test_the_worker_reads_the_mailbox_every_few_minutes(project, imap: DovecotServer) -> None:
+    import datetime as dt
+
+    from newsletter.scheduling.worker import Worker
+
+    settings, engine = project
+    imap.deliver([sample("gmail-hard.eml", settings, 9)], _folder(settings))
+    worker = Worker(engine, settings)
+    now = dt.datetime.now(dt.UTC)
+    worker._bounces(now)
+    assert worker.bounce_thread is not None
+    worker.bounce_thread.join(30)
+    assert get_subscriber(engine, "r9@example.com").status == "bounced"
+    first = worker.bounce_thread
+    worker._bounces(now + dt.timedelta(minutes=1))  # too soon: no second fetch
+    assert worker.bounce_thread is first
