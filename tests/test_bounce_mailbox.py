@@ -152,11 +152,11 @@ def test_bad_mailbox_settings_are_one_line_errors(project) -> None:
 def test_the_worker_reads_the_mailbox_every_few_minutes(project, imap: DovecotServer) -> None:
     import datetime as dt
 
-    from newsletter.scheduling.worker import Worker
+    from newsletter.scheduling.worker import WorkerProcess
 
     settings, engine = project
     imap.deliver([sample("gmail-hard.eml", settings, 9)], _folder(settings))
-    worker = Worker(engine, settings)
+    worker = WorkerProcess(engine, settings)
     now = dt.datetime.now(dt.UTC)
     worker._bounces(now)
     assert worker.bounce_thread is not None
