@@ -111,6 +111,19 @@ class Settings(BaseModel):
     sendgrid_webhook_public_key: str | None = None
     webhook_max_age: int = Field(default=300, ge=10, le=86400)
     max_body_bytes: int = Field(default=5_000_000, ge=1024)
+    # provider feedback (newsletter.feedback.*): SES through SNS (topics accepted), Postmark
+    # webhooks (basic auth on our URL), Mailgun webhooks (HMAC signing key)
+    ses_topic_arns: list[str] = Field(default_factory=list)
+    sns_test_host: str | None = None  # tests only: also trust http://HOST for SNS URLs
+    postmark_webhook_user: str | None = None
+    postmark_webhook_password: str | None = None
+    mailgun_webhook_signing_key: str | None = None
+    # the bounce mailbox for SMTP sends (newsletter.feedback.mailbox) and VERP return paths
+    bounce_mailbox: str | None = None  # imaps://user:pass@host:993/INBOX?processed=Processed
+    bounce_domain: str | None = None  # MAIL FROM bounces+TOKEN@bounce_domain
+    bounce_fetch_minutes: float = Field(default=5.0, gt=0, le=1440)
+    soft_bounce_limit: int = Field(default=3, ge=1)  # soft bounces within soft_bounce_days
+    soft_bounce_days: int = Field(default=7, ge=1)  # ... that count as a hard bounce
     schedule_grace_hours: float = Field(default=6.0, ge=0)
     # recipients per ledger batch (default: the backend's own, e.g. 1,000 for SendGrid):
     # smaller batches put fewer recipients at stake ("uncertain") if a sender dies

@@ -28,6 +28,10 @@ the rules refuse writes nothing: the status, its time and its reason stay as the
 and the change counts as not made (``change`` returns False, the set-based calls do not
 count it), whichever entry point asked.
 
+A change to ``bounced`` or ``complained`` also puts the address on the one suppression
+list (``audience.suppressions``), whatever reported it (also an address no subscriber
+has, for the set-based call by email key); an explicit resubscribe takes it off again.
+
 Two shapes of call, one statement each: ``change`` for one subscriber, and the set-based
 ``set_global`` / ``set_membership`` for many (the webhook's thousands of events, the
 import's 5,000-row chunks), whose rows travel as one JSON parameter (SQLite
@@ -49,6 +53,7 @@ import sqlalchemy as sa
 from ..db.tables import MEMBERSHIP_STATUSES, STATUSES, Stamp, memberships, subscribers
 from ..db.transactions import utcnow
 from ..errors import UnknownStatus
+from . import suppressions
 
 #: strength of each global status: a status only ever becomes a stronger one
 STRENGTH = {status: rank for rank, status in enumerate(STATUSES)}
@@ -176,20 +181,45 @@ def _payload(items: Sequence[Item]) -> str:
 # -- the calls -------------------------------------------------------------------------
 
 
+#: statuses that put the address on the suppression list
+SUPPRESSING = ("bounced", "complained")
+
+
 def set_global(
     conn: sa.Connection, target: str, items: Sequence[Item], *, by: str = "id",
-    resubscribe: bool = False, now: dt.datetime | None = None,
+    resubscribe: bool = False, now: dt.datetime | None = None, source: str = "status",
 ) -> int:
     """Make the subscribers of ``items`` (id or, ``by="email_key"``, email key; why)
     ``target`` where the rules allow, in one statement; returns how many changed.
-    The keys must be distinct."""
+    The keys must be distinct. ``source`` names who reported a bounce or complaint on
+    the suppression list."""
     if by not in ("id", "email_key"):
         raise ValueError(f"by must be 'id' or 'email_key', not {by!r}")
     statement = _statement("global", conn.dialect.name, target, resubscribe, by == "id")
-    if statement is None or not items:
+    if not items:
         return 0
-    result = conn.execute(statement, {"rows": _payload(items), "now": now or utcnow()})
-    return max(result.rowcount, 0)
+    changed = 0
+    if statement is not None:
+        result = conn.execute(statement, {"rows": _payload(items), "now": now or utcnow()})
+        changed = max(result.rowcount, 0)
+    _suppression(conn, target, items, by == "id", resubscribe, source, now)
+    return changed
+
+
+def _suppression(conn: sa.Connection, target: str, items: Sequence[Item], by_id: bool,
+                 resubscribe: bool, source: str, now: dt.datetime | None) -> None:
+    if target in SUPPRESSING:
+        if by_id:
+            suppressions.add_subscribers(conn, target, [(int(k), w) for k, w in items],
+                                         source=source, now=now)
+        else:
+            suppressions.add_many(conn, target, [(str(k), w) for k, w in items],
+                                  source=source, now=now)
+    elif target == "active" and resubscribe:
+        if by_id:
+            suppressions.lift_subscribers(conn, [int(k) for k, _ in items])
+        else:
+            suppressions.lift(conn, [str(k) for k, _ in items])
 
 
 def set_membership(

@@ -45,6 +45,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "newsletter.cli.welcome:welcome_group",
         "The welcome email for new subscribers: send, resume, preview.",
     ),
+    "suppressions": (
+        "newsletter.cli.suppressions:suppressions_group",
+        "The suppression list: list, add, remove, import provider exports.",
+    ),
+    "bounces": ("newsletter.cli.bounces:bounces_group", "The bounce mailbox: fetch."),
     "serve": (
         "newsletter.cli.serve:serve_cmd",
         "Serve the public endpoints: sign-up, unsubscribe, webhook, archive.",

@@ -51,8 +51,9 @@ class _ProgressLine:
             click.echo("", err=True)
 
 
-def _report(send, seconds: float | None = None) -> int:
-    """Print the final report; return the exit status (0 all sent/skipped, else 1)."""
+def _report(send, seconds: float | None = None, skipped: dict[str, int] | None = None) -> int:
+    """Print the final report; return the exit status (0 all sent/skipped, else 1).
+    ``skipped``: the skipped recipients per reason (``ledger.skipped_reasons``)."""
     c = send.counts
     sent = c.get("sent", 0)
     line = (
@@ -65,6 +66,9 @@ def _report(send, seconds: float | None = None) -> int:
     if seconds:
         line += f" in {seconds:.1f} s ({sent / seconds:,.0f} messages/s)"
     click.echo(line)
+    if skipped:
+        click.echo("  skipped: " + ", ".join(f"{n:,} {reason}" for reason, n in
+                                            sorted(skipped.items(), key=lambda i: -i[1])))
     code = 0
     if c.get("temporary", 0) or c.get("uncertain", 0):
         click.echo(
@@ -215,14 +219,15 @@ def _confirm(question: str) -> None:
 def _run(engine, settings, send_id: int, *, backend: str | None, workers: int | None,
          progress: _ProgressLine) -> None:
     """Run the send to the end (Ctrl-C: after the batches in flight), report, exit."""
-    from newsletter.delivery import sending
+    from newsletter.delivery import ledger, sending
 
     stop = _stop_on_signals()
     started = time.monotonic()
     result = sending.run(engine, settings, send_id, backend=backend, workers=workers,
                          on_progress=progress, stop=stop)
     progress.close()
-    sys.exit(_report(result, time.monotonic() - started))
+    seconds = time.monotonic() - started
+    sys.exit(_report(result, seconds, ledger.skipped_reasons(engine, send_id)))
 
 
 def _requeued(verb: str, requeued, send_id: int, what: str = "recipient(s)") -> None:

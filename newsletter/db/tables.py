@@ -16,8 +16,10 @@ sends`` in ``ledger``).
 - archive_issues: the public web archive (``archive``)
 - signups, rate_limits: sign-ups awaiting confirmation with their consent records, and the
   sign-up rate limits' counters (``audience.signup``, ``audience.ratelimit``)
+- suppressions, bounce_messages, soft_bounces: the one suppression list and the bounce
+  mailbox's claims and soft bounces (``audience.suppressions``, ``feedback.mailbox``)
 
-Objects the migrations create with raw SQL (revision 0004's triggers and functions) are
+Objects the migrations create with raw SQL (revisions 0004's and 0009's triggers and functions) are
 not in the metadata; ``tests/test_schema.py`` names them in its allow-list.
 """
 
@@ -361,4 +363,43 @@ rate_limits = sa.Table(
     sa.Column("window", sa.BigInteger(), primary_key=True),  # the window's start, Unix s
     sa.Column("hits", sa.Integer(), nullable=False),
     sa.Index(None, "window"),
+)
+# -- the suppression list and the bounce mailbox (audience.suppressions, feedback.mailbox) --
+
+#: why an address is suppressed
+SUPPRESSION_REASONS = ("bounced", "complained", "unsubscribed", "manual")
+
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("email_key", EmailKey, primary_key=True),  # lower-cased, as subscribers'
+    sa.Column("reason", sa.String(16), nullable=False),
+    sa.Column("source", sa.String(40), nullable=False),  # cli, sendgrid, ses, mailbox, import:ses
+    sa.Column("detail", sa.Text(), nullable=True),
+    sa.Column("created_at", Stamp, nullable=False),
+    sa.CheckConstraint(
+        "reason IN ('bounced', 'complained', 'unsubscribed', 'manual')", name="reason"
+    ),
+)
+
+bounce_messages = sa.Table(
+    "bounce_messages",
+    metadata,
+    # the report's Message-ID (or a digest of it when it has none): applied once
+    sa.Column("message_key", sa.String(200), primary_key=True),
+    sa.Column("outcome", sa.String(16), nullable=False),  # hard | soft | complaint | ignored
+    sa.Column("email_key", EmailKey, nullable=True),
+    sa.Column("processed_at", Stamp, nullable=False),
+)
+
+soft_bounces = sa.Table(
+    "soft_bounces",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("email_key", EmailKey, nullable=False),
+    sa.Column("send_id", ID, nullable=True),
+    sa.Column("status", sa.String(16), nullable=True),  # the DSN's status code, e.g. 4.2.2
+    sa.Column("bounced_at", Stamp, nullable=False),
+    sa.Index(None, "email_key", "bounced_at"),
+    sqlite_autoincrement=True,
 )

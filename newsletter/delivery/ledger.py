@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ..audience.receiving import receives
+from ..audience.receiving import CLEAR, SUPPRESSED, receives, suppression_of
 from ..authoring.identity import Identity
 from ..db.tables import (
     ID,
@@ -285,7 +285,9 @@ def _snapshot(
     send_id: int, list_id: int, condition: sa.ColumnElement[bool] | None
 ) -> sa.Insert:
     """INSERT ... SELECT of the list's members who may receive (``receiving.receives``)
-    and match ``condition``, as pending."""
+    and match ``condition``, as pending; members refused only because their address is
+    suppressed are recorded ``skipped`` (reason ``suppressed``), so the report counts them."""
+    clear = suppression_of() == CLEAR
     snapshot = (
         sa.select(
             sa.literal(send_id, ID).label("send_id"),
@@ -293,16 +295,18 @@ def _snapshot(
             subscribers.c.id.label("subscriber_id"),
             subscribers.c.email,
             subscribers.c.name,
-            sa.literal("pending").label("status"),
+            sa.case((clear, sa.literal("pending")), else_=sa.literal("skipped")).label("status"),
             sa.literal(0).label("attempts"),
+            sa.case((clear, sa.null()), else_=sa.literal(SUPPRESSED)).label("reason"),
         )
         .join(memberships, memberships.c.subscriber_id == subscribers.c.id)
-        .where(memberships.c.list_id == list_id, receives())
+        .where(memberships.c.list_id == list_id, receives(suppression=sa.literal(CLEAR)))
     )
     if condition is not None:
         snapshot = snapshot.where(condition)
     return send_recipients.insert().from_select(
-        ["send_id", "seq", "subscriber_id", "email", "name", "status", "attempts"], snapshot
+        ["send_id", "seq", "subscriber_id", "email", "name", "status", "attempts", "reason"],
+        snapshot,
     )
 
 
@@ -528,3 +532,13 @@ def cancel_send(db: DB, send_id: int, *, reason: str = "the send was cancelled")
         conn.execute(sends.update().where(sends.c.id == send_id, sends.c.status == "sending")
                      .values(status="cancelled", finished_at=now))
     return skipped
+
+
+def skipped_reasons(db: DB, send_id: int) -> dict[str, int]:
+    """How many recipients of a send were skipped, per reason (``suppressed``, ...)."""
+    r = send_recipients.c
+    with transaction(db) as conn:
+        rows = conn.execute(sa.select(r.reason, sa.func.count())
+                            .where(r.send_id == send_id, r.status == "skipped")
+                            .group_by(r.reason)).all()
+    return {reason or "skipped": int(n) for reason, n in rows}

@@ -6,7 +6,8 @@ because the backend was unavailable. The database's triggers only skip rows that
 *pending* when a subscriber changes; a row that was ``temporary``, ``uncertain`` or
 ``sending`` at that moment was left alone. So each of these paths asks the rule
 (``audience.receiving.refusal``) at the moment it would make a row pending: a recipient who
-may no longer receive (unsubscribed, bounced, complained, paused, off the list, erased) becomes
+may no longer receive (unsubscribed, bounced, complained, paused, suppressed, off the
+list, erased) becomes
 ``skipped`` with that reason instead; the others become ``pending``.
 
 On PostgreSQL the statement first takes a share lock on the subscribers and memberships
@@ -23,7 +24,7 @@ from typing import NamedTuple
 
 import sqlalchemy as sa
 
-from ..audience.receiving import refusal
+from ..audience.receiving import refusal, suppression_of
 from ..db.tables import memberships, send_recipients, sends, subscribers
 from ..db.transactions import utcnow
 
@@ -67,7 +68,8 @@ def reopen(conn: sa.Connection, send_id: int, where: Sequence[sa.ColumnElement[b
             sa.select(memberships.c.status)
             .where(memberships.c.list_id == row.list_id,
                    memberships.c.subscriber_id == r.c.subscriber_id).scalar_subquery(),
-            sa.select(subscribers.c.paused_until)
+            suppression_of(r.c.subscriber_id),
+            paused_until=sa.select(subscribers.c.paused_until)
             .where(subscribers.c.id == r.c.subscriber_id).scalar_subquery(),
         )
         skipped = dict(Counter(conn.execute(

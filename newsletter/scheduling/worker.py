@@ -121,6 +121,8 @@ class WorkerProcess:
         self.last_tick: dt.datetime | None = None
         self.registered = False
         self._lock = threading.Lock()
+        self.bounces_at: dt.datetime | None = None  # the bounce mailbox's last fetch
+        self.bounce_thread: threading.Thread | None = None
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -218,6 +220,7 @@ class WorkerProcess:
         self.last_tick = now
         self._reap()
         self._heartbeat(now)
+        self._bounces(now)
         for info in due.due_schedules(self.engine, now):
             if self.stop.is_set():
                 return
@@ -240,6 +243,31 @@ class WorkerProcess:
                 self.not_before[info.id] = now + due.RETRY_AFTER
                 event("schedule.error", schedule=info.id, error=f"{type(exc).__name__}: {exc}",
                       retry_in_seconds=int(due.RETRY_AFTER.total_seconds()))
+
+    def _bounces(self, now: dt.datetime) -> None:
+        """Every ``bounce_fetch_minutes``, read the bounce mailbox in a thread of its own
+        (when ``bounce_mailbox`` is set and the last fetch has finished)."""
+        minutes = dt.timedelta(minutes=self.settings.bounce_fetch_minutes)
+        if not self.settings.bounce_mailbox or (
+                self.bounce_thread is not None and self.bounce_thread.is_alive()) or (
+                self.bounces_at is not None and now - self.bounces_at < minutes):
+            return
+        self.bounces_at = now
+
+        def fetch() -> None:
+            from ..feedback import mailbox
+
+            try:
+                report = mailbox.fetch(self.engine, self.settings)
+            except Exception as exc:  # logged; tried again next time
+                event("bounces.failed", error=_first_line(exc))
+                return
+            if report.read:
+                event("bounces.fetched", read=report.read, duplicates=report.duplicates,
+                      **dict(report.applied))
+
+        self.bounce_thread = threading.Thread(target=fetch, name="bounce-mailbox", daemon=True)
+        self.bounce_thread.start()
 
     def _heartbeat(self, now: dt.datetime, force: bool = False) -> None:
         if not self.registered:

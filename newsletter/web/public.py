@@ -4,11 +4,11 @@
 
 - ``newsletter.web.unsubscribe``: ``GET/POST /u/{token}`` (RFC 8058 one-click),
 - ``newsletter.web.preferences``: ``GET/POST /p/{token}`` (the preference centre),
-- ``newsletter.web.webhook``: ``POST /webhooks/sendgrid`` (Signed Event Webhook),
+- ``newsletter.web.webhook``: ``POST /webhooks/sendgrid`` (Signed Event Webhook), and
+  ``newsletter.web.provider_webhooks``: SES (SNS), Postmark and Mailgun,
 - ``newsletter.web.archive``: ``GET /archive``, ``/archive/feed.xml``, ``/archive/{slug}``
   (unless ``archive = false``),
-- ``GET /healthz``: 200 ``ok`` when the database answers, 503 otherwise;
-- ``newsletter.web.media``: ``GET /media/{file}``, issues' local images (out/media/).
+- ``newsletter.web.media``: ``GET /media/{file}``, issues' local images (out/media/),
 - ``newsletter.web.signup``: ``GET/POST /subscribe``, ``POST /api/subscribe``,
   ``GET/POST /confirm/{token}`` (double opt-in),
 - ``GET /healthz``: 200 ``ok`` when the database answers, 503 otherwise.
@@ -154,7 +154,7 @@ def guarded(endpoint: Endpoint) -> Endpoint:
 
 
 def part(settings: Settings) -> Part:
-    from . import archive, preferences, signup, unsubscribe, webhook
+    from . import archive, preferences, provider_webhooks, signup, unsubscribe, webhook
 
     require(settings, "secret_key", purpose="checking unsubscribe links")
     require(settings, "base_url", purpose="the archive feed's links and the site's redirects")
@@ -165,6 +165,7 @@ def part(settings: Settings) -> Part:
         *preferences.routes(state),
         *webhook.routes(state),
         *signup.routes(state),
+        *provider_webhooks.routes(state),
         _health_route(state),
         media_route(lambda: settings),  # local images of issues: out/media/
     ]

@@ -218,10 +218,25 @@ class SMTPBackend(BackendBase):
         self._lock = threading.Lock()
         self._all: set[smtplib.SMTP] = set()
         self.connections_made = 0
+        self.verp: tuple[str, str] | None = None  # (secret_key, bounce_domain)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, workers: int | None = None) -> SMTPBackend:
-        return cls(parse_smtp_url(settings.smtp_url, str(settings.config_file)), workers=workers)
+        backend = cls(parse_smtp_url(settings.smtp_url, str(settings.config_file)),
+                      workers=workers)
+        if settings.bounce_domain and settings.secret_key:
+            backend.verp = (settings.secret_key, settings.bounce_domain)
+        return backend
+
+    def envelope_sender(self, message: OutgoingMessage) -> str:
+        """MAIL FROM: the VERP return path of the send and subscriber (``bounce_domain``,
+        ``feedback.verp``), else the From address."""
+        if self.verp is not None and message.subscriber_id is not None \
+                and not message.template.test:
+            from ...feedback import verp
+
+            return verp.address(*self.verp, int(message.send_id), message.subscriber_id)
+        return envelope_sender(message.template.from_address)
 
     # -- connections ---------------------------------------------------------------------
 
@@ -388,7 +403,7 @@ class SMTPBackend(BackendBase):
                 if unavailable is not None:
                     results.append(DeliveryResult(Status.TEMPORARY, unavailable))
                     continue
-                sender = envelope_sender(message.template.from_address)
+                sender = self.envelope_sender(message)
                 reason = ""
                 outcome: tuple[Status, str, str | None] | None = None
                 for _attempt in range(ATTEMPTS):
