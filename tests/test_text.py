@@ -24,7 +24,8 @@ def test_sample_issue_text_part(settings: Settings) -> None:
     # the name and the date open it
     assert lines[:4] == ["TEST BRIEFING", "=============", "", "Tuesday, 24 November 2026"]
     # headlines, underlined
-    index = lines.index("LEAD: Can the river towns rebuild before spring?")
+    # (Lead and Story carry no label: those are the editors' words, not the readers')
+    index = lines.index("Can the river towns rebuild before spring?")
     assert lines[index + 1] == "-" * len(lines[index])
     assert "HARD NUMBERS: Evacuations, fares and a quiet record" in lines
     assert "WHAT WE'RE WATCHING: A bank blinks, a summit wobbles" in lines

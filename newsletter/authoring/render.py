@@ -42,6 +42,7 @@ from .model import (
     Text,
 )
 from .text import render_text
+from .themes import theme_brand, theme_dirs
 
 UNSUBSCRIBE_MARK = "%%unsubscribe_url%%"
 # {{name}} or {{name|fallback}}; group 1 is the fallback without its outer blanks. The
@@ -65,7 +66,14 @@ _TEMPLATE_FOR = {
     SectionKind.STORY: "story.mjml.j2",
     SectionKind.HARD_NUMBERS: "numbers.mjml.j2",
     SectionKind.WATCHING: "watching.mjml.j2",
+    SectionKind.IGNORING: "watching.mjml.j2",
+    SectionKind.QUOTE: "quote.mjml.j2",
+    SectionKind.SPONSOR: "sponsor.mjml.j2",
 }
+# Every link of a Sponsor section carries these, so readers' tools and engagement counts
+# can tell advertising from editorial links (rel="sponsored" is the web's own label).
+SPONSOR_LINK = ' rel="sponsored noopener" data-section="sponsor"'
+PHOTO_WIDTH = 544  # the photo slot: the 600 px body less 28 px either side
 _INLINER = css_inline.CSSInliner(load_remote_stylesheets=False, keep_at_rules=True)
 
 
@@ -85,7 +93,8 @@ class Rendered:
 # -- inline Markdown -> HTML ------------------------------------------------------------
 
 
-def inline_html(nodes: list[Inline]) -> str:
+def inline_html(nodes: list[Inline], link_attrs: str = "") -> str:
+    """HTML of inline content; ``link_attrs`` (trusted markup) goes on every link."""
     out: list[str] = []
     for node in nodes:
         if isinstance(node, Text):
@@ -93,22 +102,25 @@ def inline_html(nodes: list[Inline]) -> str:
         elif isinstance(node, LineBreak):
             out.append("<br>")
         elif isinstance(node, Strong):
-            out.append(f"<strong>{inline_html(node.children)}</strong>")
+            out.append(f"<strong>{inline_html(node.children, link_attrs)}</strong>")
         elif isinstance(node, Emphasis):
-            out.append(f"<em>{inline_html(node.children)}</em>")
+            out.append(f"<em>{inline_html(node.children, link_attrs)}</em>")
         elif isinstance(node, Link):
-            out.append(f'<a href="{escape(node.href)}">{inline_html(node.children)}</a>')
+            out.append(
+                f'<a href="{escape(node.href)}"{link_attrs}>'
+                f"{inline_html(node.children, link_attrs)}</a>"
+            )
     return "".join(out)
 
 
-def blocks_html(blocks: list) -> Markup:
+def blocks_html(blocks: list, link_attrs: str = "") -> Markup:
     out: list[str] = []
     for block in blocks:
         if isinstance(block, Paragraph):
-            out.append(f"<p>{inline_html(block.inlines)}</p>")
+            out.append(f"<p>{inline_html(block.inlines, link_attrs)}</p>")
         elif isinstance(block, BulletList):
             tag = "ol" if block.ordered else "ul"
-            items = "".join(f"<li>{inline_html(item)}</li>" for item in block.items)
+            items = "".join(f"<li>{inline_html(item, link_attrs)}</li>" for item in block.items)
             out.append(f"<{tag}>{items}</{tag}>")
     return Markup("\n".join(out))
 
@@ -182,8 +194,12 @@ def yaml_str(value: object) -> str:
 
 
 @lru_cache(maxsize=8)
-def _environment(user_dir: str | None, builtin: str) -> jinja2.Environment:
-    loaders: list[jinja2.BaseLoader] = []
+def _environment(
+    user_dir: str | None, builtin: str, theme_dirs: tuple[str, ...] = ()
+) -> jinja2.Environment:
+    # the theme's own templates first (the project's copy, then the built-in one), then
+    # the shared ones (the project's, then the built-in)
+    loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(d) for d in theme_dirs]
     if user_dir:
         loaders.append(jinja2.FileSystemLoader(user_dir))
     loaders.append(jinja2.FileSystemLoader(builtin))
@@ -200,27 +216,64 @@ def _environment(user_dir: str | None, builtin: str) -> jinja2.Environment:
     return env
 
 
-def environment(settings: Settings) -> jinja2.Environment:
+def environment(settings: Settings, *, themed: bool = False) -> jinja2.Environment:
+    """The templates; ``themed`` adds the folders of the project's theme in front."""
     user = settings.templates_path
-    return _environment(str(user) if user else None, str(BUILTIN_TEMPLATES))
+    folders = tuple(str(d) for d in theme_dirs(settings, BUILTIN_TEMPLATES)) if themed else ()
+    return _environment(str(user) if user else None, str(BUILTIN_TEMPLATES), folders)
+
+
+def _photo_size(image: object) -> tuple[int, int | None]:
+    """Width and height attributes of a photo in its slot: the real size scaled to the
+    slot when it is known (local files, probed images), else the slot width and no height
+    (never height="auto", which is no size at all)."""
+    width, height = getattr(image, "width", None), getattr(image, "height", None)
+    if not width:
+        return PHOTO_WIDTH, None
+    shown = min(int(width), PHOTO_WIDTH)
+    return shown, round(int(height) * shown / int(width)) if height else None
 
 
 def _section_view(section: Section) -> SimpleNamespace:
+    links = SPONSOR_LINK if section.kind is SectionKind.SPONSOR else ""
+    width, height = _photo_size(section.image) if section.image else (PHOTO_WIDTH, None)
+    read_more = section.read_more
     return SimpleNamespace(**{
         "kind": section.kind,
         "template": _TEMPLATE_FOR[section.kind],
         "css": section.kind.name.lower().replace("_", "-"),
-        "kicker": section.kind.value,
+        "label": section.label,
+        "kicker": section.label or "",  # the name older templates use for the label
         "headline": section.headline,
         "anchor": section.anchor,
         "image": section.image,
-        "body_html": blocks_html(section.blocks),
+        "image_width": width,
+        "image_height": height,
+        "body_html": blocks_html(section.blocks, links),
         "items": [
             SimpleNamespace(title=item.title, line=item.line, body_html=blocks_html(item.blocks))
             for item in section.items
         ],
-        "read_more": section.read_more,
+        "read_more": read_more,
+        # the link's accessible name: its own words and the headline, so that two "Read
+        # more" links never sound the same (WCAG 2.4.4); it starts with the visible words
+        "read_more_name": f"{read_more.label}: {section.headline}" if read_more else "",
+        "link_attrs": Markup(links),
+        "attribution": section.attribution,
     })
+
+
+def _contents(issue: Issue, settings: Settings) -> list[SimpleNamespace]:
+    """The "In this issue" list: each story's headline and anchor (quotes and sponsors are
+    not stories), when the issue (or, by default, the project) asks for it."""
+    wanted = settings.contents if issue.contents is None else issue.contents
+    if not wanted:
+        return []
+    return [
+        SimpleNamespace(anchor=s.anchor, headline=s.headline)
+        for s in issue.sections
+        if s.kind not in (SectionKind.QUOTE, SectionKind.SPONSOR) and s.headline
+    ]
 
 
 def format_date(issue: Issue) -> str:
@@ -228,21 +281,37 @@ def format_date(issue: Issue) -> str:
     return f"{d:%A}, {d.day} {d:%B %Y}"
 
 
+def _links(issue: Issue, settings: Settings, personal: bool) -> dict[str, str | None]:
+    """The page links of the email: its web copy (the email's "View in browser"), the
+    archive index (the web copy's "Read past issues") and the sign-up page."""
+    base = settings.base_url
+    archive = bool(base) and settings.archive
+    archive_url = f"{base}/archive/{issue.slug}" if base else None
+    return {
+        "archive_url": archive_url,
+        "view_url": archive_url if personal and archive else None,
+        "archive_index_url": f"{base}/archive" if archive else None,
+        "subscribe_url": f"{base}/subscribe" if base else None,
+    }
+
+
 def render_mjml(issue: Issue, settings: Settings, *, personal: bool = False) -> str:
     """The MJML document for an issue (step one of rendering)."""
-    env = environment(settings)
-    archive_url = f"{settings.base_url}/archive/{issue.slug}" if settings.base_url else None
+    folders = theme_dirs(settings, BUILTIN_TEMPLATES)
+    env = environment(settings, themed=True)
     try:
         template = env.get_template("email.mjml.j2")
         return template.render(
             issue=issue,
             issue_date=format_date(issue),
             sections=[_section_view(s) for s in issue.sections],
-            brand=settings.brand,
+            contents=_contents(issue, settings),
+            brand=theme_brand(settings, folders),
+            theme=settings.theme,
             settings=settings,
             preheader_padding=Markup(PREHEADER_PADDING),
             unsubscribe_url=UNSUBSCRIBE_MARK if personal else None,
-            archive_url=archive_url,
+            **_links(issue, settings, personal),
         )
     except jinja2.TemplateSyntaxError as exc:
         raise RenderError(
