@@ -1,5 +1,5 @@
 """The email's look, measured in headless Chromium: the typical issue (eight sections, six
-photos) in both built-in themes at 600 and 375 px, in light, dark (prefers-color-scheme
+photos; a Quote, What We're Ignoring and a Sponsor added; "In this issue" on) in both built-in themes at 600 and 375 px, in light, dark (prefers-color-scheme
 emulated) and images-off modes.
 
 Photos are answered with a generated PNG (or refused, for images off); nothing leaves the
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.authoring.build import build_file
+from newsletter.authoring.build import build_text
 from newsletter.authoring.render import UNSUBSCRIBE_MARK, fill_name
 from newsletter.config import load_settings
 
@@ -30,6 +30,26 @@ PHOTO = png(1200, 675)
 LOGO = png(360, 80, (179, 38, 30))
 LOGO_DARK = png(360, 80, (240, 240, 240))
 EDGE = 28  # every text starts this far from the body's left edge on phones
+# the typical issue, with the three kinds it lacks added after its Watching section
+MORE_KINDS = """
+# Quote: On the shelves
+"We can cope with two weeks. At four weeks we start rationing what goes to which stores."
+
+— Head of a retail association
+
+# What We're Ignoring: A feud and a forecast
+## The celebrity feud
+Nothing in it changes anyone's day, however many headlines it fills.
+
+## The long-range winter forecast
+Forecasts more than ten days out are little better than a coin toss.
+
+# Sponsor: Warm homes, lower bills
+Insulation that pays for itself within five winters, with [free home surveys](https://sponsor.example.com/survey) this month.
+
+[Book a survey](https://sponsor.example.com/book)
+
+"""
 
 # Where things are, relative to the email body's left edge.
 MEASURE = """() => {
@@ -86,12 +106,16 @@ def email_file(request, tmp_path_factory: pytest.TempPathFactory) -> Path:
         f'name = "The Briefing"\ntheme = "{request.param}"\n'
         'base_url = "https://news.example.org"\n'
         'postal_address = "1 Harbour Street, Eastmoor"\n'
+        "contents = true\n"
         "[brand]\n"
         'logo_url = "https://images.example.org/logo.png"\n'
         'logo_dark_url = "https://images.example.org/logo-dark.png"\n',
         encoding="utf-8",
     )
-    result = build_file(TYPICAL, load_settings(folder), personal=True)
+    text = TYPICAL.read_text(encoding="utf-8")
+    cut = text.index("# Story: The village")
+    text = text[:cut] + MORE_KINDS.lstrip("\n") + text[cut:]
+    result = build_text(text, str(TYPICAL), load_settings(folder), personal=True)
     assert result.ok and result.rendered is not None, result.findings
     html = fill_name(result.rendered.html, "Ann").replace(
         UNSUBSCRIBE_MARK, "https://news.example.org/u/TOKEN"
@@ -135,6 +159,8 @@ def look(browser, path: Path, width: int, mode: str) -> dict:
 def test_layout(browser, email_file: Path, width: int, mode: str) -> None:
     m = look(browser, email_file, width, mode)
     assert m["bodyWidth"] == width
+    kinds = {t["text"] for t in m["texts"] if "nl-kicker" in t["cls"]}
+    assert {"Quote", "What We're Ignoring", "Sponsored", "In this issue"} <= kinds
     assert m["scrollWidth"] <= m["viewport"], "the page scrolls sideways"
     assert len(m["h1"]) == 1  # one <h1>: the masthead, holding the logo
     # the dark logo replaces the light one where dark mode is honoured

@@ -181,8 +181,9 @@ def test_user_template_overrides_one_builtin_and_brand_colours_apply(project: Pa
     )
     config = project / "newsletter.toml"
     text = config.read_text(encoding="utf-8")
-    text = text.replace('primary_color = "#b3261e"', 'primary_color = "#0b6e4f"')
-    text = text.replace('background_color = "#f4f1ea"', 'background_color = "#abcdef"')
+    text = text.replace(
+        "[brand]\n", '[brand]\nprimary_color = "#0b6e4f"\nbackground_color = "#abcdef"\n'
+    )
     config.write_text(text, encoding="utf-8")
     settings = load_settings(project)
     result = build_file(SAMPLE, settings)
