@@ -306,7 +306,10 @@ def test_bulletin_theme_is_templates_and_brand(project: Path) -> None:
 
 def test_unknown_theme_is_one_line_naming_the_themes(project: Path) -> None:
     settings = themed(project, "fancy")
-    with pytest.raises(RenderError, match=r"theme 'fancy' not found: .*bulletin, classic"):
+    lines = (project / "newsletter.toml").read_text(encoding="utf-8").split("\n")
+    line = next(n for n, text in enumerate(lines, start=1) if text.startswith("theme ="))
+    with pytest.raises(RenderError, match=rf"newsletter.toml:{line}: theme 'fancy' not found: "
+                       r"set theme to one of bulletin, classic"):
         render(parse_text(SAMPLE.read_text("utf-8"), str(SAMPLE)).issue, settings)
     result = build_file(SAMPLE, settings)
     assert not result.ok and "theme 'fancy' not found" in result.findings[0].message
@@ -327,3 +330,14 @@ def test_both_themes_stay_under_gmail_clip(project: Path, theme: str, issue: Pat
     result = build_file(issue, themed(project, theme), personal=True)
     assert result.ok and result.rendered is not None
     assert result.rendered.size < GMAIL_CLIP_BYTES
+
+
+def test_a_bad_theme_brand_is_one_line_naming_the_setting(project: Path) -> None:
+    folder = project / "templates" / "themes" / "loud"
+    folder.mkdir(parents=True)
+    (folder / "look.css.j2").write_text("", "utf-8")
+    (folder / "theme.toml").write_text('[brand]\nprimary_color = "red"\n', "utf-8")
+    result = build_file(SAMPLE, themed(project, "loud"))
+    assert not result.ok
+    message = result.findings[0].message
+    assert "theme 'loud': brand setting primary_color" in message and "\n" not in message

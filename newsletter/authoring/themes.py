@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ..config import Brand, Settings
+from ..config import Brand, Settings, where_set
 from ..errors import RenderError
 
 THEMES = "themes"
@@ -37,8 +37,8 @@ def theme_dirs(settings: Settings, builtin: Path) -> list[Path]:
              for d in (f / THEMES).iterdir() if d.is_dir()}
         )
         raise RenderError(
-            f"theme {settings.theme!r} not found: set theme in newsletter.toml to one of "
-            f"{', '.join(names)} (folders of templates/themes/)"
+            f"{where_set(settings, 'theme')}: theme {settings.theme!r} not found: set theme "
+            f"to one of {', '.join(names)} (folders of templates/themes/)"
         )
     return found
 
