@@ -119,8 +119,37 @@ class Settings(BaseModel):
     send_batch_size: int | None = Field(default=None, ge=1, le=10_000)
     worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)  # how often it looks
     worker_progress_batches: int = Field(default=10, ge=1)  # a progress log line per N
+    check_links_before_send: bool = False  # `newsletter check` before every send: errors stop it
     demo: bool = False  # made by `newsletter demo`: example values allowed, outbox only
     brand: Brand = Field(default_factory=Brand)
+    # `newsletter validate`: leftover words that are errors, house-style limits and
+    # rule severities ([rules] duplicate-link = "off" | "warning" | "error")
+    placeholder_words: list[str] = Field(
+        default_factory=lambda: ["TK", "TODO", "XXX", "lorem ipsum"]
+    )
+    headline_max: int = Field(default=90, ge=10, le=500)
+    hard_numbers_need_source: bool = False
+    recent_link_issues: int = Field(default=5, ge=0, le=100)
+    rules: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("rules")
+    @classmethod
+    def _rules(cls, value: dict[str, str]) -> dict[str, str]:
+        from .authoring.rules import level_problem
+
+        for rule, level in value.items():
+            problem = level_problem(rule, level)
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("placeholder_words")
+    @classmethod
+    def _words(cls, value: list[str]) -> list[str]:
+        words = [" ".join(word.split()) for word in value]
+        if not all(words):
+            raise ValueError("an empty placeholder word would match everything: remove it")
+        return words
 
     @field_validator("timezone")
     @classmethod
@@ -319,6 +348,8 @@ def _describe(error: dict[str, Any], toml_text: str, config_file: Path, data: di
     message = error["msg"].removeprefix("Value error, ")
     if env_name:
         return f"environment variable {env_name}: {message}"
+    named = re.search(r"rule '([\w-]+)'", message) if loc == ["rules"] else None
+    leaf = named.group(1) if named else leaf  # [rules]: the rule's own line
     line = _line_of(toml_text, leaf) if toml_text else 1
     where = f"{config_file}:{line}" if toml_text else str(config_file)
     return f"{where}: setting '{key}': {message}"

@@ -11,6 +11,8 @@ with a plain status line that says nothing about anyone.
     ├── UsageError                   wrong arguments, an unreadable input file (exit 2)
     ├── ConfigError                  newsletter.toml or a NEWSLETTER_* variable (exit 2)
     ├── RenderError                  the templates cannot be rendered
+    ├── MediaError                   a local image that cannot be found, read or written
+    ├── LinksBroken                  `check_links_before_send`: a broken link stops the send
     ├── InvalidEmail (+ ValueError)  not an email address
     ├── UnknownStatus (+ ValueError) not a subscriber or list status (a caller's bug)
     ├── NotFound                     no such ...
@@ -62,6 +64,15 @@ class ConfigError(NewsletterError):
 
 class RenderError(NewsletterError):
     """The templates could not be rendered (a broken user template, say)."""
+
+
+class MediaError(NewsletterError):
+    """A local image (``images/photo.jpg``) that is missing, outside the project, not an
+    image, or cannot be written under out/media/."""
+
+
+class LinksBroken(NewsletterError):
+    """``check_links_before_send = true`` and the link check found errors: not sent."""
 
 
 # Also a ValueError: ``normalize_email`` parses a value the way int() does, and code

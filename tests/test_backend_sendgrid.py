@@ -13,7 +13,7 @@ from newsletter.audience import tokens
 from newsletter.delivery.backends import get_backend
 from newsletter.delivery.backends.base import BackendUnavailable, Status
 from newsletter.delivery.backends.sendgrid import SendGridBackend, split_requests
-from newsletter.delivery.ledger import ClaimedRow
+from newsletter.delivery.claims import ClaimedRow
 from newsletter.delivery.personalize import MessageTemplate, Recipient
 from newsletter.errors import ConfigError
 from tests.delivery_helpers import make_template, recipients, send_settings

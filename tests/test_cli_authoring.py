@@ -94,7 +94,7 @@ def test_json_format_gives_the_same_findings(in_project: Path, capsys) -> None:
     assert code == 1
     findings = json.loads(json_out)
     assert [set(f) for f in findings] == [
-        {"path", "line", "column", "severity", "message", "rule"}
+        {"path", "line", "column", "severity", "message", "rule", "fix"}
     ] * 3
     as_text = [
         f"{f['path']}:{f['line']}:{f['column']}: {f['severity']}: {f['message']} [{f['rule']}]"
@@ -235,10 +235,10 @@ def test_new_creates_an_issue_that_validates_once_its_placeholders_are_replaced(
         "preheader: Plus: three numbers to know today": "preheader: Why the bank moved",
         "![Describe the photo for readers who cannot see it.](https://images.example.org/"
         'lead.jpg "Photo: Agency/Photographer")': "![The governor at the podium.](https://"
-        'images.example.org/2026/12/gov.jpg "Photo: Kim Lee/Wire")',
+        'images.sendtest.news/2026/12/gov.jpg "Photo: Kim Lee/Wire")',
         "Write the lead story here. Use **bold**, *italics* and [links](https://example.org).":
-        "The bank cut rates, **again**. See [the statement](https://example.org/rates).",
-        "[Read more](https://example.org/)": "[Read more](https://example.org/rates-explained)",
+        "The bank cut rates, **again**. See [the statement](https://news.sendtest.news/rates).",
+        "[Read more](https://example.org/)": "[Read more](https://news.sendtest.news/rates-explained)",
         "Three figures to know": "Rates, rents and rail",
         "What the figure means, in one or two sentences.": "Homes sold in November.",
         "What comes next": "The budget",

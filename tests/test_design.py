@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from newsletter.authoring.build import build_file, build_text
-from newsletter.authoring.model import Image, SectionKind
+from newsletter.authoring.media import size_attributes
+from newsletter.authoring.model import SectionKind
 from newsletter.authoring.parse import parse_text
-from newsletter.authoring.render import PHOTO_WIDTH, _photo_size, environment, render
+from newsletter.authoring.render import environment, render
 from newsletter.authoring.validate import GMAIL_CLIP_BYTES
 from newsletter.config import load_settings
 from newsletter.errors import RenderError
@@ -35,11 +36,11 @@ contents: true
 
 # Lead: The port strike enters its second week
 kicker: Analysis
-![Idle cranes at dusk.](https://images.example.org/cranes.jpg "Photo: T. W./Harbour Press")
+![Idle cranes at dusk.](https://images.sendtest.news/cranes.jpg "Photo: T. W./Harbour Press")
 
 Seven days after crane operators walked out.
 
-[Read more](https://example.org/strike)
+[Read more](https://news.sendtest.news/strike)
 
 # Quote: On the shelves
 "We can cope with two weeks. At four weeks we start rationing."
@@ -51,14 +52,14 @@ Seven days after crane operators walked out.
 Nothing in it changes anyone's day.
 
 # Sponsor: Warm homes, lower bills
-Insulation that pays for itself, with [free surveys](https://sponsor.example.com/survey).
+Insulation that pays for itself, with [free surveys](https://sponsor.sendtest.news/survey).
 
-[Book a survey](https://sponsor.example.com/book)
+[Book a survey](https://sponsor.sendtest.news/book)
 
 # Story: The village that bought its pub
 Two hundred and sixty people put in money.
 
-[Read more](https://example.org/pub)
+[Read the full story](https://news.sendtest.news/pub)
 """
 
 
@@ -114,14 +115,14 @@ def test_the_kinds_issue_is_valid() -> None:
         ("# Quote: Said\n\n“Words.”\n", ["6:error:quote-attribution-missing"]),
         ("# Quote: Said\n\n-- Someone\n", ["6:error:quote-empty"]),
         ("# Quote: Said\n\n" + "word " * 61 + "\n\n— A\n", ["6:warning:quote-long"]),
-        ("# Quote: Said\n![A](https://i.example.org/a.jpg \"C\")\n\nWords.\n\n— A\n",
+        ("# Quote: Said\n![A](https://images.sendtest.news/a.jpg \"C\")\n\nWords.\n\n— A\n",
          ["7:error:quote-image"]),
         ("# What We're Ignoring: Noise\n\nJust an intro.\n", ["6:error:ignoring-empty"]),
         ("# What We’re Ignoring: Noise\n## A feud\n", ["7:error:ignoring-item-empty"]),
         ("# Lead: L\n\nText.\n\n# Sponsor: Ad\n\nNo link here.\n",
          ["10:warning:sponsor-link-missing"]),
-        ("# Sponsor: Ad\n\nBuy [it](https://s.example.com).\n\n# Lead: L\n\nText.\n",
-         ["6:warning:sponsor-first", "10:warning:lead-not-first"]),
+        ("# Sponsor: Ad\n\nBuy [it](https://sponsor.sendtest.news).\n\n# Lead: L\n\nText.\n",
+         ["6:warning:sponsor-first", "10:error:lead-not-first"]),
         ("# Lead: L\n\nText.\n\n# Sponsor: Ad\n", ["10:error:sponsor-empty",
                                                    "10:warning:sponsor-link-missing"]),
         ("# Story: S\nkicker:\n\nText.\n", ["7:error:kicker-empty"]),
@@ -150,11 +151,11 @@ def test_new_kinds_render_with_their_labels(base_settings, tmp_path: Path) -> No
         "In this issue", "Analysis", "Quote", "What We're Ignoring", "Sponsored"
     ]
     assert "LEAD" not in html and "STORY" not in html and ">Lead<" not in html
-    assert re.search(r'<blockquote class="nl-pullquote"[^>]*><p[^>]*>"We can cope', html)
+    assert re.search(r'<blockquote class="nl-pullquote"[^>]*><p[^>]*>[“"]We can cope', html)
     assert re.search(r'<p class="nl-attribution"[^>]*>\u2014 Head of a retail association</p>',
                      html)
     # each sponsor link is marked as such; no editorial link is
-    sponsor_links = re.findall(r'<a href="https://sponsor\.example\.com/[^"]*"([^>]*)>', html)
+    sponsor_links = re.findall(r'<a href="https://sponsor\.sendtest\.news/[^"]*"([^>]*)>', html)
     assert len(sponsor_links) == 2
     assert all('rel="sponsored noopener"' in a and 'data-section="sponsor"' in a
                for a in sponsor_links)
@@ -226,23 +227,17 @@ def test_read_more_links_have_distinct_accessible_names(settings) -> None:
     assert len(names) == 6 and len(set(names)) == 6
     # each starts with the words it shows, then names its story
     assert "Read the full story: The village that bought its own pub" in names
-    assert re.search(r'<span aria-hidden="true"[^>]*> &rarr;</span>|<span aria-hidden="true"'
-                     r'[^>]*> \u2192</span>', html)
+    # the visible words stay as written, with the arrow after them
+    assert re.search(r'aria-label="Read the full story: The village[^"]*"[^>]*>'
+                     r'Read the full story (&rarr;|\u2192)</a>', html)
 
 
-def test_photo_size_attributes() -> None:
-    unknown = Image.model_construct(line=1, src="https://x/a.jpg", alt="A")
-    assert _photo_size(unknown) == (PHOTO_WIDTH, None)
-
-    class Known:  # a photo whose real size is known (local files, probed images)
-        width, height = 1200, 675
-
-    assert _photo_size(Known()) == (544, 306)
-
-    class Small:
-        width, height = 300, 200
-
-    assert _photo_size(Small()) == (300, 200)
+def test_photo_gets_its_height_when_its_size_is_known(settings) -> None:
+    html = build_file(SAMPLE, settings).rendered.html
+    src = re.search(r'<img class="nl-photo" [^>]*src="([^"]+)"', html).group(1)
+    sized = size_attributes(html, {src: (1200, 675)})  # as `newsletter check` probed it
+    img = re.search(rf'<img [^>]*src="{re.escape(src)}"[^>]*>', sized).group()
+    assert 'width="544"' in img and 'height="306"' in img
 
 
 def test_photo_credit_in_the_photos_block_and_alt_text_styled(settings) -> None:
@@ -341,3 +336,41 @@ def test_a_bad_theme_brand_is_one_line_naming_the_setting(project: Path) -> None
     assert not result.ok
     message = result.findings[0].message
     assert "theme 'loud': brand setting primary_color" in message and "\n" not in message
+
+
+def test_both_themes_and_the_new_kinds_pass_the_caniemail_check(project: Path, tmp_path: Path):
+    """The compatibility check of test_compat.py, on what it does not render: the bulletin
+    theme, the Quote, Ignoring and Sponsor kinds, "In this issue" and light/dark logos."""
+    import fnmatch
+    import json
+    import subprocess
+
+    from .test_compat import _listed_features, _node_tool
+
+    command = _node_tool("caniemail-check.mjs")
+    files = []
+    for theme in ("classic", "bulletin"):
+        settings = themed(project, theme, (
+            'logo_url = "https://images.sendtest.news/logo.png"\n'
+            'logo_dark_url = "https://images.sendtest.news/logo-dark.png"\n'
+        ) if theme == "classic" else "")
+        for issue in (write(tmp_path, KINDS_ISSUE), TYPICAL):
+            result = build_file(issue, settings, personal=True)
+            assert result.ok, result.findings
+            target = tmp_path / f"{theme}-{issue.stem}.html"
+            target.write_text(result.rendered.html, encoding="utf-8")
+            files.append(str(target))
+        (project / "newsletter.toml").write_text(
+            (project / "newsletter.toml").read_text("utf-8").replace(
+                f'theme = "{theme}"', 'theme = "classic"'), "utf-8")
+    done = subprocess.run(command + files, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    listed = _listed_features()
+    unlisted = sorted({
+        f"{issue['title']} ({issue['level']} in {issue['client']})"
+        for issues in json.loads(done.stdout).values()
+        for issue in issues
+        if not any(fnmatch.fnmatch(issue["client"], p) for p in listed.get(issue["title"], []))
+    })
+    assert unlisted == [], "add these to templates/COMPATIBILITY.md or remove them:\n" + (
+        "\n".join(unlisted))

@@ -45,9 +45,9 @@ Nothing in it changes anyone's day, however many headlines it fills.
 Forecasts more than ten days out are little better than a coin toss.
 
 # Sponsor: Warm homes, lower bills
-Insulation that pays for itself within five winters, with [free home surveys](https://sponsor.example.com/survey) this month.
+Insulation that pays for itself within five winters, with [free home surveys](https://sponsor.sendtest.news/survey) this month.
 
-[Book a survey](https://sponsor.example.com/book)
+[Book a survey](https://sponsor.sendtest.news/book)
 
 """
 
@@ -108,8 +108,8 @@ def email_file(request, tmp_path_factory: pytest.TempPathFactory) -> Path:
         'postal_address = "1 Harbour Street, Eastmoor"\n'
         "contents = true\n"
         "[brand]\n"
-        'logo_url = "https://images.example.org/logo.png"\n'
-        'logo_dark_url = "https://images.example.org/logo-dark.png"\n',
+        'logo_url = "https://images.sendtest.news/logo.png"\n'
+        'logo_dark_url = "https://images.sendtest.news/logo-dark.png"\n',
         encoding="utf-8",
     )
     text = TYPICAL.read_text(encoding="utf-8")
@@ -136,7 +136,7 @@ def look(browser, path: Path, width: int, mode: str) -> dict:
         url = route.request.url
         if url.startswith("file:"):
             route.continue_()
-        elif url.startswith("https://images.example.org/") and mode != "images-off":
+        elif url.startswith("https://images.sendtest.news/") and mode != "images-off":
             body = LOGO_DARK if "logo-dark" in url else LOGO if "logo" in url else PHOTO
             route.fulfill(status=200, content_type="image/png", body=body)
         else:

@@ -1,6 +1,6 @@
 """The live preview in real headless Chromium, against a real uvicorn server.
 
-The sample issues' photos live on https://images.example.org, which does not resolve
+The sample issues' photos live on https://images.sendtest.news, which does not resolve
 here: the browser's requests for them are intercepted (``page.route``) and answered
 with a generated 1200x675 PNG, so the layout is measured with real, loaded images.
 Every other request that is not for the loopback server is aborted (no network).
@@ -102,7 +102,7 @@ def page(browser, server: Server):
 
     def route(route) -> None:
         url = route.request.url
-        if url.startswith("https://images.example.org/"):
+        if url.startswith("https://images.sendtest.news/"):
             route.fulfill(status=200, content_type="image/png", body=PHOTO)
         elif url.startswith(server.url):
             route.continue_()
@@ -218,7 +218,7 @@ def test_dark_mode_switch_and_plain_text_tab(page, server: Server) -> None:
     page.wait_for_url("**part=text**")
     plain = page.locator("pre#plain")
     assert HEADLINE in plain.inner_text()
-    assert "https://example.org/eastmouth-vote" in plain.inner_text()
+    assert "https://news.sendtest.news/eastmouth-vote" in plain.inner_text()
     assert page.locator("iframe").count() == 0
 
 

@@ -23,7 +23,7 @@ from newsletter.audience.receiving import (
     refusal_reason,
 )
 from newsletter.db.tables import MEMBERSHIP_STATUSES, STATUSES, memberships, subscribers
-from newsletter.delivery import ledger
+from newsletter.delivery import claims, ledger, senders
 
 # None: no such row (membership removed, subscriber erased)
 COMBINATIONS = [(s, m) for s in STATUSES for m in (*MEMBERSHIP_STATUSES, None)]
@@ -151,14 +151,14 @@ def test_a_released_batch_skips_who_left_while_it_was_claimed(store: Engine) -> 
     list_id, ids = _people(store, 4)
     send_id = _send(store, list_id)
     send = ledger.get_send(store, send_id)
-    worker = ledger.register_worker(store, send_id)
-    batch_id, claimed = ledger.claim_batch(store, send, worker, 3)
+    worker = senders.register_worker(store, send_id)
+    batch_id, claimed = claims.claim_batch(store, send, worker, 3)
     assert len(claimed) == 3
     with store.begin() as conn:  # while the batch is with the backend: too late for triggers
         _apply(conn, ids[0], "bounced", "subscribed")
         _apply(conn, ids[1], "active", "unsubscribed")
     assert {s for s, _ in _rows(store, send_id).values()} == {"sending", "pending"}
-    ledger.release_batch(store, send_id, batch_id)  # the backend was unavailable
+    claims.release_batch(store, send_id, batch_id)  # the backend was unavailable
     rows = _rows(store, send_id)
     assert rows[ids[0]] == ("skipped", "bounced")
     assert rows[ids[1]] == ("skipped", "unsubscribed from the list")

@@ -186,6 +186,8 @@ class _Rejects:
             self.path.unlink()  # a stale one from an earlier run of the same file
 
 
+# long: it starts the reader thread, opens the rejects file and runs the database loop,
+# and must close all three on every path; each step is a call of its own.
 def import_csv(
     engine: Engine,
     path: Path | str,
@@ -304,6 +306,8 @@ def _in_background(make: Callable[[], Iterator[T]], depth: int = 2) -> Iterator[
         thread.join()
 
 
+# long: the per-row loop of every import: one function keeps its locals local (a call
+# per row would cost a tenth of the import's speed), as bench_import.py shows.
 def _chunks(
     reader: Iterator[tuple[int, list[str]]],
     columns: Columns,

@@ -13,10 +13,11 @@ from pathlib import Path
 
 from ..config import Settings
 from ..errors import UsageError
+from .media import image_findings
 from .model import Finding, Issue, Severity
 from .parse import ParseResult, parse_text
 from .render import Rendered, RenderError, render
-from .validate import GMAIL_CLIP_BYTES, sort_findings, validate
+from .validate import GMAIL_CLIP_BYTES, apply_levels, sort_findings, validate
 
 
 @dataclass
@@ -100,7 +101,9 @@ def build_text(
         return Build(path=path, findings=[finding])
     parsed = parse_text(text, path)
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    findings = list(parsed.findings) + validate(parsed, lines, path)
+    findings = list(parsed.findings) + validate(parsed, lines, path, settings)
+    findings += image_findings(settings, parsed.sections, lines, path)  # local image files
+    findings = apply_levels(findings, settings.rules)
     result = Build(path=path, findings=findings, issue=parsed.issue, parsed=parsed)
     has_errors = any(f.severity is Severity.ERROR for f in findings)
     if render_html and parsed.issue is not None and not has_errors:

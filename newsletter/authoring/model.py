@@ -29,6 +29,7 @@ class Finding(BaseModel):
     severity: Severity
     message: str
     rule: str
+    fix: str = ""  # what to do about it (the message's part after its first ': ')
 
     def format(self) -> str:
         """One line, always: a line break in a message (from a template error, say) or in
@@ -38,6 +39,11 @@ class Finding(BaseModel):
             f"{self.message} [{self.rule}]"
         )
         return line.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+
+
+def fix_of(message: str) -> str:
+    """The fix a message names: findings read "what is wrong: what to do"."""
+    return message.partition(": ")[2]
 
 
 class SectionKind(StrEnum):
@@ -87,6 +93,9 @@ class _Node(BaseModel):
 class Text(_Node):
     type: Literal["text"] = "text"
     text: str
+    # `code` or an escaped character as typed: the typographer leaves it alone (not part of
+    # the content's identity, so it is left out of dumps)
+    verbatim: bool = Field(default=False, exclude=True)
 
 
 class LineBreak(_Node):

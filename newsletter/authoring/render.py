@@ -21,13 +21,14 @@ from html import escape
 from pathlib import Path
 from types import SimpleNamespace
 
-import css_inline
 import jinja2
 from markupsafe import Markup
 from mjml import mjml2html
 
 from ..config import Settings
 from ..errors import RenderError
+from .emailhtml import finish, px_units
+from .media import email_issue, email_sizes, size_attributes
 from .model import (
     BulletList,
     Emphasis,
@@ -74,7 +75,6 @@ _TEMPLATE_FOR = {
 # can tell advertising from editorial links (rel="sponsored" is the web's own label).
 SPONSOR_LINK = ' rel="sponsored noopener" data-section="sponsor"'
 PHOTO_WIDTH = 544  # the photo slot: the 600 px body less 28 px either side
-_INLINER = css_inline.CSSInliner(load_remote_stylesheets=False, keep_at_rules=True)
 
 
 @dataclass(frozen=True)
@@ -223,20 +223,8 @@ def environment(settings: Settings, *, themed: bool = False) -> jinja2.Environme
     return _environment(str(user) if user else None, str(BUILTIN_TEMPLATES), folders)
 
 
-def _photo_size(image: object) -> tuple[int, int | None]:
-    """Width and height attributes of a photo in its slot: the real size scaled to the
-    slot when it is known (local files, probed images), else the slot width and no height
-    (never height="auto", which is no size at all)."""
-    width, height = getattr(image, "width", None), getattr(image, "height", None)
-    if not width:
-        return PHOTO_WIDTH, None
-    shown = min(int(width), PHOTO_WIDTH)
-    return shown, round(int(height) * shown / int(width)) if height else None
-
-
 def _section_view(section: Section) -> SimpleNamespace:
     links = SPONSOR_LINK if section.kind is SectionKind.SPONSOR else ""
-    width, height = _photo_size(section.image) if section.image else (PHOTO_WIDTH, None)
     read_more = section.read_more
     return SimpleNamespace(**{
         "kind": section.kind,
@@ -247,8 +235,8 @@ def _section_view(section: Section) -> SimpleNamespace:
         "headline": section.headline,
         "anchor": section.anchor,
         "image": section.image,
-        "image_width": width,
-        "image_height": height,
+        # the slot's width; media.size_attributes adds the height when the size is known
+        "image_width": PHOTO_WIDTH,
         "body_html": blocks_html(section.blocks, links),
         "items": [
             SimpleNamespace(title=item.title, line=item.line, body_html=blocks_html(item.blocks))
@@ -299,6 +287,7 @@ def render_mjml(issue: Issue, settings: Settings, *, personal: bool = False) -> 
     """The MJML document for an issue (step one of rendering)."""
     folders = theme_dirs(settings, BUILTIN_TEMPLATES)
     env = environment(settings, themed=True)
+    issue = email_issue(settings, issue)  # local images -> their media URLs
     try:
         template = env.get_template("email.mjml.j2")
         return template.render(
@@ -326,17 +315,21 @@ def render_mjml(issue: Issue, settings: Settings, *, personal: bool = False) -> 
 
 
 def compile_mjml(source: str) -> str:
-    """MJML -> HTML with CSS inlined."""
+    """MJML -> HTML with CSS inlined, made client-safe (``emailhtml``)."""
     try:
-        html = mjml2html(source, fonts={}, disable_comments=True)
+        html = mjml2html(px_units(source), fonts={}, disable_comments=True)
     except Exception as exc:  # mjml-python raises a bare ValueError-like error on bad MJML
         raise RenderError(f"MJML error: {exc}; check your templates") from None
-    return _INLINER.inline(html)
+    return finish(html)
 
 
 def render(issue: Issue, settings: Settings, *, personal: bool = False) -> Rendered:
-    """Render an issue to HTML and plain text."""
+    """Render an issue to HTML and plain text, typeset for ``settings.lang``."""
+    from .typography import typeset
+
+    issue = typeset(issue, settings.lang)
     html = compile_mjml(render_mjml(issue, settings, personal=personal))
+    html = size_attributes(html, email_sizes(settings, issue))  # <img height> when known
     text = render_text(issue, settings, personal=personal)
     if not personal:
         html = fill_name(html, None)

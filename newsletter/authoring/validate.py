@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from ..config import Settings
+from .media import is_local
 from .model import (
     BulletList,
     Finding,
@@ -18,6 +20,7 @@ from .model import (
     SectionKind,
     Severity,
     block_texts,
+    fix_of,
     links_in,
     plain,
 )
@@ -35,13 +38,17 @@ GMAIL_CLIP_BYTES = 102 * 1024
 
 
 class _Ctx:
-    def __init__(self, result: ParseResult, lines: list[str], path: str) -> None:
+    def __init__(
+        self, result: ParseResult, lines: list[str], path: str, settings: Settings
+    ) -> None:
         self.result = result
         self.lines = lines
         self.path = path
+        self.settings = settings
 
     def finding(
-        self, line: int, rule: str, message: str, *, column: int = 1, warning: bool = False
+        self, line: int, rule: str, message: str, *, column: int = 1, warning: bool = False,
+        fix: str | None = None,
     ) -> Finding:
         return Finding.model_construct(
             path=self.path,
@@ -50,6 +57,7 @@ class _Ctx:
             severity=Severity.WARNING if warning else Severity.ERROR,
             message=message,
             rule=rule,
+            fix=fix_of(message) if fix is None else fix,
         )
 
     def key_line(self, key: str) -> int:
@@ -120,15 +128,15 @@ def structure_rules(ctx: _Ctx) -> Iterator[Finding]:
         yield ctx.finding(
             extra.line,
             "lead-duplicate",
-            "more than one Lead: make this one a '# Story:'",
-            warning=True,
+            "more than one Lead: make this one a '# Story:' (an issue has at most one Lead, "
+            "first)",
+            fix="make this one a '# Story:'",
         )
     if leads and sections[0].kind is not SectionKind.LEAD:
         yield ctx.finding(
             leads[0].line,
             "lead-not-first",
-            "the Lead should come first: move this section to the top of the issue",
-            warning=True,
+            "the Lead must come first: move this section to the top of the issue",
         )
 
 
@@ -329,13 +337,13 @@ def url_rules(ctx: _Ctx) -> Iterator[Finding]:
                     "![Delegates arrive in Doha](...)",
                     column=col,
                 )
-            problem = _url_problem(image.src, mailto=False)
-            if problem:
+            problem = None if is_local(image.src) else _url_problem(image.src, mailto=False)
+            if problem:  # a local file (images/photo.jpg) is checked in build: media.py
                 yield ctx.finding(
                     line,
                     "image-url",
                     f"the image URL {image.src[:60]!r} {problem}: images must be absolute "
-                    "https: URLs",
+                    "https: URLs or files in the project (images/photo.jpg)",
                     column=col,
                 )
             if not image.credit:
@@ -447,18 +455,49 @@ def _placeholder_link(ctx: _Ctx, href: str, line: int) -> Iterator[Finding]:
     )
 
 
+def _leftovers(ctx: _Ctx) -> Iterator[Finding]:
+    from .leftovers import leftover_rules
+
+    return leftover_rules(ctx)
+
+
+def _house_style(ctx: _Ctx) -> Iterator[Finding]:
+    from .housestyle import house_style_rules
+
+    return house_style_rules(ctx)
+
+
 RULES: tuple[Rule, ...] = (
-    front_matter_rules, structure_rules, section_rules, url_rules, placeholder_rules
+    front_matter_rules, structure_rules, section_rules, url_rules, placeholder_rules,
+    _leftovers, _house_style,
 )
 
 
-def validate(result: ParseResult, lines: list[str], path: str) -> list[Finding]:
+def validate(
+    result: ParseResult, lines: list[str], path: str, settings: Settings | None = None
+) -> list[Finding]:
     """All findings of the rules over a parse result (not including the parser's own)."""
-    ctx = _Ctx(result, lines, path)
+    ctx = _Ctx(result, lines, path, settings or Settings())
     findings: list[Finding] = []
     for rule in RULES:
         findings.extend(rule(ctx))
     return findings
+
+
+def apply_levels(findings: list[Finding], levels: dict[str, str]) -> list[Finding]:
+    """The findings with newsletter.toml's [rules] applied: "off" drops a rule's findings,
+    "warning" / "error" sets their severity."""
+    if not levels:
+        return findings
+    out = []
+    for finding in findings:
+        level = levels.get(finding.rule)
+        if level == "off":
+            continue
+        if level is not None and level != finding.severity.value:
+            finding = finding.model_copy(update={"severity": Severity(level)})
+        out.append(finding)
+    return out
 
 
 def sort_findings(findings: list[Finding]) -> list[Finding]:

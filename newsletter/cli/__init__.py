@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "new": ("newsletter.cli.authoring:new_cmd", "Create today's issue file, ready to edit."),
     "validate": ("newsletter.cli.authoring:validate_cmd", "Check issue files; point at file:line."),
     "render": ("newsletter.cli.authoring:render_cmd", "Render an issue to email HTML and text."),
+    "check": ("newsletter.cli.check:check_cmd", "Fetch an issue's links and images; report by line."),
     "demo": ("newsletter.cli.demo:demo_cmd", "Build a demo project and run the whole job."),
     "db": ("newsletter.cli.store:db_group", "The database schema: upgrade, current."),
     "lists": ("newsletter.cli.store:lists_group", "Mailing lists: create, list, delete."),

@@ -149,6 +149,11 @@ def render_cmd(
         fail(f"{file}: not rendered: fix the {len(result.errors)} error(s) above", 1)
         return
     rendered = result.rendered
+    if result.issue is not None:
+        from newsletter.authoring.media import publish
+
+        for media in publish(settings, result.issue):  # local images, resized, in out/media/
+            click.echo(f"{media}: image", err=True)
     for target, content in ((output, rendered.html), (text_out, rendered.text)):
         if target is not None:
             _write(target, content)

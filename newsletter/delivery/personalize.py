@@ -14,7 +14,7 @@ Per-recipient values are made header-safe by ``headersafe`` (the one rule): the 
 cleaned (no line breaks of any kind, no controls, at most ``NAME_MAX`` characters) and
 To and a personal Subject are folded to lines of at most 78 octets. A recipient whose
 message still cannot be built makes ``messages()`` raise before anything is sent; the
-engine then fails that recipient alone.
+runner then fails that recipient alone.
 
 Every message is ``multipart/alternative`` (text/plain first, then text/html), UTF-8,
 quoted-printable, CRLF line ends, lines of at most 76 characters, and carries
@@ -45,6 +45,7 @@ from urllib.parse import urlsplit
 
 from ..audience.tokens import Signer, signer
 from ..authoring.render import NAME_FIELD, UNSUBSCRIBE_MARK, Rendered
+from ..authoring.text import REWRAP_BLOCK, rewrap
 from ..config import Settings, require
 from ..errors import ConfigError
 from .headersafe import (
@@ -59,13 +60,18 @@ from .headersafe import (
 
 TEST_PREFIX = "[TEST] "
 LIST_UNSUBSCRIBE_POST = "List-Unsubscribe=One-Click"
-_MARKS = re.compile(re.escape(UNSUBSCRIBE_MARK) + "|" + NAME_FIELD.pattern)
+# a text-part block with a name field, wrapped per recipient (text.rewrap), comes first:
+# the name fields inside it are filled by rewrap, not one by one
+_MARKS = re.compile(
+    REWRAP_BLOCK + "|" + re.escape(UNSUBSCRIBE_MARK) + "|" + NAME_FIELD.pattern
+)
 _QP_MAX = 76
 _DOTS = re.compile(rb"(?m)^\.")
 
 
 class Slot(NamedTuple):
-    """A per-recipient hole in a body: ``kind`` is "unsubscribe" or "name"."""
+    """A per-recipient hole in a body: ``kind`` is "unsubscribe", "name" or "rewrap"
+    (a plain-text block wrapped after the name is filled in; ``fallback`` holds it)."""
 
     kind: str
     fallback: str = ""
@@ -73,7 +79,7 @@ class Slot(NamedTuple):
 
 class Recipient(NamedTuple):
     """Who a message is for. Anything with these three fields will do (``Addressee``):
-    the ledger's claimed rows (``ledger.ClaimedRow``) are used as they are."""
+    the ledger's claimed rows (``claims.ClaimedRow``) are used as they are."""
 
     subscriber_id: int | None  # None for a --test-to address that is not a subscriber
     email: str
@@ -82,7 +88,7 @@ class Recipient(NamedTuple):
 
 class Addressee(Protocol):
     """What a message needs to know of its recipient, read by name: a ``Recipient`` or a
-    ``ledger.ClaimedRow``."""
+    ``claims.ClaimedRow``."""
 
     @property
     def subscriber_id(self) -> int | None: ...
@@ -146,6 +152,8 @@ class Part:
             literals.append(content[pos : match.start()])
             if match.group(0) == UNSUBSCRIBE_MARK:
                 slots.append(Slot("unsubscribe"))
+            elif match.group(0).startswith(REWRAP_BLOCK[0]):
+                slots.append(Slot("rewrap", match.group(0)))
             else:
                 slots.append(Slot("name", match.group(1) or ""))
             pos = match.end()
@@ -171,11 +179,30 @@ class Part:
         for slot in self.slots:
             if slot.kind == "unsubscribe":
                 out.append(escape(url) if self.html else url)
+            elif slot.kind == "rewrap":
+                out.append(rewrap(slot.fallback, name))
             elif name:
                 out.append(escape(name) if self.html else name)
             else:
                 out.append(slot.fallback)  # already HTML in the HTML part
         return out
+
+    def names_only(self, longer_than: int = 0) -> Part:
+        """This part with each "rewrap" block longer than ``longer_than`` wrapped as it
+        is, its name fields left as "name" slots: for a backend whose per-recipient values
+        are limited in size (SendGrid), whose readers then get those blocks wrapped before
+        the name is filled in."""
+        if all(s.kind != "rewrap" or len(s.fallback) <= longer_than for s in self.slots):
+            return self
+        marks = [
+            rewrap(slot.fallback, None, fill=False)
+            if slot.kind == "rewrap" and len(slot.fallback) > longer_than
+            else slot.fallback if slot.kind == "rewrap"
+            else UNSUBSCRIBE_MARK if slot.kind == "unsubscribe"
+            else f"{{{{name|{slot.fallback}}}}}" if slot.fallback else "{{name}}"
+            for slot in self.slots
+        ]
+        return Part.split(self.fill(marks), html=self.html, encode=bool(self.encoded))
 
     def fill(self, values: Sequence[str]) -> str:
         if not values:
@@ -193,7 +220,7 @@ class Part:
             return pieces[0]
         out = [pieces[0]]
         for value, literal in zip(values, pieces[1:], strict=True):
-            encoded = _softbreak_end(_qp(value))
+            encoded = _softbreak_end(_qp(_crlf(value)))  # a rewrapped block has lines
             out.append(_stuff(encoded) if smtp else encoded)
             out.append(literal)
         return b"".join(out)
@@ -264,7 +291,7 @@ class MessageTemplate:
     def message(self, recipient: Addressee) -> OutgoingMessage:
         """The recipient's message: signs the token; the bytes are built on demand.
 
-        ``recipient``: a ``Recipient`` or a ``ledger.ClaimedRow``. Raises ValueError for
+        ``recipient``: a ``Recipient`` or a ``claims.ClaimedRow``. Raises ValueError for
         an address that cannot be sent to.
         """
         return self.messages((recipient,))[0]

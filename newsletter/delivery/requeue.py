@@ -24,9 +24,8 @@ from typing import NamedTuple
 import sqlalchemy as sa
 
 from ..audience.receiving import refusal
-from ..db.tables import memberships, subscribers
+from ..db.tables import memberships, send_recipients, sends, subscribers
 from ..db.transactions import utcnow
-from .ledger import send_recipients, sends
 
 
 class Requeued(NamedTuple):

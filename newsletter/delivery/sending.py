@@ -28,6 +28,8 @@ from ..audience.lists import get_list
 from ..audience.subscribers import count_subscribers
 from ..authoring.build import build_file
 from ..authoring.identity import Identity, of_issue, why_same
+from ..authoring.linkcheck import check_before_send
+from ..authoring.media import publish as publish_media
 from ..authoring.render import Rendered
 from ..config import Settings
 from ..errors import NewsletterError, UsageError
@@ -86,6 +88,8 @@ def preflight(settings: Settings, issue_path: Path | str, *, backend: str | None
     notices = placeholders.problems(settings, backend)
     if notices and placeholders_are != "warnings":
         raise NewsletterError(notices[0])
+    check_before_send(settings, path)  # only with check_links_before_send = true
+    publish_media(settings, result.issue)  # local images -> out/media/, which `serve` serves
     return Prepared(path=path, slug=result.issue.slug, rendered=result.rendered,
                     warnings=len(result.warnings), identity=of_issue(result.issue),
                     notices=notices)

@@ -19,7 +19,7 @@ handful of statements, whatever the batch size:
    unsubscribe and group unsubscribe ``unsubscribed``, through ``audience.status_changes`` (one
    statement per effect): a stronger status is never weakened (complained > bounced >
    unsubscribed > active), and the reason says "SendGrid: ...". A send in progress skips them
-   from its next batch on (``delivery.ledger.claim_batch`` re-checks every recipient).
+   from its next batch on (the database's triggers skip their pending rows at once).
 
 Rows are written in key order so concurrent transactions take their locks in the same
 order; a deadlock or serialization failure reported by PostgreSQL is retried.

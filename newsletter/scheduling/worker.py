@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 
 from newsletter.config import Settings
 from newsletter.db.transactions import DB, aware, transaction
-from newsletter.delivery import ledger, sending
+from newsletter.delivery import senders, sending
 from newsletter.errors import NewsletterError, WorkerRefused
 
 from . import due
@@ -39,7 +39,7 @@ from .log import event
 from .tables import schedule_workers
 
 # A worker process whose heartbeat is older than this is taken for dead (the ledger has
-# its own lease for the per-send senders it registers: ``delivery.ledger.LEASE``).
+# its own lease for the per-send senders it registers: ``delivery.senders.LEASE``).
 WORKER_LEASE = dt.timedelta(seconds=30)
 HEARTBEAT = dt.timedelta(seconds=5)
 
@@ -67,7 +67,7 @@ def _alive(row: sa.Row, now: dt.datetime) -> bool:
     if row.stopped_at is not None or _stamp(row.heartbeat_at) < now - WORKER_LEASE:
         return False
     if row.host == socket.gethostname()[:255]:
-        return ledger._pid_alive(row.pid)
+        return senders.pid_alive(row.pid)
     return True
 
 

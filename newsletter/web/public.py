@@ -6,7 +6,8 @@
 - ``newsletter.web.webhook``: ``POST /webhooks/sendgrid`` (Signed Event Webhook),
 - ``newsletter.web.archive``: ``GET /archive``, ``/archive/feed.xml``, ``/archive/{slug}``
   (unless ``archive = false``),
-- ``GET /healthz``: 200 ``ok`` when the database answers, 503 otherwise.
+- ``GET /healthz``: 200 ``ok`` when the database answers, 503 otherwise;
+- ``newsletter.web.media``: ``GET /media/{file}``, issues' local images (out/media/).
 
 Database work is synchronous (SQLAlchemy) and runs in Starlette's thread pool; the
 connection pool is sized to that pool, so no request waits for a connection long.
@@ -39,6 +40,7 @@ from newsletter.feedback.sendgrid import Verifier
 
 from ..errors import BodyTooLarge
 from . import Part, page
+from .media import media_route
 from .security import PAGE_CSP
 
 log = logging.getLogger("newsletter.web")
@@ -158,6 +160,7 @@ def part(settings: Settings) -> Part:
         *unsubscribe.routes(state),
         *webhook.routes(state),
         _health_route(state),
+        media_route(lambda: settings),  # local images of issues: out/media/
     ]
     if settings.archive:
         routes.extend(archive.routes(state))

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from python_http_client import exceptions as http_errors
 
+from ...authoring.text import rewrap
 from ...config import Settings
 from ...errors import ConfigError
 from ..headersafe import is_clean, sendable_address
@@ -53,10 +54,11 @@ from ..personalize import (
 from .base import NOT_HANDLED, BackendBase, BackendUnavailable, DeliveryResult, Status
 
 if TYPE_CHECKING:
-    from ..ledger import ClaimedRow
+    from ..claims import ClaimedRow
 
 MAX_PER_REQUEST = 1000
 UNSUB_KEY = "%%unsubscribe_url%%"
+REWRAP_MAX = 2000  # characters of a name-bearing text block sent as one substitution
 _FATAL = {401, 403, 404, 405}
 JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 _q = encode_basestring_ascii  # a Python str -> a quoted, escaped JSON string (C speed)
@@ -76,6 +78,7 @@ class _Content:
     fallback_names: str  # the name keys' substitutions for a recipient without a name
     url_plain: bool  # base_url needs no JSON escaping (so neither do unsubscribe URLs)
     msgid_plain: bool  # the send id and sender domain need none (so neither do Message-IDs)
+    rewrap_keys: tuple[tuple[str, str], ...] = ()  # (JSON key, text.rewrap block)
 
 
 class Body:
@@ -110,6 +113,8 @@ def _keyed(part: Part, prefix: str, keys: dict[tuple[str, str], str]) -> tuple[s
     for slot, literal in zip(part.slots, part.literals[1:], strict=True):
         if slot.kind == "unsubscribe":
             key = UNSUB_KEY if prefix == "t" else "%%unsubscribe_url_h%%"
+        elif slot.kind == "rewrap":
+            key = keys.setdefault(("w", slot.fallback), f"%%nl_wrap_{len(keys)}%%")
         else:
             key = keys.setdefault((prefix, slot.fallback), f"%%nl_name_{prefix}{len(keys)}%%")
         slot_keys.append(key)
@@ -120,7 +125,10 @@ def _keyed(part: Part, prefix: str, keys: dict[tuple[str, str], str]) -> tuple[s
 
 def build_content(template: MessageTemplate) -> _Content:
     keys: dict[tuple[str, str], str] = {}
-    text, text_keys = _keyed(template.text, "t", keys)
+    # a plain-text block wrapped per recipient (text.rewrap) is one substitution; one too
+    # long for SendGrid's 10,000 bytes of substitutions is wrapped with the name unfilled
+    text_part = template.text.names_only(longer_than=REWRAP_MAX)
+    text, text_keys = _keyed(text_part, "t", keys)
     html, html_keys = _keyed(template.html, "h", keys)
     shared_url = escape(template.base_url) == template.base_url
     if shared_url:
@@ -140,7 +148,9 @@ def build_content(template: MessageTemplate) -> _Content:
     if not template.subject.personal:
         base["subject"] = template.subject_text
     name_keys: dict[str, tuple[str, bool, str]] = {}
-    for part, part_keys in ((template.text, text_keys), (template.html, html_keys)):
+    rewrap_keys = {key: slot.fallback for slot, key in zip(text_part.slots, text_keys,
+                                                            strict=True) if slot.kind == "rewrap"}
+    for part, part_keys in ((text_part, text_keys), (template.html, html_keys)):
         for slot, key in zip(part.slots, part_keys, strict=True):
             if slot.kind == "name":
                 name_keys[key] = (_q(key), part.html, _q(slot.fallback))
@@ -153,6 +163,7 @@ def build_content(template: MessageTemplate) -> _Content:
         personal_subject=template.subject.personal,
         json_prefix=prefix[:-1] + ',"personalizations":[',
         name_keys=tuple(name_keys.values()),
+        rewrap_keys=tuple((_q(key), block) for key, block in rewrap_keys.items()),
         fallback_names="".join(f",{key}:{fallback}" for key, _, fallback in name_keys.values()),
         url_plain=_q(template.base_url) == f'"{template.base_url}"',
         msgid_plain=_q(template.message_id(Recipient(1, "x@x"))) == (
@@ -187,6 +198,8 @@ def personalization_json(
             names = ""
     else:
         to, names = f'{{"email":{address}}}', content.fallback_names
+    if content.rewrap_keys:
+        names += "".join(f",{key}:{_q(rewrap(block, name))}" for key, block in content.rewrap_keys)
     link = url if content.url_plain else _q(url)[1:-1]
     subs = f'"{UNSUB_KEY}":"{link}"'
     if content.unsub_html_key:
@@ -445,7 +458,7 @@ class SendGridBackend(BackendBase):
         recipient (a third of the personalization's cost). Returns ``NOT_HANDLED``, having
         sent nothing, for anything unusual (a test send, a name or address that needs
         cleaning or refusing, an address twice, a personal subject, a request too large):
-        the engine then takes the general path.
+        the runner then takes the general path.
         """
         body = rows_json(self.content_for(template), template, rows)
         if body is None:

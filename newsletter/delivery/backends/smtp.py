@@ -7,7 +7,7 @@ URL forms (``smtp_url`` in newsletter.toml or ``NEWSLETTER_SMTP_URL``)::
     smtp://127.0.0.1:1025                       plain, no login (a local relay)
 
 Query options: ``starttls`` (true/false), ``timeout`` (seconds, default 30), ``pool``
-(connections when the engine gives no worker count, default 4), ``cafile`` (a PEM file
+(connections when the runner gives no worker count, default 4), ``cafile`` (a PEM file
 of certificates to trust, for a private CA), ``verify`` (false turns certificate checks
 off: local testing only), ``helo`` (the name to greet with). User and password are
 percent-decoded (write ``%40`` for ``@``). SendGrid's relay is
@@ -91,6 +91,8 @@ def _flag(name: str, value: str, where: str) -> bool:
     raise ConfigError(f"{where}: smtp_url option {name}={value!r} must be true or false")
 
 
+# long: the URL's parts and options, checked one after another so that each mistake
+# gets its own one-line error naming the fix.
 def parse_smtp_url(url: str | None, where: str = "newsletter.toml") -> SMTPConfig:
     """Parse ``smtp_url``; any mistake is one ``ConfigError`` line saying how to fix it."""
     example = "smtp://user:pass@smtp.example.org:587?starttls=true"
