@@ -46,6 +46,7 @@ class Brand(BaseModel):
     dark_body_color: str = "#1e1e1e"
     dark_primary_color: str = "#f28b82"
     logo_url: str | None = None
+    logo_dark_url: str | None = None  # shown instead of logo_url where dark mode is honoured
     logo_width: int = Field(default=180, ge=16, le=600)
     font_family: str = "Georgia, 'Times New Roman', serif"
     heading_font_family: str = "Helvetica, Arial, sans-serif"
@@ -67,7 +68,7 @@ class Brand(BaseModel):
             raise ValueError(f"{value!r} is not a colour: use #rgb or #rrggbb, for example #b3261e")
         return value.lower()
 
-    @field_validator("logo_url")
+    @field_validator("logo_url", "logo_dark_url")
     @classmethod
     def _https(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith("https://"):
@@ -104,6 +105,9 @@ class Settings(BaseModel):
     smtp_url: str | None = None
     sendgrid_api_host: str = "https://api.sendgrid.com"
     templates: Path | None = None
+    # the look: a folder of templates/themes/ (built in: classic, bulletin) + its brand defaults
+    theme: str = Field(default="classic", pattern=r"^[a-z0-9][a-z0-9_-]{0,40}$")
+    contents: bool = False  # an "In this issue" list in every issue (front matter overrides)
     issues_dir: Path = Path("issues")
     archive: bool = True
     # `newsletter serve`: SendGrid's Signed Event Webhook key (base64 DER or PEM), the

@@ -69,7 +69,8 @@ def test_render_resizes_strips_metadata_and_links_base_url_media(project, capsys
     html = (project / "out" / "t.html").read_text()
     base = load_settings(project).base_url
     [img] = re.findall(rf'<img[^>]*src="{re.escape(base)}/media/{published.name}"[^>]*>', html)
-    assert 'width="600"' in img and 'height="900"' in img and "height: auto" in img
+    # the 544 px photo slot (600 px less 28 px either side), its height to scale
+    assert 'width="544"' in img and 'height="816"' in img and "height: auto" in img
 
 
 def test_a_small_image_is_never_scaled_up_and_a_changed_one_gets_a_new_name(project) -> None:

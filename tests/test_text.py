@@ -24,7 +24,8 @@ def test_sample_issue_text_part(settings: Settings) -> None:
     # the name and the date open it
     assert lines[:4] == ["TEST BRIEFING", "=============", "", "Tuesday, 24 November 2026"]
     # headlines, underlined
-    index = lines.index("LEAD: Can the river towns rebuild before spring?")
+    # (Lead and Story carry no label: those are the editors' words, not the readers')
+    index = lines.index("Can the river towns rebuild before spring?")
     assert lines[index + 1] == "-" * len(lines[index])
     assert "HARD NUMBERS: Evacuations, fares and a quiet record" in lines
     assert "WHAT WE'RE WATCHING: A bank blinks, a summit wobbles" in lines
@@ -130,9 +131,9 @@ def _block(text: str, starts: str) -> list[str]:
 
 def test_long_headings_wrap_and_their_underline_matches_the_longest_line(settings, tmp_path):
     text = build_file(_greeting_issue(tmp_path), settings).rendered.text
-    heading = _block(text, "LEAD:")
+    heading = _block(text, "The harbour vote")  # a Lead carries no label
     assert len(heading) == 3 and all(len(line) <= WIDTH for line in heading)
-    assert " ".join(heading[:2]) == f"LEAD: {LONG_HEADLINE}"
+    assert " ".join(heading[:2]) == LONG_HEADLINE
     assert heading[2] == "-" * max(len(heading[0]), len(heading[1]))
 
 
@@ -149,7 +150,7 @@ def test_greeting_is_wrapped_after_the_name_is_filled_in(settings, tmp_path):
         greeting = _block(body, "Good morning,")
         expected = textwrap.fill(GREETING.replace("{{name|reader}}", shown), WIDTH)
         assert "\n".join(greeting) == expected  # as full as any other paragraph
-        heading = _block(body, "LEAD:")
+        heading = _block(body, "The harbour vote")
         assert heading[-1] == "-" * max(map(len, heading[:-1]))
     # the web copy fills in the fallback before wrapping too
     web = build_file(_greeting_issue(tmp_path), settings).rendered.text

@@ -35,7 +35,13 @@ KIND_NAMES = {
     "story": SectionKind.STORY,
     "hard numbers": SectionKind.HARD_NUMBERS,
     "what we're watching": SectionKind.WATCHING,
+    "what we're ignoring": SectionKind.IGNORING,
+    "quote": SectionKind.QUOTE,
+    "sponsor": SectionKind.SPONSOR,
 }
+KICKER_PREFIX = "kicker:"
+# a Quote's attribution: a last paragraph starting with a dash ('— Name', '-- Name')
+ATTRIBUTION_DASHES = ("\u2014", "\u2013", "\u2015", "--")
 
 
 def kind_key(raw: str) -> str:
@@ -127,7 +133,8 @@ class BodyParser:
                 line,
                 "section-heading-format",
                 f"section heading {text[:40]!r} must read '# Kind: Headline' with a kind "
-                "Lead, Story, Hard Numbers or What We're Watching",
+                "Lead, Story, Hard Numbers, What We're Watching, What We're Ignoring, Quote "
+                "or Sponsor",
             )
             self.skipping = True
             return
@@ -158,6 +165,8 @@ class BodyParser:
             "blocks": [],
             "items": [],
             "read_more": None,
+            "kicker": None,
+            "attribution": None,
             "_first_block": True,
         }
 
@@ -172,13 +181,48 @@ class BodyParser:
         if section is None:
             return
         self.section = None
-        if section["kind"] in (SectionKind.LEAD, SectionKind.STORY) and section["blocks"]:
+        if section["kind"].is_story and section["blocks"]:
             _split_read_more(section)
+        if section["kind"] is SectionKind.QUOTE and section["blocks"]:
+            _split_attribution(section)
         section.pop("_first_block", None)
         self.sections.append(section)
 
+    def kicker_line(self, children: list[Token], first: int) -> list[Token] | None:
+        """Take a 'kicker: Words' first line of a section as its kicker; the tokens after
+        that line (an image on the next line, say), or None when it is no kicker line."""
+        section = self.section
+        if section is None or not section["_first_block"] or self.item is not None:
+            return None
+        head = children[0] if children else None
+        if head is None or head.type != "text" or not head.content.lower().startswith(
+            KICKER_PREFIX
+        ):
+            return None
+        end = next((n for n, c in enumerate(children) if c.type in ("softbreak", "hardbreak")),
+                   len(children))
+        words = children[:end]
+        if any(c.type not in _TEXT for c in words):
+            self.rep.add(first, "kicker-format",
+                         "the kicker is plain text: remove the formatting or links from it")
+        text = "".join(c.content for c in words if c.type in _TEXT)[len(KICKER_PREFIX):]
+        section["kicker"] = " ".join(text.split())
+        return children[end + 1 :]
+
     def paragraph(self, inline: Token, first: int, last: int) -> None:
-        children = [c for c in inline.children or [] if c.type != "softbreak"]
+        children = list(inline.children or [])
+        rest = self.kicker_line(children, first)
+        if rest is not None:
+            if not rest:
+                return
+            first += 1
+            children = rest
+            if any(c.type != "image" and c.content.strip() for c in children):
+                self.rep.add(first, "kicker-format",
+                             "the kicker stands on its own line: leave a blank line after it")
+                self.section["_first_block"] = False  # type: ignore[index]
+                return
+        children = [c for c in children if c.type != "softbreak"]
         images = [c for c in children if c.type == "image"]
         only_images = bool(images) and all(
             c.type == "image" or (c.type in _TEXT and not c.content.strip()) for c in children
@@ -397,3 +441,17 @@ def _split_read_more(section: dict[str, Any]) -> None:
         section["blocks"].pop()
 
 
+
+
+def _split_attribution(section: dict[str, Any]) -> None:
+    """Take a Quote's last paragraph that starts with a dash out of the body as its
+    attribution: '— Name, role'."""
+    last = section["blocks"][-1]
+    if not isinstance(last, Paragraph):
+        return
+    text = plain(last.inlines).strip()
+    for dash in ATTRIBUTION_DASHES:
+        if text.startswith(dash):
+            section["attribution"] = text[len(dash):].strip()
+            section["blocks"].pop()
+            return

@@ -112,7 +112,7 @@ def _simple_front_matter(yaml_text: str) -> tuple[dict[str, Any], dict[str, int]
     return data, lines
 
 
-FRONT_MATTER_KEYS = ("subject", "preheader", "date", "send_at")
+FRONT_MATTER_KEYS = ("subject", "preheader", "date", "send_at", "contents")
 # C0 controls other than tab and newline, and the two non-characters: MRML cannot parse them
 CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
@@ -355,6 +355,7 @@ def issue_fields(data: dict[str, Any], key_lines: dict[str, int], rep: Reporter)
         else:
             values["date"] = parsed
     _send_at(data.get("send_at"), key_lines.get("send_at", 2), values, rep)
+    _contents(data, key_lines, rep, values)
     return values if ok else None
 
 
@@ -381,3 +382,17 @@ def send_at_problem(value: str) -> str | None:
     return None
 
 
+def _contents(data: dict[str, Any], key_lines: dict[str, int], rep: Reporter,
+              values: dict[str, Any]) -> None:
+    """``contents: true`` (or false): an "In this issue" list above the first section."""
+    contents = data.get("contents")
+    if contents is None:
+        return
+    if isinstance(contents, bool):
+        values["contents"] = contents
+        return
+    rep.add(
+        key_lines.get("contents", 2),
+        "contents-type",
+        f"contents {str(contents)[:20]!r} must be true or false",
+    )

@@ -198,7 +198,9 @@ def _render_text(issue: Issue, settings: Settings, *, personal: bool) -> str:
     refs = _Refs()
     parts: list[str] = [_heading(settings.name.upper(), "="), format_date(issue)]
     for section in issue.sections:
-        parts.append(_heading(f"{section.kind.value.upper()}: {section.headline}", "-"))
+        # the label readers see in the HTML too: the kind's, the editor's kicker, or none
+        label = f"{section.label.upper()}: " if section.label else ""
+        parts.append(_heading(f"{label}{section.headline}", "-"))
         if section.image is not None:
             caption = section.image.alt
             if section.image.credit:
@@ -212,6 +214,8 @@ def _render_text(issue: Issue, settings: Settings, *, personal: bool) -> str:
             else:
                 body = _blocks(item.blocks, refs)
                 parts.append("\n\n".join([f"* {item.title}", *body]))
+        if section.attribution:
+            parts.append(_wrap(f"\u2014 {section.attribution}"))
         if section.read_more is not None:
             parts.append(f"{section.read_more.label} [{refs.number(section.read_more.href)}]")
     footer: list[str] = ["-- ", _wrap(settings.footer_text)]

@@ -164,6 +164,9 @@ def _section(section: Section, quotes: Any) -> Section:
     more: ReadMore | None = section.read_more
     if more is not None:
         update["read_more"] = more.model_copy(update={"label": typeset_text(more.label, quotes)})
+    for key in ("kicker", "attribution"):  # a Lead's or Story's kicker, a Quote's speaker
+        if getattr(section, key):
+            update[key] = typeset_text(getattr(section, key), quotes)
     return section.model_copy(update=update)
 
 
