@@ -52,3 +52,27 @@ def test_the_check_finds_a_long_function(tmp_path: Path) -> None:
     lines = ["# long: a table of seventy constants", "def f():", *body.splitlines()]
     node = ast.parse("\n".join(lines)).body[0]
     assert isinstance(node, ast.FunctionDef) and _explained(lines, node)
+
+
+def test_authoring_depends_on_nothing_below_it() -> None:
+    """Issue file -> model -> findings -> rendered needs no database, ledger, audience,
+    scheduler or web: what it needs from them (send status, links already sent) is passed
+    in by the caller."""
+    below = ("delivery", "db", "audience", "scheduling", "feedback", "web", "cli")
+    found = []
+    for path in sorted((PACKAGE / "authoring").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                names = [("." * node.level) + (node.module or "")]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                parts = name.lstrip(".").split(".")
+                absolute = name.startswith("newsletter.")
+                relative_up = name.startswith("..") and not name.startswith("...")
+                top = parts[1] if absolute and len(parts) > 1 else parts[0]
+                if (absolute or relative_up) and top in below:
+                    found.append(f"authoring/{path.name}:{node.lineno} imports {name}")
+    assert found == []

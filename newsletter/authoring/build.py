@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..config import Settings
 from ..errors import UsageError
+from .housestyle import SentLinks
 from .media import image_findings
 from .model import Finding, Issue, Severity
 from .parse import ParseResult, parse_text
@@ -94,7 +95,8 @@ def read_issue_text(path: Path) -> str:
 
 
 def build_text(
-    text: str, path: str, settings: Settings, *, render_html: bool = True, personal: bool = False
+    text: str, path: str, settings: Settings, *, render_html: bool = True, personal: bool = False,
+    sent_links: SentLinks | None = None,
 ) -> Build:
     """Parse, validate and (when there are no errors) render an issue's text."""
     problem = None
@@ -108,7 +110,7 @@ def build_text(
         return Build(path=path, findings=[finding])
     parsed = parse_text(text, path)
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    findings = list(parsed.findings) + validate(parsed, lines, path, settings)
+    findings = list(parsed.findings) + validate(parsed, lines, path, settings, sent_links)
     findings += image_findings(settings, parsed.sections, lines, path)  # local image files
     findings = apply_levels(findings, settings.rules)
     result = Build(path=path, findings=findings, issue=parsed.issue, parsed=parsed)
@@ -163,7 +165,8 @@ def undated(text: str) -> tuple[str, int | None]:
 
 
 def build_file(
-    path: Path | str, settings: Settings, *, render_html: bool = True, personal: bool = False
+    path: Path | str, settings: Settings, *, render_html: bool = True, personal: bool = False,
+    sent_links: SentLinks | None = None,
 ) -> Build:
     path = Path(path)
     text = read_issue_text(path)
@@ -171,7 +174,8 @@ def build_file(
     if path.name == WELCOME_FILE:
         text, added = undated(text)
         settings = settings.model_copy(update={"base_url": None})  # no archive links
-    result = build_text(text, str(path), settings, render_html=render_html, personal=personal)
+    result = build_text(text, str(path), settings, render_html=render_html, personal=personal,
+                        sent_links=sent_links)
     if added is not None:  # the findings' lines as they are in the file
         result.findings = [f.model_copy(update={"line": f.line - 1}) if f.line > added else f
                            for f in result.findings]

@@ -371,9 +371,9 @@ def _send_at(send_at: Any, line: int, values: dict[str, Any], rep: Reporter) -> 
 
 def send_at_problem(value: str) -> str | None:
     """What ``newsletter schedule`` would say about this send_at, or None: the same parser
-    (``scheduling.when.parse_at``), so validate and schedule never disagree."""
+    (``authoring.when.parse_at``), so validate and schedule never disagree."""
     from ..errors import UsageError
-    from ..scheduling.when import parse_at
+    from .when import parse_at
 
     try:
         parse_at(value, "UTC", what="send_at")

@@ -2,9 +2,9 @@
 
 - ``duplicate-link``: the same link twice in one issue;
 - ``recent-link``: a link already sent in one of the last ``recent_link_issues`` issues
-  sent to a list, read from the ledger's sends (their HTML). Only when the project has a
-  database (``database_url``, or its newsletter.db exists) that answers; otherwise skipped
-  silently, without loading SQLAlchemy, so ``validate`` stays fast without one;
+  sent to a list. Authoring reads no database: the caller (``newsletter validate``, the
+  preview) passes ``sent_links`` (``delivery.history.recent_links``, which reads the
+  ledger's sends); without it the rule is skipped;
 - ``duplicate-read-more``: two "Read more" links with the same label;
 - ``headline-long``: a headline over ``headline_max`` characters;
 - ``hard-numbers-source``: a Hard Numbers figure with no link, when
@@ -13,11 +13,8 @@
 
 from __future__ import annotations
 
-import html
-import re
-import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from .model import Finding, SectionKind, block_texts, links_in
@@ -27,9 +24,9 @@ if TYPE_CHECKING:
     from ..config import Settings
     from .validate import _Ctx
 
-_HREF = re.compile(r'href="([^"]+)"')
-_CACHE: dict[tuple[Any, ...], tuple[float, dict[str, str]]] = {}
-_CACHE_SECONDS = 30.0  # the preview rebuilds on every keystroke: ask once in a while
+#: where the links already sent come from (``delivery.history.recent_links``, given by the
+#: caller: authoring reads no database): (settings, this issue's slug) -> link key -> where
+SentLinks = Callable[["Settings", str], dict[str, str]]
 
 
 def link_key(url: str) -> str:
@@ -70,7 +67,8 @@ def house_style_rules(ctx: _Ctx) -> Iterator[Finding]:
                 column=col, warning=True,
             )
         seen.setdefault(key, line)
-    sent = recent_links(ctx.settings, ctx.result.issue.slug if ctx.result.issue else "")
+    sent = ctx.sent_links(ctx.settings, ctx.result.issue.slug if ctx.result.issue else "") \
+        if ctx.sent_links is not None else {}
     for line, href in links:
         where = sent.get(link_key(href))
         if where:
@@ -112,57 +110,3 @@ def _sections(ctx: _Ctx) -> Iterator[Finding]:
                         f"Hard Numbers item {item.title[:40]!r} has no source: link the "
                         "figure's source in its text", warning=True,
                     )
-
-
-def recent_links(settings: Settings, slug: str) -> dict[str, str]:
-    """link key -> "'subject' (date, list NAME)" for the links of the last
-    ``recent_link_issues`` issues sent to each list (not this one); {} without a database."""
-    count = settings.recent_link_issues
-    if count <= 0:
-        return {}
-    if settings.database_url is None and not (settings.project_dir / "newsletter.db").is_file():
-        return {}
-    key = (settings.effective_database_url, count, slug)
-    cached = _CACHE.get(key)
-    if cached and time.monotonic() - cached[0] < _CACHE_SECONDS:
-        return cached[1]
-    try:
-        found = _read_sends(settings, count, slug)
-    except Exception:  # unreachable, locked, an older schema: the check is a courtesy
-        found = {}
-    _CACHE[key] = (time.monotonic(), found)
-    return found
-
-
-def _read_sends(settings: Settings, count: int, slug: str) -> dict[str, str]:
-    import sqlalchemy as sa
-
-    from ..db.engine import make_engine
-    from ..db.tables import sends
-
-    engine = make_engine(settings.effective_database_url)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(sends.c.id, sends.c.list_name, sends.c.issue_slug)
-                .where(sends.c.kind == "real", sends.c.issue_slug != slug)
-                .order_by(sends.c.id.desc()).limit(count * 20)
-            ).all()
-            wanted: dict[str, list[str]] = {}
-            ids = []
-            for send_id, list_name, issue_slug in rows:
-                slugs = wanted.setdefault(list_name, [])
-                if issue_slug not in slugs and len(slugs) < count:
-                    slugs.append(issue_slug)
-                    ids.append(send_id)
-            found: dict[str, str] = {}
-            for subject, date, list_name, page in conn.execute(
-                sa.select(sends.c.subject, sends.c.issue_date, sends.c.list_name, sends.c.html)
-                .where(sends.c.id.in_(ids)).order_by(sends.c.id.desc())
-            ):
-                where = f"{subject[:50]!r} ({date}, list {list_name})"
-                for href in _HREF.findall(page):
-                    found.setdefault(link_key(html.unescape(href)), where)
-    finally:
-        engine.dispose()
-    return found

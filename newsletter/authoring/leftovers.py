@@ -81,7 +81,7 @@ def leftover_rules(ctx: _Ctx) -> Iterator[Finding]:
 
 
 def _example_domains(ctx: _Ctx) -> Iterator[Finding]:
-    from ..delivery.placeholders import reserved_domain
+    from .domains import reserved_domain
     from .draft_placeholders import builtin_placeholders
 
     marks = builtin_placeholders()

@@ -29,6 +29,7 @@ from .sourcemap import Locator
 
 if TYPE_CHECKING:
     from .draft_placeholders import Placeholders
+    from .housestyle import SentLinks
 
 SUBJECT_MAX = 150
 SUBJECT_PHONE = 60
@@ -39,12 +40,14 @@ GMAIL_CLIP_BYTES = 102 * 1024
 
 class _Ctx:
     def __init__(
-        self, result: ParseResult, lines: list[str], path: str, settings: Settings
+        self, result: ParseResult, lines: list[str], path: str, settings: Settings,
+        sent_links: SentLinks | None = None,
     ) -> None:
         self.result = result
         self.lines = lines
         self.path = path
         self.settings = settings
+        self.sent_links = sent_links  # links already sent (recent-link), when the caller knows
 
     def finding(
         self, line: int, rule: str, message: str, *, column: int = 1, warning: bool = False,
@@ -474,10 +477,12 @@ RULES: tuple[Rule, ...] = (
 
 
 def validate(
-    result: ParseResult, lines: list[str], path: str, settings: Settings | None = None
+    result: ParseResult, lines: list[str], path: str, settings: Settings | None = None,
+    sent_links: SentLinks | None = None,
 ) -> list[Finding]:
-    """All findings of the rules over a parse result (not including the parser's own)."""
-    ctx = _Ctx(result, lines, path, settings or Settings())
+    """All findings of the rules over a parse result (not including the parser's own);
+    ``sent_links``: where links already sent come from (the ``recent-link`` rule)."""
+    ctx = _Ctx(result, lines, path, settings or Settings(), sent_links)
     findings: list[Finding] = []
     for rule in RULES:
         findings.extend(rule(ctx))

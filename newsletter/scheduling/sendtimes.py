@@ -21,9 +21,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import sqlalchemy as sa
 
 from ..audience.receiving import receives
+from ..authoring.when import AT_HELP, When, localize, parse_at, zone_info  # noqa: F401  (re-exported)
 from ..db.tables import memberships, subscribers
 from ..db.transactions import DB, transaction
-from .when import AT_HELP, When, localize, parse_at, zone_info  # noqa: F401  (re-exported)
 
 
 def wave_at(wall: dt.datetime, zone: ZoneInfo) -> dt.datetime:

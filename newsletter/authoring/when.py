@@ -1,6 +1,6 @@
 """Reading a send time (``--at``, an issue's ``send_at``): the one parser both use.
 
-No database here, so ``newsletter validate`` checks ``send_at`` with exactly the code
+Authoring owns it (no database here), so ``newsletter validate`` checks ``send_at`` with exactly the code
 ``newsletter schedule`` runs, without loading SQLAlchemy. ``sendtimes`` re-exports it.
 """
 
