@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -56,6 +56,7 @@ class Prepared:
     warnings: int
     identity: Identity
     notices: list[str]  # example values still in the settings (placeholders="warn")
+    subject_variants: list[str] = field(default_factory=list)  # front matter's subject test
 
 
 def preflight(settings: Settings, issue_path: Path | str, *, backend: str | None = None,
@@ -93,7 +94,7 @@ def preflight(settings: Settings, issue_path: Path | str, *, backend: str | None
     publish_media(settings, result.issue)  # local images -> out/media/, which `serve` serves
     return Prepared(path=path, slug=result.issue.slug, rendered=result.rendered,
                     warnings=len(result.warnings), identity=of_issue(result.issue),
-                    notices=notices)
+                    notices=notices, subject_variants=list(result.issue.subject_variants))
 
 
 def already_sent(latest: ledger.SendInfo, prepared: Prepared, list_name: str) -> str:
