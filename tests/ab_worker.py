@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -36,7 +37,9 @@ def main() -> None:
     logger.setLevel(logging.INFO)
     logger.propagate = False
     settings = load_settings(project)
-    WorkerProcess(open_store(settings), settings, clock=FileClock(clock_file),
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # as `newsletter worker`: finish
+    WorkerProcess(open_store(settings), settings, clock=FileClock(clock_file), stop=stop,
                   concurrency=1).run()
 
 

@@ -236,9 +236,10 @@ def test_three_subjects_worker_killed_while_deciding_each_reader_one_variant_onc
         finally:
             second.stop()
         assert decided["winner"] == "B"
-        variant_of = dict(sa.create_engine(url).connect().execute(
-            sa.select(send_recipients.c.email, send_recipients.c.variant)
-            .where(send_recipients.c.send_id == send_id)).tuples().all())
+        with engine.connect() as conn:
+            variant_of = dict(conn.execute(
+                sa.select(send_recipients.c.email, send_recipients.c.variant)
+                .where(send_recipients.c.send_id == send_id)).all())
         wanted = dict(zip("ABC", SUBJECTS, strict=True)) | {"winner": SUBJECTS[1]}
         assert Counter(smtp.counts.values()) == Counter({1: RECIPIENTS})
         assert {email: _subject(smtp.messages[email][0]) for email in variant_of} == {

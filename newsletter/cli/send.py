@@ -107,6 +107,7 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
+# long: a parameter per option, then the dispatch between its modes, each a helper
 @click.command("send")
 @click.argument("issue", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--list", "list_name", help="The list to send to.")
@@ -152,9 +153,6 @@ def send_cmd(ctx: click.Context, issue: Path | None, list_name: str | None, back
       newsletter send issues/2026-11-24.md --list daily --test-to me@example.org
 
       newsletter send issues/2026-11-24.md --list daily --resend-uncertain
-
-      newsletter send issues/2026-11-24.md --list daily --subject "A" --subject "B"
-      --test-share 20% --decide-after 20m
 
       newsletter send --resume 12 --resend-uncertain
 

@@ -300,7 +300,7 @@ def personalise(db: DB, send_id: int, template: MessageTemplate) -> MessageTempl
         variant_of = dict(conn.execute(
             sa.select(r.seq, r.variant)
             .where(r.send_id == send_id, r.variant.in_(LETTERS), r.status.not_in(DONE))
-        ).tuples().all())
+        ).all())
 
     def winner() -> str | None:
         decided = get_test(db, send_id)
@@ -387,6 +387,6 @@ def ab_report(db: DB, send_id: int) -> ABReport | None:
     with transaction(db, read=True) as conn:
         rest = dict(conn.execute(sa.select(r.status, sa.func.count())
                                  .where(r.send_id == send_id, r.variant == WINNER)
-                                 .group_by(r.status)).tuples().all())
+                                 .group_by(r.status)).all())
     return ABReport(send_id, test.status, test.decide_at, test.winner, lines, p,
                     {status: int(n) for status, n in rest.items()})
