@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 from .sourcemap import Reporter
+from .subject_variants import variant_problems
 
 
 @lru_cache(maxsize=1)
@@ -112,7 +113,7 @@ def _simple_front_matter(yaml_text: str) -> tuple[dict[str, Any], dict[str, int]
     return data, lines
 
 
-FRONT_MATTER_KEYS = ("subject", "preheader", "date", "send_at", "contents")
+FRONT_MATTER_KEYS = ("subject", "preheader", "date", "send_at", "contents", "subject_variants")
 # C0 controls other than tab and newline, and the two non-characters: MRML cannot parse them
 CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
@@ -356,6 +357,7 @@ def issue_fields(data: dict[str, Any], key_lines: dict[str, int], rep: Reporter)
             values["date"] = parsed
     _send_at(data.get("send_at"), key_lines.get("send_at", 2), values, rep)
     _contents(data, key_lines, rep, values)
+    _subject_variants(data, key_lines, rep, values)
     return values if ok else None
 
 
@@ -380,6 +382,20 @@ def send_at_problem(value: str) -> str | None:
     except UsageError as exc:
         return str(exc)
     return None
+
+
+def _subject_variants(data: dict[str, Any], key_lines: dict[str, int], rep: Reporter,
+                      values: dict[str, Any]) -> None:
+    """``subject_variants:`` (a subject test's 2-4 subjects): the rule of
+    ``subject_variants.variant_problems``, each problem at the key's line."""
+    subjects = data.get("subject_variants")
+    if subjects is None:
+        return
+    problems = variant_problems(subjects)
+    for rule, message in problems:
+        rep.add(key_lines.get("subject_variants", 2), rule, message)
+    if not problems:
+        values["subject_variants"] = [str(s).strip() for s in subjects]
 
 
 def _contents(data: dict[str, Any], key_lines: dict[str, int], rep: Reporter,

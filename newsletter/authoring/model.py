@@ -239,6 +239,7 @@ class Issue(BaseModel):
     date: dt.date
     send_at: str | None = None
     contents: bool | None = None  # an "In this issue" list (None: the project's default)
+    subject_variants: list[str] = Field(default_factory=list)  # a subject test's subjects
     sections: list[Section] = Field(default_factory=list)
 
     @property

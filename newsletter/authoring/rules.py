@@ -33,6 +33,10 @@ DEFAULTS: dict[str, str] = {
     "date-format": ERROR,
     "send-at-type": ERROR,
     "send-at-format": ERROR,
+    "subject-variants-type": ERROR,
+    "subject-variants-count": ERROR,
+    "subject-variant-too-long": ERROR,
+    "subject-variants-duplicate": ERROR,
     # structure
     "no-sections": ERROR,
     "text-before-section": ERROR,

@@ -9,7 +9,8 @@ modules that own the data import their tables from here (``from ..db.tables impo
 sends`` in ``ledger``).
 
 - subscribers, lists, memberships: the subscriber store (``newsletter.audience``)
-- sends, send_recipients, send_batches, send_workers: the delivery ledger (``ledger``)
+- sends, send_recipients, send_batches, send_workers: the delivery ledger (``ledger``);
+  subject_tests: a send's subject test (``delivery.variants``)
 - schedules, schedule_workers: scheduled sends and their worker processes (``scheduling``)
 - webhook_events, webhook_requests, send_event_counts, send_recipient_events: SendGrid
   webhook events and engagement counters (``events``)
@@ -168,6 +169,9 @@ send_recipients = sa.Table(
     sa.Column("reason", sa.Text(), nullable=True),
     sa.Column("provider_id", sa.String(200), nullable=True),
     sa.Column("updated_at", Stamp, nullable=True),
+    # a subject test's variant (delivery.variants): "A".."D" for the test share, "winner"
+    # for the rest (status ``held`` until the decision); NULL without a subject test
+    sa.Column("variant", sa.String(8), nullable=True),
     # Only pending rows are indexed by status: a row leaves this index once, when it is
     # claimed, and later changes (sending -> sent) touch no index at all. Rows of a batch
     # are found by their seq range (the primary key) plus batch_id.
@@ -178,6 +182,25 @@ send_recipients = sa.Table(
         sqlite_where=sa.text("status = 'pending'"),
         postgresql_where=sa.text("status = 'pending'"),
     ),
+)
+
+#: a subject test's states: testing (the rest held back), decided (the rest released)
+SUBJECT_TEST_STATUSES = ("testing", "decided")
+
+subject_tests = sa.Table(
+    "subject_tests",
+    metadata,
+    sa.Column("send_id", ID, sa.ForeignKey("sends.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("subjects", JSONType, nullable=False),  # ["subject A", "subject B", ...]
+    sa.Column("test_share", sa.Float(), nullable=False),  # 0 < share < 1
+    sa.Column("seed", sa.String(64), nullable=False),  # the assignment's random seed
+    sa.Column("decide_at", Stamp, nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("winner", sa.String(8), nullable=True),
+    sa.Column("decided_at", Stamp, nullable=True),
+    sa.Column("note", sa.Text(), nullable=True),  # why this winner, in one line
+    sa.CheckConstraint("status IN ('testing', 'decided')", name="status"),
+    sa.Index(None, "status", "decide_at"),
 )
 
 send_batches = sa.Table(

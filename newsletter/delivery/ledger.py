@@ -19,6 +19,7 @@ is in a precise state:
 ``uncertain``  the call went out but no answer came back: resent only on request
 ``skipped``    unsubscribed, bounced, complained or erased before their message went out
                (or before a retry: every requeue asks ``audience.receiving``'s rule)
+``held``       a subject test's rest of the list, until the decision (``variants``)
 =============  ==========================================================================
 
 Batches are claimed with ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, so any
@@ -55,7 +56,8 @@ from .claims import write_transaction
 if TYPE_CHECKING:
     from .requeue import Requeued
 
-STATUSES = ("pending", "sending", "sent", "temporary", "failed", "uncertain", "skipped")
+STATUSES = ("pending", "sending", "sent", "temporary", "failed", "uncertain", "skipped",
+            "held")
 DONE = ("sent", "failed", "skipped")
 SEND_STATES = ("sending", "finished", "cancelled")
 MAX_ATTEMPTS = 3
@@ -86,13 +88,14 @@ class SendInfo:
 
     @property
     def unfinished(self) -> int:
-        """Recipients pending or being sent (at least 1 while the snapshot is incomplete)."""
-        count = self.counts.get("pending", 0) + self.counts.get("sending", 0)
+        """Recipients pending, being sent or held for a subject test's decision (at least 1
+        while the snapshot is incomplete)."""
+        count = sum(self.counts.get(s, 0) for s in ("pending", "sending", "held"))
         return max(count, 1) if self.snapshotting else count
 
     @property
     def ok(self) -> bool:
-        bad = ("temporary", "failed", "uncertain", "pending", "sending")
+        bad = ("temporary", "failed", "uncertain", "pending", "sending", "held")
         return not self.snapshotting and not any(self.counts.get(s, 0) for s in bad)
 
 
@@ -471,14 +474,15 @@ def requeue_counted(
 
 
 def in_flight(db: DB, send_id: int) -> int:
-    """How many recipients of the send are still pending or in a batch being sent."""
+    """How many recipients of the send are still pending, in a batch being sent, or held
+    for a subject test's decision."""
     with transaction(db) as conn:
         return conn.execute(
             sa.select(sa.func.count())
             .select_from(send_recipients)
             .where(
                 send_recipients.c.send_id == send_id,
-                send_recipients.c.status.in_(["pending", "sending"]),
+                send_recipients.c.status.in_(["pending", "sending", "held"]),
             )
         ).scalar_one()
 
@@ -526,7 +530,8 @@ def cancel_send(db: DB, send_id: int, *, reason: str = "the send was cancelled")
     with transaction(db) as conn:
         skipped = conn.execute(
             send_recipients.update()
-            .where(send_recipients.c.send_id == send_id, send_recipients.c.status == "pending")
+            .where(send_recipients.c.send_id == send_id,
+                   send_recipients.c.status.in_(["pending", "held"]))
             .values(status="skipped", reason=reason, updated_at=now)
         ).rowcount
         conn.execute(sends.update().where(sends.c.id == send_id, sends.c.status == "sending")

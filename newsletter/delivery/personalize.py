@@ -25,6 +25,11 @@ body has ``PREFERENCES_MARK`` (the default footer does) it becomes the recipient
 preference-centre link, ``{base_url}/p/{token}`` (``audience.tokens.preferences_signer``:
 a token of its own purpose, per subscriber, that expires); signed only when a part has it.
 
+A subject test (``delivery.variants``) gives the template one derived template per
+variant (``with_variants``): the same bodies, its own subject and constant header block.
+``messages()`` picks each recipient's by their ledger row's ``seq``; each message carries
+its variant's template, so every backend writes that subject.
+
 A test send (``test=True``) puts ``"[TEST] "`` before the subject. A recipient without a
 subscriber id (a ``--test-to`` address) gets a link for subscriber 0, which matches nobody.
 """
@@ -34,8 +39,8 @@ from __future__ import annotations
 import binascii
 import hmac
 import re
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
@@ -280,6 +285,12 @@ class MessageTemplate:
     _sign: Callable[[Iterable[int]], list[str]] | None = field(repr=False, default=None)
     _sign_preferences: Callable[[Iterable[int]], list[str]] | None = field(
         repr=False, default=None)
+    # a subject test: each variant's template, which variant a row (by seq) has, and the
+    # variant of every other row (the winner, once decided)
+    variants: dict[str, MessageTemplate] = field(repr=False, default_factory=dict)
+    variant_of: Mapping[int, str] = field(repr=False, default_factory=dict)
+    default_variant: str | None = None
+    _resolve_default: Callable[[], str | None] | None = field(repr=False, default=None)
 
     def __post_init__(self) -> None:
         self._msgid_head = f"<{self.send_id}."
@@ -296,6 +307,32 @@ class MessageTemplate:
         head = self.preferences_head
         return [head + token if n else "" for n, token in
                 zip(subscriber_ids, self._sign_preferences(subscriber_ids), strict=True)]
+
+    def with_variants(self, subjects: Mapping[str, str], variant_of: Mapping[int, str],
+                      default: str | None,
+                      resolve: Callable[[], str | None] | None = None) -> MessageTemplate:
+        """This template, choosing each recipient's subject by variant: ``subjects`` maps
+        a variant ("A") to its subject, ``variant_of`` a row's seq to its variant; rows not
+        in it get ``default``, or while that is None what ``resolve()`` answers (asked
+        until it names one), else this template's own subject."""
+        derived = {}
+        for variant, text in subjects.items():
+            raw = (TEST_PREFIX if self.test else "") + (clean_text(text, TEXT_MAX) or "")
+            part = Part.split(raw, html=False, encode=False)
+            derived[variant] = replace(self, subject=part, headers=_constant_headers(
+                self.from_address, self.reply_to, raw, part, self.date, self.list_id_header,
+                self.boundary))
+        return replace(self, variants=derived, variant_of=dict(variant_of),
+                       default_variant=default, _resolve_default=resolve)
+
+    def for_recipient(self, recipient: Addressee) -> MessageTemplate:
+        """The template of ``recipient``'s variant (this one without a subject test)."""
+        if not self.variants:
+            return self
+        variant = self.variant_of.get(getattr(recipient, "seq", -1), self.default_variant)
+        if variant is None and self._resolve_default is not None:
+            variant = self.default_variant = self._resolve_default()
+        return self.variants.get(variant, self) if variant is not None else self
 
     @property
     def subject_text(self) -> str:
@@ -352,7 +389,9 @@ class MessageTemplate:
         new = tuple.__new__  # an OutgoingMessage without a Python-level __new__ call
         out: list[OutgoingMessage] = []
         append = out.append
+        pick = self.for_recipient if self.variants else None
         for recipient, token, prefs in zip(recipients, tokens, preference_urls, strict=True):
+            template = self if pick is None else pick(recipient)
             subscriber, email, name = recipient.subscriber_id, recipient.email, recipient.name
             if not sendable_address(email):
                 raise ValueError(f"not a deliverable address: {email!r}")
@@ -362,7 +401,7 @@ class MessageTemplate:
                 message_id = f"{head}{subscriber}{tail}"
             else:
                 message_id = self.message_id(recipient)
-            message = new(OutgoingMessage, (self, subscriber, email, name, token,
+            message = new(OutgoingMessage, (template, subscriber, email, name, token,
                                             url_head + token, message_id, prefs, None))
             if headers:
                 message = new(OutgoingMessage, (*message[:-1], message.build_headers()))
@@ -484,6 +523,26 @@ def _ascii_domain(domain: str) -> str:
         return "newsletter.invalid"
 
 
+def _constant_headers(from_address: str, reply_to: str | None, subject_raw: str,
+                      subject: Part, when: datetime, list_id_header: str, boundary: str
+                      ) -> bytes:
+    """The header block every recipient of a template shares (folded, CRLF)."""
+    items: list[tuple[str, str]] = [("From", from_address)]
+    if reply_to:
+        items.append(("Reply-To", reply_to))
+    headers = _header_bytes(items)
+    if not subject.personal:  # written as a personal subject is, by the same rule
+        headers += text_header("Subject", subject_raw)
+    return headers + _header_bytes([
+        ("Date", format_datetime(when)),
+        ("List-Id", list_id_header),
+        ("List-Unsubscribe-Post", LIST_UNSUBSCRIBE_POST),
+        ("MIME-Version", "1.0"),
+    ]) + (
+        f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode("ascii")
+    )
+
+
 def prepare(
     rendered: Rendered,
     settings: Settings,
@@ -506,20 +565,8 @@ def prepare(
     when = date or datetime.now(UTC)
     list_id_header = f"{clean_text(list_name) or ''} <{_list_label(list_name)}.{host}>"
     boundary = "=_nl_" + token_hex(12)
-    items: list[tuple[str, str]] = [("From", settings.from_address)]
-    if settings.reply_to:
-        items.append(("Reply-To", settings.reply_to))
-    headers = _header_bytes(items)
-    if not subject.personal:  # written as a personal subject is, by the same rule
-        headers += text_header("Subject", subject_raw)
-    headers += _header_bytes([
-        ("Date", format_datetime(when)),
-        ("List-Id", list_id_header),
-        ("List-Unsubscribe-Post", LIST_UNSUBSCRIBE_POST),
-        ("MIME-Version", "1.0"),
-    ]) + (
-        f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode("ascii")
-    )
+    headers = _constant_headers(settings.from_address, settings.reply_to, subject_raw, subject,
+                                when, list_id_header, boundary)
     tag = hmac.digest(settings.secret_key.encode(), b"newsletter/message-id", "sha256")
     return MessageTemplate(
         send_id=send_id,

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Engine
 from ..authoring.render import Rendered
 from ..config import Settings
 from ..errors import NewsletterError
-from . import claims, journal, ledger, senders
+from . import claims, journal, ledger, senders, variants
 from .backends.base import Backend, BackendUnavailable, Status
 from .personalize import prepare
 
@@ -118,6 +118,7 @@ class SendRunner:
             list_name=send.list_name,
             test=send.kind == "test",
         )
+        self.template = variants.personalise(self.engine, send.id, self.template)
         folder = journal.folder_for(self.settings.project_dir) if KEEP_JOURNALS else None
         self._worker_ids = [senders.register_worker(self.engine, send.id,
                                                    str(folder) if folder else None)
@@ -287,8 +288,8 @@ class SendRunner:
             kept.begin(batch_id)
         try:
             # the backend's row path (None: not handled, take the general path)
-            results = self.backend.send_rows(self.template, recipients,
-                                             **self._progress(kept, recipients, True))
+            results = None if self.template.variants else self.backend.send_rows(
+                self.template, recipients, **self._progress(kept, recipients, True))
             if results is None:
                 messages, sendable, refused = self._messages(recipients)
                 progress = self._progress(kept, sendable, len(sendable) == len(recipients))

@@ -32,7 +32,7 @@ from newsletter.db.transactions import DB, aware, transaction
 from newsletter.delivery import senders, sending
 from newsletter.errors import NewsletterError, WorkerRefused
 
-from . import due
+from . import decisions, due
 from .clock import SYSTEM_CLOCK, Clock
 from .context import WorkerContext
 from .log import event
@@ -116,6 +116,7 @@ class WorkerProcess:
         self.ctx = WorkerContext(engine, settings, clock, self.id)
         self.poll = settings.worker_poll_seconds
         self.send_threads: dict[int, threading.Thread] = {}  # schedule id -> its send
+        self.decided_threads: dict[int, threading.Thread] = {}  # send id -> its winner's run
         self.not_before: dict[int, dt.datetime] = {}
         self.last_beat: dt.datetime | None = None
         self.last_tick: dt.datetime | None = None
@@ -198,14 +199,15 @@ class WorkerProcess:
 
     def wait_idle(self, timeout: float | None = None) -> None:
         """Wait for the sends this worker process is running (tests call it after ``tick``)."""
-        for thread in list(self.send_threads.values()):
+        for thread in [*self.send_threads.values(), *self.decided_threads.values()]:
             thread.join(timeout)
         self._reap()
 
     def next_wait(self) -> float:
         """Seconds until the next look: the poll interval, or less when a send is due."""
         wait = self.poll
-        soonest = due.next_due(self.engine)
+        times = [t for t in (due.next_due(self.engine), decisions.next_decision(self.ctx)) if t]
+        soonest = min(times) if times else None
         if soonest is not None:
             seen = self.last_tick is not None and soonest <= self.last_tick  # left as it is
             if not seen:
@@ -217,6 +219,7 @@ class WorkerProcess:
     def tick(self) -> None:
         """Heartbeat, settle finished sends, resume unfinished ones, start due ones."""
         now = self.clock.now()
+        first = self.last_tick is None
         self.last_tick = now
         self._reap()
         self._heartbeat(now)
@@ -243,6 +246,35 @@ class WorkerProcess:
                 self.not_before[info.id] = now + due.RETRY_AFTER
                 event("schedule.error", schedule=info.id, error=f"{type(exc).__name__}: {exc}",
                       retry_in_seconds=int(due.RETRY_AFTER.total_seconds()))
+        self._decisions(now, first)
+
+    def _decisions(self, now: dt.datetime, first: bool) -> None:
+        """Decide the subject tests that are due, and send each decided one's winner to the
+        rest of its list (resuming those a worker process left unfinished)."""
+        if self.stop.is_set():
+            return
+        decisions.decide_due(self.ctx, now)
+        for send_id in decisions.to_run(self.ctx, in_flight_too=first):
+            if (send_id not in self.decided_threads and not self.stop.is_set()
+                    and self.not_before.get(-send_id, now) <= now):
+                thread = threading.Thread(target=self._drive_decided, args=(send_id,),
+                                          name=f"subject-test-{send_id}", daemon=True)
+                with self._lock:
+                    self.decided_threads[send_id] = thread
+                thread.start()
+
+    def _drive_decided(self, send_id: int) -> None:
+        """Run a decided send through the ledger (its winner to the rest of the list)."""
+        try:
+            result = sending.run(self.engine, self.settings, send_id, workers=self.concurrency,
+                                 stop=self.stop, retry_delay=self.retry_delay)
+        except Exception as exc:  # the backend is down, or the database went away
+            self.not_before[-send_id] = self.clock.now() + due.RETRY_AFTER  # -: not a schedule
+            event("send.stopped", send=send_id, error=f"{type(exc).__name__}: {exc}",
+                  retry_in_seconds=int(due.RETRY_AFTER.total_seconds()))
+            return
+        event("subject_test.sent", send=send_id, status=result.status,
+              sent=result.counts.get("sent", 0), uncertain=result.counts.get("uncertain", 0))
 
     def _bounces(self, now: dt.datetime) -> None:
         """Every ``bounce_fetch_minutes``, read the bounce mailbox in a thread of its own
@@ -284,10 +316,11 @@ class WorkerProcess:
         self.last_beat = now
 
     def _reap(self) -> None:
-        for schedule_id, thread in list(self.send_threads.items()):
-            if not thread.is_alive():
-                with self._lock:
-                    self.send_threads.pop(schedule_id, None)
+        for threads in (self.send_threads, self.decided_threads):
+            for key, thread in list(threads.items()):
+                if not thread.is_alive():
+                    with self._lock:
+                        threads.pop(key, None)
 
     def _spawn(self, schedule_id: int, send_id: int) -> None:
         thread = threading.Thread(target=self._drive, args=(schedule_id, send_id),
