@@ -239,6 +239,7 @@ class Issue(BaseModel):
     date: dt.date
     send_at: str | None = None
     contents: bool | None = None  # an "In this issue" list (None: the project's default)
+    track_clicks: bool | None = None  # false: no tracked links in this issue's sends
     sections: list[Section] = Field(default_factory=list)
 
     @property

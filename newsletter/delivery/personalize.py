@@ -61,6 +61,7 @@ from .headersafe import (
     sendable_address,
     text_header,
 )
+from .tracking import CLICK_MARK, CLICK_MARKS, OPEN_MARK, ClickSigner, click_url
 
 TEST_PREFIX = "[TEST] "
 LIST_UNSUBSCRIBE_POST = "List-Unsubscribe=One-Click"
@@ -68,15 +69,16 @@ LIST_UNSUBSCRIBE_POST = "List-Unsubscribe=One-Click"
 # the name fields inside it are filled by rewrap, not one by one
 _MARKS = re.compile(
     REWRAP_BLOCK + "|" + re.escape(UNSUBSCRIBE_MARK) + "|" + re.escape(PREFERENCES_MARK) + "|"
-    + NAME_FIELD.pattern
+    + NAME_FIELD.pattern + "|" + CLICK_MARKS + "|" + re.escape(OPEN_MARK)
 )
 _QP_MAX = 76
 _DOTS = re.compile(rb"(?m)^\.")
 
 
 class Slot(NamedTuple):
-    """A per-recipient hole in a body: ``kind`` is "unsubscribe", "preferences", "name" or
-    "rewrap" (a plain-text block wrapped after the name is filled in; ``fallback`` holds it)."""
+    """A per-recipient hole in a body: ``kind`` is "unsubscribe", "preferences", "name",
+    "rewrap" (a plain-text block wrapped after the name is filled in; ``fallback`` holds it),
+    "click" (a tracked link; ``fallback`` holds its index) or "open" (the pixel)."""
 
     kind: str
     fallback: str = ""
@@ -161,6 +163,10 @@ class Part:
                 slots.append(Slot("rewrap", match.group(0)))
             elif match.group(0) == PREFERENCES_MARK:
                 slots.append(Slot("preferences"))
+            elif match.group(0).startswith("%%click:"):
+                slots.append(Slot("click", match.group(0)[8:-2]))
+            elif match.group(0) == OPEN_MARK:
+                slots.append(Slot("open"))
             else:
                 slots.append(Slot("name", match.group(1) or ""))
             pos = match.end()
@@ -184,11 +190,23 @@ class Part:
     def has_preferences(self) -> bool:
         return any(slot.kind == "preferences" for slot in self.slots)
 
-    def values(self, url: str, name: str | None, preferences: str = "") -> list[str]:
-        """The per-recipient text for each slot (HTML-escaped in an HTML part)."""
+    @property
+    def links(self) -> int:
+        """How many tracked links the part's marks need (the highest index + 1)."""
+        return max((int(s.fallback) + 1 for s in self.slots if s.kind == "click"), default=0)
+
+    def values(self, url: str, name: str | None, preferences: str = "",
+               clicks: Sequence[str] = ()) -> list[str]:
+        """The per-recipient text for each slot (HTML-escaped in an HTML part);
+        ``clicks``: the recipient's tracked URLs by link index, then the pixel's."""
         out: list[str] = []
         for slot in self.slots:
-            if slot.kind == "unsubscribe":
+            if slot.kind == "click":
+                link = clicks[int(slot.fallback)]
+                out.append(escape(link) if self.html else link)
+            elif slot.kind == "open":
+                out.append(escape(clicks[-1]))
+            elif slot.kind == "unsubscribe":
                 out.append(escape(url) if self.html else url)
             elif slot.kind == "rewrap":
                 out.append(rewrap(slot.fallback, name))
@@ -212,6 +230,8 @@ class Part:
             if slot.kind == "rewrap" and len(slot.fallback) > longer_than
             else slot.fallback if slot.kind == "rewrap"
             else UNSUBSCRIBE_MARK if slot.kind == "unsubscribe"
+            else CLICK_MARK.format(slot.fallback) if slot.kind == "click"
+            else OPEN_MARK if slot.kind == "open"
             else f"{{{{name|{slot.fallback}}}}}" if slot.fallback else "{{name}}"
             for slot in self.slots
         ]
@@ -280,6 +300,8 @@ class MessageTemplate:
     _sign: Callable[[Iterable[int]], list[str]] | None = field(repr=False, default=None)
     _sign_preferences: Callable[[Iterable[int]], list[str]] | None = field(
         repr=False, default=None)
+    clicker: ClickSigner | None = field(repr=False, default=None)  # tracked links' signer
+    opener: ClickSigner | None = field(repr=False, default=None)  # the pixel's
 
     def __post_init__(self) -> None:
         self._msgid_head = f"<{self.send_id}."
@@ -287,6 +309,19 @@ class MessageTemplate:
         self._url_head = f"{self.base_url}/u/"
         self.preferences_head = f"{self.base_url}/p/"
         self.has_preferences = self.text.has_preferences or self.html.has_preferences
+        self.links = max(self.text.links, self.html.links)
+        self.has_open = any(s.kind == "open" for s in self.html.slots)
+
+    def click_urls(self, subscriber_id: int | None) -> list[str]:
+        """The recipient's tracked URLs by link index, then the pixel's (none without
+        marks); a test address (no subscriber) gets subscriber 0's, which count for no one."""
+        if not (self.links or self.has_open) or self.clicker is None:
+            return []
+        send, who, base = int(self.send_id), subscriber_id or 0, self.base_url
+        urls = [click_url(base, t) for t in self.clicker.many(send, who, self.links)]
+        if self.has_open and self.opener is not None:
+            urls.append(f"{base}/o/{self.opener.sign(send, who, 0)}")
+        return urls
 
     def preferences_urls(self, subscriber_ids: Sequence[int]) -> list[str]:
         """The preference-centre URLs of these subscribers ("" for each when no part
@@ -401,14 +436,21 @@ class OutgoingMessage(NamedTuple):
         return part.fill(part.values(self.unsubscribe_url, self.name))
 
     @property
+    def click_urls(self) -> list[str]:
+        """This message's tracked URLs by link index (``MessageTemplate.click_urls``)."""
+        return self.template.click_urls(self.subscriber_id)
+
+    @property
     def html(self) -> str:
         part = self.template.html
-        return part.fill(part.values(self.unsubscribe_url, self.name, self.preferences_url))
+        return part.fill(part.values(self.unsubscribe_url, self.name, self.preferences_url,
+                                     self.click_urls))
 
     @property
     def text(self) -> str:
         part = self.template.text
-        return part.fill(part.values(self.unsubscribe_url, self.name, self.preferences_url))
+        return part.fill(part.values(self.unsubscribe_url, self.name, self.preferences_url,
+                                     self.click_urls))
 
     def recipient_headers(self) -> bytes:
         """To, Message-ID, List-Unsubscribe (and Subject when it has merge fields)."""
@@ -442,6 +484,7 @@ class OutgoingMessage(NamedTuple):
     def _assemble(self, *, smtp: bool) -> bytes:
         t = self.template
         url, name, prefs = self.unsubscribe_url, self.name, self.preferences_url
+        clicks = t.click_urls(self.subscriber_id)
         boundary = t.boundary.encode("ascii")
         head = self.recipient_headers()
         return b"".join((
@@ -450,11 +493,11 @@ class OutgoingMessage(NamedTuple):
             b"\r\n--", boundary,
             b"\r\nContent-Type: text/plain; charset=\"utf-8\"\r\n"
             b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-            t.text.encode(t.text.values(url, name, prefs), smtp=smtp),
+            t.text.encode(t.text.values(url, name, prefs, clicks), smtp=smtp),
             b"\r\n--", boundary,
             b"\r\nContent-Type: text/html; charset=\"utf-8\"\r\n"
             b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-            t.html.encode(t.html.values(url, name, prefs), smtp=smtp),
+            t.html.encode(t.html.values(url, name, prefs, clicks), smtp=smtp),
             b"\r\n--", boundary, b"--\r\n",
             b".\r\n" if smtp else b"",
         ))
@@ -521,6 +564,7 @@ def prepare(
         f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode("ascii")
     )
     tag = hmac.digest(settings.secret_key.encode(), b"newsletter/message-id", "sha256")
+    tracked = isinstance(send_id, int) and "%%" in rendered.html
     return MessageTemplate(
         send_id=send_id,
         list_id=list_id,
@@ -538,6 +582,8 @@ def prepare(
         boundary=boundary,
         signer=signer(settings),
         _sign_preferences=preferences_signer(settings),
+        clicker=ClickSigner(settings) if tracked else None,
+        opener=ClickSigner(settings, opens=True) if tracked else None,
         _msgid_tag=tag.hex()[:10],
         _msgid_domain=_ascii_domain(domain),
     )
