@@ -109,7 +109,8 @@ class _Rewriter:
         self.expected = inventory(issue)
         self.cursor = 0
         self.own = own
-        self.links: list[TrackedLink] = [TrackedLink(0, "", CANARY_KIND)]
+        # the canary leads to the site's home, should anything follow it
+        self.links: list[TrackedLink] = [TrackedLink(0, own or "/", CANARY_KIND)]
         self.by_url: dict[str, int] = {}
 
     def _place(self, url: str) -> TrackedLink:
