@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from newsletter.feedback import clicks
@@ -53,3 +54,24 @@ def test_unique_human_clickers_counts_people_only(store: Engine) -> None:
     assert clicks.unique_human_clickers(store, 7) == 2
     assert clicks.unique_human_clickers(store, 8) == 1
     assert clicks.unique_human_clickers(store, 9) == 0
+
+
+def test_erasing_a_subscriber_deletes_their_clicks_and_opens(store: Engine) -> None:
+    from newsletter.audience.lists import create_list
+    from newsletter.audience.subscribers import add_subscriber, remove_subscriber
+    from newsletter.db.tables import clicks as clicks_table
+    from newsletter.db.tables import opens
+
+    create_list(store, "daily")
+    ann = add_subscriber(store, "ann@example.org", lists=["daily"]).subscriber
+    bob = add_subscriber(store, "bob@example.org", lists=["daily"]).subscriber
+    with store.begin() as conn:
+        for who in (ann.id, bob.id):
+            clicks.record(conn, 3, who, 1, "GET", _at(0))
+            clicks.record_open(conn, 3, who, _at(0))
+    remove_subscriber(store, "ann@example.org", key="k" * 40)
+    with store.connect() as conn:
+        for table in (clicks_table, opens):
+            left = conn.execute(sa.select(table.c.subscriber_id)).scalars().all()
+            assert left == [bob.id]
+    assert clicks.unique_human_clickers(store, 3) == 1
