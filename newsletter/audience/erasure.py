@@ -55,9 +55,8 @@ def erase(conn: sa.Connection, subscriber_id: int, email_key: str,
           key: str | bytes | None) -> int:
     """Erase a subscriber in the caller's transaction: scrub the delivery records, then
     delete the subscriber and their memberships; returns the delivery rows scrubbed."""
-    from .signup import forget
-
     from ..feedback.clicks import forget as forget_clicks
+    from .signup import forget
 
     scrubbed = scrub(conn, subscriber_id, email_key, key)
     forget(conn, email_key)  # the sign-ups and consent records hold the address too

@@ -168,3 +168,62 @@ def send_report(db: DB, send_id: int, *, who: bool = False) -> SendReport:
              "human" if c.human else f"flagged: {c.flag}")
             for c in found]
     return report
+
+
+@dataclass
+class ListDays:
+    """A list's subscribers over time: per day, joined, unsubscribed, bounced."""
+
+    list_name: str
+    days: list[dt.date]
+    joined: list[int]
+    unsubscribed: list[int]
+    bounced: list[int]
+    subscribed_now: int
+    sends: list[ledger.SendInfo]
+
+
+def list_days(db: DB, list_name: str, *, days: int = 30, today: dt.date | None = None
+              ) -> ListDays:
+    """The last ``days`` days of a list: growth, unsubscribes and bounces per day (UTC)."""
+    from ..audience.lists import get_list
+
+    mailing_list = get_list(db, list_name)
+    last = today or dt.datetime.now(dt.UTC).date()
+    first = last - dt.timedelta(days=days - 1)
+    since = dt.datetime.combine(first, dt.time(), dt.UTC)
+    m, s = memberships.c, subscribers.c
+    with transaction(db) as conn:
+        rows = conn.execute(
+            sa.select(m.created_at, m.status, m.status_changed_at,
+                      s.status.label("global_status"), s.status_changed_at.label("global_at"))
+            .select_from(memberships.join(subscribers, s.id == m.subscriber_id))
+            .where(m.list_id == mailing_list.id)
+            .where(sa.or_(m.created_at >= since, m.status_changed_at >= since,
+                          s.status_changed_at >= since))
+        ).all()
+        now_count = conn.execute(
+            sa.select(sa.func.count()).select_from(memberships.join(
+                subscribers, s.id == m.subscriber_id))
+            .where(m.list_id == mailing_list.id, m.status == "subscribed",
+                   s.status == "active")).scalar_one()
+    index = {first + dt.timedelta(days=n): n for n in range(days)}
+    joined, unsubscribed, bounced = [0] * days, [0] * days, [0] * days
+
+    def bump(counts: list[int], when: dt.datetime | None) -> None:
+        day = aware(when).date() if when is not None else None  # type: ignore[union-attr]
+        if day in index:
+            counts[index[day]] += 1
+
+    for row in rows:
+        bump(joined, row.created_at)
+        if row.global_status == "bounced":
+            bump(bounced, row.global_at)
+        elif row.global_status in ("unsubscribed", "complained"):
+            bump(unsubscribed, row.global_at)
+        elif row.status == "unsubscribed":
+            bump(unsubscribed, row.status_changed_at)
+    sends = [send for send in ledger.list_sends(db, limit=200)
+             if send.list_id == mailing_list.id and send.kind == "real"]
+    return ListDays(mailing_list.name, list(index), joined, unsubscribed, bounced,
+                    int(now_count), sends)
