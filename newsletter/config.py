@@ -110,6 +110,11 @@ class Settings(BaseModel):
     contents: bool = False  # an "In this issue" list in every issue (front matter overrides)
     issues_dir: Path = Path("issues")
     archive: bool = True
+    # click tracking (delivery.tracking): links rewritten to base_url/c/TOKEN; off for
+    # the lists named in untracked_lists, and for an issue with `track_clicks: false`
+    track_clicks: bool = True
+    untracked_lists: list[str] = Field(default_factory=list)
+    track_opens: bool = False  # a 1x1 pixel base_url/o/TOKEN: may include machine opens
     # `newsletter serve`: SendGrid's Signed Event Webhook key (base64 DER or PEM), the
     # replay window in seconds, and the largest request body the public pages accept
     sendgrid_webhook_public_key: str | None = None

@@ -164,19 +164,22 @@ class Worker:
 
 
 def _clicks(engine: sa.Engine, send_id: int, by_variant: dict[str, tuple[int, int]]) -> None:
-    """Click rows as click tracking stores them: per variant (human clickers, scanner
-    clickers), each clicker clicking twice (unique clickers count once)."""
-    clicks = sa.Table("clicks", sa.MetaData(), sa.Column("send_id", sa.BigInteger),
-                      sa.Column("subscriber_id", sa.BigInteger), sa.Column("human", sa.Boolean))
-    clicks.create(engine)
+    """Clicks as click tracking records them (``feedback.clicks.record``): per variant
+    (people, link scanners); each person clicks twice a minute apart (counted once), each
+    scanner sends HEAD requests (flagged, never counted)."""
+    from newsletter.feedback import clicks
+
     r = send_recipients.c
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
     with engine.begin() as conn:
         for variant, (humans, scanners) in by_variant.items():
             ids = conn.execute(sa.select(r.subscriber_id).where(
                 r.send_id == send_id, r.variant == variant).order_by(r.seq)).scalars().all()
-            rows = [{"send_id": send_id, "subscriber_id": i, "human": n < humans}
-                    for n, i in enumerate(ids[:humans + scanners])]
-            conn.execute(clicks.insert(), rows + rows)
+            for n, subscriber_id in enumerate(ids[:humans + scanners]):
+                method = "GET" if n < humans else "HEAD"
+                for k in range(2):
+                    clicks.record(conn, send_id, subscriber_id, 1, method,
+                                  start + dt.timedelta(minutes=n, seconds=60 * k + 1))
 
 
 def _subject(data: bytes) -> str:

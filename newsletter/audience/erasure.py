@@ -15,6 +15,9 @@ the name removed:
 - ``webhook_events`` (SendGrid's events: address and reason) and
   ``send_recipient_events`` (engagement counts per send and address).
 
+Their tracked clicks and opens (``clicks``, ``opens``) are deleted, not scrubbed: a
+click says what a person read, and a send's report then counts it no more.
+
 The token is ``erased:`` and an HMAC-SHA256 of the address's key (lower-cased) with the
 project's ``secret_key``: the same person has the same token in every table and send,
 so per-recipient counts stay correct, and nobody without the key can test an address
@@ -52,10 +55,12 @@ def erase(conn: sa.Connection, subscriber_id: int, email_key: str,
           key: str | bytes | None) -> int:
     """Erase a subscriber in the caller's transaction: scrub the delivery records, then
     delete the subscriber and their memberships; returns the delivery rows scrubbed."""
+    from ..feedback.clicks import forget as forget_clicks
     from .signup import forget
 
     scrubbed = scrub(conn, subscriber_id, email_key, key)
     forget(conn, email_key)  # the sign-ups and consent records hold the address too
+    forget_clicks(conn, subscriber_id)  # their tracked clicks and opens go with them
     status_changes.erase(conn, subscriber_id)
     return scrubbed
 

@@ -113,7 +113,8 @@ def _simple_front_matter(yaml_text: str) -> tuple[dict[str, Any], dict[str, int]
     return data, lines
 
 
-FRONT_MATTER_KEYS = ("subject", "preheader", "date", "send_at", "contents", "subject_variants")
+FRONT_MATTER_KEYS = ("subject", "preheader", "date", "send_at", "contents", "subject_variants",
+                    "track_clicks")
 # C0 controls other than tab and newline, and the two non-characters: MRML cannot parse them
 CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
@@ -358,6 +359,7 @@ def issue_fields(data: dict[str, Any], key_lines: dict[str, int], rep: Reporter)
     _send_at(data.get("send_at"), key_lines.get("send_at", 2), values, rep)
     _contents(data, key_lines, rep, values)
     _subject_variants(data, key_lines, rep, values)
+    _contents(data, key_lines, rep, values, key="track_clicks")
     return values if ok else None
 
 
@@ -399,16 +401,18 @@ def _subject_variants(data: dict[str, Any], key_lines: dict[str, int], rep: Repo
 
 
 def _contents(data: dict[str, Any], key_lines: dict[str, int], rep: Reporter,
-              values: dict[str, Any]) -> None:
-    """``contents: true`` (or false): an "In this issue" list above the first section."""
-    contents = data.get("contents")
+              values: dict[str, Any], key: str = "contents") -> None:
+    """``contents: true`` (or false): an "In this issue" list above the first section;
+    ``track_clicks: false``: this issue's links go straight to their sites (any yes/no
+    key, by ``key``)."""
+    contents = data.get(key)
     if contents is None:
         return
     if isinstance(contents, bool):
-        values["contents"] = contents
+        values[key] = contents
         return
     rep.add(
-        key_lines.get("contents", 2),
-        "contents-type",
-        f"contents {str(contents)[:20]!r} must be true or false",
+        key_lines.get(key, 2),
+        f"{key.replace('_', '-')}-type",
+        f"{key} {str(contents)[:20]!r} must be true or false",
     )

@@ -240,6 +240,7 @@ class Issue(BaseModel):
     send_at: str | None = None
     contents: bool | None = None  # an "In this issue" list (None: the project's default)
     subject_variants: list[str] = Field(default_factory=list)  # a subject test's subjects
+    track_clicks: bool | None = None  # false: no tracked links in this issue's sends
     sections: list[Section] = Field(default_factory=list)
 
     @property

@@ -70,6 +70,7 @@ DEFAULTS: dict[str, str] = {
     "kicker-kind": ERROR,
     "kicker-long": WARNING,
     "contents-type": ERROR,
+    "track-clicks-type": ERROR,
     # what email cannot show
     "raw-html": ERROR,
     "code-block": ERROR,

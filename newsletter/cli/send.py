@@ -334,7 +334,8 @@ def _resend_latest(engine, settings, prepared, list_name: str, *, backend: str |
 
 @click.group("sends")
 def sends_group() -> None:
-    """Report sends, past or running: `newsletter sends list`, `newsletter sends show ID`."""
+    """Report sends, past or running: `newsletter sends list`, `newsletter sends show ID`,
+    `newsletter sends report ID`."""
 
 
 @sends_group.command("list")
@@ -429,3 +430,20 @@ def _as_dict(send) -> dict:
         "finished_at": send.finished_at.isoformat() if send.finished_at else None,
         "counts": send.counts,
     }
+
+
+@sends_group.command("report")
+@click.argument("send_id", type=int)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
+              help="json: every number; csv: who clicked what (email, link, section, time, "
+                   "human or flagged), for a CRM.")
+@click.pass_context
+def sends_report(ctx: click.Context, send_id: int, fmt: str) -> None:
+    """What readers used: people's clicks per section and per link, unique clickers,
+    click rate, unsubscribes, bounces, complaints, and the clicks flagged as scanners'.
+
+    Example: newsletter sends report 12 --format csv > clicks.csv
+    """
+    from newsletter.cli.report import echo_report
+
+    echo_report(_engine(ctx), send_id, fmt)

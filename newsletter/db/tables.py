@@ -17,6 +17,8 @@ sends`` in ``ledger``).
 - archive_issues: the public web archive (``archive``)
 - signups, rate_limits: sign-ups awaiting confirmation with their consent records, and the
   sign-up rate limits' counters (``audience.signup``, ``audience.ratelimit``)
+- send_links, clicks, opens: tracked links per send, and the requests of them
+  (``delivery.tracking``, ``feedback.clicks``)
 - suppressions, bounce_messages, soft_bounces: the one suppression list and the bounce
   mailbox's claims and soft bounces (``audience.suppressions``, ``feedback.mailbox``)
 
@@ -424,5 +426,50 @@ soft_bounces = sa.Table(
     sa.Column("status", sa.String(16), nullable=True),  # the DSN's status code, e.g. 4.2.2
     sa.Column("bounced_at", Stamp, nullable=False),
     sa.Index(None, "email_key", "bounced_at"),
+    sqlite_autoincrement=True,
+)
+
+
+# -- click tracking (newsletter.delivery.tracking, newsletter.feedback.clicks) -------------
+
+send_links = sa.Table(
+    "send_links",
+    metadata,
+    # each tracked link of a send: its index in the tracked URLs (0 is the canary), the
+    # original URL and the section it stands in, so clicks are counted per section
+    sa.Column("send_id", ID, sa.ForeignKey("sends.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("idx", sa.Integer(), primary_key=True),
+    sa.Column("url", sa.Text(), nullable=False),
+    sa.Column("section_kind", sa.String(40), nullable=False),
+    sa.Column("section_title", sa.Text(), nullable=True),
+    sa.Column("item_title", sa.Text(), nullable=True),
+)
+
+clicks = sa.Table(
+    "clicks",
+    metadata,
+    # one row per request of a tracked link (GET or HEAD), flagged at report time
+    # (feedback.clicks.classify); no foreign key: one cheap insert per click
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("send_id", ID, nullable=False),
+    sa.Column("subscriber_id", ID, nullable=False),
+    sa.Column("link_idx", sa.Integer(), nullable=False),
+    sa.Column("method", sa.String(8), nullable=False),
+    sa.Column("clicked_at", Stamp, nullable=False),
+    sa.Index(None, "send_id", "subscriber_id"),
+    sa.Index(None, "subscriber_id"),
+    sqlite_autoincrement=True,
+)
+
+opens = sa.Table(
+    "opens",
+    metadata,
+    # the 1x1 pixel's requests (track_opens): may include machine opens, never decide
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("send_id", ID, nullable=False),
+    sa.Column("subscriber_id", ID, nullable=False),
+    sa.Column("opened_at", Stamp, nullable=False),
+    sa.Index(None, "send_id", "subscriber_id"),
+    sa.Index(None, "subscriber_id"),
     sqlite_autoincrement=True,
 )

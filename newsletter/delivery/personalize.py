@@ -36,7 +36,6 @@ subscriber id (a ``--test-to`` address) gets a link for subscriber 0, which matc
 
 from __future__ import annotations
 
-import binascii
 import hmac
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -47,14 +46,12 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import format_datetime, parseaddr
 from hashlib import sha256
-from html import escape
 from secrets import token_hex
 from typing import NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 from ..audience.tokens import Signer, preferences_signer, signer
-from ..authoring.render import NAME_FIELD, PREFERENCES_MARK, UNSUBSCRIBE_MARK, Rendered
-from ..authoring.text import REWRAP_BLOCK, rewrap
+from ..authoring.render import UNSUBSCRIBE_MARK, Rendered
 from ..config import Settings, require
 from ..errors import ConfigError
 from .headersafe import (
@@ -66,27 +63,11 @@ from .headersafe import (
     sendable_address,
     text_header,
 )
+from .parts import Part, _stuff
+from .tracking import ClickSigner, click_url
 
 TEST_PREFIX = "[TEST] "
 LIST_UNSUBSCRIBE_POST = "List-Unsubscribe=One-Click"
-# a text-part block with a name field, wrapped per recipient (text.rewrap), comes first:
-# the name fields inside it are filled by rewrap, not one by one
-_MARKS = re.compile(
-    REWRAP_BLOCK + "|" + re.escape(UNSUBSCRIBE_MARK) + "|" + re.escape(PREFERENCES_MARK) + "|"
-    + NAME_FIELD.pattern
-)
-_QP_MAX = 76
-_DOTS = re.compile(rb"(?m)^\.")
-
-
-class Slot(NamedTuple):
-    """A per-recipient hole in a body: ``kind`` is "unsubscribe", "preferences", "name" or
-    "rewrap" (a plain-text block wrapped after the name is filled in; ``fallback`` holds it)."""
-
-    kind: str
-    fallback: str = ""
-
-
 class Recipient(NamedTuple):
     """Who a message is for. Anything with these three fields will do (``Addressee``):
     the ledger's claimed rows (``claims.ClaimedRow``) are used as they are."""
@@ -108,140 +89,6 @@ class Addressee(Protocol):
 
     @property
     def name(self) -> str | None: ...
-
-
-def _softbreak_end(encoded: bytes) -> bytes:
-    """``encoded`` (quoted-printable) followed by a soft line break, lines kept <= 76."""
-    start = encoded.rfind(b"\n") + 1
-    last = len(encoded) - start
-    if last + 1 > _QP_MAX:
-        cut = start + _QP_MAX - 4
-        # never split an "=XX" escape: '=' appears in QP output only as an escape lead
-        if encoded[cut - 1 : cut] == b"=":
-            cut -= 1
-        elif encoded[cut - 2 : cut - 1] == b"=":
-            cut -= 2
-        encoded = encoded[:cut] + b"=\r\n" + encoded[cut:]
-    return encoded + b"=\r\n"
-
-
-def _qp(data: str) -> bytes:
-    """Quoted-printable (CRLF line ends) of ``data``, whose line ends are already CRLF."""
-    encoded = binascii.b2a_qp(data.encode("utf-8"), quotetabs=False, istext=True, header=False)
-    # soft breaks use LF when the input has no CRLF; '=' itself is always encoded as =3D
-    return encoded.replace(b"=\n", b"=\r\n")
-
-
-def _stuff(data: bytes) -> bytes:
-    """SMTP transparency (RFC 5321 4.5.2): double a '.' that starts a line."""
-    if data.startswith(b".") or b"\n." in data:
-        return _DOTS.sub(b"..", data)
-    return data
-
-
-def _crlf(text: str) -> str:
-    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
-
-
-@dataclass(frozen=True)
-class Part:
-    """One body (or the subject) split at its merge marks, literal pieces pre-encoded."""
-
-    literals: tuple[str, ...]  # len(literals) == len(slots) + 1
-    slots: tuple[Slot, ...]
-    html: bool
-    encoded: tuple[bytes, ...] = field(default=(), repr=False)
-    stuffed: tuple[bytes, ...] = field(default=(), repr=False)  # encoded, SMTP dot-stuffed
-
-    @classmethod
-    def split(cls, content: str, *, html: bool, encode: bool = True) -> Part:
-        literals: list[str] = []
-        slots: list[Slot] = []
-        pos = 0
-        for match in _MARKS.finditer(content):
-            literals.append(content[pos : match.start()])
-            if match.group(0) == UNSUBSCRIBE_MARK:
-                slots.append(Slot("unsubscribe"))
-            elif match.group(0).startswith(REWRAP_BLOCK[0]):
-                slots.append(Slot("rewrap", match.group(0)))
-            elif match.group(0) == PREFERENCES_MARK:
-                slots.append(Slot("preferences"))
-            else:
-                slots.append(Slot("name", match.group(1) or ""))
-            pos = match.end()
-        literals.append(content[pos:])
-        encoded: tuple[bytes, ...] = ()
-        if encode:
-            pieces = [_qp(_crlf(piece)) for piece in literals]
-            encoded = tuple(
-                _softbreak_end(piece) if i < len(pieces) - 1 else piece
-                for i, piece in enumerate(pieces)
-            )
-        # every piece starts at a line start, so each can be dot-stuffed on its own
-        stuffed = tuple(_DOTS.sub(b"..", piece) for piece in encoded)
-        return cls(tuple(literals), tuple(slots), html, encoded, stuffed)
-
-    @property
-    def personal(self) -> bool:
-        return bool(self.slots)
-
-    @property
-    def has_preferences(self) -> bool:
-        return any(slot.kind == "preferences" for slot in self.slots)
-
-    def values(self, url: str, name: str | None, preferences: str = "") -> list[str]:
-        """The per-recipient text for each slot (HTML-escaped in an HTML part)."""
-        out: list[str] = []
-        for slot in self.slots:
-            if slot.kind == "unsubscribe":
-                out.append(escape(url) if self.html else url)
-            elif slot.kind == "rewrap":
-                out.append(rewrap(slot.fallback, name))
-            elif slot.kind == "preferences":
-                out.append(escape(preferences) if self.html else preferences)
-            elif name:
-                out.append(escape(name) if self.html else name)
-            else:
-                out.append(slot.fallback)  # already HTML in the HTML part
-        return out
-
-    def names_only(self, longer_than: int = 0) -> Part:
-        """This part with each "rewrap" block longer than ``longer_than`` wrapped as it
-        is, its name fields left as "name" slots: for a backend whose per-recipient values
-        are limited in size (SendGrid), whose readers then get those blocks wrapped before
-        the name is filled in."""
-        if all(s.kind != "rewrap" or len(s.fallback) <= longer_than for s in self.slots):
-            return self
-        marks = [
-            rewrap(slot.fallback, None, fill=False)
-            if slot.kind == "rewrap" and len(slot.fallback) > longer_than
-            else slot.fallback if slot.kind == "rewrap"
-            else UNSUBSCRIBE_MARK if slot.kind == "unsubscribe"
-            else f"{{{{name|{slot.fallback}}}}}" if slot.fallback else "{{name}}"
-            for slot in self.slots
-        ]
-        return Part.split(self.fill(marks), html=self.html, encode=bool(self.encoded))
-
-    def fill(self, values: Sequence[str]) -> str:
-        if not values:
-            return self.literals[0]
-        out = [self.literals[0]]
-        for value, literal in zip(values, self.literals[1:], strict=True):
-            out.append(value)
-            out.append(literal)
-        return "".join(out)
-
-    def encode(self, values: Sequence[str], *, smtp: bool = False) -> bytes:
-        """The part's body, quoted-printable; ``smtp=True``: dot-stuffed for DATA."""
-        pieces = self.stuffed if smtp else self.encoded
-        if not values:
-            return pieces[0]
-        out = [pieces[0]]
-        for value, literal in zip(values, pieces[1:], strict=True):
-            encoded = _softbreak_end(_qp(_crlf(value)))  # a rewrapped block has lines
-            out.append(_stuff(encoded) if smtp else encoded)
-            out.append(literal)
-        return b"".join(out)
 
 
 def clean_name(name: object) -> str | None:
@@ -291,6 +138,8 @@ class MessageTemplate:
     variant_of: Mapping[int, str] = field(repr=False, default_factory=dict)
     default_variant: str | None = None
     _resolve_default: Callable[[], str | None] | None = field(repr=False, default=None)
+    clicker: ClickSigner | None = field(repr=False, default=None)  # tracked links' signer
+    opener: ClickSigner | None = field(repr=False, default=None)  # the pixel's
 
     def __post_init__(self) -> None:
         self._msgid_head = f"<{self.send_id}."
@@ -298,6 +147,19 @@ class MessageTemplate:
         self._url_head = f"{self.base_url}/u/"
         self.preferences_head = f"{self.base_url}/p/"
         self.has_preferences = self.text.has_preferences or self.html.has_preferences
+        self.links = max(self.text.links, self.html.links)
+        self.has_open = any(s.kind == "open" for s in self.html.slots)
+
+    def click_urls(self, subscriber_id: int | None) -> list[str]:
+        """The recipient's tracked URLs by link index, then the pixel's (none without
+        marks); a test address (no subscriber) gets subscriber 0's, which count for no one."""
+        if not (self.links or self.has_open) or self.clicker is None:
+            return []
+        send, who, base = int(self.send_id), subscriber_id or 0, self.base_url
+        urls = [click_url(base, t) for t in self.clicker.many(send, who, self.links)]
+        if self.has_open and self.opener is not None:
+            urls.append(f"{base}/o/{self.opener.sign(send, who, 0)}")
+        return urls
 
     def preferences_urls(self, subscriber_ids: Sequence[int]) -> list[str]:
         """The preference-centre URLs of these subscribers ("" for each when no part
@@ -440,14 +302,21 @@ class OutgoingMessage(NamedTuple):
         return part.fill(part.values(self.unsubscribe_url, self.name))
 
     @property
+    def click_urls(self) -> list[str]:
+        """This message's tracked URLs by link index (``MessageTemplate.click_urls``)."""
+        return self.template.click_urls(self.subscriber_id)
+
+    @property
     def html(self) -> str:
         part = self.template.html
-        return part.fill(part.values(self.unsubscribe_url, self.name, self.preferences_url))
+        return part.fill(part.values(self.unsubscribe_url, self.name, self.preferences_url,
+                                     self.click_urls))
 
     @property
     def text(self) -> str:
         part = self.template.text
-        return part.fill(part.values(self.unsubscribe_url, self.name, self.preferences_url))
+        return part.fill(part.values(self.unsubscribe_url, self.name, self.preferences_url,
+                                     self.click_urls))
 
     def recipient_headers(self) -> bytes:
         """To, Message-ID, List-Unsubscribe (and Subject when it has merge fields)."""
@@ -481,6 +350,7 @@ class OutgoingMessage(NamedTuple):
     def _assemble(self, *, smtp: bool) -> bytes:
         t = self.template
         url, name, prefs = self.unsubscribe_url, self.name, self.preferences_url
+        clicks = t.click_urls(self.subscriber_id)
         boundary = t.boundary.encode("ascii")
         head = self.recipient_headers()
         return b"".join((
@@ -489,11 +359,11 @@ class OutgoingMessage(NamedTuple):
             b"\r\n--", boundary,
             b"\r\nContent-Type: text/plain; charset=\"utf-8\"\r\n"
             b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-            t.text.encode(t.text.values(url, name, prefs), smtp=smtp),
+            t.text.encode(t.text.values(url, name, prefs, clicks), smtp=smtp),
             b"\r\n--", boundary,
             b"\r\nContent-Type: text/html; charset=\"utf-8\"\r\n"
             b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-            t.html.encode(t.html.values(url, name, prefs), smtp=smtp),
+            t.html.encode(t.html.values(url, name, prefs, clicks), smtp=smtp),
             b"\r\n--", boundary, b"--\r\n",
             b".\r\n" if smtp else b"",
         ))
@@ -568,6 +438,7 @@ def prepare(
     headers = _constant_headers(settings.from_address, settings.reply_to, subject_raw, subject,
                                 when, list_id_header, boundary)
     tag = hmac.digest(settings.secret_key.encode(), b"newsletter/message-id", "sha256")
+    tracked = isinstance(send_id, int) and "%%" in rendered.html
     return MessageTemplate(
         send_id=send_id,
         list_id=list_id,
@@ -585,6 +456,8 @@ def prepare(
         boundary=boundary,
         signer=signer(settings),
         _sign_preferences=preferences_signer(settings),
+        clicker=ClickSigner(settings) if tracked else None,
+        opener=ClickSigner(settings, opens=True) if tracked else None,
         _msgid_tag=tag.hex()[:10],
         _msgid_domain=_ascii_domain(domain),
     )

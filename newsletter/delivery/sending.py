@@ -30,12 +30,13 @@ from ..authoring.build import WELCOME_FILE, build_file
 from ..authoring.identity import Identity, of_issue, why_same
 from ..authoring.linkcheck import check_before_send
 from ..authoring.media import publish as publish_media
+from ..authoring.model import Issue
 from ..authoring.render import Rendered
 from ..config import Settings
 from ..db.transactions import utcnow
 from ..errors import NewsletterError, UsageError
 from ..private import private_folder, write_private
-from . import ledger, placeholders, variants
+from . import ledger, placeholders, tracking, variants
 from .backends import get_backend
 from .personalize import Recipient, prepare
 from .requeue import Requeued
@@ -57,6 +58,12 @@ class Prepared:
     identity: Identity
     notices: list[str]  # example values still in the settings (placeholders="warn")
     subject_variants: list[str] = field(default_factory=list)  # front matter's subject test
+    issue: Issue | None = None  # the model: tracked links know their sections from it
+
+    def tracked(self, settings: Settings, list_name: str) -> tracking.Tracked:
+        """The copy a real send to ``list_name`` stores: links marked for click tracking
+        when it is on (``tracking.for_send``), with the links to keep (``tracking.store``)."""
+        return tracking.for_send(settings, self.issue, self.rendered, list_name)
 
 
 def preflight(settings: Settings, issue_path: Path | str, *, backend: str | None = None,
@@ -94,7 +101,8 @@ def preflight(settings: Settings, issue_path: Path | str, *, backend: str | None
     publish_media(settings, result.issue)  # local images -> out/media/, which `serve` serves
     return Prepared(path=path, slug=result.issue.slug, rendered=result.rendered,
                     warnings=len(result.warnings), identity=of_issue(result.issue),
-                    notices=notices, subject_variants=list(result.issue.subject_variants))
+                    notices=notices, subject_variants=list(result.issue.subject_variants),
+                    issue=result.issue)
 
 
 def already_sent(latest: ledger.SendInfo, prepared: Prepared, list_name: str) -> str:
@@ -161,7 +169,9 @@ def start(
         )
         return Started(_fresh(engine, send_id), resumed=False)
     latest = ledger.find_latest(engine, prepared.slug, mailing_list.id, prepared.identity)
+    tracked = prepared.tracked(settings, mailing_list.name)
     if latest is not None and latest.status == "sending":
+        tracking.store(engine, latest.id, tracked.links)  # if its creator died before
         return Started(latest, resumed=True)
     if latest is not None and not again:
         raise NewsletterError(
@@ -171,7 +181,7 @@ def start(
     create = dict(kind="real", issue_path=str(prepared.path), issue_slug=prepared.slug,
                   subject=prepared.rendered.subject, list_id=mailing_list.id,
                   list_name=mailing_list.name, backend=backend_name,
-                  html=prepared.rendered.html, text=prepared.rendered.text,
+                  html=tracked.rendered.html, text=tracked.rendered.text,
                   identity=prepared.identity)
     try:
         if subject_test is not None:
@@ -183,6 +193,7 @@ def start(
         if latest is None or latest.status != "sending":
             raise
         return Started(latest, resumed=True)
+    tracking.store(engine, send_id, tracked.links)
     from .archive import publish_send
 
     # the web archive's generic copy, as sent (under the issue's archive slug)

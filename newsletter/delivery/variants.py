@@ -179,29 +179,23 @@ def create_tested_send(db: DB, plan: Plan, now: dt.datetime, **create: object) -
 
 
 def human_clickers_by_variant(db: DB, send_id: int) -> dict[str, int]:
-    """Human unique clickers per variant of the send's test share ({} with no clicks).
+    """Human unique clickers per variant of the send's test share ({} with no clicks):
+    the people whose clicks ``feedback.clicks`` judges a person's (link scanners' HEAD
+    requests, canary hits and bursts do not count), by the variant they were sent."""
+    from ..feedback.clicks import classified
 
-    Reads the ``clicks`` table of click tracking when the database has one: one row per
-    click with ``send_id`` and ``subscriber_id``, and either a ``human`` flag or a
-    ``flagged`` one (scanners). The integrator points this at
-    ``newsletter.feedback.clicks`` once it exists; tests insert such rows.
-    """
+    humans = {c.subscriber_id for c in classified(db, send_id) if c.human}
+    if not humans:
+        return {}
+    r = send_recipients.c
+    counts: dict[str, int] = {}
     with transaction(db, read=True) as conn:
-        inspector = sa.inspect(conn)
-        if not inspector.has_table("clicks"):
-            return {}
-        names = {c["name"] for c in inspector.get_columns("clicks")}
-        clicks = sa.table("clicks", *(sa.column(n) for n in names))
-        human = (clicks.c.human.is_(True) if "human" in names
-                 else sa.not_(clicks.c.flagged) if "flagged" in names else sa.true())
-        r = send_recipients.c
-        rows = conn.execute(
-            sa.select(r.variant, sa.func.count(sa.distinct(clicks.c.subscriber_id)))
-            .select_from(clicks.join(send_recipients, sa.and_(
-                r.send_id == clicks.c.send_id, r.subscriber_id == clicks.c.subscriber_id)))
-            .where(clicks.c.send_id == send_id, human, r.variant.in_(LETTERS))
-            .group_by(r.variant)).all()
-    return {variant: int(n) for variant, n in rows}
+        for variant, subscriber_id in conn.execute(
+                sa.select(r.variant, r.subscriber_id)
+                .where(r.send_id == send_id, r.variant.in_(LETTERS))):
+            if subscriber_id in humans:
+                counts[variant] = counts.get(variant, 0) + 1
+    return counts
 
 
 def sent_by_variant(db: DB, send_id: int) -> dict[str, int]:

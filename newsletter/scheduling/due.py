@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from newsletter.audience.lists import get_list
 from newsletter.db.transactions import DB, aware, transaction
-from newsletter.delivery import ledger, sending
+from newsletter.delivery import ledger, sending, tracking
 from newsletter.errors import NewsletterError
 from newsletter.scheduling.sendtimes import iso
 
@@ -137,13 +137,15 @@ def _create_send(ctx: WorkerContext, info: ScheduleInfo, ready: Ready, wave: Fir
             event("schedule.failed", schedule=info.id, issue=info.issue_path,
                   error=message, findings=[])
             return None
+        tracked = prepared.tracked(ctx.settings, ready.list_name)  # click tracking
         send_id = ledger.create_send(
             conn, kind="real", issue_path=str(ready.path), issue_slug=prepared.slug,
             subject=prepared.rendered.subject, list_id=ready.list_id,
             list_name=ready.list_name, backend=info.backend or ctx.settings.backend,
-            html=prepared.rendered.html, text=prepared.rendered.text,
+            html=tracked.rendered.html, text=tracked.rendered.text,
             recipient_filter=wave.recipient_filter, identity=prepared.identity,
         )
+        tracking.store(conn, send_id, tracked.links)
         conn.execute(schedules.update().where(schedules.c.id == info.id)
                      .values(send_id=send_id))
     return send_id

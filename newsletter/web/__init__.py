@@ -41,7 +41,7 @@ PAGES = Path(__file__).parent / "templates"
 
 PARTS: dict[str, list[str]] = {
     # part name: the "module:function" entries that build it, each (settings) -> Part
-    "preview": ["newsletter.web.preview:part"],
+    "preview": ["newsletter.web.preview:part", "newsletter.web.reports:part"],
     "public": ["newsletter.web.public:part"],  # unsubscribe, webhooks, archive, healthz
 }
 

@@ -154,13 +154,15 @@ def guarded(endpoint: Endpoint) -> Endpoint:
 
 
 def part(settings: Settings) -> Part:
-    from . import archive, preferences, provider_webhooks, signup, unsubscribe, webhook
+    from . import archive, clicks, preferences, provider_webhooks, signup, unsubscribe, webhook
 
     require(settings, "secret_key", purpose="checking unsubscribe links")
     require(settings, "base_url", purpose="the archive feed's links and the site's redirects")
     state = PublicState(settings=settings, engine=open_engine(settings),
                         verifier=_verifier(settings))
+    click_routes, click_writer = clicks.routes(state)  # tracked links: /c/, /o/
     routes: list[BaseRoute] = [
+        *click_routes,
         *unsubscribe.routes(state),
         *preferences.routes(state),
         *webhook.routes(state),
@@ -179,6 +181,7 @@ def part(settings: Settings) -> Part:
         try:
             yield
         finally:
+            click_writer.close()  # every queued click is written before the pool goes
             mailer = getattr(state, "signup_mailer", None)
             if mailer is not None:
                 mailer.close()

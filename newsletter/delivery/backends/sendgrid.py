@@ -44,11 +44,11 @@ from ...config import Settings
 from ...errors import ConfigError
 from ..headersafe import is_clean, sendable_address
 from ..journal import BatchLog
+from ..parts import Part
 from ..personalize import (
     LIST_UNSUBSCRIBE_POST,
     MessageTemplate,
     OutgoingMessage,
-    Part,
     Recipient,
 )
 from .base import NOT_HANDLED, BackendBase, BackendUnavailable, DeliveryResult, Status
@@ -82,6 +82,7 @@ class _Content:
     rewrap_keys: tuple[tuple[str, str], ...] = ()  # (JSON key, text.rewrap block)
     preferences: bool = False  # a body links to the preference centre (PREFS_KEY/_H)
     preferences_plain: bool = False  # its URLs need neither JSON nor HTML escaping
+    click_keys: tuple[tuple[str, int], ...] = ()  # (JSON key, link index; -1: the pixel)
 
 
 class Body:
@@ -120,6 +121,8 @@ def _keyed(part: Part, prefix: str, keys: dict[tuple[str, str], str]) -> tuple[s
             key = keys.setdefault(("w", slot.fallback), f"%%nl_wrap_{len(keys)}%%")
         elif slot.kind == "preferences":
             key = PREFS_KEY if prefix == "t" else PREFS_HTML_KEY
+        elif slot.kind in ("click", "open"):  # tracked links: base64url tokens need no
+            key = f"%%nl_c{slot.fallback or 'o'}%%"  # escaping when base_url needs none
         else:
             key = keys.setdefault((prefix, slot.fallback), f"%%nl_name_{prefix}{len(keys)}%%")
         slot_keys.append(key)
@@ -160,6 +163,9 @@ def build_content(template: MessageTemplate) -> _Content:
             if slot.kind == "name":
                 name_keys[key] = (_q(key), part.html, _q(slot.fallback))
     prefix = json.dumps(base, ensure_ascii=True, separators=(",", ":"))
+    click_keys = {_q(f"%%nl_c{s.fallback or 'o'}%%"): int(s.fallback or -1)
+                  for part in (text_part, template.html) for s in part.slots
+                  if s.kind in ("click", "open")}
     return _Content(
         base=base,
         html_keys=html_keys,
@@ -172,6 +178,7 @@ def build_content(template: MessageTemplate) -> _Content:
         fallback_names="".join(f",{key}:{fallback}" for key, _, fallback in name_keys.values()),
         url_plain=_q(template.base_url) == f'"{template.base_url}"',
         preferences=template.has_preferences,
+        click_keys=tuple(click_keys.items()),
         preferences_plain=(_q(template.preferences_head) == f'"{template.preferences_head}"'
                            and escape(template.preferences_head) == template.preferences_head),
         msgid_plain=_q(template.message_id(Recipient(1, "x@x"))) == (
@@ -183,6 +190,7 @@ def build_content(template: MessageTemplate) -> _Content:
 def personalization_json(
     content: _Content, subscriber: int | None, email: str, name: str | None, url: str,
     message_id: str, subject: str | None = None, preferences: str = "",
+    clicks: Sequence[str] = (),
 ) -> str:
     """One recipient's personalization, compact JSON: the only place it is written, for
     the general path (``payload_json``) and the row path (``rows_json``) alike.
@@ -219,6 +227,8 @@ def personalization_json(
         else:
             subs += (f',"{PREFS_KEY}":{_q(preferences)},'
                      f'"{PREFS_HTML_KEY}":{_q(escape(preferences))}')
+    if content.click_keys:  # the recipient's tracked links (template.click_urls)
+        subs += "".join(f",{key}:{_q(escape(clicks[idx]))}" for key, idx in content.click_keys)
     msgid = f'"{message_id}"' if content.msgid_plain else _q(message_id)
     item = (f'{{"to":[{to}],"headers":{{"List-Unsubscribe":"<{link}>","Message-ID":{msgid}}},'
             f'"substitutions":{{{subs}{names}}}')
@@ -263,7 +273,8 @@ def rows_json(content: _Content, template: MessageTemplate, rows: Sequence[Claim
         if name is not None and not (type(name) is str and is_clean(name)):
             return None  # cleaned by messages(): the general path
         append(one(content, subscriber, email, name, url_head + token,
-                   f"{msgid_head}{subscriber}{msgid_tail}", preferences=pref))
+                   f"{msgid_head}{subscriber}{msgid_tail}", preferences=pref,
+                   clicks=template.click_urls(subscriber) if content.click_keys else ()))
     return content.json_prefix + ",".join(out) + "]}"
 
 
@@ -385,10 +396,12 @@ class SendGridBackend(BackendBase):
         one = personalization_json
         if content.personal_subject:
             items = [one(content, m.subscriber_id, m.email, m.name, m.unsubscribe_url,
-                         m.message_id, m.subject, m.preferences_url) for m in messages]
+                         m.message_id, m.subject, m.preferences_url,
+                         m.click_urls if content.click_keys else ()) for m in messages]
         else:
             items = [one(content, m.subscriber_id, m.email, m.name, m.unsubscribe_url,
-                         m.message_id, preferences=m.preferences_url) for m in messages]
+                         m.message_id, preferences=m.preferences_url,
+                         clicks=m.click_urls if content.click_keys else ()) for m in messages]
         return content.json_prefix + ",".join(items) + "]}"
 
     # -- one request, with its retries ----------------------------------------------------

@@ -1,0 +1,166 @@
+"""``/c/{token}`` and ``/o/{token}``: tracked links and the open pixel (public part).
+
+``GET /c/TOKEN`` answers a 302 to the link's original URL at once; ``HEAD`` answers the
+same (scanners check links with HEAD: recorded, flagged by ``feedback.clicks``). The
+click is queued and written after the answer by one writer thread, in batches (one
+INSERT per batch), so a burst of clicks costs the database one statement per batch; the
+queue is written out when the server stops. A token that is not ours in any way (forged,
+altered, cut short, or of a send whose links are unknown) gets a plain 400 page that
+names nothing and nobody, and nothing is recorded. Subscriber 0 (a test address) is
+redirected and not recorded.
+
+``GET /o/TOKEN``: a 1x1 transparent GIF (``track_opens``), recorded as an open.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import queue
+import threading
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from newsletter.db.tables import opens, send_links
+from newsletter.delivery.tracking import ClickSigner
+from newsletter.feedback import clicks
+
+from .public import PublicState, public_page
+
+log = logging.getLogger("newsletter.web")
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+BATCH = 2000  # clicks written per statement at most
+_NO_STORE = {"Cache-Control": "no-store, private", "Referrer-Policy": "no-referrer"}
+
+
+class Writer:
+    """Clicks and opens queued by the endpoints, written by one thread in batches."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._queue: queue.SimpleQueue[tuple[str, dict] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def put(self, kind: str, row: dict) -> None:
+        self._idle.clear()
+        self._queue.put((kind, row))
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, daemon=True,
+                                                    name="click-writer")
+                    self._thread.start()
+
+    def _drain(self, first: tuple[str, dict]) -> tuple[list[dict], list[dict], bool]:
+        got: dict[str, list[dict]] = {"click": [], "open": []}
+        got[first[0]].append(first[1])
+        stop = False
+        while len(got["click"]) + len(got["open"]) < BATCH:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                stop = True
+                break
+            got[item[0]].append(item[1])
+        return got["click"], got["open"], stop
+
+    def _write(self, click_rows: list[dict], open_rows: list[dict]) -> None:
+        try:
+            clicks.record_many(self.engine, click_rows)
+            if open_rows:
+                with self.engine.begin() as conn:
+                    conn.execute(opens.insert(), open_rows)
+        except Exception:  # the database went away: logged; the server keeps redirecting
+            log.exception("could not record %d click(s)", len(click_rows) + len(open_rows))
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            click_rows, open_rows, stop = self._drain(item)
+            self._write(click_rows, open_rows)
+            if self._queue.empty():
+                self._idle.set()
+            if stop:
+                break
+        self._idle.set()
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until every queued click is written (tests, benchmarks, shutdown)."""
+        return self._idle.wait(timeout)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+            self._thread = None
+
+
+class Links:
+    """Each send's original URLs by link index, read once per send and kept."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._known: dict[int, dict[int, str]] = {}
+
+    def url(self, send_id: int, idx: int) -> str | None:
+        urls = self._known.get(send_id)
+        if urls is None:
+            with self.engine.connect() as conn:
+                rows = conn.execute(sa.select(send_links.c.idx, send_links.c.url)
+                                    .where(send_links.c.send_id == send_id)).all()
+            urls = {row.idx: row.url for row in rows}
+            if urls:  # a send not known yet may be created in a moment: asked again then
+                self._known[send_id] = urls
+        return urls.get(idx)
+
+
+def routes(state: PublicState) -> tuple[list[BaseRoute], Writer]:
+    settings = state.settings
+    signer, pixel_signer = ClickSigner(settings), ClickSigner(settings, opens=True)
+    writer, links = Writer(state.engine), Links(state.engine)
+    state.click_writer = writer  # type: ignore[attr-defined]
+
+    def invalid() -> Response:
+        return public_page(settings, "link-invalid.html", 400)
+
+    async def click(request: Request) -> Response:
+        found = signer.verify(request.path_params["token"])
+        if found is None:
+            return invalid()
+        send_id, subscriber_id, idx = found
+        url = links.url(send_id, idx)
+        if url is None:
+            return invalid()
+        if subscriber_id:
+            writer.put("click", {"send_id": send_id, "subscriber_id": subscriber_id,
+                                 "link_idx": idx, "method": request.method,
+                                 "clicked_at": clicks.now()})
+        return Response(status_code=302, headers={"Location": url, **_NO_STORE})
+
+    async def pixel(request: Request) -> Response:
+        found = pixel_signer.verify(request.path_params["token"])
+        if found is None:
+            return invalid()
+        send_id, subscriber_id, _ = found
+        if subscriber_id and request.method == "GET":
+            writer.put("open", {"send_id": send_id, "subscriber_id": subscriber_id,
+                                "opened_at": clicks.now()})
+        return Response(PIXEL, media_type="image/gif", headers=_NO_STORE)
+
+    return [
+        Route("/c/{token}", click, methods=["GET", "HEAD"]),
+        Route("/o/{token}", pixel, methods=["GET", "HEAD"]),
+    ], writer
+
+

@@ -1,0 +1,121 @@
+"""Link rewriting (delivery.tracking): the switches, SendGrid's substitutions, the open
+pixel and the click tokens."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from newsletter.authoring.build import build_file
+from newsletter.config import Settings
+from newsletter.db.tables import opens
+from newsletter.delivery import sending
+from newsletter.delivery.personalize import prepare
+from newsletter.delivery.tracking import ClickSigner, for_send
+from newsletter.web import create_app
+from tests.delivery_helpers import recipients, send_settings
+from tests.sendgrid_standin import SendGridStandIn, sendgrid_standin  # noqa: F401 (fixture)
+
+from .conftest import SAMPLE
+from .sendtools import make_project, seed
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from starlette.testclient import TestClient
+
+TRACKED = re.compile(r'href="https://news\.example\.org/c/([A-Za-z0-9_-]+)"')
+
+
+def _tracked(settings: Settings, list_name: str = "daily", issue: Path = SAMPLE):
+    build = build_file(issue, settings, personal=True)
+    assert build.rendered is not None and build.issue is not None
+    return for_send(settings, build.issue, build.rendered, list_name)
+
+
+def test_tracking_switches_per_newsroom_list_and_issue(project: Path) -> None:
+    settings = send_settings(project)
+    assert len(_tracked(settings).links) > 1
+    assert "%%click:" in _tracked(settings).rendered.html
+    assert _tracked(settings.model_copy(update={"track_clicks": False})).links == ()
+    board = settings.model_copy(update={"untracked_lists": ["board"]})
+    assert _tracked(board, "board").links == () and _tracked(board, "daily").links
+    text = SAMPLE.read_text("utf-8").replace("\n---\n", "\ntrack_clicks: false\n---\n", 1)
+    off = project / "issues" / "off.md"
+    off.write_text(text, encoding="utf-8")
+    untracked = _tracked(settings, issue=off)
+    assert untracked.links == () and "%%click:" not in untracked.rendered.html
+
+
+def test_a_bad_track_clicks_value_is_one_finding_at_its_line(project: Path) -> None:
+    text = SAMPLE.read_text("utf-8").replace("\n---\n", "\ntrack_clicks: sometimes\n---\n", 1)
+    path = project / "issues" / "bad.md"
+    path.write_text(text, encoding="utf-8")
+    findings = build_file(path, send_settings(project)).errors
+    line = text.splitlines().index("track_clicks: sometimes") + 1
+    assert [(f.rule, f.line) for f in findings] == [("track-clicks-type", line)]
+
+
+def test_sendgrid_carries_each_recipients_tracked_links(
+        project: Path, sendgrid_standin: SendGridStandIn) -> None:  # noqa: F811
+    from newsletter.delivery.backends.sendgrid import SendGridBackend
+
+    settings = send_settings(project, track_opens=True)
+    template = prepare(_tracked(settings).rendered, settings, send_id=41, list_id=2,
+                       list_name="daily")
+    people = recipients(5)
+    messages = template.messages(people)
+    with SendGridBackend(sendgrid_standin.api_key, sendgrid_standin.url,
+                         backoff=0.01) as backend:
+        assert all(r.ok for r in backend.send_batch(messages))
+    signer = ClickSigner(settings)
+    for message in messages:
+        (got,) = sendgrid_standin.expand(message.email)
+        assert got["html"] == message.html and got["text"] == message.text
+        tokens = TRACKED.findall(got["html"])
+        assert tokens and {signer.verify(t)[:2] for t in tokens} == {
+            (41, message.subscriber_id)}
+        assert "https://news.example.org/o/" in got["html"]
+
+
+def test_tokens_are_short_and_any_change_breaks_them(project: Path) -> None:
+    settings = send_settings(project)
+    signer = ClickSigner(settings)
+    token = signer.sign(123_456, 9_876_543, 17)
+    assert len(token) <= 24 and signer.verify(token) == (123_456, 9_876_543, 17)
+    for i in range(len(token)):
+        for c in "AQw_-":
+            changed = token[:i] + c + token[i + 1:]
+            if changed != token:
+                assert signer.verify(changed) is None
+    assert ClickSigner(settings, opens=True).verify(token) is None  # a pixel's is not a link's
+    rotated = settings.model_copy(update={"secret_key": "n" * 40,
+                                          "old_secret_keys": [settings.secret_key]})
+    assert ClickSigner(rotated).verify(token) == (123_456, 9_876_543, 17)
+
+
+@pytest.mark.parametrize("track_opens", [False, True])
+def test_the_open_pixel_only_when_asked_and_opens_recorded(tmp_path: Path,
+                                                           track_opens: bool) -> None:
+    settings = make_project(tmp_path / "p").model_copy(update={"track_opens": track_opens})
+    engine = seed(settings, 3)
+    prepared = sending.preflight(settings, settings.project_dir / "issues/2026-11-24.md")
+    started = sending.start(engine, settings, prepared, "daily", backend="outbox")
+    sending.run(engine, settings, started.send.id, backend="outbox")
+    html = sorted(settings.outbox_path.glob("*.eml"))[0].read_text("utf-8")
+    pixel = re.search(r"https://sendtest\.news/o/[A-Za-z0-9_-]+", html.replace("=\n", ""))
+    assert bool(pixel) is track_opens
+    if not track_opens:
+        return
+    app = create_app(settings, preview=False, public=True)
+    with TestClient(app, base_url="https://sendtest.news") as client:
+        answer = client.get(pixel.group(0))
+        assert answer.status_code == 200 and answer.headers["content-type"] == "image/gif"
+        assert client.get("/o/AAAAAAAAAAAAAAAAAAAAAA").status_code == 400
+        app.state.parts[0].state.click_writer.flush()
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(opens)).scalar() == 1
+    engine.dispose()
