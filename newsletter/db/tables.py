@@ -14,6 +14,7 @@ sends`` in ``ledger``).
 - webhook_events, webhook_requests, send_event_counts, send_recipient_events: SendGrid
   webhook events and engagement counters (``events``)
 - archive_issues: the public web archive (``archive``)
+- rate_limits: each backend's shared send rate (``delivery.ratelimit``)
 
 Objects the migrations create with raw SQL (revision 0004's triggers and functions) are
 not in the metadata; ``tests/test_schema.py`` names them in its allow-list.
@@ -200,6 +201,16 @@ send_workers = sa.Table(
     sa.Column("journal_dir", sa.Text(), nullable=True),
 )
 
+
+# the shared pace of each backend (delivery.ratelimit): one row per backend, moved
+# forward by one statement per batch by every worker of every process and machine
+rate_limits = sa.Table(
+    "rate_limits",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    # seconds since the epoch (the database's clock) at which the next message may go
+    sa.Column("next_at", sa.Float(), nullable=False),
+)
 
 # -- scheduled sends (newsletter.scheduling) ----------------------------------------------
 
