@@ -165,7 +165,7 @@ def test_the_tables_module_alone_holds_every_table() -> None:
     assert set(tables.split()) == {
         "subscribers", "lists", "memberships", "sends", "send_recipients", "send_batches",
         "send_workers", "schedules", "schedule_workers", "webhook_events", "webhook_requests",
-        "send_event_counts", "send_recipient_events", "archive_issues"}
+        "send_event_counts", "send_recipient_events", "archive_issues", "rate_limits"}
     owners = {"newsletter.delivery.ledger", "newsletter.scheduler", "newsletter.feedback.effects",
               "newsletter.archive", "newsletter.delivery.sending"}
     assert not owners & set(modules.split())

@@ -60,10 +60,6 @@ def _words(text: object) -> str:
     return " ".join(str(text).split())[:500]
 
 
-class _Stop(Exception):
-    """The account or credentials refuse every message (carries the reason)."""
-
-
 class SESBackend(BackendBase):
     name = "ses"
     batch_size = 100  # one call per message: the batch only sets what is at stake
@@ -109,7 +105,8 @@ class SESBackend(BackendBase):
         self.sleep(wait)
 
     def send_one(self, m: OutgoingMessage) -> DeliveryResult:
-        """One message's call, with bounded retries (raises ``_Stop``)."""
+        """One message's call, with bounded retries; ``BackendUnavailable`` when the
+        account or credentials would refuse every message."""
         from botocore.exceptions import (
             ClientError,
             ConnectionClosedError,
@@ -139,7 +136,7 @@ class SESBackend(BackendBase):
                 return DeliveryResult(Status.UNCERTAIN, f"no answer from SES: {exc}")
             except (EndpointConnectionError, ConnectTimeoutError) as exc:
                 if attempt >= self.max_attempts:
-                    raise _Stop(f"cannot reach SES: {exc}; check ses_endpoint_url, "
+                    raise BackendUnavailable(f"cannot reach SES: {exc}; check ses_endpoint_url, "
                                 "ses_region and the network") from None
                 self._wait("connect", attempt)
             else:
@@ -155,7 +152,7 @@ class SESBackend(BackendBase):
         if code in THROTTLED or "maximum sending rate exceeded" in words.lower():
             return None
         if code in FATAL:
-            raise _Stop(f"SES refused the message: {code}: {words}: {FATAL[code]}")
+            raise BackendUnavailable(f"SES refused the message: {code}: {words}: {FATAL[code]}")
         if status >= 500 or status == 0:
             return None
         return DeliveryResult(Status.PERMANENT, f"{code}: {words}")
@@ -170,11 +167,11 @@ class SESBackend(BackendBase):
                 progress.handing(i)
             try:
                 result = self.send_one(message)
-            except _Stop as exc:
+            except BackendUnavailable as exc:
                 if progress is not None:
                     progress.answered(i, False)
                 if not any(r.ok for r in results):
-                    raise BackendUnavailable(str(exc)) from None
+                    raise
                 rest = DeliveryResult(Status.TEMPORARY, str(exc))
                 return results + [rest] * (len(messages) - i)
             if progress is not None and result.status is not Status.UNCERTAIN:
