@@ -9,7 +9,9 @@ HTML and text bodies, our ``List-Unsubscribe`` (the recipient's one-click link) 
 ``List-Unsubscribe-Post`` headers, ``List-Id``, ``Message-ID``, and ``Metadata``
 (``send_id``, ``list_id``, ``subscriber_id``), which Postmark returns on its webhooks. The
 JSON of the bodies is escaped once per send; per recipient only the merge values are. A
-call holds at most 500 messages and 50 MB.
+call holds at most 500 messages and 10 MB (Postmark allows 50 MB: smaller calls bound each
+worker's memory, and what a call lost in flight leaves uncertain); each call is built just
+before it is posted, not the whole batch at once.
 
 Answers: 200 carries one result per message: ``ErrorCode`` 0 -> sent (``MessageID``),
 406 (inactive recipient: it bounced or complained before) and other codes -> that
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from email.utils import formataddr
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
@@ -38,7 +40,8 @@ from .base import BackendBase, BackendUnavailable, DeliveryResult, Status
 from .httpapi import LOST, UNREACHABLE, HttpApi, halves
 
 MAX_MESSAGES = 500
-MAX_BYTES = 50 * 1000 * 1000
+MAX_BYTES = 50 * 1000 * 1000  # Postmark's limit per call
+CALL_BYTES = 10 * 1000 * 1000  # ours: bounds each worker's memory and what one lost call holds
 PATH = "/email/batch"
 JSON_TYPE = "application/json"
 _q = encode_basestring_ascii
@@ -97,19 +100,22 @@ def message_json(content: _Content, m: OutgoingMessage) -> str:
             f'{{"Name":"Message-ID","Value":{_q(m.message_id)}}}]{content.tail}{who}}}}}')
 
 
-def split_calls(items: list[str]) -> list[tuple[int, int]]:
-    """(start, stop) of each call: at most 500 messages and 50 MB (with the brackets)."""
-    spans: list[tuple[int, int]] = []
+def calls(content_for: Callable[[MessageTemplate], _Content],
+          messages: Sequence[OutgoingMessage], limit: int = CALL_BYTES
+          ) -> Iterator[tuple[range, list[bytes]]]:
+    """Each call's positions in ``messages`` and its messages' JSON: at most 500
+    messages and ``limit`` bytes (with the brackets and commas), built as it goes."""
+    items: list[bytes] = []
     start, size = 0, 2
-    for i, item in enumerate(items):
-        length = len(item) + 1  # ASCII JSON: characters are bytes
-        if i > start and (i - start >= MAX_MESSAGES or size + length > MAX_BYTES):
-            spans.append((start, i))
-            start, size = i, 2
-        size += length
-    if start < len(items):
-        spans.append((start, len(items)))
-    return spans
+    for i, m in enumerate(messages):
+        item = message_json(content_for(m.template), m).encode("ascii")
+        if items and (len(items) >= MAX_MESSAGES or size + len(item) + 1 > limit):
+            yield range(start, i), items
+            items, start, size = [], i, 2
+        items.append(item)
+        size += len(item) + 1
+    if items:
+        yield range(start, len(messages)), items
 
 
 def _item_result(item: object) -> DeliveryResult:
@@ -132,8 +138,10 @@ class PostmarkBackend(BackendBase):
     logs_progress = True
 
     def __init__(self, token: str, host: str = "https://api.postmarkapp.com", *,
-                 stream: str = "broadcast", workers: int | None = None, **http) -> None:
+                 stream: str = "broadcast", workers: int | None = None,
+                 call_bytes: int = CALL_BYTES, **http) -> None:
         self.stream = stream
+        self.call_bytes = min(call_bytes, MAX_BYTES)
         self.concurrency = workers or 4
         self.api = HttpApi(host, {"X-Postmark-Server-Token": token, "Accept": JSON_TYPE},
                            label="Postmark", **http)
@@ -173,24 +181,21 @@ class PostmarkBackend(BackendBase):
 
     def send_batch(self, messages: Sequence[OutgoingMessage], progress: BatchLog | None = None
                    ) -> list[DeliveryResult]:
-        contents = [self.content_for(m.template) for m in messages]
-        items = [message_json(c, m) for c, m in zip(contents, messages, strict=True)]
         results: list[DeliveryResult] = []
-        for start, stop in split_calls(items):
-            indices = range(start, stop)
+        for indices, items in calls(self.content_for, messages, self.call_bytes):
             try:
-                results += self._call(items[start:stop], progress, indices)
+                results += self._call(items, progress, indices)
             except BackendUnavailable as exc:
                 if not any(r.ok for r in results):
                     raise  # nothing of the batch went out: it stays pending
-                results += [DeliveryResult(Status.TEMPORARY, str(exc))] * (stop - start)
+                results += [DeliveryResult(Status.TEMPORARY, str(exc))] * len(items)
         return results
 
-    def _call(self, items: list[str], progress: BatchLog | None, indices: Sequence[int]
+    def _call(self, items: list[bytes], progress: BatchLog | None, indices: Sequence[int]
               ) -> list[DeliveryResult]:
         if progress is not None:
             progress.handing_group(indices)
-        answer = self.api.post(PATH, ("[" + ",".join(items) + "]").encode("ascii"), JSON_TYPE)
+        answer = self.api.post(PATH, b"[" + b",".join(items) + b"]", JSON_TYPE)
         if answer.status == LOST:
             return [DeliveryResult(Status.UNCERTAIN, answer.text)] * len(items)
         if answer.status == 200:
@@ -214,7 +219,7 @@ class PostmarkBackend(BackendBase):
                                    "message")] * count
         return [_item_result(item) for item in data]
 
-    def _refused(self, status: int, text: str, body: bytes, items: list[str],
+    def _refused(self, status: int, text: str, body: bytes, items: list[bytes],
                  progress: BatchLog | None, indices: Sequence[int]) -> list[DeliveryResult]:
         code = _error_code(body)
         if status in (401, 403) or code == 10:
