@@ -105,10 +105,12 @@ class SESStandIn(StandIn):
             return _error("BadRequestException", "Invalid request: raw content expected.", 400)
         if len(data) > MAX_MESSAGE:
             return _error("MessageRejected", "Message length is more than 40 MB.", 400)
-        message = BytesParser(policy=policy.default).parsebytes(data)
         to = list((body.get("Destination") or {}).get("ToAddresses") or [])
-        if not to:
-            to = [a.addr_spec for a in message["To"].addresses] if message["To"] else []
+        message = None  # parsed when kept, or when it alone names the recipients
+        if self.record == "full" or not to:
+            message = BytesParser(policy=policy.default).parsebytes(data)
+        if not to and message is not None and message["To"]:
+            to = [a.addr_spec for a in message["To"].addresses]
         if not to or len(to) > 50:
             return _error("BadRequestException", "Between 1 and 50 destinations.", 400)
         config_set = body.get("ConfigurationSetName")

@@ -85,7 +85,7 @@ class SESBackend(BackendBase):
 
     # -- one message -----------------------------------------------------------------------
 
-    def _request(self, m: OutgoingMessage) -> dict[str, Any]:
+    def request_for(self, m: OutgoingMessage) -> dict[str, Any]:
         t = m.template
         tags = [{"Name": "send_id", "Value": str(t.send_id)},
                 {"Name": "list_id", "Value": str(t.list_id)}]
@@ -115,7 +115,7 @@ class SESBackend(BackendBase):
             ReadTimeoutError,
         )
 
-        request = self._request(m)
+        request = self.request_for(m)
         for attempt in range(1, self.max_attempts + 1):
             with self._lock:
                 self.requests_made += 1
