@@ -161,3 +161,22 @@ def test_standin_contract_with_a_bare_client(standin: MailgunStandIn) -> None:
     many = httpx.post(url, data={**form, "to": [f"r{i}@example.com" for i in range(1001)]},
                       auth=("api", KEY))
     assert many.status_code == 400 and "1000" in many.json()["message"]
+
+
+def test_newsletter_send_backend_mailgun(tmp_path: Path, standin: MailgunStandIn) -> None:
+    from tests.sendtools import make_project, run_cli, seed
+
+    project = tmp_path / "p"
+    seed(make_project(project), 30).dispose()
+    env = {"MAILGUN_API_KEY": KEY, "NEWSLETTER_MAILGUN_DOMAIN": DOMAIN,
+           "NEWSLETTER_MAILGUN_API_HOST": standin.url}
+    result = run_cli(project, "send", "issues/2026-11-24.md", "--list", "daily", "--yes",
+                     "--backend", "mailgun", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "via mailgun" in result.stdout + result.stderr
+    assert sorted(standin.counts) == sorted(f"r{n}@example.com" for n in range(1, 31))
+    assert standin.requests == 1
+    missing = run_cli(project, "send", "issues/2026-11-24.md", "--list", "daily", "--yes",
+                      "--again", "--backend", "mailgun", env={**env, "MAILGUN_API_KEY": ""})
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+    assert "MAILGUN_API_KEY is not set" in missing.stderr
