@@ -97,7 +97,7 @@ def _prebuilt(provider: str, url: str, workers: int, project: str):
         content = backend.content_for(template)
         pool = [request_body(content, template.messages(recipients(k * 1000, (k + 1) * 1000),
                                                         headers=False)) for k in range(8)]
-        per, path, kind = 1000, f"/v3/{DOMAIN}/messages", "application/x-www-form-urlencoded"
+        per, path, kind = 1000, f"/v3/{DOMAIN}/messages", content.content_type
         headers, auth = {}, ("api", KEYS[provider])
     local = threading.local()
 

@@ -2,8 +2,8 @@
 
 It follows Mailgun's documented contract (documentation.mailgun.com: Messages API,
 user-manual/sending-messages/batch-sending, API errors): HTTP basic auth ``api:KEY``
-(401 ``Forbidden`` when wrong), the domain (404 ``Domain not found``), a form with
-``from``, ``to`` (several), ``subject``, ``text``/``html`` (400 with ``{"message"}`` when
+(401 ``Forbidden`` when wrong), the domain (404 ``Domain not found``), a form (multipart or
+url-encoded) with ``from``, ``to`` (several), ``subject``, ``text``/``html`` (400 with ``{"message"}`` when
 missing or when an address is not valid), at most 1,000 recipients per call (400), the
 ``recipient-variables`` JSON (400 when not JSON) substituted as ``%recipient.KEY%`` in
 the bodies, subject and ``h:`` headers, 25 MB per message (413), 429 with
@@ -26,7 +26,28 @@ from .standin_base import Reply, StandIn, serve_main
 
 MAX_RECIPIENTS = 1000
 _VAR = re.compile(r"%recipient\.([A-Za-z0-9_]+)%")
+_NAME = re.compile(rb'Content-Disposition: form-data; name="([^"]+)"')
 _ADDRESS = re.compile(r"^(?:[^<>]*<)?([^<>@\s]+@[^<>@\s]+\.[^<>@\s]+)>?$")
+
+
+def parse_form(content_type: str, raw: bytes) -> dict[str, list[str]] | None:
+    """A form's fields (each name's values in order), either encoding; None if neither."""
+    form: dict[str, list[str]] = {}
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        for key, value in parse_qsl(raw.decode("utf-8"), keep_blank_values=True):
+            form.setdefault(key, []).append(value)
+        return form
+    match = re.match(r'multipart/form-data;\s*boundary="?([^";]+)"?', content_type)
+    if match is None:
+        return None
+    for part in raw.split(b"--" + match.group(1).encode("ascii"))[1:-1]:
+        head, _, value = part.partition(b"\r\n\r\n")
+        name = _NAME.search(head)
+        if name is None:
+            return None
+        form.setdefault(name.group(1).decode("utf-8"), []).append(
+            value.removesuffix(b"\r\n").decode("utf-8"))
+    return form
 
 
 def _error(message: str) -> bytes:
@@ -62,12 +83,10 @@ class MailgunStandIn(StandIn):
         return 413, {}, _error("Request Entity Too Large")
 
     def accept(self, handler, raw: bytes) -> Reply:
-        if not handler.headers.get("Content-Type", "").startswith(
-                "application/x-www-form-urlencoded"):
-            return 400, {}, _error("expected a form (application/x-www-form-urlencoded)")
-        form: dict[str, list[str]] = {}
-        for key, value in parse_qsl(raw.decode("ascii"), keep_blank_values=True):
-            form.setdefault(key, []).append(value)
+        form = parse_form(handler.headers.get("Content-Type", ""), raw)
+        if form is None:
+            return 400, {}, _error("expected a form (multipart/form-data or "
+                                   "application/x-www-form-urlencoded)")
         problem = self._problem(form)
         if problem:
             return 400, {}, _error(problem)

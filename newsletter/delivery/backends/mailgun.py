@@ -4,7 +4,8 @@ The API key comes only from the environment (``MAILGUN_API_KEY``); the sending d
 from ``mailgun_domain``, the region from ``mailgun_region`` (``us``: api.mailgun.net,
 ``eu``: api.eu.mailgun.net; ``mailgun_api_host`` overrides both, for tests).
 
-One ``POST /v3/{domain}/messages`` per batch (form-encoded): the HTML and text bodies go
+One ``POST /v3/{domain}/messages`` per batch (``multipart/form-data``, so nothing is
+percent-encoded: the shared fields are encoded once per send): the HTML and text bodies go
 once per call with ``%recipient.KEY%`` where the per-recipient parts were, one ``to`` per
 recipient, and ``recipient-variables`` (JSON) holding each recipient's values: the
 unsubscribe link, the names, the Message-ID and the subscriber id. Headers use them too,
@@ -28,7 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from email.utils import formataddr
 from html import escape
-from urllib.parse import quote_plus, urlencode
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
+from uuid import uuid4
 
 from ...config import Settings
 from ...errors import ConfigError
@@ -39,38 +41,47 @@ from .httpapi import LOST, UNREACHABLE, HttpApi, halves
 from .sendgrid import split_requests
 
 MAX_RECIPIENTS = 1000
+_q = encode_basestring_ascii  # a str -> a quoted, escaped JSON string (C speed)
 HOSTS = {"us": "https://api.mailgun.net", "eu": "https://api.eu.mailgun.net"}
-FORM = "application/x-www-form-urlencoded"
+
+def _field(boundary: bytes, name: str, value: str) -> bytes:
+    return b"".join((b"--", boundary, b'\r\nContent-Disposition: form-data; name="',
+                     name.encode("ascii"), b'"\r\n\r\n', value.encode("utf-8"), b"\r\n"))
 
 
-def _keyed(part: Part, prefix: str, names: dict[tuple[str, str], str], unsub: str
-           ) -> tuple[str, list[str]]:
-    """The part with ``%recipient.KEY%`` in each slot, and the slots' keys."""
-    out, keys = [part.literals[0]], []
+def _keyed(part: Part, prefix: str, names: dict[tuple[str, str], str], unsub: str) -> str:
+    """The part with ``%recipient.KEY%`` in each slot (a name slot's key is per part and
+    fallback, in ``names``)."""
+    out = [part.literals[0]]
     for slot, literal in zip(part.slots, part.literals[1:], strict=True):
         if slot.kind == "unsubscribe":
             key = unsub
         else:
             key = names.setdefault((prefix, slot.fallback), f"{prefix}{len(names)}")
-        keys.append(key)
         out += (f"%recipient.{key}%", literal)
-    return "".join(out), keys
+    return "".join(out)
 
 
 @dataclass(frozen=True)
 class _Content:
-    form: bytes  # the call's shared fields, form-encoded (from, subject, bodies, headers)
-    text_keys: list[str]
-    html_keys: list[str]
-    subject_keys: list[str]
+    boundary: bytes
+    form: bytes  # the call's shared fields, encoded (from, subject, bodies, headers)
+    name_keys: tuple[tuple[str, bool], ...]  # (key, in HTML?) of each name slot
+    fallback_names: str  # the name keys' JSON for a recipient without a name
+    html_url: bool  # the link needs its own HTML-escaped key ("uh")
+    to_head: bytes  # what each ``to`` field starts with
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/form-data; boundary={self.boundary.decode('ascii')}"
 
 
 def build_content(template: MessageTemplate) -> _Content:
     names: dict[tuple[str, str], str] = {}
     html_unsub = "u" if escape(template.base_url) == template.base_url else "uh"
-    text, text_keys = _keyed(template.text, "t", names, "u")
-    html, html_keys = _keyed(template.html, "h", names, html_unsub)
-    subject, subject_keys = _keyed(template.subject, "s", names, "u")
+    text = _keyed(template.text, "t", names, "u")
+    html = _keyed(template.html, "h", names, html_unsub)
+    subject = _keyed(template.subject, "s", names, "u")
     fields = [("from", template.from_address), ("subject", subject), ("text", text),
               ("html", html), ("h:List-Id", template.list_id_header),
               ("h:List-Unsubscribe", "<%recipient.u%>"),
@@ -79,27 +90,48 @@ def build_content(template: MessageTemplate) -> _Content:
               ("v:list_id", str(template.list_id)), ("v:subscriber_id", "%recipient.id%")]
     if template.reply_to:
         fields.append(("h:Reply-To", template.reply_to))
-    return _Content(urlencode(fields).encode("ascii"), text_keys, html_keys, subject_keys)
+    boundary = f"nl-{uuid4().hex}".encode("ascii")  # in no body: 122 random bits
+    form = b"".join(_field(boundary, name, value) for name, value in fields)
+    to_head = b"--" + boundary + b'\r\nContent-Disposition: form-data; name="to"\r\n\r\n'
+    name_keys = tuple((key, prefix == "h") for (prefix, _), key in names.items())
+    fallback_names = "".join(f",{_q(key)}:{_q(fallback)}"
+                             for (_, fallback), key in names.items())
+    return _Content(boundary, form, name_keys, fallback_names, html_unsub == "uh", to_head)
 
 
-def variables(content: _Content, m: OutgoingMessage) -> dict[str, str]:
-    """One recipient's recipient-variables."""
-    t, url, name = m.template, m.unsubscribe_url, m.name
-    out = {"u": url, "m": m.message_id,
-           "id": "" if m.subscriber_id is None else str(m.subscriber_id)}
-    for part, keys in ((t.text, content.text_keys), (t.html, content.html_keys),
-                       (t.subject, content.subject_keys)):
-        out.update(zip(keys, part.values(url, name), strict=True))
-    return out
+def variables_json(content: _Content, m: OutgoingMessage) -> str:
+    """One recipient's entry in ``recipient-variables``: ``"email":{"u": link, "m":
+    Message-ID, "id": subscriber, name keys...}`` (Part.values' rules: the name, escaped
+    in HTML, or each slot's fallback)."""
+    url, name = m.unsubscribe_url, m.name
+    who = "" if m.subscriber_id is None else m.subscriber_id
+    out = f'{_q(m.email)}:{{"u":{_q(url)},"m":{_q(m.message_id)},"id":"{who}"'
+    if content.html_url:
+        out += f',"uh":{_q(escape(url))}'
+    if name:
+        as_text, as_html = _q(name), _q(escape(name))
+        out += "".join(f',"{key}":{as_html if html else as_text}'
+                       for key, html in content.name_keys)
+    else:
+        out += content.fallback_names
+    return out + "}"
 
 
 def request_body(content: _Content, messages: Sequence[OutgoingMessage]) -> bytes:
-    to = "".join("&to=" + quote_plus(formataddr((m.name, m.email)) if m.name else m.email)
-                 for m in messages)
-    rv = json.dumps({m.email: variables(content, m) for m in messages},
-                    separators=(",", ":"))
-    return b"".join((content.form, to.encode("ascii"), b"&recipient-variables=",
-                     quote_plus(rv).encode("ascii")))
+    """The call's form: the shared fields, a ``to`` per recipient, the variables."""
+    head = content.to_head
+    to = [head + _to(m.name, m.email).encode("utf-8") + b"\r\n" for m in messages]
+    rv = "{" + ",".join([variables_json(content, m) for m in messages]) + "}"
+    return b"".join((content.form, *to, _field(content.boundary, "recipient-variables", rv),
+                     b"--", content.boundary, b"--\r\n"))
+
+
+def _to(name: str | None, email: str) -> str:
+    if not name:
+        return email
+    if name.replace(" ", "").isalnum() and name.isascii():  # nothing to quote or encode
+        return f"{name} <{email}>"
+    return formataddr((name, email))
 
 
 class MailgunBackend(BackendBase):
@@ -167,10 +199,11 @@ class MailgunBackend(BackendBase):
 
     def _call(self, group: list[OutgoingMessage], progress: BatchLog | None,
               indices: Sequence[int]) -> list[DeliveryResult]:
-        body = request_body(self.content_for(group[0].template), group)
+        content = self.content_for(group[0].template)
+        body = request_body(content, group)
         if progress is not None:
             progress.handing_group(indices)
-        status, text, raw = self.api.post(self.path, body, FORM)
+        status, text, raw = self.api.post(self.path, body, content.content_type)
         if status == LOST:
             return [DeliveryResult(Status.UNCERTAIN, text)] * len(group)
         if progress is not None:
