@@ -51,38 +51,39 @@ def _wait_for(headers: Mapping[str, str], now: float) -> float | None:
 
 
 class HttpApi:
-    """A provider's API: a pooled ``httpx.Client`` per thread, one POST at a time each."""
+    """A provider's API through one pooled ``httpx.Client`` shared by the workers."""
 
     def __init__(self, base_url: str, headers: Mapping[str, str], *, label: str,
-                 auth: tuple[str, str] | None = None, timeout: float = 60.0,
+                 auth: tuple[str, str] | None = None, timeout: float = 60.0, pool: int = 4,
                  max_attempts: int = 6, backoff: float = 1.0, max_wait: float = 120.0,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.base_url = base_url.rstrip("/")
         self.headers, self.label, self.auth = dict(headers), label, auth
         self.timeout, self.max_attempts = timeout, max_attempts
         self.backoff, self.max_wait, self.sleep = backoff, max_wait, sleep
-        self._local = threading.local()
-        self._clients: list[httpx.Client] = []
+        self.pool = pool
+        self._client: httpx.Client | None = None
         self._lock = threading.Lock()
         self.requests_made = 0
         self.waits: list[tuple[int, float]] = []  # (status, seconds) of each back-off
 
     def client(self) -> httpx.Client:
-        client = getattr(self._local, "client", None)
-        if client is None:
-            client = httpx.Client(base_url=self.base_url, headers=self.headers,
-                                  auth=self.auth, timeout=self.timeout)
-            self._local.client = client
-            with self._lock:
-                self._clients.append(client)
-        return client
+        """The one pooled client (thread-safe), made on first use: one TLS context and
+        connection pool for every worker, ``pool`` connections at most."""
+        with self._lock:
+            if self._client is None:
+                limits = httpx.Limits(max_connections=self.pool,
+                                      max_keepalive_connections=self.pool)
+                self._client = httpx.Client(base_url=self.base_url, headers=self.headers,
+                                            auth=self.auth, timeout=self.timeout,
+                                            limits=limits)
+            return self._client
 
     def close(self) -> None:
         with self._lock:
-            clients, self._clients = self._clients, []
-        for client in clients:
+            client, self._client = self._client, None
+        if client is not None:
             client.close()
-        self._local = threading.local()
 
     def _backoff(self, status: int, attempt: int, wait: float | None = None) -> None:
         if wait is None:
@@ -93,10 +94,14 @@ class HttpApi:
             self.waits.append((status, wait))
         self.sleep(wait)
 
-    def post(self, path: str, content: bytes, content_type: str) -> Answer:
-        """The final answer to one request, after the bounded retries."""
+    def post(self, path: str, content: bytes | list[bytes], content_type: str) -> Answer:
+        """The final answer to one request, after the bounded retries. ``content`` may be
+        a list of pieces: they are written one after the other (with their total as the
+        Content-Length), never joined into one more copy of a large body."""
         client = self.client()
         headers = {"Content-Type": content_type}
+        if isinstance(content, list):
+            headers["Content-Length"] = str(sum(map(len, content)))
         for attempt in range(1, self.max_attempts + 1):
             with self._lock:
                 self.requests_made += 1

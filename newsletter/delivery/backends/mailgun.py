@@ -146,7 +146,7 @@ class MailgunBackend(BackendBase):
         self.path = f"/v3/{domain}/messages"
         self.concurrency = workers or 4
         self.api = HttpApi(host, {"Accept": "application/json"}, label="Mailgun",
-                           auth=("api", api_key), **http)
+                           auth=("api", api_key), pool=self.concurrency, **http)
         self._contents: dict[int, tuple[MessageTemplate, _Content]] = {}
 
     @classmethod

@@ -144,7 +144,8 @@ class PostmarkBackend(BackendBase):
         self.call_bytes = min(call_bytes, MAX_BYTES)
         self.concurrency = workers or 4
         self.api = HttpApi(host, {"X-Postmark-Server-Token": token, "Accept": JSON_TYPE},
-                           label="Postmark", **http)
+                           label="Postmark", pool=self.concurrency,
+                           **http)
         self._contents: dict[int, tuple[MessageTemplate, _Content]] = {}
 
     @classmethod
@@ -195,9 +196,9 @@ class PostmarkBackend(BackendBase):
               ) -> list[DeliveryResult]:
         if progress is not None:
             progress.handing_group(indices)
-        parts = [b","] * (2 * len(items) + 1)  # "[" item "," item ... "]": one allocation
+        parts = [b","] * (2 * len(items) + 1)  # "[" item "," item ... "]", written in turn
         parts[0], parts[-1], parts[1::2] = b"[", b"]", items
-        answer = self.api.post(PATH, b"".join(parts), JSON_TYPE)
+        answer = self.api.post(PATH, parts, JSON_TYPE)
         if answer.status == LOST:
             return [DeliveryResult(Status.UNCERTAIN, answer.text)] * len(items)
         if answer.status == 200:
