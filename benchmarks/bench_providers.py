@@ -87,7 +87,7 @@ def _prebuilt(provider: str, url: str, workers: int, project: str):
         from newsletter.delivery.backends.postmark import calls
 
         built = [items for _, items in calls(backend.content_for, template.messages(
-            recipients(0, 1000), headers=False))]
+            recipients(0, 800), headers=False))]
         pool = [b"[" + b",".join(items) + b"]" for items in built[:8]]
         per, path, kind = len(built[0]), "/email/batch", "application/json"
         headers, auth = {"X-Postmark-Server-Token": KEYS[provider]}, None
