@@ -73,8 +73,9 @@ def bench_library(loops: int) -> None:
 
 def _stages(text: str, path: str, settings, loops: int) -> None:
     """Where the time goes, stage by stage (medians)."""
+    from newsletter.authoring.emailhtml import finish
     from newsletter.authoring.parse import parse_text
-    from newsletter.authoring.render import _INLINER, render_mjml
+    from newsletter.authoring.render import render_mjml
     from newsletter.authoring.text import render_text
     from newsletter.authoring.validate import validate
 
@@ -88,10 +89,10 @@ def _stages(text: str, path: str, settings, loops: int) -> None:
     raw_html = mjml2html(mjml_source, fonts={}, disable_comments=True)
     stages = {
         "parse": lambda: parse_text(text, path),
-        "validate": lambda: validate(parsed, lines, path),
+        "validate": lambda: validate(parsed, lines, path, settings),
         "jinja -> mjml": lambda: render_mjml(issue, settings),
         "mjml -> html": lambda: mjml2html(mjml_source, fonts={}, disable_comments=True),
-        "css inline": lambda: _INLINER.inline(raw_html),
+        "css inline + head order": lambda: finish(raw_html),
         "plain text": lambda: render_text(issue, settings),
     }
     parts = []

@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 def _plain(engine: sa.Engine, send_id: int) -> int:
     """The requeue before the rule: one UPDATE, nobody asked."""
-    from newsletter.delivery.ledger import send_recipients
+    from newsletter.db.tables import send_recipients
 
     r = send_recipients.c
     with engine.begin() as conn:
@@ -45,7 +45,7 @@ def _ruled(engine: sa.Engine, send_id: int) -> int:
 
 
 def _reset(engine: sa.Engine, send_id: int) -> None:
-    from newsletter.delivery.ledger import send_recipients
+    from newsletter.db.tables import send_recipients
 
     with engine.begin() as conn:
         conn.execute(send_recipients.update().where(send_recipients.c.send_id == send_id)

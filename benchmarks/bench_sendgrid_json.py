@@ -6,8 +6,8 @@ per tree and round, rounds alternating between the trees so both see the same lo
 (a) general path: ``payload_json(template.messages(rows, headers=False))`` (what
     ``send_batch`` posts);
 (b) row path: ``rows_json`` straight from the claimed rows, as the engine's
-    ``send_rows`` builds it: in a tree with ``ledger.ClaimedRow`` the driver's plain row
-    tuples are made ``ClaimedRow`` first (as ``ledger._claim`` does) and that is timed too;
+    ``send_rows`` builds it: in a tree with ``claims.ClaimedRow`` the driver's plain row
+    tuples are made ``ClaimedRow`` first (as ``claims._claim`` does) and that is timed too;
     in an older tree the plain tuples are used as they are.
 
 No network and no database: the request body is the whole cost measured. Both trees
@@ -34,7 +34,7 @@ BATCH = 1000
 
 
 def child(loops: int) -> None:
-    from newsletter.delivery import ledger
+    from newsletter.delivery import claims
     from newsletter.delivery.backends.sendgrid import SendGridBackend, rows_json
     from tests.delivery_helpers import make_template
 
@@ -43,7 +43,7 @@ def child(loops: int) -> None:
     content = backend.content_for(template)
     plain = [(i, f"user{i}@example.com", f"Reader {i}" if i % 3 else None, i)
              for i in range(1, BATCH + 1)]
-    row_type = getattr(ledger, "ClaimedRow", None)
+    row_type = getattr(claims, "ClaimedRow", None)
     new = tuple.__new__
 
     def claimed() -> list:

@@ -48,6 +48,7 @@ class Brand(BaseModel):
     dark_body_color: str = "#1e1e1e"
     dark_primary_color: str = "#f28b82"
     logo_url: str | None = None
+    logo_dark_url: str | None = None  # shown instead of logo_url where dark mode is honoured
     logo_width: int = Field(default=180, ge=16, le=600)
     font_family: str = "Georgia, 'Times New Roman', serif"
     heading_font_family: str = "Helvetica, Arial, sans-serif"
@@ -69,7 +70,7 @@ class Brand(BaseModel):
             raise ValueError(f"{value!r} is not a colour: use #rgb or #rrggbb, for example #b3261e")
         return value.lower()
 
-    @field_validator("logo_url")
+    @field_validator("logo_url", "logo_dark_url")
     @classmethod
     def _https(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith("https://"):
@@ -95,6 +96,8 @@ class Settings(BaseModel):
     secret_key: str | None = None
     old_secret_keys: list[str] = Field(default_factory=list)
     old_secret_days: int = Field(default=90, ge=0)
+    # how long a preference-centre link in an email works (audience.tokens, preferences)
+    preferences_link_days: int = Field(default=90, ge=1, le=3650)
     timezone: str = "UTC"
     lang: str = Field(default="en", pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
     footer_text: str = "You are receiving this because you subscribed to our newsletter."
@@ -119,6 +122,9 @@ class Settings(BaseModel):
     # the database: [max_rate] ses = 14
     max_rate: dict[str, float] = Field(default_factory=dict)
     templates: Path | None = None
+    # the look: a folder of templates/themes/ (built in: classic, bulletin) + its brand defaults
+    theme: str = Field(default="classic", pattern=r"^[a-z0-9][a-z0-9_-]{0,40}$")
+    contents: bool = False  # an "In this issue" list in every issue (front matter overrides)
     issues_dir: Path = Path("issues")
     archive: bool = True
     # `newsletter serve`: SendGrid's Signed Event Webhook key (base64 DER or PEM), the
@@ -126,14 +132,72 @@ class Settings(BaseModel):
     sendgrid_webhook_public_key: str | None = None
     webhook_max_age: int = Field(default=300, ge=10, le=86400)
     max_body_bytes: int = Field(default=5_000_000, ge=1024)
+    # provider feedback (newsletter.feedback.*): SES through SNS (topics accepted), Postmark
+    # webhooks (basic auth on our URL), Mailgun webhooks (HMAC signing key)
+    ses_topic_arns: list[str] = Field(default_factory=list)
+    sns_test_host: str | None = None  # tests only: also trust http://HOST for SNS URLs
+    postmark_webhook_user: str | None = None
+    postmark_webhook_password: str | None = None
+    mailgun_webhook_signing_key: str | None = None
+    # the bounce mailbox for SMTP sends (newsletter.feedback.mailbox) and VERP return paths
+    bounce_mailbox: str | None = None  # imaps://user:pass@host:993/INBOX?processed=Processed
+    bounce_domain: str | None = None  # MAIL FROM bounces+TOKEN@bounce_domain
+    bounce_fetch_minutes: float = Field(default=5.0, gt=0, le=1440)
+    soft_bounce_limit: int = Field(default=3, ge=1)  # soft bounces within soft_bounce_days
+    soft_bounce_days: int = Field(default=7, ge=1)  # ... that count as a hard bounce
     schedule_grace_hours: float = Field(default=6.0, ge=0)
     # recipients per ledger batch (default: the backend's own, e.g. 1,000 for SendGrid):
     # smaller batches put fewer recipients at stake ("uncertain") if a sender dies
     send_batch_size: int | None = Field(default=None, ge=1, le=10_000)
     worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)  # how often it looks
     worker_progress_batches: int = Field(default=10, ge=1)  # a progress log line per N
+    check_links_before_send: bool = False  # `newsletter check` before every send: errors stop it
+    # `newsletter serve`'s sign-up form and API (audience.signup): which lists the public
+    # may join, the consent sentence shown (and its version, kept with each sign-up), the
+    # sites allowed to call /api/subscribe, how long a confirmation link lives, and the
+    # bot defences (each switchable: 0 or false turns it off)
+    public_lists: list[str] = Field(default_factory=list)
+    signup_consent_text: str = Field(
+        default="Yes, send me this newsletter by email. I can unsubscribe at any time.",
+        min_length=1, max_length=2000)
+    signup_consent_version: str = Field(default="1", min_length=1, max_length=40)
+    signup_cors_origins: list[str] = Field(default_factory=list)
+    signup_confirm_days: int = Field(default=7, ge=1, le=90)
+    signup_honeypot: bool = True
+    signup_min_seconds: float = Field(default=3.0, ge=0, le=600)
+    signup_ip_limit: int = Field(default=10, ge=0)  # sign-ups per IP address per hour
+    signup_address_limit: int = Field(default=5, ge=0)  # sign-ups per address per day
+    signup_block_disposable: bool = True
     demo: bool = False  # made by `newsletter demo`: example values allowed, outbox only
     brand: Brand = Field(default_factory=Brand)
+    # `newsletter validate`: leftover words that are errors, house-style limits and
+    # rule severities ([rules] duplicate-link = "off" | "warning" | "error")
+    placeholder_words: list[str] = Field(
+        default_factory=lambda: ["TK", "TODO", "XXX", "lorem ipsum"]
+    )
+    headline_max: int = Field(default=90, ge=10, le=500)
+    hard_numbers_need_source: bool = False
+    recent_link_issues: int = Field(default=5, ge=0, le=100)
+    rules: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("rules")
+    @classmethod
+    def _rules(cls, value: dict[str, str]) -> dict[str, str]:
+        from .authoring.rules import level_problem
+
+        for rule, level in value.items():
+            problem = level_problem(rule, level)
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("placeholder_words")
+    @classmethod
+    def _words(cls, value: list[str]) -> list[str]:
+        words = [" ".join(word.split()) for word in value]
+        if not all(words):
+            raise ValueError("an empty placeholder word would match everything: remove it")
+        return words
 
     @field_validator("timezone")
     @classmethod
@@ -165,6 +229,15 @@ class Settings(BaseModel):
                 f"{MIN_SECRET_BYTES} (it signs every unsubscribe link): make one with "
                 f"{NEW_SECRET_COMMAND}"
             )
+        return value
+
+    @field_validator("signup_cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(f"{origin!r} is not an origin: write it as https://www.example.org "
+                                 "(scheme and host, no path)")
         return value
 
     @field_validator("name")
@@ -247,7 +320,8 @@ def find_project(start: Path | None = None) -> Path | None:
 
 # fields whose environment value is JSON (as pydantic-settings read them), e.g.
 # NEWSLETTER_OLD_SECRET_KEYS='["old1", "old2"]' or NEWSLETTER_BRAND='{"primary_color": "#000"}'
-_JSON_FIELDS = ("old_secret_keys", "brand", "max_rate")
+_JSON_FIELDS = ("old_secret_keys", "brand", "public_lists", "signup_cors_origins",
+                "max_rate")
 _NESTED = "__"
 
 
@@ -289,8 +363,8 @@ def env_values(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
             try:
                 whole[field] = json.loads(raw)
             except ValueError:
-                example = {"old_secret_keys": '["key1", "key2"]',
-                           "max_rate": '{"ses": 14}'}.get(field, '{"primary_color": "#b3261e"}')
+                example = {"brand": '{"primary_color": "#b3261e"}',
+                           "max_rate": '{"ses": 14}'}.get(field, '["key1", "key2"]')
                 raise ConfigError(
                     f"environment variable {variable}: not valid JSON; write it as {example}"
                     + (f" or set {ENV_PREFIX}BRAND__<KEY> per colour" if field == "brand" else "")
@@ -339,6 +413,8 @@ def _describe(error: dict[str, Any], toml_text: str, config_file: Path, data: di
     message = error["msg"].removeprefix("Value error, ")
     if env_name:
         return f"environment variable {env_name}: {message}"
+    named = re.search(r"rule '([\w-]+)'", message) if loc == ["rules"] else None
+    leaf = named.group(1) if named else leaf  # [rules]: the rule's own line
     line = _line_of(toml_text, leaf) if toml_text else 1
     where = f"{config_file}:{line}" if toml_text else str(config_file)
     return f"{where}: setting '{key}': {message}"

@@ -11,6 +11,8 @@ with a plain status line that says nothing about anyone.
     ├── UsageError                   wrong arguments, an unreadable input file (exit 2)
     ├── ConfigError                  newsletter.toml or a NEWSLETTER_* variable (exit 2)
     ├── RenderError                  the templates cannot be rendered
+    ├── MediaError                   a local image that cannot be found, read or written
+    ├── LinksBroken                  `check_links_before_send`: a broken link stops the send
     ├── InvalidEmail (+ ValueError)  not an email address
     ├── UnknownStatus (+ ValueError) not a subscriber or list status (a caller's bug)
     ├── NotFound                     no such ...
@@ -33,7 +35,9 @@ with a plain status line that says nothing about anyone.
         ├── WebhookRejected          403: not signed by SendGrid, or stale
         ├── Replayed                 403: this signed request was seen before
         ├── WebhookMalformed         400: signed, but not a JSON array of events
-        └── MalformedEvent           one event of a request: skipped and counted
+        ├── MalformedEvent           one event of a request: skipped and counted
+        ├── SignupRefused            400: a sign-up that cannot be taken as sent
+        └── SignupRateLimited        429: too many sign-ups from one IP address
 
 The modules that raise them import them from here and keep their old names importable
 (``from newsletter.audience import ListNotFound`` still works).
@@ -62,6 +66,15 @@ class ConfigError(NewsletterError):
 
 class RenderError(NewsletterError):
     """The templates could not be rendered (a broken user template, say)."""
+
+
+class MediaError(NewsletterError):
+    """A local image (``images/photo.jpg``) that is missing, outside the project, not an
+    image, or cannot be written under out/media/."""
+
+
+class LinksBroken(NewsletterError):
+    """``check_links_before_send = true`` and the link check found errors: not sent."""
 
 
 # Also a ValueError: ``normalize_email`` parses a value the way int() does, and code
@@ -175,3 +188,13 @@ class WebhookMalformed(RequestRefused):
 
 class MalformedEvent(RequestRefused):
     """One event of a signed request cannot be applied: it is skipped and counted."""
+
+
+class SignupRefused(RequestRefused):
+    """A sign-up that cannot be taken as sent (not an address, a disposable domain, a list
+    that is not public, a form filled by a bot): answered 400 with a page saying what to
+    change, which reveals nothing about any subscriber."""
+
+
+class SignupRateLimited(RequestRefused):
+    """Too many sign-ups from one IP address within the hour (429)."""

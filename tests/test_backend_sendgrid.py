@@ -13,7 +13,7 @@ from newsletter.audience import tokens
 from newsletter.delivery.backends import get_backend
 from newsletter.delivery.backends.base import BackendUnavailable, Status
 from newsletter.delivery.backends.sendgrid import SendGridBackend, split_requests
-from newsletter.delivery.ledger import ClaimedRow
+from newsletter.delivery.claims import ClaimedRow
 from newsletter.delivery.personalize import MessageTemplate, Recipient
 from newsletter.errors import ConfigError
 from tests.delivery_helpers import make_template, recipients, send_settings
@@ -100,9 +100,9 @@ def expected_personalization(backend: SendGridBackend, message) -> dict:
     backend's serializer (``personalization_json``)."""
     template = message.template
     content = backend.content_for(template)
-    url, name = message.unsubscribe_url, message.name
-    subs = dict(zip(content.text_keys, template.text.values(url, name), strict=True))
-    subs.update(zip(content.html_keys, template.html.values(url, name), strict=True))
+    url, name, prefs = message.unsubscribe_url, message.name, message.preferences_url
+    subs = dict(zip(content.text_keys, template.text.values(url, name, prefs), strict=True))
+    subs.update(zip(content.html_keys, template.html.values(url, name, prefs), strict=True))
     to = {"email": message.email, "name": name} if name else {"email": message.email}
     item = {
         "to": [to],

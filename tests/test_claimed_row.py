@@ -1,4 +1,4 @@
-"""``ledger.ClaimedRow``: the claim's select list, field for field, on both databases."""
+"""``claims.ClaimedRow``: the claim's select list, field for field, on both databases."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.delivery import ledger, sending
+from newsletter.delivery import claims, senders, sending
 
 from .sendtools import make_project, pg_database, seed
 
@@ -21,9 +21,9 @@ def select_list(sql: str) -> list[str]:
     return [column.strip().split(".")[-1] for column in columns.split(",")]
 
 
-@pytest.mark.parametrize("dialect", sorted(ledger._PICK))
+@pytest.mark.parametrize("dialect", sorted(claims._PICK))
 def test_the_row_type_is_the_claims_select_list(dialect: str) -> None:
-    assert select_list(ledger._PICK[dialect]) == list(ledger.ClaimedRow._fields)
+    assert select_list(claims._PICK[dialect]) == list(claims.ClaimedRow._fields)
 
 
 def test_the_parser_sees_a_reordered_list() -> None:
@@ -40,10 +40,10 @@ def test_a_claim_hands_back_named_rows_with_the_right_values(tmp_path: Path, dat
         try:
             prepared = sending.preflight(settings, settings.project_dir / "issues/2026-11-24.md")
             send = sending.start(engine, settings, prepared, "daily", backend="outbox").send
-            worker = ledger.register_worker(engine, send.id)
-            _, rows = ledger.claim_batch(engine, send, worker, 10)
+            worker = senders.register_worker(engine, send.id)
+            _, rows = claims.claim_batch(engine, send, worker, 10)
         finally:
             engine.dispose()
-    assert all(type(row) is ledger.ClaimedRow for row in rows)
+    assert all(type(row) is claims.ClaimedRow for row in rows)
     assert [(r.subscriber_id, r.email, r.name, r.seq) for r in rows] == [
         (n, f"r{n}@example.com", f"Reader {n}", n) for n in (1, 2, 3)]

@@ -57,7 +57,7 @@ def test_validate_clean_file_exits_0(in_project: Path, capsys) -> None:
 def test_validate_without_arguments_checks_every_issue(in_project: Path, capsys) -> None:
     code, _, err = run(capsys, "validate")
     assert code == 0
-    assert err.strip() == "2 files checked: 0 errors, 0 warnings"
+    assert err.strip() == "3 files checked: 0 errors, 0 warnings"  # + _welcome.md
 
 
 def test_validate_errors_exit_1_compiler_style(in_project: Path, capsys) -> None:
@@ -94,7 +94,7 @@ def test_json_format_gives_the_same_findings(in_project: Path, capsys) -> None:
     assert code == 1
     findings = json.loads(json_out)
     assert [set(f) for f in findings] == [
-        {"path", "line", "column", "severity", "message", "rule"}
+        {"path", "line", "column", "severity", "message", "rule", "fix"}
     ] * 3
     as_text = [
         f"{f['path']}:{f['line']}:{f['column']}: {f['severity']}: {f['message']} [{f['rule']}]"
@@ -145,10 +145,10 @@ def test_bad_config_is_one_line_exit_2(in_project: Path, capsys) -> None:
 def test_project_option_and_environment(tmp_path: Path, project: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)  # outside the project
     code, _, err = run(capsys, "--project", str(project), "validate")
-    assert code == 0 and "2 files checked" in err
+    assert code == 0 and "3 files checked" in err
     monkeypatch.setenv("NEWSLETTER_PROJECT", str(project))
     code, _, err = run(capsys, "validate")
-    assert code == 0 and "2 files checked" in err
+    assert code == 0 and "3 files checked" in err
 
 
 # -- render -----------------------------------------------------------------------------------
@@ -200,7 +200,7 @@ def test_init_scaffolds_a_project_that_validates(tmp_path: Path, monkeypatch, ca
     root = tmp_path / "briefing"
     assert (root / "templates" / "email.mjml.j2").is_file()
     assert sorted(p.name for p in (root / "issues").iterdir()) == [
-        "2026-11-24.md", "2026-11-25.md"
+        "2026-11-24.md", "2026-11-25.md", "_welcome.md"
     ]
     settings = load_settings(root)
     assert settings.name == "Morning Brief" and settings.secret_key
@@ -235,10 +235,10 @@ def test_new_creates_an_issue_that_validates_once_its_placeholders_are_replaced(
         "preheader: Plus: three numbers to know today": "preheader: Why the bank moved",
         "![Describe the photo for readers who cannot see it.](https://images.example.org/"
         'lead.jpg "Photo: Agency/Photographer")': "![The governor at the podium.](https://"
-        'images.example.org/2026/12/gov.jpg "Photo: Kim Lee/Wire")',
+        'images.sendtest.news/2026/12/gov.jpg "Photo: Kim Lee/Wire")',
         "Write the lead story here. Use **bold**, *italics* and [links](https://example.org).":
-        "The bank cut rates, **again**. See [the statement](https://example.org/rates).",
-        "[Read more](https://example.org/)": "[Read more](https://example.org/rates-explained)",
+        "The bank cut rates, **again**. See [the statement](https://news.sendtest.news/rates).",
+        "[Read more](https://example.org/)": "[Read more](https://news.sendtest.news/rates-explained)",
         "Three figures to know": "Rates, rents and rail",
         "What the figure means, in one or two sentences.": "Homes sold in November.",
         "What comes next": "The budget",

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from newsletter.audience.lists import create_list
 from newsletter.audience.subscribers import add_subscriber, set_status, unsubscribe
 from newsletter.authoring.identity import Identity
-from newsletter.delivery import ledger
+from newsletter.delivery import claims, ledger, senders
 
 
 def _list(store: Engine, count: int, name: str = "daily") -> int:
@@ -54,23 +54,23 @@ def test_a_send_snapshots_exactly_who_may_receive(store: Engine) -> None:
 def test_claim_record_and_settle(store: Engine) -> None:
     send_id = _send(store, _list(store, 5))
     send = ledger.get_send(store, send_id)
-    sender = ledger.register_worker(store, send_id)
-    batch_id, rows = ledger.claim_batch(store, send, sender, 3)
+    sender = senders.register_worker(store, send_id)
+    batch_id, rows = claims.claim_batch(store, send, sender, 3)
     claimed = list(rows)  # ClaimedRow: named fields
     assert [c.email for c in claimed] == ["r1@example.com", "r2@example.com", "r3@example.com"]
     assert ledger.get_send(store, send_id).counts == {"sending": 3, "pending": 2}
-    answer = ledger.Answer(low=claimed[0].seq, high=claimed[-1].seq, each=[
-        ledger.Outcome(claimed[1].seq, "failed", "550 no such user"),
-        ledger.Outcome(claimed[2].seq, "temporary", "451 try later"),
-    ], rest=ledger.Verdict("sent", provider_id="id-1"))
-    ledger.record_batch(store, send_id, batch_id, answer)
+    answer = claims.Answer(low=claimed[0].seq, high=claimed[-1].seq, each=[
+        claims.Outcome(claimed[1].seq, "failed", "550 no such user"),
+        claims.Outcome(claimed[2].seq, "temporary", "451 try later"),
+    ], rest=claims.Verdict("sent", provider_id="id-1"))
+    claims.record_batch(store, send_id, batch_id, answer)
     assert ledger.settle(store, send_id).status == "sending"  # two still pending
-    second = ledger.claim_batch(store, send, sender, 3)
+    second = claims.claim_batch(store, send, sender, 3)
     assert second is not None and len(second[1]) == 2
     low, high = second[1][0][3], second[1][-1][3]
-    ledger.record_batch(store, send_id, second[0],
-                        ledger.Answer(low, high, rest=ledger.Verdict("sent")))
-    assert ledger.claim_batch(store, send, sender, 3) is None  # nothing left
+    claims.record_batch(store, send_id, second[0],
+                        claims.Answer(low, high, rest=claims.Verdict("sent")))
+    assert claims.claim_batch(store, send, sender, 3) is None  # nothing left
     info = ledger.settle(store, send_id)
     assert info.status == "finished" and info.finished_at is not None
     assert info.counts == {"sent": 3, "failed": 1, "temporary": 1} and not info.ok
@@ -83,10 +83,10 @@ def test_claim_record_and_settle(store: Engine) -> None:
 def test_a_batch_of_a_dead_sender_becomes_uncertain_not_pending(store: Engine) -> None:
     send_id = _send(store, _list(store, 4))
     send = ledger.get_send(store, send_id)
-    sender = ledger.register_worker(store, send_id)
-    ledger.claim_batch(store, send, sender, 2)
+    sender = senders.register_worker(store, send_id)
+    claims.claim_batch(store, send, sender, 2)
     assert ledger.reconcile(store, send_id) == 0  # alive: its batch is in flight
-    ledger.stop_worker(store, sender)  # it stopped without recording an answer
+    senders.stop_worker(store, sender)  # it stopped without recording an answer
     assert ledger.reconcile(store, send_id) == 2
     assert ledger.get_send(store, send_id).counts == {"uncertain": 2, "pending": 2}
     assert ledger.reconcile(store, send_id) == 0  # once
@@ -118,33 +118,33 @@ def test_a_second_unfinished_send_of_the_issue_to_the_list_is_refused(store: Eng
     with pytest.raises(ledger.SendExists, match="being sent to list 'daily'"):
         _send(store, list_id, slug="2026-11-24-copy", identity=identity)
     for _ in range(2):  # once it is finished, sending it again (--again) is a new send
-        ledger.record_batch(store, first, *_all_sent(store, first))
+        claims.record_batch(store, first, *_all_sent(store, first))
     assert ledger.settle(store, first).status == "finished"
     assert _send(store, list_id, identity=identity) != first
 
 
-def _all_sent(store: Engine, send_id: int) -> tuple[int, ledger.Answer]:
-    claimed = ledger.claim_batch(store, ledger.get_send(store, send_id),
-                                 ledger.register_worker(store, send_id), 1)
+def _all_sent(store: Engine, send_id: int) -> tuple[int, claims.Answer]:
+    claimed = claims.claim_batch(store, ledger.get_send(store, send_id),
+                                 senders.register_worker(store, send_id), 1)
     assert claimed is not None
     batch_id, rows = claimed
-    return batch_id, ledger.Answer(rows[0][3], rows[-1][3], rest=ledger.Verdict("sent"))
+    return batch_id, claims.Answer(rows[0][3], rows[-1][3], rest=claims.Verdict("sent"))
 
 
 def test_cancel_send_skips_the_pending_and_lets_the_batch_in_flight_finish(store: Engine
                                                                           ) -> None:
     send_id = _send(store, _list(store, 5))
     send = ledger.get_send(store, send_id)
-    sender = ledger.register_worker(store, send_id)
-    batch_id, rows = ledger.claim_batch(store, send, sender, 2)
+    sender = senders.register_worker(store, send_id)
+    batch_id, rows = claims.claim_batch(store, send, sender, 2)
     assert ledger.cancel_send(store, send_id, reason="the schedule was cancelled") == 3
-    ledger.record_batch(store, send_id, batch_id,
-                        ledger.Answer(rows[0][3], rows[-1][3], rest=ledger.Verdict("sent")))
+    claims.record_batch(store, send_id, batch_id,
+                        claims.Answer(rows[0][3], rows[-1][3], rest=claims.Verdict("sent")))
     info = ledger.get_send(store, send_id)
     assert info.status == "cancelled" and info.counts == {"sent": 2, "skipped": 3}
     skipped = ledger.recipients(store, send_id, ["skipped"])
     assert {r.reason for r in skipped} == {"the schedule was cancelled"}
-    assert ledger.claim_batch(store, send, sender, 5) is None  # nothing more goes out
+    assert claims.claim_batch(store, send, sender, 5) is None  # nothing more goes out
     assert ledger.cancel_send(store, send_id) == 0
     assert ledger.get_send(store, send_id).status == "cancelled"
 

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from newsletter.audience.lists import delete_list
 from newsletter.audience.subscribers import remove_subscriber, set_status, unsubscribe
 from newsletter.db.tables import memberships, subscribers
-from newsletter.delivery import ledger, sending
+from newsletter.delivery import claims, ledger, senders, sending
 
 from .sendtools import make_project, pg_database, seed
 
@@ -80,8 +80,8 @@ def test_a_list_unsubscribe_skips_only_that_lists_sends(project) -> None:
 def test_a_bounce_or_complaint_skips_pending_rows_only(project, status: str) -> None:
     settings, engine = project
     send = _start(settings, engine, "daily")
-    worker = ledger.register_worker(engine, send.id)
-    ledger.claim_batch(engine, send, worker, 2)  # r1, r2 are in a batch being sent
+    worker = senders.register_worker(engine, send.id)
+    claims.claim_batch(engine, send, worker, 2)  # r1, r2 are in a batch being sent
     for email in ("r1@example.com", "r3@example.com"):
         set_status(engine, email, status, "webhook")
     states = _states(engine, send.id)

@@ -40,11 +40,11 @@ def test_sample_shaped_issue_parses_into_the_model() -> None:
     text = FRONT + (
         "\n"
         "# Lead: Can a ceasefire hold?\n"  # 7
-        '![Delegates arrive.](https://images.example.org/doha.jpg "Photo: Agency/Name")\n'
+        '![Delegates arrive.](https://images.sendtest.news/doha.jpg "Photo: Agency/Name")\n'
         "\n"
-        "First paragraph with **bold** and a [link](https://example.org/a).\n"  # 10
+        "First paragraph with **bold** and a [link](https://news.sendtest.news/a).\n"  # 10
         "\n"
-        "[Read more](https://example.org/ceasefire)\n"  # 12
+        "[Read more](https://news.sendtest.news/ceasefire)\n"  # 12
         "\n"
         "# Hard Numbers: Floods and fares\n"  # 14
         "\n"
@@ -85,12 +85,12 @@ def test_sample_shaped_issue_parses_into_the_model() -> None:
     )
     assert lead.read_more is not None
     assert (lead.read_more.href, lead.read_more.label, lead.read_more.line) == (
-        "https://example.org/ceasefire", "Read more", 12
+        "https://news.sendtest.news/ceasefire", "Read more", 12
     )
     assert len(lead.blocks) == 1 and isinstance(lead.blocks[0], Paragraph)
     inlines = lead.blocks[0].inlines
     assert any(isinstance(n, Strong) for n in inlines)
-    assert any(isinstance(n, Link) and n.href == "https://example.org/a" for n in inlines)
+    assert any(isinstance(n, Link) and n.href == "https://news.sendtest.news/a" for n in inlines)
     assert [(i.title, i.line) for i in numbers.items] == [("70,000", 16), ("3.2%", 19)]
     assert watching.headline == "Banks" and len(watching.blocks) == 1  # the intro
     assert [i.title for i in watching.items] == ["The bank steps in"]
@@ -162,7 +162,7 @@ def test_front_matter_values(front: str, rule: str, line: int) -> None:
 
 def test_front_matter_missing_unclosed_and_not_a_mapping() -> None:
     assert (1, "error", "front-matter-missing") in found("# Lead: X\nText.\n")
-    assert (1, "error", "front-matter-unclosed") in found("---\nsubject: A\n# Lead: X\nText.\n")
+    assert (3, "error", "front-matter-unclosed") in found("---\nsubject: A\n# Lead: X\nText.\n")
     assert found("---\n- a\n- b\n---\n# Lead: X\nText.\n") == [
         (2, "error", "front-matter-not-mapping")
     ]
@@ -420,9 +420,9 @@ def test_links_with_refused_schemes_are_links_in_the_model(href: str) -> None:
 @pytest.mark.parametrize(
     ("line_text", "rule", "column"),
     [
-        ("![Alt](https://images.example.org/a.jpg", "image-syntax", 1),
-        ("See [the report](https://example.org/report and more.", "link-syntax", 5),
-        ("See [the report](https://example.org/a report) now.", "link-syntax", 5),
+        ("![Alt](https://images.sendtest.news/a.jpg", "image-syntax", 1),
+        ("See [the report](https://news.sendtest.news/report and more.", "link-syntax", 5),
+        ("See [the report](https://news.sendtest.news/a report) now.", "link-syntax", 5),
         ("Two [a](https://x.org/a) then [b](https://x.org/b", "link-syntax", 31),
         ('Photo ![A](https://x.org/a.jpg "credit', "image-syntax", 7),
     ],

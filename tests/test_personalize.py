@@ -20,7 +20,7 @@ from newsletter.errors import ConfigError
 from tests.conftest import write_issue
 
 BODY = """# Lead: Hello {{name|reader}}, a test
-First paragraph for {{ name | dear reader }} with **bold** and a [link](https://example.org/a).
+First paragraph for {{ name | dear reader }} with **bold** and a [link](https://news.sendtest.news/a).
 
 # Story: Second
 Plain paragraph {{name}}. Ünïcödé text — with an em dash & an ampersand.

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from newsletter.authoring.domains import reserved_domain
 from newsletter.authoring.project import init_project
 from newsletter.config import load_settings
 from newsletter.delivery import ledger
-from newsletter.delivery.placeholders import problems, reserved_domain
+from newsletter.delivery.placeholders import problems
 
 from .sendtools import NEWSROOM, make_project, newsletter_cmd, seed
 

@@ -90,8 +90,9 @@ def test_index_lists_issues_newest_first_with_date_subject_and_status(settings: 
     assert page.status_code == 200
     rows = re.findall(r"<tr>(.*?)</tr>", page.text, re.S)[1:]
     dates = [re.search(r'class="date">([^<]*)<', row).group(1) for row in rows]
-    assert dates == ["2026-11-27", "2026-11-25", "2026-11-24", "2026-11-20"]
-    broken, newest, _older, oldest = rows
+    assert dates == ["2026-11-27", "2026-11-25", "2026-11-24", "2026-11-20", "no date"]
+    broken, newest, _older, oldest, welcome = rows  # the welcome email: no date, last
+    assert "issues/_welcome.md" in welcome and 'class="badge valid">valid<' in welcome
     assert 'href="/issues/2026-11-27"' in broken and "A broken one" in broken
     assert re.search(r'class="badge error">\d+ errors?<', broken)
     assert "The harbour vote, and why it matters beyond the port" in newest

@@ -1,6 +1,6 @@
 """The live preview in real headless Chromium, against a real uvicorn server.
 
-The sample issues' photos live on https://images.example.org, which does not resolve
+The sample issues' photos live on https://images.sendtest.news, which does not resolve
 here: the browser's requests for them are intercepted (``page.route``) and answered
 with a generated 1200x675 PNG, so the layout is measured with real, loaded images.
 Every other request that is not for the loopback server is aborted (no network).
@@ -102,7 +102,7 @@ def page(browser, server: Server):
 
     def route(route) -> None:
         url = route.request.url
-        if url.startswith("https://images.example.org/"):
+        if url.startswith("https://images.sendtest.news/"):
             route.fulfill(status=200, content_type="image/png", body=PHOTO)
         elif url.startswith(server.url):
             route.continue_()
@@ -218,7 +218,7 @@ def test_dark_mode_switch_and_plain_text_tab(page, server: Server) -> None:
     page.wait_for_url("**part=text**")
     plain = page.locator("pre#plain")
     assert HEADLINE in plain.inner_text()
-    assert "https://example.org/eastmouth-vote" in plain.inner_text()
+    assert "https://news.sendtest.news/eastmouth-vote" in plain.inner_text()
     assert page.locator("iframe").count() == 0
 
 
@@ -246,7 +246,8 @@ def test_pages_work_with_javascript_off(browser, server: Server) -> None:
         server.url) else route.abort())
     page.goto(server.url + "/")
     rows = page.locator("table.issues tbody tr")
-    assert rows.count() == 2
+    assert rows.count() == 3  # the two sample issues, then the welcome email (undated, last)
+    assert "_welcome" in rows.nth(2).inner_text() or "Welcome" in rows.nth(2).inner_text()
     assert rows.nth(0).locator("td.date").inner_text() == "2026-11-25"  # newest first
     rows.nth(0).get_by_role("link").click()
     page.wait_for_url(f"**/issues/{ISSUE}")
@@ -286,7 +287,7 @@ def test_an_issue_that_never_rendered_shows_frames_once_fixed(page, server: Serv
 
 def test_the_index_updates_when_an_issue_file_is_added(page, server: Server) -> None:
     page.goto(server.url + "/")
-    assert page.locator("table.issues tbody tr").count() == 2
+    assert page.locator("table.issues tbody tr").count() == 3  # 2 issues and the welcome
     (server.project / "issues" / "2026-11-30.md").write_text(
         "---\nsubject: Added while open\npreheader: P\ndate: 2026-11-30\n---\n\n"
         "# Lead: New\nText.\n",

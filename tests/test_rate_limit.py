@@ -1,5 +1,5 @@
 """``max_rate``: one pace per backend, shared by every worker and process (the database's
-``rate_limits`` row), on SQLite and PostgreSQL."""
+``send_rates`` row), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 

@@ -107,7 +107,9 @@ def test_every_image_has_alt_and_width_and_a_credit(rendered_sample) -> None:
     assert len(images) == 2
     for attrs in images:
         assert attrs.get("alt"), attrs
-        assert attrs.get("width") == "600", attrs
+        # the photo slot (600 px less 28 px either side); no height="auto" (no real size)
+        assert attrs.get("width") == "544", attrs
+        assert "height" not in attrs, attrs
         assert (attrs.get("src") or "").startswith("https://")
     html = rendered_sample.rendered.html
     assert "Photo: Lena Okafor/Northern Wire" in html
@@ -179,8 +181,9 @@ def test_user_template_overrides_one_builtin_and_brand_colours_apply(project: Pa
     )
     config = project / "newsletter.toml"
     text = config.read_text(encoding="utf-8")
-    text = text.replace('primary_color = "#b3261e"', 'primary_color = "#0b6e4f"')
-    text = text.replace('background_color = "#f4f1ea"', 'background_color = "#abcdef"')
+    text = text.replace(
+        "[brand]\n", '[brand]\nprimary_color = "#0b6e4f"\nbackground_color = "#abcdef"\n'
+    )
     config.write_text(text, encoding="utf-8")
     settings = load_settings(project)
     result = build_file(SAMPLE, settings)
@@ -309,7 +312,9 @@ def test_template_cache_is_shared_by_projects_and_never_stale(tmp_path: Path) ->
     first = render(projects[0])
     cache = cache_home / "newsletter" / "templates"
     entries = sorted(p.name for p in cache.iterdir())
-    assert len(entries) == 8  # email, header, footer, style, _image, three sections
+    # email, header, _masthead, footer, style, layout, look, _heading, _image, _readmore,
+    # and the three section templates the sample uses
+    assert len(entries) == 13
     assert render(projects[1]) == first
     assert sorted(p.name for p in cache.iterdir()) == entries  # the same templates: shared
     footer = projects[0] / "templates" / "footer.mjml.j2"

@@ -30,6 +30,7 @@ from .sendtools import pg_database
 
 _SKIPS = "migration 0004: skips a subscriber's pending recipients when they may no longer " \
     "receive (a trigger, so every writer is covered; see newsletter/audience/receiving.py)"
+_SUPPRESSED = "migration 0009: a new suppression skips the address's pending recipients"
 #: (kind, name) -> why the migrations create it with raw SQL instead of the tables
 RAW_SQL: dict[tuple[str, str], str] = {
     ("trigger", "tr_subscribers_unsendable"): _SKIPS,
@@ -39,6 +40,11 @@ RAW_SQL: dict[tuple[str, str], str] = {
     ("function", "nl_subscriber_unsendable"): _SKIPS,
     ("function", "nl_membership_unsendable"): _SKIPS,
     ("function", "nl_membership_removed"): _SKIPS,
+    # migration 0009: a pause skips the subscriber's pending recipients the same way
+    ("trigger", "tr_subscribers_paused"): _SKIPS,
+    ("function", "nl_subscriber_paused"): _SKIPS,
+    ("trigger", "tr_suppressions_skip"): _SUPPRESSED,
+    ("function", "nl_suppression_skip"): _SUPPRESSED,
 }
 _RAW_ON = {"sqlite": ("trigger",), "postgresql": ("trigger", "function")}
 
@@ -165,7 +171,8 @@ def test_the_tables_module_alone_holds_every_table() -> None:
     assert set(tables.split()) == {
         "subscribers", "lists", "memberships", "sends", "send_recipients", "send_batches",
         "send_workers", "schedules", "schedule_workers", "webhook_events", "webhook_requests",
-        "send_event_counts", "send_recipient_events", "archive_issues", "rate_limits"}
+        "send_event_counts", "send_recipient_events", "archive_issues", "signups",
+        "rate_limits", "suppressions", "bounce_messages", "soft_bounces", "subject_tests", "send_rates"}
     owners = {"newsletter.delivery.ledger", "newsletter.scheduler", "newsletter.feedback.effects",
               "newsletter.archive", "newsletter.delivery.sending"}
     assert not owners & set(modules.split())

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from newsletter.audience.subscribers import add_subscriber, unsubscribe
-from newsletter.delivery import ledger, sending
+from newsletter.delivery import claims, ledger, senders, sending
 from newsletter.errors import NewsletterError
 
 from .sendtools import make_project, pg_database, run_cli, seed
@@ -206,9 +206,9 @@ def test_claim_batch_claims_exactly_the_batch_size(tmp_path: Path, database: str
         engine = seed(settings, 50)
         prepared = sending.preflight(settings, settings.project_dir / ISSUE)
         send = sending.start(engine, settings, prepared, "daily", backend="outbox").send
-        worker = ledger.register_worker(engine, send.id)
+        worker = senders.register_worker(engine, send.id)
         sizes = []
-        while (claimed := ledger.claim_batch(engine, send, worker, 7)) is not None:
+        while (claimed := claims.claim_batch(engine, send, worker, 7)) is not None:
             sizes.append(len(claimed[1]))
         assert sizes == [7] * 7 + [1]
         engine.dispose()

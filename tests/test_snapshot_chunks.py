@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.audience.subscribers import add_subscriber, unsubscribe
-from newsletter.delivery import ledger, sending
-from newsletter.delivery import runner as delivery_engine
+from newsletter.delivery import ledger, runner, sending
 
 from .sendtools import make_project, pg_database, seed
 
@@ -23,7 +22,7 @@ ISSUE = "issues/2026-11-24.md"
 @pytest.fixture(params=["sqlite", "postgresql"])
 def project(request, tmp_path: Path, monkeypatch):
     monkeypatch.setattr(sending, "FIRST_CHUNK", 4)
-    monkeypatch.setattr(delivery_engine, "SNAPSHOT_CHUNK", 5)
+    monkeypatch.setattr(runner, "SNAPSHOT_CHUNK", 5)
     with pg_database() if request.param == "postgresql" else contextlib.nullcontext() as url:
         settings = make_project(tmp_path / "p", url)
         engine = seed(settings, 23)

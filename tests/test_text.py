@@ -24,7 +24,8 @@ def test_sample_issue_text_part(settings: Settings) -> None:
     # the name and the date open it
     assert lines[:4] == ["TEST BRIEFING", "=============", "", "Tuesday, 24 November 2026"]
     # headlines, underlined
-    index = lines.index("LEAD: Can the river towns rebuild before spring?")
+    # (Lead and Story carry no label: those are the editors' words, not the readers')
+    index = lines.index("Can the river towns rebuild before spring?")
     assert lines[index + 1] == "-" * len(lines[index])
     assert "HARD NUMBERS: Evacuations, fares and a quiet record" in lines
     assert "WHAT WE'RE WATCHING: A bank blinks, a summit wobbles" in lines
@@ -49,20 +50,20 @@ def test_links_become_numbered_references(settings: Settings) -> None:
     result = build_file(SAMPLE, settings)
     assert result.rendered is not None
     text = result.rendered.text
-    assert "Read the authority's damage survey [1] for" in text
+    assert "Read the authority\u2019s damage survey [1] for" in text
     assert "Read the full report [2]" in text
     links = text.split("\nLinks:\n", 1)[1].strip().split("\n")
     assert links[:2] == [
-        "[1] https://example.org/alder-survey",
-        "[2] https://example.org/river-towns-rebuild",
+        "[1] https://news.sendtest.news/alder-survey",
+        "[2] https://news.sendtest.news/river-towns-rebuild",
     ]
-    assert links[-1] == "[3] https://example.org/holloway"
+    assert links[-1] == "[3] https://news.sendtest.news/holloway"
     assert text.endswith("\n") and not text.endswith("\n\n")
 
 
 def test_repeated_links_share_a_number_and_mailto_is_inline(settings: Settings) -> None:
     body = (
-        "# Lead: X\nSee [this](https://example.org/a) and [that](https://example.org/a), "
+        "# Lead: X\nSee [this](https://news.sendtest.news/a) and [that](https://news.sendtest.news/a), "
         "or write to [desk@example.org](mailto:desk@example.org).\n"
     )
     front = "---\nsubject: s\npreheader: p\ndate: 2026-11-24\n---\n"
@@ -101,3 +102,58 @@ def test_fill_is_exactly_textwrap(text: str, width: int, initial: str, subsequen
         break_long_words=False, break_on_hyphens=False,
     )
     assert fill(text, width, initial, subsequent) == expected
+
+
+LONG_HEADLINE = (
+    "The harbour vote that everyone in the town has been waiting for since the spring floods"
+)
+GREETING = (
+    "Good morning, {{name|reader}}. Dock workers at Eastmouth voted on Tuesday to accept "
+    "the offer that was put to them last week by the port authority and the union."
+)
+
+
+def _greeting_issue(tmp_path) -> str:
+    path = tmp_path / "2026-11-24.md"
+    path.write_text(
+        "---\nsubject: The vote\ndate: 2026-11-24\npreheader: p\n---\n"
+        f"# Lead: {LONG_HEADLINE}\n{GREETING}\n"
+    )
+    return str(path)
+
+
+def _block(text: str, starts: str) -> list[str]:
+    lines = text.replace("\r\n", "\n").split("\n")
+    first = next(i for i, line in enumerate(lines) if line.startswith(starts))
+    end = lines.index("", first)
+    return lines[first:end]
+
+
+def test_long_headings_wrap_and_their_underline_matches_the_longest_line(settings, tmp_path):
+    text = build_file(_greeting_issue(tmp_path), settings).rendered.text
+    heading = _block(text, "The harbour vote")  # a Lead carries no label
+    assert len(heading) == 3 and all(len(line) <= WIDTH for line in heading)
+    assert " ".join(heading[:2]) == LONG_HEADLINE
+    assert heading[2] == "-" * max(len(heading[0]), len(heading[1]))
+
+
+def test_greeting_is_wrapped_after_the_name_is_filled_in(settings, tmp_path):
+    from newsletter.delivery.personalize import Recipient, prepare
+
+    settings.from_address = "news@example.org"
+    settings.base_url = settings.base_url or "https://news.example.org"
+    rendered = build_file(_greeting_issue(tmp_path), settings, personal=True).rendered
+    template = prepare(rendered, settings, send_id=1, list_id=1, list_name="Daily")
+    for name, shown in (("Maximilian Alexander", "Maximilian Alexander"), (None, "reader")):
+        message = template.message(Recipient(1, "a@example.org", name))
+        body = message.as_email().get_body(("plain",)).get_content()
+        greeting = _block(body, "Good morning,")
+        expected = textwrap.fill(GREETING.replace("{{name|reader}}", shown), WIDTH)
+        assert "\n".join(greeting) == expected  # as full as any other paragraph
+        heading = _block(body, "The harbour vote")
+        assert heading[-1] == "-" * max(map(len, heading[:-1]))
+    # the web copy fills in the fallback before wrapping too
+    web = build_file(_greeting_issue(tmp_path), settings).rendered.text
+    assert "\n".join(_block(web, "Good morning,")) == textwrap.fill(
+        GREETING.replace("{{name|reader}}", "reader"), WIDTH)
+    assert "\x02" not in web and "\x02" not in message.text

@@ -71,8 +71,8 @@ def test_no_sections(settings: Settings) -> None:
 def test_lead_not_first_and_duplicate_lead(settings: Settings) -> None:
     text = FRONT + "# Story: A\nText.\n\n# Lead: B\nText.\n\n# Lead: C\nText.\n"
     assert findings(text, settings) == [
-        (9, "warning", "lead-not-first"),
-        (12, "warning", "lead-duplicate"),
+        (9, "error", "lead-not-first"),
+        (12, "error", "lead-duplicate"),
     ]
 
 
@@ -180,7 +180,7 @@ def test_errors_are_all_reported_at_once(settings: Settings) -> None:
         (1, "warning", "preheader-missing"),
         (2, "error", "subject-too-long"),
         (6, "error", "link-url"),
-        (8, "warning", "lead-not-first"),
+        (8, "error", "lead-not-first"),
         (9, "error", "image-alt-missing"),
         (9, "warning", "image-credit-missing"),
         (11, "error", "raw-html"),
@@ -195,8 +195,8 @@ def test_errors_are_all_reported_at_once(settings: Settings) -> None:
 def _oversized(stories: int) -> str:
     paragraph = (
         "The committee met again on Tuesday and, after a long debate about the budget, agreed "
-        "to publish its report before the end of the month, with a [summary](https://example."
-        "org/summary) for readers who do not have time for all of it.\n\n"
+        "to publish its report before the end of the month, with a [summary](https://news.sendtest."
+        "news/summary) for readers who do not have time for all of it.\n\n"
     )
     parts = [FRONT, "# Lead: A long issue\nText.\n\n"]
     for number in range(stories):
@@ -209,8 +209,8 @@ def test_rendered_html_over_102_kb_is_an_error(settings: Settings) -> None:
     assert small.ok and small.rendered is not None
     big = build_text(_oversized(60), "t.md", settings)
     assert big.rendered is not None and big.rendered.size > GMAIL_CLIP_BYTES
-    assert [(f.line, f.rule) for f in big.findings] == [(6, "html-too-large")]
-    message = big.findings[0].message
+    assert [(f.line, f.rule) for f in big.errors] == [(6, "html-too-large")]
+    message = big.errors[0].message
     assert "Gmail clips" in message and "102 KB" in message
     assert not big.ok
 
@@ -249,7 +249,7 @@ def test_section_image_with_a_refused_scheme_is_an_error(settings: Settings, src
 
 
 def test_unclosed_image_is_an_error_and_nothing_renders(settings: Settings) -> None:
-    text = FRONT + "# Lead: X\n![Alt text](https://images.example.org/a.jpg\n\nText.\n"
+    text = FRONT + "# Lead: X\n![Alt text](https://images.sendtest.news/a.jpg\n\nText.\n"
     result = build_text(text, "t.md", settings)
     assert [(f.line, f.column, f.rule) for f in result.findings] == [(7, 1, "image-syntax")]
     assert result.rendered is None
@@ -303,7 +303,7 @@ def test_an_edited_issue_keeping_one_placeholder_sentence_is_told(settings: Sett
         "# Lead: The harbour vote\n"
         "The council voted 7-2 on Tuesday. Use **bold**, *italics* and [links](https://x.org).\n"
         "\n"
-        "[Read more](https://example.org/harbour)\n"  # another example.org link: fine
+        "[Read more](https://news.sendtest.news/harbour)\n"  # not a placeholder link
     )
     result = build_text(text, "t.md", settings, render_html=False)
     assert [(f.line, f.column, f.rule) for f in result.findings] == [(7, 35, "placeholder-text")]

@@ -27,7 +27,7 @@ from newsletter.audience import tokens
 from newsletter.audience.lists import create_list
 from newsletter.audience.subscribers import add_subscriber, get_subscriber, subscriber_lists
 from newsletter.config import Settings
-from newsletter.delivery import ledger, sending
+from newsletter.delivery import claims, ledger, senders, sending
 from newsletter.feedback.effects import engagement, webhook_events
 from newsletter.web import create_app
 from newsletter.web.server import BackgroundServer
@@ -265,11 +265,11 @@ def test_unsubscribe_is_seen_by_a_send_in_progress_before_its_next_batch(site: S
     prepared = sending.preflight(site.settings, site.settings.project_dir / "issues/2026-11-24.md")
     send = sending.start(site.engine, site.settings, prepared, "daily", backend="outbox").send
     assert send.total == 5  # the recipients are snapshotted, all pending
-    worker = ledger.register_worker(site.engine, send.id)
+    worker = senders.register_worker(site.engine, send.id)
     assert site.post(f"/u/{site.token('r3@example.com')}", data=ONE_CLICK).status_code == 200
     assert site.post(f"/u/{site.token('r4@example.com')}", data={"scope": "all"}
                      ).status_code == 200
-    _, claimed = ledger.claim_batch(site.engine, send, worker, 10)
+    _, claimed = claims.claim_batch(site.engine, send, worker, 10)
     emails = [c.email for c in claimed]
     assert emails == ["r1@example.com", "r2@example.com", "r5@example.com"]
     skipped = ledger.recipients(site.engine, send.id, ["skipped"])

@@ -18,6 +18,7 @@ _FIRST = {"firstname", "first", "givenname", "fname", "forename"}
 _LAST = {"lastname", "last", "surname", "familyname", "lname"}
 _STATUS = {"status"}
 _LIST_STATUS = {"liststatus"}
+_NOT_IMPORTED = {"consent"}  # `export --consent`: sign-up records, not attributes
 
 
 @dataclass
@@ -50,6 +51,8 @@ def columns_of(path: Path, header: list[str]) -> Columns:
     used: set[str] = set()
     for index, cell in enumerate(header):
         norm = _norm_header(cell)
+        if norm in _NOT_IMPORTED:
+            continue
         role = next((r for r, names in roles if norm in names), None)
         if role is not None and role not in found:
             found[role] = index

@@ -7,7 +7,7 @@ change; the database's triggers skip their pending deliveries). Every row that h
 their address keeps its place and its counts, with the address replaced by a token and
 the name removed:
 
-- ``send_recipients``: their rows in real sends (``seq`` is their subscriber id) and rows
+- ``send_recipients``: their rows in real and welcome sends (``seq`` is their subscriber id) and rows
   of test sends addressed to them. The server's reply kept as ``reason`` loses the
   address. A row not yet final (``pending``, ``temporary``, ``uncertain``) becomes
   ``skipped`` with reason ``erased``, so no retry can reach them; a row ``sending`` (its
@@ -52,7 +52,10 @@ def erase(conn: sa.Connection, subscriber_id: int, email_key: str,
           key: str | bytes | None) -> int:
     """Erase a subscriber in the caller's transaction: scrub the delivery records, then
     delete the subscriber and their memberships; returns the delivery rows scrubbed."""
+    from .signup import forget
+
     scrubbed = scrub(conn, subscriber_id, email_key, key)
+    forget(conn, email_key)  # the sign-ups and consent records hold the address too
     status_changes.erase(conn, subscriber_id)
     return scrubbed
 
@@ -75,7 +78,7 @@ def _recipients(conn: sa.Connection, subscriber_id: int, email_key: str, erased:
                 pattern: re.Pattern[str]) -> int:
     r = send_recipients.c
     real = sa.and_(r.seq == subscriber_id,
-                   r.send_id.in_(sa.select(sends.c.id).where(sends.c.kind == "real")))
+                   r.send_id.in_(sa.select(sends.c.id).where(sends.c.kind.in_(("real", "welcome")))))
     test = sa.and_(sa.func.lower(r.email) == email_key,
                    r.send_id.in_(sa.select(sends.c.id).where(sends.c.kind == "test")))
     rows = conn.execute(sa.select(r.send_id, r.seq, r.status, r.reason)

@@ -186,6 +186,8 @@ class _Rejects:
             self.path.unlink()  # a stale one from an earlier run of the same file
 
 
+# long: it starts the reader thread, opens the rejects file and runs the database loop,
+# and must close all three on every path; each step is a call of its own.
 def import_csv(
     engine: Engine,
     path: Path | str,
@@ -304,6 +306,8 @@ def _in_background(make: Callable[[], Iterator[T]], depth: int = 2) -> Iterator[
         thread.join()
 
 
+# long: the per-row loop of every import: one function keeps its locals local (a call
+# per row would cost a tenth of the import's speed), as bench_import.py shows.
 def _chunks(
     reader: Iterator[tuple[int, list[str]]],
     columns: Columns,
@@ -496,11 +500,15 @@ def export_csv(
     *,
     list_name: str | None = None,
     status: str | None = None,
+    consent: bool = False,
 ) -> int:
-    """Write matching subscribers as CSV (``email, name, status[, list_status], attributes``);
-    returns the number of rows. ``import_csv`` reads it back to the same state."""
+    """Write matching subscribers as CSV (``email, name, status[, list_status][, consent],
+    attributes``); returns the number of rows. ``import_csv`` reads it back to the same
+    state (a ``consent`` column, the sign-up consent records as JSON, is not imported)."""
     keys = attribute_keys(engine, list_name=list_name, status=status)
-    header = [*EXPORT_FIELDS, *(["list_status"] if list_name else []), *keys]
+    header = [*EXPORT_FIELDS, *(["list_status"] if list_name else []),
+              *(["consent"] if consent else []), *keys]
+    records = _consent_records(engine) if consent else {}
     writer = csvsafe.writer(out)
     writer.writerow(header)
     count = 0
@@ -508,6 +516,9 @@ def export_csv(
         values = [sub.email, sub.name or "", sub.status]
         if list_name:
             values.append(sub.list_status or "")
+        if consent:
+            found = records.get(sub.email.lower())
+            values.append(json.dumps(found, ensure_ascii=False) if found else "")
         for key in keys:
             value = sub.attributes.get(key)
             if value is None:
@@ -519,6 +530,12 @@ def export_csv(
         writer.writerow(values)
         count += 1
     return count
+
+
+def _consent_records(engine: Engine) -> dict[str, list[dict]]:
+    from .signup import consents_by_key
+
+    return consents_by_key(engine)
 
 
 # -- demo ------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ unsubscribed, bounced, complained) or of a list membership's status
 (``memberships.status``: subscribed, unsubscribed) goes through this module: the CLI
 and library calls (``subscribers``), the web unsubscribe link
 (``web.unsubscribe``), the SendGrid webhook (``events``), the CSV import
-(``importer``) and erasure (``erasure``). Creating a subscriber or a membership with its
+(``importer``), erasure (``erasure``) and the preference centre (``preferences``: lists,
+and ``pause``, which sets ``paused_until`` rather than a status). Creating a subscriber or a membership with its
 first status is not a change and stays with the code that creates it.
 
 The rules (``may_change``, ``may_change_membership``):
@@ -26,6 +27,10 @@ Every change writes the status, when (``status_changed_at``) and why
 the rules refuse writes nothing: the status, its time and its reason stay as they were,
 and the change counts as not made (``change`` returns False, the set-based calls do not
 count it), whichever entry point asked.
+
+A change to ``bounced`` or ``complained`` also puts the address on the one suppression
+list (``audience.suppressions``), whatever reported it (also an address no subscriber
+has, for the set-based call by email key); an explicit resubscribe takes it off again.
 
 Two shapes of call, one statement each: ``change`` for one subscriber, and the set-based
 ``set_global`` / ``set_membership`` for many (the webhook's thousands of events, the
@@ -48,6 +53,7 @@ import sqlalchemy as sa
 from ..db.tables import MEMBERSHIP_STATUSES, STATUSES, Stamp, memberships, subscribers
 from ..db.transactions import utcnow
 from ..errors import UnknownStatus
+from . import suppressions
 
 #: strength of each global status: a status only ever becomes a stronger one
 STRENGTH = {status: rank for rank, status in enumerate(STATUSES)}
@@ -175,20 +181,45 @@ def _payload(items: Sequence[Item]) -> str:
 # -- the calls -------------------------------------------------------------------------
 
 
+#: statuses that put the address on the suppression list
+SUPPRESSING = ("bounced", "complained")
+
+
 def set_global(
     conn: sa.Connection, target: str, items: Sequence[Item], *, by: str = "id",
-    resubscribe: bool = False, now: dt.datetime | None = None,
+    resubscribe: bool = False, now: dt.datetime | None = None, source: str = "status",
 ) -> int:
     """Make the subscribers of ``items`` (id or, ``by="email_key"``, email key; why)
     ``target`` where the rules allow, in one statement; returns how many changed.
-    The keys must be distinct."""
+    The keys must be distinct. ``source`` names who reported a bounce or complaint on
+    the suppression list."""
     if by not in ("id", "email_key"):
         raise ValueError(f"by must be 'id' or 'email_key', not {by!r}")
     statement = _statement("global", conn.dialect.name, target, resubscribe, by == "id")
-    if statement is None or not items:
+    if not items:
         return 0
-    result = conn.execute(statement, {"rows": _payload(items), "now": now or utcnow()})
-    return max(result.rowcount, 0)
+    changed = 0
+    if statement is not None:
+        result = conn.execute(statement, {"rows": _payload(items), "now": now or utcnow()})
+        changed = max(result.rowcount, 0)
+    _suppression(conn, target, items, by == "id", resubscribe, source, now)
+    return changed
+
+
+def _suppression(conn: sa.Connection, target: str, items: Sequence[Item], by_id: bool,
+                 resubscribe: bool, source: str, now: dt.datetime | None) -> None:
+    if target in SUPPRESSING:
+        if by_id:
+            suppressions.add_subscribers(conn, target, [(int(k), w) for k, w in items],
+                                         source=source, now=now)
+        else:
+            suppressions.add_many(conn, target, [(str(k), w) for k, w in items],
+                                  source=source, now=now)
+    elif target == "active" and resubscribe:
+        if by_id:
+            suppressions.lift_subscribers(conn, [int(k) for k, _ in items])
+        else:
+            suppressions.lift(conn, [str(k) for k, _ in items])
 
 
 def set_membership(
@@ -222,4 +253,15 @@ def erase(conn: sa.Connection, subscriber_id: int) -> bool:
     triggers skip their pending deliveries. False when there was no such subscriber."""
     conn.execute(sa.delete(memberships).where(memberships.c.subscriber_id == subscriber_id))
     result = conn.execute(sa.delete(subscribers).where(subscribers.c.id == subscriber_id))
+    return result.rowcount > 0
+
+
+def pause(conn: sa.Connection, subscriber_id: int, until: dt.datetime | None) -> bool:
+    """The subscriber receives nothing before ``until`` (None: the pause ends now). Their
+    global status and memberships stay as they are; the rule of ``receiving`` refuses
+    them (reason ``paused``) until the moment passes, and the database's trigger
+    (migration 0009) skips their pending deliveries now. False when there is no such
+    subscriber."""
+    result = conn.execute(sa.update(subscribers).where(subscribers.c.id == subscriber_id)
+                          .values(paused_until=until))
     return result.rowcount > 0

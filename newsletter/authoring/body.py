@@ -9,6 +9,7 @@ section, misplaced images) is a finding at its line. Inline content is read by
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any
 
 from markdown_it.token import Token
@@ -34,7 +35,51 @@ KIND_NAMES = {
     "story": SectionKind.STORY,
     "hard numbers": SectionKind.HARD_NUMBERS,
     "what we're watching": SectionKind.WATCHING,
+    "what we're ignoring": SectionKind.IGNORING,
+    "quote": SectionKind.QUOTE,
+    "sponsor": SectionKind.SPONSOR,
 }
+KICKER_PREFIX = "kicker:"
+# a Quote's attribution: a last paragraph starting with a dash ('— Name', '-- Name')
+ATTRIBUTION_DASHES = ("\u2014", "\u2013", "\u2015", "--")
+
+
+def kind_key(raw: str) -> str:
+    """A heading's kind as KIND_NAMES spells it: any case, straight or curly apostrophe."""
+    return " ".join(raw.replace("\u2019", "'").replace("\u2018", "'").split()).lower()
+
+
+# '#' marks with no space after them ('#Story: ...'), or a non-breaking space: Markdown
+# reads the line as text, so the section would vanish into the one before it
+_HEADING_NO_SPACE = re.compile(r"^( {0,3})(#{1,6})(?:\u00a0|\u202f|(?=[^\s#]))", re.MULTILINE)
+
+
+def heading_marks(body: str, rep: Reporter, offset: int) -> str:
+    """Report '#Kind: ...' headings with no space (or a non-breaking one) after the '#',
+    and return the body with the space put in, so the rest reads as the editor meant
+    (no follow-on findings). '#Word' lines that are not a section heading ('#1 seed',
+    a hashtag) are reported but left as they are."""
+    if "#" not in body:
+        return body
+
+    def fix(match: re.Match[str]) -> str:
+        marks = match.group(2)
+        start = match.end()
+        line = body.count("\n", 0, match.start()) + offset
+        what = "a non-breaking space" if match.group() != match.group(1) + marks else "no space"
+        rep.add(
+            line,
+            "heading-space",
+            f"'{marks}' has {what} after it, so this line would show as text: add a space "
+            f"after {marks} (or write \\# for a literal #)",
+            column=len(match.group(1)) + len(marks),
+        )
+        rest = body[start : body.find("\n", start) if "\n" in body[start:] else len(body)]
+        if len(marks) == 1 and kind_key(rest.partition(":")[0]) not in KIND_NAMES:
+            return match.group()
+        return f"{match.group(1)}{marks} "
+
+    return _HEADING_NO_SPACE.sub(fix, body)
 
 
 class BodyParser:
@@ -88,12 +133,13 @@ class BodyParser:
                 line,
                 "section-heading-format",
                 f"section heading {text[:40]!r} must read '# Kind: Headline' with a kind "
-                "Lead, Story, Hard Numbers or What We're Watching",
+                "Lead, Story, Hard Numbers, What We're Watching, What We're Ignoring, Quote "
+                "or Sponsor",
             )
             self.skipping = True
             return
         raw_kind, headline = raw_kind.strip(), headline.strip()
-        key = " ".join(raw_kind.replace("\u2019", "'").replace("\u2018", "'").split()).lower()
+        key = kind_key(raw_kind)
         kind = KIND_NAMES.get(key)
         if kind is None:
             names = [k.value for k in SectionKind]
@@ -119,6 +165,8 @@ class BodyParser:
             "blocks": [],
             "items": [],
             "read_more": None,
+            "kicker": None,
+            "attribution": None,
             "_first_block": True,
         }
 
@@ -133,13 +181,48 @@ class BodyParser:
         if section is None:
             return
         self.section = None
-        if section["kind"] in (SectionKind.LEAD, SectionKind.STORY) and section["blocks"]:
+        if section["kind"].is_story and section["blocks"]:
             _split_read_more(section)
+        if section["kind"] is SectionKind.QUOTE and section["blocks"]:
+            _split_attribution(section)
         section.pop("_first_block", None)
         self.sections.append(section)
 
+    def kicker_line(self, children: list[Token], first: int) -> list[Token] | None:
+        """Take a 'kicker: Words' first line of a section as its kicker; the tokens after
+        that line (an image on the next line, say), or None when it is no kicker line."""
+        section = self.section
+        if section is None or not section["_first_block"] or self.item is not None:
+            return None
+        head = children[0] if children else None
+        if head is None or head.type != "text" or not head.content.lower().startswith(
+            KICKER_PREFIX
+        ):
+            return None
+        end = next((n for n, c in enumerate(children) if c.type in ("softbreak", "hardbreak")),
+                   len(children))
+        words = children[:end]
+        if any(c.type not in _TEXT for c in words):
+            self.rep.add(first, "kicker-format",
+                         "the kicker is plain text: remove the formatting or links from it")
+        text = "".join(c.content for c in words if c.type in _TEXT)[len(KICKER_PREFIX):]
+        section["kicker"] = " ".join(text.split())
+        return children[end + 1 :]
+
     def paragraph(self, inline: Token, first: int, last: int) -> None:
-        children = [c for c in inline.children or [] if c.type != "softbreak"]
+        children = list(inline.children or [])
+        rest = self.kicker_line(children, first)
+        if rest is not None:
+            if not rest:
+                return
+            first += 1
+            children = rest
+            if any(c.type != "image" and c.content.strip() for c in children):
+                self.rep.add(first, "kicker-format",
+                             "the kicker stands on its own line: leave a blank line after it")
+                self.section["_first_block"] = False  # type: ignore[index]
+                return
+        children = [c for c in children if c.type != "softbreak"]
         images = [c for c in children if c.type == "image"]
         only_images = bool(images) and all(
             c.type == "image" or (c.type in _TEXT and not c.content.strip()) for c in children
@@ -183,6 +266,8 @@ class BodyParser:
         if inlines:
             self.add_block(Paragraph.model_construct(line=first, inlines=inlines), first)
 
+    # long: one dispatch loop over markdown-it's block tokens; the branches move the same
+    # index forward, so they stay together (each branch calls a method for its block).
     def parse(self, tokens: list[Token]) -> list[dict[str, Any]]:
         index = 0
         n = len(tokens)
@@ -217,12 +302,7 @@ class BodyParser:
             if kind == "html_block":
                 self.reject(token, "raw-html", "raw HTML is not allowed in email: use Markdown")
             elif kind in ("code_block", "fence"):
-                self.reject(
-                    token,
-                    "code-block",
-                    "code blocks do not display safely in email: make it a paragraph "
-                    "(indent less than four spaces)",
-                )
+                self.reject(token, "code-block", self._code_message(token))
             elif kind == "table_open":
                 self.reject(
                     token,
@@ -249,6 +329,18 @@ class BodyParser:
             index += 1
         self.close_section()
         return self.sections
+
+    def _code_message(self, token: Token) -> str:
+        line = self.rep.lines[self.line(token) - 1] if self.line(token) <= len(self.rep.lines) else ""
+        if token.type == "code_block" and "\t" in line[: len(line) - len(line.lstrip())]:
+            return (
+                "this line starts with a tab, which makes it a code block (shown as typed, "
+                "in a fixed-width font): remove the tab, or indent a list item with spaces"
+            )
+        return (
+            "code blocks do not display safely in email: make it a paragraph "
+            "(indent less than four spaces)"
+        )
 
     def reject(self, token: Token, rule: str, message: str) -> None:
         line = self.line(token)
@@ -349,3 +441,17 @@ def _split_read_more(section: dict[str, Any]) -> None:
         section["blocks"].pop()
 
 
+
+
+def _split_attribution(section: dict[str, Any]) -> None:
+    """Take a Quote's last paragraph that starts with a dash out of the body as its
+    attribution: '— Name, role'."""
+    last = section["blocks"][-1]
+    if not isinstance(last, Paragraph):
+        return
+    text = plain(last.inlines).strip()
+    for dash in ATTRIBUTION_DASHES:
+        if text.startswith(dash):
+            section["attribution"] = text[len(dash):].strip()
+            section["blocks"].pop()
+            return

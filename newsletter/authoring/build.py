@@ -3,20 +3,29 @@
 ``build_file`` is what the CLI, the preview, the sender and the scheduling worker call. It
 never raises for the content of an issue: every problem is a Finding. It raises
 ``UsageError`` only when the file cannot be read at all.
+
+``issues/_welcome.md`` (``WELCOME_FILE``), the welcome email new subscribers receive
+(``audience.welcome``), is an issue file without a date: ``build_file`` gives it today's
+date (the line numbers of its findings stay those of the file) and renders it without
+"Read in your browser" links, as it is never in the archive.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Settings
 from ..errors import UsageError
+from .housestyle import SentLinks
+from .media import image_findings
 from .model import Finding, Issue, Severity
 from .parse import ParseResult, parse_text
 from .render import Rendered, RenderError, render
-from .validate import GMAIL_CLIP_BYTES, sort_findings, validate
+from .validate import GMAIL_CLIP_BYTES, apply_levels, sort_findings, validate
 
 
 @dataclass
@@ -86,7 +95,8 @@ def read_issue_text(path: Path) -> str:
 
 
 def build_text(
-    text: str, path: str, settings: Settings, *, render_html: bool = True, personal: bool = False
+    text: str, path: str, settings: Settings, *, render_html: bool = True, personal: bool = False,
+    sent_links: SentLinks | None = None,
 ) -> Build:
     """Parse, validate and (when there are no errors) render an issue's text."""
     problem = None
@@ -100,7 +110,9 @@ def build_text(
         return Build(path=path, findings=[finding])
     parsed = parse_text(text, path)
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    findings = list(parsed.findings) + validate(parsed, lines, path)
+    findings = list(parsed.findings) + validate(parsed, lines, path, settings, sent_links)
+    findings += image_findings(settings, parsed.sections, lines, path)  # local image files
+    findings = apply_levels(findings, settings.rules)
     result = Build(path=path, findings=findings, issue=parsed.issue, parsed=parsed)
     has_errors = any(f.severity is Severity.ERROR for f in findings)
     if render_html and parsed.issue is not None and not has_errors:
@@ -133,9 +145,38 @@ def build_text(
     return result
 
 
+WELCOME_FILE = "_welcome.md"
+_DATE_KEY = re.compile(r"(?m)^date\s*:")
+
+
+def undated(text: str) -> tuple[str, int | None]:
+    """A welcome file's text with a ``date:`` line (today) added as the last line of its
+    front matter, and that line's number; unchanged (None) when it has a date or no
+    front matter (whose findings then say so)."""
+    lines = text.split("\n")
+    if not lines or lines[0].strip() != "---":
+        return text, None
+    end = next((i for i, line in enumerate(lines[1:], start=1) if line.strip() == "---"), None)
+    if end is None or _DATE_KEY.search("\n".join(lines[1:end])):
+        return text, None
+    ending = "\r" if lines[0].endswith("\r") else ""
+    lines.insert(end, f"date: {dt.date.today().isoformat()}{ending}")
+    return "\n".join(lines), end + 1
+
+
 def build_file(
-    path: Path | str, settings: Settings, *, render_html: bool = True, personal: bool = False
+    path: Path | str, settings: Settings, *, render_html: bool = True, personal: bool = False,
+    sent_links: SentLinks | None = None,
 ) -> Build:
     path = Path(path)
     text = read_issue_text(path)
-    return build_text(text, str(path), settings, render_html=render_html, personal=personal)
+    added = None
+    if path.name == WELCOME_FILE:
+        text, added = undated(text)
+        settings = settings.model_copy(update={"base_url": None})  # no archive links
+    result = build_text(text, str(path), settings, render_html=render_html, personal=personal,
+                        sent_links=sent_links)
+    if added is not None:  # the findings' lines as they are in the file
+        result.findings = [f.model_copy(update={"line": f.line - 1}) if f.line > added else f
+                           for f in result.findings]
+    return result

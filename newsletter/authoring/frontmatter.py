@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 from .sourcemap import Reporter
+from .subject_variants import variant_problems
 
 
 @lru_cache(maxsize=1)
@@ -112,20 +113,30 @@ def _simple_front_matter(yaml_text: str) -> tuple[dict[str, Any], dict[str, int]
     return data, lines
 
 
-FRONT_MATTER_KEYS = ("subject", "preheader", "date", "send_at")
+FRONT_MATTER_KEYS = ("subject", "preheader", "date", "send_at", "contents", "subject_variants")
 # C0 controls other than tab and newline, and the two non-characters: MRML cannot parse them
 CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def _split_front_matter(text: str) -> tuple[str | None, int, int]:
-    """(YAML text, line after the closing ---, status) ; status 0 ok, 1 missing, 2 unclosed."""
+    """(YAML text, line after the closing ---, status) ; status 0 ok, 1 missing, 2 unclosed.
+
+    Unclosed, the front matter is taken to end at its first blank line or section heading
+    (status 2 with that line), so the body is still read as a body: one finding, not a
+    cascade; (None, 1, 2) when there is no such line."""
     lines = text.split("\n")
     if not lines or lines[0].rstrip() != "---":
         return None, 1, 1
     for index in range(1, len(lines)):
         if lines[index].rstrip() in ("---", "..."):
             return "\n".join(lines[1:index]), index + 2, 0
+    for index in range(1, len(lines)):
+        if not lines[index].strip() or _SECTION_START.match(lines[index]):
+            return "\n".join(lines[1:index]), index + 1, 2
     return None, 1, 2
+
+
+_SECTION_START = re.compile(r"#{1,2}[ \t\u00a0]*[A-Za-z][A-Za-z' \u2019]*:")
 
 
 # 'key:' and the blanks after it; a plain value then starts with none of these characters
@@ -202,8 +213,15 @@ def read_front_matter(text: str, rep: Reporter) -> tuple[dict[str, Any], dict[st
         )
         return {}, {}, 1
     if status == 2:
-        rep.add(1, "front-matter-unclosed", "front matter is not closed: add a line '---' after it")
-        return {}, {}, 1
+        where = body_line if yaml_text is not None else 1
+        rep.add(
+            where,
+            "front-matter-unclosed",
+            "front matter is not closed: add a line '---' "
+            + (f"before line {where}" if yaml_text is not None else "after it"),
+        )
+        if yaml_text is None:
+            return {}, {}, 1
     assert yaml_text is not None
     simple = _simple_front_matter(yaml_text)
     if simple is not None:
@@ -212,16 +230,7 @@ def read_front_matter(text: str, rep: Reporter) -> tuple[dict[str, Any], dict[st
     try:
         data = _load_yaml(yaml_text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = mark.line + 2 if mark is not None else 2
-        column = mark.column + 1 if mark is not None else 1
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        rep.add(
-            line,
-            "yaml-syntax",
-            f"YAML syntax error in front matter: {problem}; quote values that contain ':' or '#'",
-            column=column,
-        )
+        _yaml_error(exc, yaml_text, rep)
         return {}, {}, -body_line
     except RecursionError:
         rep.add(2, "yaml-syntax", "YAML syntax error in front matter: nested too deeply")
@@ -237,6 +246,32 @@ def read_front_matter(text: str, rep: Reporter) -> tuple[dict[str, Any], dict[st
     return data, _key_lines(yaml_text), body_line
 
 
+def _yaml_error(exc: Any, yaml_text: str, rep: Reporter) -> None:
+    """One finding for a YAML error, at the line that is wrong, with a fix that fits."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    line = mark.line + 2 if mark is not None else 2
+    column = mark.column + 1 if mark is not None else 1
+    problem = getattr(exc, "problem", None) or "invalid YAML"
+    context = getattr(exc, "context", None) or ""
+    fix = "quote values that contain ': ' or ' #'"
+    start = getattr(exc, "context_mark", None)
+    if "quoted scalar" in context and start is not None:
+        line, column = start.line + 2, start.column + 1  # where the quote was opened
+        quote = yaml_text.split("\n")[start.line][start.column : start.column + 1] or '"'
+        problem = f"the quote {quote} opened here is never closed"
+        fix = f"add the closing {quote} at the end of this value"
+    elif "tab" in problem:
+        problem = "a tab indents this line, and YAML does not allow tabs"
+        fix = "remove the tab: front matter is 'key: value' lines at the left margin"
+    rep.add(
+        line,
+        "yaml-syntax",
+        f"YAML syntax error in front matter: {problem}: {fix}",
+        column=column,
+        fix=fix,
+    )
+
+
 def _unknown_keys(data: dict[str, Any], key_lines: dict[str, int], rep: Reporter) -> None:
     for key in data:
         if str(key) not in FRONT_MATTER_KEYS:
@@ -250,6 +285,8 @@ def _unknown_keys(data: dict[str, Any], key_lines: dict[str, int], rep: Reporter
             )
 
 
+# long: one check per front-matter key, in the order an editor reads them, each a few
+# lines of its own; splitting them would only pass values and ok back and forth.
 def issue_fields(data: dict[str, Any], key_lines: dict[str, int], rep: Reporter) -> dict | None:
     """Check front-matter keys and types; the values an Issue needs, or None."""
     values: dict[str, Any] = {}
@@ -318,15 +355,60 @@ def issue_fields(data: dict[str, Any], key_lines: dict[str, int], rep: Reporter)
             ok = False
         else:
             values["date"] = parsed
-    send_at = data.get("send_at")
-    if isinstance(send_at, (dict, list, set)):
-        rep.add(
-            key_lines.get("send_at", 2),
-            "send-at-type",
-            "send_at must be a date and time such as 2026-11-24 06:00",
-        )
-    elif send_at is not None:
-        values["send_at"] = send_at.isoformat() if isinstance(send_at, dt.date) else str(send_at)
+    _send_at(data.get("send_at"), key_lines.get("send_at", 2), values, rep)
+    _contents(data, key_lines, rep, values)
+    _subject_variants(data, key_lines, rep, values)
     return values if ok else None
 
 
+def _send_at(send_at: Any, line: int, values: dict[str, Any], rep: Reporter) -> None:
+    if isinstance(send_at, (dict, list, set)):
+        rep.add(line, "send-at-type", "send_at must be a date and time such as 2026-11-24 06:00")
+    elif send_at is not None:
+        values["send_at"] = send_at.isoformat() if isinstance(send_at, dt.date) else str(send_at)
+        problem = send_at_problem(values["send_at"])
+        if problem:
+            rep.add(line, "send-at-format", problem)
+
+
+def send_at_problem(value: str) -> str | None:
+    """What ``newsletter schedule`` would say about this send_at, or None: the same parser
+    (``authoring.when.parse_at``), so validate and schedule never disagree."""
+    from ..errors import UsageError
+    from .when import parse_at
+
+    try:
+        parse_at(value, "UTC", what="send_at")
+    except UsageError as exc:
+        return str(exc)
+    return None
+
+
+def _subject_variants(data: dict[str, Any], key_lines: dict[str, int], rep: Reporter,
+                      values: dict[str, Any]) -> None:
+    """``subject_variants:`` (a subject test's 2-4 subjects): the rule of
+    ``subject_variants.variant_problems``, each problem at the key's line."""
+    subjects = data.get("subject_variants")
+    if subjects is None:
+        return
+    problems = variant_problems(subjects)
+    for rule, message in problems:
+        rep.add(key_lines.get("subject_variants", 2), rule, message)
+    if not problems:
+        values["subject_variants"] = [str(s).strip() for s in subjects]
+
+
+def _contents(data: dict[str, Any], key_lines: dict[str, int], rep: Reporter,
+              values: dict[str, Any]) -> None:
+    """``contents: true`` (or false): an "In this issue" list above the first section."""
+    contents = data.get("contents")
+    if contents is None:
+        return
+    if isinstance(contents, bool):
+        values["contents"] = contents
+        return
+    rep.add(
+        key_lines.get("contents", 2),
+        "contents-type",
+        f"contents {str(contents)[:20]!r} must be true or false",
+    )

@@ -11,6 +11,8 @@ findings at their line and column.
 
 from __future__ import annotations
 
+import re
+from html.entities import html5
 from typing import Any
 
 from markdown_it.rules_core import StateCore
@@ -24,6 +26,8 @@ MAX_NESTING = 10  # bold in italics in a link is 3; ten leaves room for any real
 # sendable issue comes near; past it, text is kept plain (and is an error): runs of
 # punctuation cost markdown-it up to 10 us a character, so this bounds a file's time.
 MAX_INLINE_CHARS = 100_000
+_DELIMS = re.compile(r"\*+|_+")
+_ENTITY = re.compile(r"&(#[0-9]{1,8}|#[xX][0-9a-fA-F]{1,8}|[A-Za-z][A-Za-z0-9]{0,31})(;?)")
 _OPENERS = ("strong_open", "em_open", "link_open")
 _CLOSERS = ("strong_close", "em_close", "link_close")
 
@@ -33,7 +37,7 @@ def merge_text(nodes: list[Any], *, trim: bool = True) -> list[Any]:
     space at both ends is removed (a paragraph's or list item's outer edges)."""
     parts: list[Any] = []  # str runs (as lists) and nodes
     for node in nodes:
-        piece = node.text if isinstance(node, Text) else node
+        piece = node.text if isinstance(node, Text) and not node.verbatim else node
         if isinstance(piece, str):
             if parts and isinstance(parts[-1], list):
                 parts[-1].append(piece)
@@ -75,6 +79,47 @@ def inline_within_budget(state: StateCore) -> None:
         text.content = token.content
         token.children.append(text)
         token.meta = {**(token.meta or {}), "unparsed": True}
+
+
+def _flanking(text: str, start: int, end: int) -> tuple[bool, bool]:
+    """(left-flanking, right-flanking) of the delimiter run text[start:end] (CommonMark)."""
+    before = text[start - 1] if start else " "
+    after = text[end] if end < len(text) else " "
+    space_b, space_a = before.isspace(), after.isspace()
+    punct_b = not before.isalnum() and not space_b
+    punct_a = not after.isalnum() and not space_a
+    left = not space_a and (not punct_a or space_b or punct_b)
+    right = not space_b and (not punct_b or space_a or punct_a)
+    return left, right
+
+
+def stray_marks(text: str) -> list[tuple[int, str, str]]:
+    """(offset, rule, message) of what markdown-it left as literal Markdown in a text
+    token: '*' or '_' runs that could open or close formatting but did not pair (they
+    would show as typed), and '&...' entities that did not decode."""
+    found: list[tuple[int, str, str]] = []
+    if "*" in text or "_" in text:
+        for match in _DELIMS.finditer(text):
+            left, right = _flanking(text, match.start(), match.end())
+            run = match.group()
+            if run[0] == "_" and left and right:
+                continue  # inside a word (snake_case): never formatting
+            if left or right:
+                found.append((match.start(), "emphasis-unpaired", (
+                    f"'{run[:3]}' is not closed, so it would show as typed: close it "
+                    f"(**bold**, *italics*) or write \\{run[0]} for a literal {run[0]}")))
+    if "&" in text:
+        for match in _ENTITY.finditer(text):
+            name, semi = match.groups()
+            if semi and not name.startswith("#"):
+                found.append((match.start(), "html-entity", (
+                    f"'&{name};' is not an HTML entity, so it would show as typed: type the "
+                    "character itself")))
+            elif not semi and f"{name};" in html5 and len(name) > 1:
+                found.append((match.start(), "html-entity", (
+                    f"'&{name}' has no ';', so it would show as typed: write '&{name};' or "
+                    "type the character itself")))
+    return found
 
 
 def _node(opened: str, attrs: dict[str, str], children: list[Any]) -> Inline:
@@ -140,10 +185,11 @@ class InlineReader:
         excess = deepest = 0  # openers beyond MAX_NESTING, not in the model
         for child in token.children or []:
             kind = child.type
-            if kind in ("text", "text_special", "code_inline"):
+            if kind == "text":
                 current.append(child.content)  # plain strings become Text nodes at the end
-                if kind == "text":
-                    self._broken(child.content, broken, where)
+                self._text(child.content, broken, where)
+            elif kind in ("text_special", "code_inline"):
+                current.append(Text.model_construct(text=child.content, verbatim=True))
             elif kind == "softbreak":
                 current.append(" ")
             elif kind == "hardbreak":
@@ -207,24 +253,16 @@ class InlineReader:
                 column=col,
             )
 
-    def _broken(self, text: str, broken: _BrokenLinks, where: Locator) -> None:
-        found = broken.scan(text)
+    def _text(self, text: str, broken: _BrokenLinks, where: Locator) -> None:
+        found = [
+            (offset, *_broken_message(image)) for offset, image in broken.scan(text)
+        ] + stray_marks(text)
         if not found:
             return
         # a text token is a verbatim piece of one line: find it, then count within it
         line, col = where.next(text)
-        for offset, image in found:
-            if image:
-                rule, what = "image-syntax", '![alt text](https://... "Photo: credit")'
-            else:
-                rule, what = "link-syntax", "[text](https://...)"
-            self.rep.add(
-                line,
-                rule,
-                f"this {'image' if image else 'link'} is not closed or its address has a "
-                f"space: write {what}, with the closing ')' and no spaces in the URL",
-                column=col + offset,
-            )
+        for offset, rule, message in sorted(found):
+            self.rep.add(line, rule, message, column=col + offset)
 
     def _too_deep(self, token: Token, depth: int, first: int, last: int) -> None:
         markers = [c.markup for c in token.children or [] if c.type in ("strong_open", "em_open")]
@@ -236,6 +274,17 @@ class InlineReader:
             "remove the extra '*', '_' or brackets",
             column=col,
         )
+
+
+def _broken_message(image: bool) -> tuple[str, str]:
+    if image:
+        rule, what = "image-syntax", '![alt text](https://... "Photo: credit")'
+    else:
+        rule, what = "link-syntax", "[text](https://...)"
+    return rule, (
+        f"this {'image' if image else 'link'} is not closed or its address has a space, so "
+        f"it would show as typed: write {what}, with the closing ')' and no spaces in the URL"
+    )
 
 
 def _close_unbalanced(stack: list[tuple[str, dict[str, str], list[Any]]], current: list[Any]) -> list[Any]:

@@ -29,6 +29,7 @@ class Finding(BaseModel):
     severity: Severity
     message: str
     rule: str
+    fix: str = ""  # what to do about it (the message's part after its first ': ')
 
     def format(self) -> str:
         """One line, always: a line break in a message (from a template error, say) or in
@@ -40,15 +41,44 @@ class Finding(BaseModel):
         return line.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
 
 
+def fix_of(message: str) -> str:
+    """The fix a message names: findings read "what is wrong: what to do"."""
+    return message.partition(": ")[2]
+
+
 class SectionKind(StrEnum):
     LEAD = "Lead"
     STORY = "Story"
     HARD_NUMBERS = "Hard Numbers"
     WATCHING = "What We're Watching"
+    IGNORING = "What We're Ignoring"
+    QUOTE = "Quote"
+    SPONSOR = "Sponsor"
 
     @property
     def has_items(self) -> bool:
-        return self in (SectionKind.HARD_NUMBERS, SectionKind.WATCHING)
+        return self in _ITEM_KINDS
+
+    @property
+    def is_story(self) -> bool:
+        """A story-like section: paragraphs, a Read more link, and the editor's kicker."""
+        return self in (SectionKind.LEAD, SectionKind.STORY, SectionKind.SPONSOR)
+
+    @property
+    def label(self) -> str | None:
+        """What readers see above the headline (None: the editor's kicker, if any)."""
+        return _LABELS.get(self)
+
+
+_ITEM_KINDS = frozenset({SectionKind.HARD_NUMBERS, SectionKind.WATCHING, SectionKind.IGNORING})
+# Readers never see the internal words Lead or Story; a Sponsor is always marked as such.
+_LABELS = {
+    SectionKind.HARD_NUMBERS: "Hard Numbers",
+    SectionKind.WATCHING: "What We're Watching",
+    SectionKind.IGNORING: "What We're Ignoring",
+    SectionKind.QUOTE: "Quote",
+    SectionKind.SPONSOR: "Sponsored",
+}
 
 
 # -- inline content -------------------------------------------------------------------
@@ -63,6 +93,9 @@ class _Node(BaseModel):
 class Text(_Node):
     type: Literal["text"] = "text"
     text: str
+    # `code` or an escaped character as typed: the typographer leaves it alone (not part of
+    # the content's identity, so it is left out of dumps)
+    verbatim: bool = Field(default=False, exclude=True)
 
 
 class LineBreak(_Node):
@@ -175,6 +208,13 @@ class Section(_Node):
     blocks: list[Block] = Field(default_factory=list)  # body, or intro before items
     items: list[Item] = Field(default_factory=list)
     read_more: ReadMore | None = None
+    kicker: str | None = None  # the editor's own 'kicker:' line (Lead and Story)
+    attribution: str | None = None  # a Quote's closing '— Name, role' line
+
+    @property
+    def label(self) -> str | None:
+        """The label above the headline: the kind's for most kinds, the kicker for stories."""
+        return self.kind.label or self.kicker
 
     @property
     def anchor(self) -> str:
@@ -198,6 +238,8 @@ class Issue(BaseModel):
     preheader: str | None = None
     date: dt.date
     send_at: str | None = None
+    contents: bool | None = None  # an "In this issue" list (None: the project's default)
+    subject_variants: list[str] = Field(default_factory=list)  # a subject test's subjects
     sections: list[Section] = Field(default_factory=list)
 
     @property

@@ -22,7 +22,7 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 
-from .body import KIND_NAMES, BodyParser  # noqa: F401  (KIND_NAMES re-exported)
+from .body import KIND_NAMES, BodyParser, heading_marks  # noqa: F401  (KIND_NAMES re-exported)
 from .frontmatter import (  # noqa: F401  (re-exported: tests and render use these names)
     CONTROL,
     FRONT_MATTER_KEYS,
@@ -86,6 +86,7 @@ def parse_text(text: str, path: str = "<issue>") -> ParseResult:
         # no front matter at all: parse the whole file as body so its findings show too
         body = text
     parser = BodyParser(rep, body_line)
+    body = heading_marks(body, rep, body_line)
     try:
         tokens = _md.parse(body)
     except RecursionError:

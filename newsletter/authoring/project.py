@@ -50,12 +50,14 @@ backend = "outbox"
 # smtp_url = "smtp://user:pass@smtp.example.org:587?starttls=true"
 
 # templates = "templates"   # your templates override the built-in ones by file name
+theme = "classic"           # the look: "classic" or "bulletin" (templates/themes/<name>/)
+# contents = true           # an "In this issue" list in every issue
 
+# Colours, fonts and logo; each key set here wins over the theme's own.
 [brand]
-primary_color = "#b3261e"
-text_color = "#1f1f1f"
-background_color = "#f4f1ea"
+# primary_color = "#b3261e"
 # logo_url = "https://news.example.org/logo.png"
+# logo_dark_url = "https://news.example.org/logo-dark.png"
 # logo_width = 180
 """
 
@@ -121,8 +123,10 @@ def new_issue(
 
 
 def issue_files(settings: Settings) -> list[Path]:
-    """Every issue file of the project, newest name first."""
+    """Every issue file of the project, newest name first; special files (``_welcome.md``,
+    whose names start with ``_``) after the issues."""
     folder = settings.issues_path
     if not folder.is_dir():
         return []
-    return sorted((p for p in folder.glob("*.md") if p.is_file()), reverse=True)
+    return sorted((p for p in folder.glob("*.md") if p.is_file()),
+                  key=lambda p: (not p.name.startswith("_"), p.name), reverse=True)

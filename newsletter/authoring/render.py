@@ -5,7 +5,7 @@ Jinja2 templates produce MJML, mjml-python compiles it, css-inline inlines the C
 The same input always gives byte-identical output.
 
 When ``personal=True`` the output carries merge marks that ``personalize`` fills per
-recipient (``UNSUBSCRIBE_MARK``, ``{{name|fallback}}``); otherwise it is the generic
+recipient (``UNSUBSCRIBE_MARK``, ``PREFERENCES_MARK``, ``{{name|fallback}}``); otherwise it is the generic
 web copy (preview, archive, ``newsletter render``) with no personal links.
 """
 
@@ -21,13 +21,14 @@ from html import escape
 from pathlib import Path
 from types import SimpleNamespace
 
-import css_inline
 import jinja2
 from markupsafe import Markup
 from mjml import mjml2html
 
 from ..config import Settings
 from ..errors import RenderError
+from .emailhtml import finish, px_units
+from .media import email_issue, email_sizes, size_attributes
 from .model import (
     BulletList,
     Emphasis,
@@ -42,8 +43,10 @@ from .model import (
     Text,
 )
 from .text import render_text
+from .themes import theme_brand, theme_dirs
 
 UNSUBSCRIBE_MARK = "%%unsubscribe_url%%"
+PREFERENCES_MARK = "%%preferences_url%%"  # the preference centre, /p/TOKEN
 # {{name}} or {{name|fallback}}; group 1 is the fallback without its outer blanks. The
 # possessive repeats never give back what they took, so an unclosed '{{name|' before a long
 # run of blanks costs one pass, not one per blank (was quadratic: 11 s on 100,000 tabs).
@@ -65,8 +68,14 @@ _TEMPLATE_FOR = {
     SectionKind.STORY: "story.mjml.j2",
     SectionKind.HARD_NUMBERS: "numbers.mjml.j2",
     SectionKind.WATCHING: "watching.mjml.j2",
+    SectionKind.IGNORING: "watching.mjml.j2",
+    SectionKind.QUOTE: "quote.mjml.j2",
+    SectionKind.SPONSOR: "sponsor.mjml.j2",
 }
-_INLINER = css_inline.CSSInliner(load_remote_stylesheets=False, keep_at_rules=True)
+# Every link of a Sponsor section carries these, so readers' tools and engagement counts
+# can tell advertising from editorial links (rel="sponsored" is the web's own label).
+SPONSOR_LINK = ' rel="sponsored noopener" data-section="sponsor"'
+PHOTO_WIDTH = 544  # the photo slot: the 600 px body less 28 px either side
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,8 @@ class Rendered:
 # -- inline Markdown -> HTML ------------------------------------------------------------
 
 
-def inline_html(nodes: list[Inline]) -> str:
+def inline_html(nodes: list[Inline], link_attrs: str = "") -> str:
+    """HTML of inline content; ``link_attrs`` (trusted markup) goes on every link."""
     out: list[str] = []
     for node in nodes:
         if isinstance(node, Text):
@@ -93,22 +103,25 @@ def inline_html(nodes: list[Inline]) -> str:
         elif isinstance(node, LineBreak):
             out.append("<br>")
         elif isinstance(node, Strong):
-            out.append(f"<strong>{inline_html(node.children)}</strong>")
+            out.append(f"<strong>{inline_html(node.children, link_attrs)}</strong>")
         elif isinstance(node, Emphasis):
-            out.append(f"<em>{inline_html(node.children)}</em>")
+            out.append(f"<em>{inline_html(node.children, link_attrs)}</em>")
         elif isinstance(node, Link):
-            out.append(f'<a href="{escape(node.href)}">{inline_html(node.children)}</a>')
+            out.append(
+                f'<a href="{escape(node.href)}"{link_attrs}>'
+                f"{inline_html(node.children, link_attrs)}</a>"
+            )
     return "".join(out)
 
 
-def blocks_html(blocks: list) -> Markup:
+def blocks_html(blocks: list, link_attrs: str = "") -> Markup:
     out: list[str] = []
     for block in blocks:
         if isinstance(block, Paragraph):
-            out.append(f"<p>{inline_html(block.inlines)}</p>")
+            out.append(f"<p>{inline_html(block.inlines, link_attrs)}</p>")
         elif isinstance(block, BulletList):
             tag = "ol" if block.ordered else "ul"
-            items = "".join(f"<li>{inline_html(item)}</li>" for item in block.items)
+            items = "".join(f"<li>{inline_html(item, link_attrs)}</li>" for item in block.items)
             out.append(f"<{tag}>{items}</{tag}>")
     return Markup("\n".join(out))
 
@@ -182,8 +195,12 @@ def yaml_str(value: object) -> str:
 
 
 @lru_cache(maxsize=8)
-def _environment(user_dir: str | None, builtin: str) -> jinja2.Environment:
-    loaders: list[jinja2.BaseLoader] = []
+def _environment(
+    user_dir: str | None, builtin: str, theme_dirs: tuple[str, ...] = ()
+) -> jinja2.Environment:
+    # the theme's own templates first (the project's copy, then the built-in one), then
+    # the shared ones (the project's, then the built-in)
+    loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(d) for d in theme_dirs]
     if user_dir:
         loaders.append(jinja2.FileSystemLoader(user_dir))
     loaders.append(jinja2.FileSystemLoader(builtin))
@@ -200,27 +217,52 @@ def _environment(user_dir: str | None, builtin: str) -> jinja2.Environment:
     return env
 
 
-def environment(settings: Settings) -> jinja2.Environment:
+def environment(settings: Settings, *, themed: bool = False) -> jinja2.Environment:
+    """The templates; ``themed`` adds the folders of the project's theme in front."""
     user = settings.templates_path
-    return _environment(str(user) if user else None, str(BUILTIN_TEMPLATES))
+    folders = tuple(str(d) for d in theme_dirs(settings, BUILTIN_TEMPLATES)) if themed else ()
+    return _environment(str(user) if user else None, str(BUILTIN_TEMPLATES), folders)
 
 
 def _section_view(section: Section) -> SimpleNamespace:
+    links = SPONSOR_LINK if section.kind is SectionKind.SPONSOR else ""
+    read_more = section.read_more
     return SimpleNamespace(**{
         "kind": section.kind,
         "template": _TEMPLATE_FOR[section.kind],
         "css": section.kind.name.lower().replace("_", "-"),
-        "kicker": section.kind.value,
+        "label": section.label,
+        "kicker": section.label or "",  # the name older templates use for the label
         "headline": section.headline,
         "anchor": section.anchor,
         "image": section.image,
-        "body_html": blocks_html(section.blocks),
+        # the slot's width; media.size_attributes adds the height when the size is known
+        "image_width": PHOTO_WIDTH,
+        "body_html": blocks_html(section.blocks, links),
         "items": [
             SimpleNamespace(title=item.title, line=item.line, body_html=blocks_html(item.blocks))
             for item in section.items
         ],
-        "read_more": section.read_more,
+        "read_more": read_more,
+        # the link's accessible name: its own words and the headline, so that two "Read
+        # more" links never sound the same (WCAG 2.4.4); it starts with the visible words
+        "read_more_name": f"{read_more.label}: {section.headline}" if read_more else "",
+        "link_attrs": Markup(links),
+        "attribution": section.attribution,
     })
+
+
+def _contents(issue: Issue, settings: Settings) -> list[SimpleNamespace]:
+    """The "In this issue" list: each story's headline and anchor (quotes and sponsors are
+    not stories), when the issue (or, by default, the project) asks for it."""
+    wanted = settings.contents if issue.contents is None else issue.contents
+    if not wanted:
+        return []
+    return [
+        SimpleNamespace(anchor=s.anchor, headline=s.headline)
+        for s in issue.sections
+        if s.kind not in (SectionKind.QUOTE, SectionKind.SPONSOR) and s.headline
+    ]
 
 
 def format_date(issue: Issue) -> str:
@@ -228,21 +270,39 @@ def format_date(issue: Issue) -> str:
     return f"{d:%A}, {d.day} {d:%B %Y}"
 
 
+def _links(issue: Issue, settings: Settings, personal: bool) -> dict[str, str | None]:
+    """The page links of the email: its web copy (the email's "View in browser"), the
+    archive index (the web copy's "Read past issues") and the sign-up page."""
+    base = settings.base_url
+    archive = bool(base) and settings.archive
+    archive_url = f"{base}/archive/{issue.slug}" if base else None
+    return {
+        "archive_url": archive_url,
+        "view_url": archive_url if personal and archive else None,
+        "archive_index_url": f"{base}/archive" if archive else None,
+        "subscribe_url": f"{base}/subscribe" if base else None,
+    }
+
+
 def render_mjml(issue: Issue, settings: Settings, *, personal: bool = False) -> str:
     """The MJML document for an issue (step one of rendering)."""
-    env = environment(settings)
-    archive_url = f"{settings.base_url}/archive/{issue.slug}" if settings.base_url else None
+    folders = theme_dirs(settings, BUILTIN_TEMPLATES)
+    env = environment(settings, themed=True)
+    issue = email_issue(settings, issue)  # local images -> their media URLs
     try:
         template = env.get_template("email.mjml.j2")
         return template.render(
             issue=issue,
             issue_date=format_date(issue),
             sections=[_section_view(s) for s in issue.sections],
-            brand=settings.brand,
+            contents=_contents(issue, settings),
+            brand=theme_brand(settings, folders),
+            theme=settings.theme,
             settings=settings,
             preheader_padding=Markup(PREHEADER_PADDING),
             unsubscribe_url=UNSUBSCRIBE_MARK if personal else None,
-            archive_url=archive_url,
+            preferences_url=PREFERENCES_MARK if personal else None,
+            **_links(issue, settings, personal),
         )
     except jinja2.TemplateSyntaxError as exc:
         raise RenderError(
@@ -257,17 +317,21 @@ def render_mjml(issue: Issue, settings: Settings, *, personal: bool = False) -> 
 
 
 def compile_mjml(source: str) -> str:
-    """MJML -> HTML with CSS inlined."""
+    """MJML -> HTML with CSS inlined, made client-safe (``emailhtml``)."""
     try:
-        html = mjml2html(source, fonts={}, disable_comments=True)
+        html = mjml2html(px_units(source), fonts={}, disable_comments=True)
     except Exception as exc:  # mjml-python raises a bare ValueError-like error on bad MJML
         raise RenderError(f"MJML error: {exc}; check your templates") from None
-    return _INLINER.inline(html)
+    return finish(html)
 
 
 def render(issue: Issue, settings: Settings, *, personal: bool = False) -> Rendered:
-    """Render an issue to HTML and plain text."""
+    """Render an issue to HTML and plain text, typeset for ``settings.lang``."""
+    from .typography import typeset
+
+    issue = typeset(issue, settings.lang)
     html = compile_mjml(render_mjml(issue, settings, personal=personal))
+    html = size_attributes(html, email_sizes(settings, issue))  # <img height> when known
     text = render_text(issue, settings, personal=personal)
     if not personal:
         html = fill_name(html, None)

@@ -8,7 +8,7 @@ search, not n: a paragraph with thousands of raw-HTML tags or links stays linear
 
 from __future__ import annotations
 
-from .model import Finding, Severity
+from .model import Finding, Severity, fix_of
 
 
 class Reporter:
@@ -19,7 +19,10 @@ class Reporter:
         self.lines = lines
         self.findings: list[Finding] = []
 
-    def add(self, line: int, rule: str, message: str, *, column: int = 1, warning: bool = False):
+    def add(
+        self, line: int, rule: str, message: str, *, column: int = 1, warning: bool = False,
+        fix: str | None = None,
+    ) -> None:
         self.findings.append(
             Finding.model_construct(
                 path=self.path,
@@ -28,6 +31,7 @@ class Reporter:
                 severity=Severity.WARNING if warning else Severity.ERROR,
                 message=message,
                 rule=rule,
+                fix=fix_of(message) if fix is None else fix,
             )
         )
 

@@ -1,12 +1,20 @@
 """The plain-text part, built from the model (not scraped from the HTML).
 
-Headlines are underlined, figures stand on their own line, paragraphs are wrapped
-at 72 columns and links become numbered references listed at the end.
+Headlines are underlined (wrapped at 72 columns, the underline as long as the longest
+line), figures stand on their own line, paragraphs are wrapped at 72 columns and links
+become numbered references listed at the end.
+
+A paragraph or headline with a ``{{name}}`` field is wrapped after the name is filled in,
+so its lines are as long as the others whatever the name. The generic copy fills in the
+fallback before wrapping; the personal copy (``personal=True``) leaves such a block
+unwrapped between ``REWRAP_START`` and ``REWRAP_END`` (control characters an issue file
+cannot contain), and ``rewrap(block, name)`` wraps it per recipient when sending.
 """
 
 from __future__ import annotations
 
 import textwrap
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from .model import (
@@ -26,6 +34,8 @@ if TYPE_CHECKING:
     from ..config import Settings
 
 WIDTH = 72
+REWRAP_START, REWRAP_END, _SEP = "\x02", "\x03", "\x1f"
+REWRAP_BLOCK = f"{REWRAP_START}[^{REWRAP_END}]*{REWRAP_END}"  # a regex for one such block
 
 
 class _Refs:
@@ -94,7 +104,53 @@ def fill(text: str, width: int = WIDTH, initial: str = "", subsequent: str = "")
     return "\n".join(lines)
 
 
+def _has_name(text: str) -> bool:
+    from .render import NAME_FIELD
+
+    return "{{" in text and NAME_FIELD.search(text) is not None
+
+
+def _fill_name(text: str, name: str | None) -> str:
+    from .render import fill_name
+
+    return fill_name(text, name)
+
+
+# whether the text being built is the personal copy (names filled in when sending); a
+# context variable, so renders in other threads or tasks never see another's value
+_PERSONAL: ContextVar[bool] = ContextVar("newsletter_personal_text", default=False)
+
+
+def _deferred(kind: str, text: str, first: str = "", indent: str = "") -> str | None:
+    """``text`` as a block to wrap per recipient, or None when it has no name field."""
+    if not _has_name(text):
+        return None
+    if _PERSONAL.get():
+        return f"{REWRAP_START}{kind}{_SEP}{first}{_SEP}{indent}{_SEP}{text}{REWRAP_END}"
+    return _finish(kind, _fill_name(text, None), first, indent)
+
+
+def rewrap(block: str, name: str | None, *, fill: bool = True) -> str:
+    """A ``REWRAP_START``...``REWRAP_END`` block with ``name`` (or the fallbacks) filled
+    in, wrapped as the rest of the text part; ``fill=False``: wrapped with its name fields
+    as they are (for a backend that can only substitute names)."""
+    kind, first, indent, text = block.strip(REWRAP_START + REWRAP_END).split(_SEP, 3)
+    return _finish(kind, _fill_name(text, name) if fill else text, first, indent)
+
+
+def _finish(kind: str, text: str, first: str, indent: str) -> str:
+    if kind == "p":
+        return _wrap_now(text, indent, first)
+    return _underline(text, kind)
+
+
 def _wrap(text: str, indent: str = "", first: str | None = None) -> str:
+    first = indent if first is None else first
+    deferred = _deferred("p", text, first, indent)
+    return deferred if deferred is not None else _wrap_now(text, indent, first)
+
+
+def _wrap_now(text: str, indent: str = "", first: str | None = None) -> str:
     return "\n".join(
         fill(part, WIDTH, first if first is not None and number == 0 else indent, indent)
         for number, part in enumerate(text.split("\n"))
@@ -118,16 +174,33 @@ def _blocks(blocks: list, refs: _Refs, indent: str = "") -> list[str]:
 
 
 def _heading(text: str, char: str) -> str:
-    return f"{text}\n{char * min(len(text), WIDTH)}"
+    deferred = _deferred(char, text)
+    return deferred if deferred is not None else _underline(text, char)
+
+
+def _underline(text: str, char: str) -> str:
+    """``text`` wrapped at 72 columns over a line of ``char`` as long as its longest line."""
+    lines = _wrap_now(text).split("\n")
+    return "\n".join([*lines, char * max(len(line) for line in lines)])
 
 
 def render_text(issue: Issue, settings: Settings, *, personal: bool = False) -> str:
-    from .render import UNSUBSCRIBE_MARK, format_date
+    token = _PERSONAL.set(personal)
+    try:
+        return _render_text(issue, settings, personal=personal)
+    finally:
+        _PERSONAL.reset(token)
+
+
+def _render_text(issue: Issue, settings: Settings, *, personal: bool) -> str:
+    from .render import PREFERENCES_MARK, UNSUBSCRIBE_MARK, format_date
 
     refs = _Refs()
     parts: list[str] = [_heading(settings.name.upper(), "="), format_date(issue)]
     for section in issue.sections:
-        parts.append(_heading(f"{section.kind.value.upper()}: {section.headline}", "-"))
+        # the label readers see in the HTML too: the kind's, the editor's kicker, or none
+        label = f"{section.label.upper()}: " if section.label else ""
+        parts.append(_heading(f"{label}{section.headline}", "-"))
         if section.image is not None:
             caption = section.image.alt
             if section.image.credit:
@@ -141,11 +214,14 @@ def render_text(issue: Issue, settings: Settings, *, personal: bool = False) -> 
             else:
                 body = _blocks(item.blocks, refs)
                 parts.append("\n\n".join([f"* {item.title}", *body]))
+        if section.attribution:
+            parts.append(_wrap(f"\u2014 {section.attribution}"))
         if section.read_more is not None:
             parts.append(f"{section.read_more.label} [{refs.number(section.read_more.href)}]")
     footer: list[str] = ["-- ", _wrap(settings.footer_text)]
     if personal:
         footer.append(f"Unsubscribe: {UNSUBSCRIBE_MARK}")
+        footer.append(f"Your preferences: {PREFERENCES_MARK}")
     if settings.base_url:
         footer.append(f"Read in your browser: {settings.base_url}/archive/{issue.slug}")
     if settings.postal_address:

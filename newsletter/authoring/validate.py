@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from ..config import Settings
+from .media import is_local
 from .model import (
     BulletList,
     Finding,
@@ -18,6 +20,7 @@ from .model import (
     SectionKind,
     Severity,
     block_texts,
+    fix_of,
     links_in,
     plain,
 )
@@ -26,6 +29,7 @@ from .sourcemap import Locator
 
 if TYPE_CHECKING:
     from .draft_placeholders import Placeholders
+    from .housestyle import SentLinks
 
 SUBJECT_MAX = 150
 SUBJECT_PHONE = 60
@@ -35,13 +39,19 @@ GMAIL_CLIP_BYTES = 102 * 1024
 
 
 class _Ctx:
-    def __init__(self, result: ParseResult, lines: list[str], path: str) -> None:
+    def __init__(
+        self, result: ParseResult, lines: list[str], path: str, settings: Settings,
+        sent_links: SentLinks | None = None,
+    ) -> None:
         self.result = result
         self.lines = lines
         self.path = path
+        self.settings = settings
+        self.sent_links = sent_links  # links already sent (recent-link), when the caller knows
 
     def finding(
-        self, line: int, rule: str, message: str, *, column: int = 1, warning: bool = False
+        self, line: int, rule: str, message: str, *, column: int = 1, warning: bool = False,
+        fix: str | None = None,
     ) -> Finding:
         return Finding.model_construct(
             path=self.path,
@@ -50,6 +60,7 @@ class _Ctx:
             severity=Severity.WARNING if warning else Severity.ERROR,
             message=message,
             rule=rule,
+            fix=fix_of(message) if fix is None else fix,
         )
 
     def key_line(self, key: str) -> int:
@@ -120,15 +131,15 @@ def structure_rules(ctx: _Ctx) -> Iterator[Finding]:
         yield ctx.finding(
             extra.line,
             "lead-duplicate",
-            "more than one Lead: make this one a '# Story:'",
-            warning=True,
+            "more than one Lead: make this one a '# Story:' (an issue has at most one Lead, "
+            "first)",
+            fix="make this one a '# Story:'",
         )
     if leads and sections[0].kind is not SectionKind.LEAD:
         yield ctx.finding(
             leads[0].line,
             "lead-not-first",
-            "the Lead should come first: move this section to the top of the issue",
-            warning=True,
+            "the Lead must come first: move this section to the top of the issue",
         )
 
 
@@ -144,6 +155,16 @@ def section_rules(ctx: _Ctx) -> Iterator[Finding]:
         yield from _section(ctx, section)
 
 
+# The kinds made of '## ' items: (rule id prefix, what each item heading is).
+_ITEM_KINDS = {
+    SectionKind.HARD_NUMBERS: ("hard-numbers", "'## <figure>' lines"),
+    SectionKind.WATCHING: ("watching", "'## <title>' lines"),
+    SectionKind.IGNORING: ("ignoring", "'## <title>' lines"),
+}
+KICKER_LONG = 30  # characters: a kicker is a label of a word or three, not a sentence
+QUOTE_LONG = 60  # words: a pull quote is read at a glance
+
+
 def _section(ctx: _Ctx, section: Section) -> Iterator[Finding]:
     kind = section.kind.value
     if not section.headline.strip():
@@ -152,6 +173,7 @@ def _section(ctx: _Ctx, section: Section) -> Iterator[Finding]:
             "section-headline-missing",
             f"the {kind} section has no headline: write '# {kind}: Your headline'",
         )
+    yield from _kicker(ctx, section)
     if section.kind in (SectionKind.LEAD, SectionKind.STORY):
         if not _has_text(section.blocks):
             yield ctx.finding(
@@ -160,19 +182,22 @@ def _section(ctx: _Ctx, section: Section) -> Iterator[Finding]:
                 f"the {kind} '{section.headline[:40]}' has no text: add at least one paragraph "
                 "under its heading",
             )
-        return
-    label = "Hard Numbers" if section.kind is SectionKind.HARD_NUMBERS else "What We're Watching"
+    elif section.kind is SectionKind.QUOTE:
+        yield from _quote(ctx, section)
+    elif section.kind is SectionKind.SPONSOR:
+        yield from _sponsor(ctx, section)
+    else:
+        yield from _items(ctx, section)
+
+
+def _items(ctx: _Ctx, section: Section) -> Iterator[Finding]:
+    prefix, heading = _ITEM_KINDS[section.kind]
+    label = section.kind.value
     if not section.items:
         yield ctx.finding(
             section.line,
-            "hard-numbers-empty"
-            if section.kind is SectionKind.HARD_NUMBERS
-            else "watching-empty",
-            f"the {label} section has no items: add '## <figure>' lines, each followed by a "
-            "paragraph"
-            if section.kind is SectionKind.HARD_NUMBERS
-            else f"the {label} section has no items: add '## <title>' lines, each followed by a "
-            "paragraph",
+            f"{prefix}-empty",
+            f"the {label} section has no items: add {heading}, each followed by a paragraph",
         )
     for item in section.items:
         quoted = f'"{item.title[:40]}"'
@@ -184,26 +209,106 @@ def _section(ctx: _Ctx, section: Section) -> Iterator[Finding]:
                     f"Hard Numbers item {quoted} has no digit: the heading is the "
                     "figure itself, such as '## 70,000' or '## 3.2%'",
                 )
-            if not _has_text(item.blocks):
-                yield ctx.finding(
-                    item.line,
-                    "hard-numbers-item-empty",
-                    f"Hard Numbers item {quoted} has no text: add a paragraph under it",
-                )
-        else:
-            if not item.title:
-                yield ctx.finding(
-                    item.line,
-                    "watching-item-title",
-                    "What We're Watching item has no title: write '## Title'",
-                )
-            if not _has_text(item.blocks):
-                yield ctx.finding(
-                    item.line,
-                    "watching-item-empty",
-                    f"What We're Watching item {quoted} has no text: add a paragraph "
-                    "under it",
-                )
+        elif not item.title:
+            yield ctx.finding(
+                item.line, f"{prefix}-item-title", f"{label} item has no title: write '## Title'"
+            )
+        if not _has_text(item.blocks):
+            yield ctx.finding(
+                item.line,
+                f"{prefix}-item-empty",
+                f"{label} item {quoted} has no text: add a paragraph under it",
+            )
+
+
+def _kicker_line(ctx: _Ctx, section: Section) -> int:
+    for number in range(section.line + 1, min(len(ctx.lines), section.line + 20) + 1):
+        if ctx.lines[number - 1].lower().startswith("kicker:"):
+            return number
+    return section.line
+
+
+def _kicker(ctx: _Ctx, section: Section) -> Iterator[Finding]:
+    """The editor's own label above a Lead's or Story's headline ('kicker: Analysis')."""
+    kicker = section.kicker
+    if kicker is None:
+        return
+    line = _kicker_line(ctx, section)
+    if section.kind.label is not None:
+        yield ctx.finding(
+            line,
+            "kicker-kind",
+            f"a {section.kind.value} section is always labelled '{section.kind.label}': "
+            "remove the 'kicker:' line (kickers are for Lead and Story)",
+        )
+    elif not kicker:
+        yield ctx.finding(
+            line, "kicker-empty", "the kicker is empty: write 'kicker: Analysis' or remove it"
+        )
+    elif len(kicker) > KICKER_LONG:
+        yield ctx.finding(
+            line,
+            "kicker-long",
+            f"the kicker has {len(kicker)} characters: keep it to a word or three (at most "
+            f"{KICKER_LONG}), it is a label, not a sentence",
+            warning=True,
+        )
+
+
+def _quote(ctx: _Ctx, section: Section) -> Iterator[Finding]:
+    if not _has_text(section.blocks):
+        yield ctx.finding(
+            section.line,
+            "quote-empty",
+            "the Quote has no quotation: write the quoted words as a paragraph under its heading",
+        )
+    elif (words := sum(len(plain(i).split()) for _, i in block_texts(section.blocks))) > QUOTE_LONG:
+        yield ctx.finding(
+            section.line,
+            "quote-long",
+            f"the Quote has {words} words: a pull quote is read at a glance; keep it under "
+            f"{QUOTE_LONG}",
+            warning=True,
+        )
+    if not section.attribution:
+        yield ctx.finding(
+            section.line,
+            "quote-attribution-missing",
+            "the Quote does not say who said it: end it with a line '— Name, role'",
+        )
+    if section.image is not None:
+        yield ctx.finding(
+            section.image.line,
+            "quote-image",
+            "a Quote has no photo: remove the image or make the section a Story",
+        )
+
+
+def _sponsor(ctx: _Ctx, section: Section) -> Iterator[Finding]:
+    if not _has_text(section.blocks):
+        yield ctx.finding(
+            section.line,
+            "sponsor-empty",
+            "the Sponsor section has no text: add the sponsor's message as a paragraph",
+        )
+    links = [link for _, inlines in block_texts(section.blocks) for link in links_in(inlines)]
+    if section.read_more is None and not links:
+        yield ctx.finding(
+            section.line,
+            "sponsor-link-missing",
+            "the Sponsor section has no link: end it with the sponsor's link, "
+            "[Find out more](https://...)",
+            warning=True,
+        )
+    sections = ctx.result.sections
+    if sections and sections[0] is section:
+        yield ctx.finding(
+            section.line,
+            "sponsor-first",
+            "the issue opens with a Sponsor: put the Lead (or another story) first, so the "
+            "advertisement is never read as the day's top story",
+            warning=True,
+        )
 
 
 def _url_problem(url: str, *, mailto: bool) -> str | None:
@@ -235,13 +340,13 @@ def url_rules(ctx: _Ctx) -> Iterator[Finding]:
                     "![Delegates arrive in Doha](...)",
                     column=col,
                 )
-            problem = _url_problem(image.src, mailto=False)
-            if problem:
+            problem = None if is_local(image.src) else _url_problem(image.src, mailto=False)
+            if problem:  # a local file (images/photo.jpg) is checked in build: media.py
                 yield ctx.finding(
                     line,
                     "image-url",
                     f"the image URL {image.src[:60]!r} {problem}: images must be absolute "
-                    "https: URLs",
+                    "https: URLs or files in the project (images/photo.jpg)",
                     column=col,
                 )
             if not image.credit:
@@ -353,18 +458,51 @@ def _placeholder_link(ctx: _Ctx, href: str, line: int) -> Iterator[Finding]:
     )
 
 
+def _leftovers(ctx: _Ctx) -> Iterator[Finding]:
+    from .leftovers import leftover_rules
+
+    return leftover_rules(ctx)
+
+
+def _house_style(ctx: _Ctx) -> Iterator[Finding]:
+    from .housestyle import house_style_rules
+
+    return house_style_rules(ctx)
+
+
 RULES: tuple[Rule, ...] = (
-    front_matter_rules, structure_rules, section_rules, url_rules, placeholder_rules
+    front_matter_rules, structure_rules, section_rules, url_rules, placeholder_rules,
+    _leftovers, _house_style,
 )
 
 
-def validate(result: ParseResult, lines: list[str], path: str) -> list[Finding]:
-    """All findings of the rules over a parse result (not including the parser's own)."""
-    ctx = _Ctx(result, lines, path)
+def validate(
+    result: ParseResult, lines: list[str], path: str, settings: Settings | None = None,
+    sent_links: SentLinks | None = None,
+) -> list[Finding]:
+    """All findings of the rules over a parse result (not including the parser's own);
+    ``sent_links``: where links already sent come from (the ``recent-link`` rule)."""
+    ctx = _Ctx(result, lines, path, settings or Settings(), sent_links)
     findings: list[Finding] = []
     for rule in RULES:
         findings.extend(rule(ctx))
     return findings
+
+
+def apply_levels(findings: list[Finding], levels: dict[str, str]) -> list[Finding]:
+    """The findings with newsletter.toml's [rules] applied: "off" drops a rule's findings,
+    "warning" / "error" sets their severity."""
+    if not levels:
+        return findings
+    out = []
+    for finding in findings:
+        level = levels.get(finding.rule)
+        if level == "off":
+            continue
+        if level is not None and level != finding.severity.value:
+            finding = finding.model_copy(update={"severity": Severity(level)})
+        out.append(finding)
+    return out
 
 
 def sort_findings(findings: list[Finding]) -> list[Finding]:

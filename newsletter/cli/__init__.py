@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "new": ("newsletter.cli.authoring:new_cmd", "Create today's issue file, ready to edit."),
     "validate": ("newsletter.cli.authoring:validate_cmd", "Check issue files; point at file:line."),
     "render": ("newsletter.cli.authoring:render_cmd", "Render an issue to email HTML and text."),
+    "check": ("newsletter.cli.check:check_cmd", "Fetch an issue's links and images; report by line."),
     "demo": ("newsletter.cli.demo:demo_cmd", "Build a demo project and run the whole job."),
     "db": ("newsletter.cli.store:db_group", "The database schema: upgrade, current."),
     "lists": ("newsletter.cli.store:lists_group", "Mailing lists: create, list, delete."),
@@ -39,9 +40,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "newsletter.cli.schedule:worker_cmd",
         "Send scheduled issues on time; run until stopped.",
     ),
+    "form": ("newsletter.cli.signup:form_cmd", "Print an HTML sign-up form for your site."),
+    "welcome": (
+        "newsletter.cli.welcome:welcome_group",
+        "The welcome email for new subscribers: send, resume, preview.",
+    ),
+    "suppressions": (
+        "newsletter.cli.suppressions:suppressions_group",
+        "The suppression list: list, add, remove, import provider exports.",
+    ),
+    "bounces": ("newsletter.cli.bounces:bounces_group", "The bounce mailbox: fetch."),
     "serve": (
         "newsletter.cli.serve:serve_cmd",
-        "Serve the public endpoints: unsubscribe, SendGrid webhook, archive.",
+        "Serve the public endpoints: sign-up, unsubscribe, webhook, archive.",
     ),
 }
 

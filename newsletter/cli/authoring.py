@@ -88,9 +88,11 @@ def validate_cmd(ctx: click.Context, files: tuple[Path, ...], fmt: str, strict: 
     for folder in empty_folders:
         click.echo(f"newsletter: {folder}: a folder with no issue files (*.md) in it", err=True)
     errors = warnings = 0
+    from newsletter.delivery.history import recent_links  # the recent-link rule's source
+
     for path in paths:
         try:
-            result = build_file(path, settings)
+            result = build_file(path, settings, sent_links=recent_links)
         except UsageError as exc:
             unreadable += 1
             click.echo(f"newsletter: {exc}", err=True)
@@ -149,6 +151,11 @@ def render_cmd(
         fail(f"{file}: not rendered: fix the {len(result.errors)} error(s) above", 1)
         return
     rendered = result.rendered
+    if result.issue is not None:
+        from newsletter.authoring.media import publish
+
+        for media in publish(settings, result.issue):  # local images, resized, in out/media/
+            click.echo(f"{media}: image", err=True)
     for target, content in ((output, rendered.html), (text_out, rendered.text)):
         if target is not None:
             _write(target, content)

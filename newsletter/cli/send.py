@@ -52,8 +52,9 @@ class _ProgressLine:
             click.echo("", err=True)
 
 
-def _report(send, seconds: float | None = None) -> int:
-    """Print the final report; return the exit status (0 all sent/skipped, else 1)."""
+def _report(send, seconds: float | None = None, skipped: dict[str, int] | None = None) -> int:
+    """Print the final report; return the exit status (0 all sent/skipped, else 1).
+    ``skipped``: the skipped recipients per reason (``ledger.skipped_reasons``)."""
     c = send.counts
     sent = c.get("sent", 0)
     line = (
@@ -66,6 +67,9 @@ def _report(send, seconds: float | None = None) -> int:
     if seconds:
         line += f" in {seconds:.1f} s ({sent / seconds:,.0f} messages/s)"
     click.echo(line)
+    if skipped:
+        click.echo("  skipped: " + ", ".join(f"{n:,} {reason}" for reason, n in
+                                            sorted(skipped.items(), key=lambda i: -i[1])))
     code = 0
     if c.get("temporary", 0) or c.get("uncertain", 0):
         click.echo(
@@ -83,6 +87,10 @@ def _report(send, seconds: float | None = None) -> int:
     if c.get("pending", 0) or c.get("sending", 0):
         click.echo(f"  resume with `newsletter send --resume {send.id}`")
         code = 1
+    if c.get("held", 0):
+        click.echo(f"  {c['held']:,} held for the subject test's winner: `newsletter worker` "
+                   f"sends it to them when the test is decided (`newsletter sends show "
+                   f"{send.id}`)")
     return code
 
 
@@ -100,6 +108,7 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
+# long: a parameter per option, then the dispatch between its modes, each a helper
 @click.command("send")
 @click.argument("issue", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--list", "list_name", help="The list to send to.")
@@ -119,11 +128,21 @@ def _stop_on_signals() -> threading.Event:
 @click.option("--resend-uncertain", is_flag=True,
               help="Resend the recipients whose outcome is unknown: of the latest send of "
                    "ISSUE to --list (finished or not), or with --resume ID.")
+@click.option("--subject", "subjects", multiple=True,
+              help="A subject test: give 2-4 --subject options (instead of the issue's "
+                   "subject_variants); the first is variant A.")
+@click.option("--test-share", default=None,
+              help="Share of the list that gets the subject test, split equally between "
+                   "the variants at random (default 20%).")
+@click.option("--decide-after", default=None,
+              help="How long the test runs before `newsletter worker` sends the winner to "
+                   "the rest of the list (default 20m; 1m to 24h).")
 @click.pass_context
 def send_cmd(ctx: click.Context, issue: Path | None, list_name: str | None, backend: str | None,
              dry_run: bool, sample: Path | None, test_to: str | None, workers: int | None,
              yes: bool, again: bool, resume_id: int | None, retry_id: int | None,
-             resend_uncertain: bool) -> None:
+             resend_uncertain: bool, subjects: tuple[str, ...], test_share: str | None,
+             decide_after: str | None) -> None:
     """Send ISSUE to every active subscriber of --list, exactly once each.
 
     Examples:
@@ -168,6 +187,8 @@ def send_cmd(ctx: click.Context, issue: Path | None, list_name: str | None, back
                        workers=workers, yes=yes, progress=progress)
         return
     addresses = sending.parse_addresses(test_to) if test_to else []
+    plan = _subject_plan(prepared, subjects, test_share, decide_after,
+                         real=not (addresses or dry_run))
     if dry_run:
         target = sample or settings.project_dir / "out" / f"{prepared.slug}-sample.eml"
         result = sending.dry_run(engine, settings, prepared, list_name, target,
@@ -179,12 +200,31 @@ def send_cmd(ctx: click.Context, issue: Path | None, list_name: str | None, back
         )
         return
     _send_issue(engine, settings, prepared, list_name, addresses, backend=backend,
-                workers=workers, yes=yes, again=again, progress=progress)
+                workers=workers, yes=yes, again=again, progress=progress, plan=plan)
+
+
+def _subject_plan(prepared, subjects: tuple[str, ...], share: str | None,
+                  after: str | None, *, real: bool):
+    """The subject test asked for (--subject, else the issue's subject_variants), or None."""
+    from newsletter.delivery import variants
+
+    if subjects and not real:
+        fail("--subject sets up a real send's subject test; --test-to and --dry-run use the "
+             "issue's subject: leave out --subject", 2)
+    chosen = (variants.check_subjects(subjects) if subjects
+              else prepared.subject_variants if real else [])
+    if not chosen:
+        if share is not None or after is not None:
+            fail("--test-share and --decide-after need a subject test: give two to four "
+                 "--subject options, or subject_variants in the issue's front matter", 2)
+        return None
+    return variants.Plan(chosen, variants.parse_share(share or "20%"),
+                         variants.parse_after(after or "20m"))
 
 
 def _send_issue(engine, settings, prepared, list_name: str, addresses: list[str], *,
                 backend: str | None, workers: int | None, yes: bool, again: bool,
-                progress: _ProgressLine) -> None:
+                progress: _ProgressLine, plan=None) -> None:
     """Ask (unless --yes), create or resume the send of the issue to the list, run it."""
     from newsletter.audience.subscribers import count_subscribers
     from newsletter.delivery import sending
@@ -195,15 +235,36 @@ def _send_issue(engine, settings, prepared, list_name: str, addresses: list[str]
     what = f"TEST send to {', '.join(addresses)}" if addresses else (
         f"{count:,} subscriber(s) of list {list_name!r}")
     if not yes:
-        _confirm(f"Send {prepared.rendered.subject!r} to {what} via {chosen}?")
+        subject = (f"a subject test of {len(plan.subjects)} subjects" if plan
+                   else repr(prepared.rendered.subject))
+        _confirm(f"Send {subject} to {what} via {chosen}?")
     started_send = sending.start(engine, settings, prepared, list_name, backend=backend,
-                                 again=again, test_to=addresses)
+                                 again=again, test_to=addresses, subject_test=plan)
     send = started_send.send
     if started_send.resumed:
         click.echo(f"resuming unfinished send {send.id}: {send.unfinished:,} recipient(s) left")
     else:
         click.echo(f"send {send.id}: {send.total:,} recipient(s) via {send.backend}")
+    _test_line(engine, send.id)
     _run(engine, settings, send.id, backend=backend, workers=workers, progress=progress)
+
+
+def _test_line(engine, send_id: int) -> None:
+    """What the send's subject test does, in one line (nothing without one)."""
+    from newsletter.delivery import variants
+
+    report = variants.ab_report(engine, send_id)
+    if report is None:
+        return
+    each = ", ".join(f"{v.variant} {v.sent:,}" if report.winner else v.variant
+                     for v in report.variants)
+    if report.winner:
+        click.echo(f"  subject test decided: {report.winner} won ({each} sent)")
+        return
+    click.echo(f"  subject test: {len(report.variants)} variants ({each}) to the test share now; the rest "
+               f"({report.rest.get('held', 0):,}) get the winner at "
+               f"{report.decide_at:%Y-%m-%d %H:%M} UTC from `newsletter worker`, which must "
+               "be running")
 
 
 def _confirm(question: str) -> None:
@@ -216,14 +277,15 @@ def _confirm(question: str) -> None:
 def _run(engine, settings, send_id: int, *, backend: str | None, workers: int | None,
          progress: _ProgressLine) -> None:
     """Run the send to the end (Ctrl-C: after the batches in flight), report, exit."""
-    from newsletter.delivery import sending
+    from newsletter.delivery import ledger, sending
 
     stop = _stop_on_signals()
     started = time.monotonic()
     result = sending.run(engine, settings, send_id, backend=backend, workers=workers,
                          on_progress=progress, stop=stop)
     progress.close()
-    sys.exit(_report(result, time.monotonic() - started))
+    seconds = time.monotonic() - started
+    sys.exit(_report(result, seconds, ledger.skipped_reasons(engine, send_id)))
 
 
 def _requeued(verb: str, requeued, send_id: int, what: str = "recipient(s)") -> None:
@@ -325,9 +387,13 @@ def sends_show(ctx: click.Context, send_id: int, show_all: bool, fmt: str) -> No
     from newsletter.feedback.effects import engagement
 
     events = engagement(engine, send_id)  # from the SendGrid event webhook
+    from newsletter.delivery.variants import ab_report
+
+    test = ab_report(engine, send_id)
     if fmt == "json":
         data = _as_dict(send)
         data["engagement"] = events.as_dict()
+        data["subject_test"] = test.as_dict() if test is not None else None
         data["problems"] = [
             {"email": r.email, "status": r.status, "reason": r.reason, "attempts": r.attempts}
             for r in problems
@@ -344,6 +410,9 @@ def sends_show(ctx: click.Context, send_id: int, show_all: bool, fmt: str) -> No
         f"{status} {send.counts.get(status, 0):,}" for status in ledger.STATUSES
         if send.counts.get(status, 0)))
     click.echo(f"  events: {events.line()}")
+    if test is not None:
+        for line in test.lines():
+            click.echo(f"  {line}")
     for row in problems:
         click.echo(f"  {row.status:9} {row.email}: {row.reason or ''}")
     hidden = sum(send.counts.get(s, 0) for s in ("failed", "temporary", "uncertain"))

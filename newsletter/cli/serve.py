@@ -18,7 +18,8 @@ from . import get_settings
 def serve_cmd(ctx: click.Context, host: str, port: int, workers: int) -> None:
     """Serve the public pages: one-click unsubscribe, the SendGrid event webhook, the archive.
 
-    Endpoints: GET/POST /u/TOKEN, POST /webhooks/sendgrid, GET /archive,
+    Endpoints: GET/POST /u/TOKEN, GET/POST /subscribe, POST /api/subscribe,
+    GET/POST /confirm/TOKEN, POST /webhooks/sendgrid, GET /archive,
     /archive/feed.xml, /archive/SLUG and /healthz. Serves until Ctrl+C.
 
     Example: newsletter serve --host 127.0.0.1 --port 8000

@@ -297,8 +297,12 @@ def subscribers_show(ctx: click.Context, email: str, fmt: str) -> None:
     engine = _engine(ctx)
     sub = get_subscriber(engine, email)
     memberships = subscriber_lists(engine, sub.id)
+    from newsletter.audience.signup import consents
+
+    consent = consents(engine, sub.email.lower())
     if fmt == "json":
         data = sub.as_dict()
+        data["consent"] = consent
         data["lists"] = [
             {
                 "list": m.list_name,
@@ -321,6 +325,10 @@ def subscribers_show(ctx: click.Context, email: str, fmt: str) -> None:
     for m in memberships:
         why = f" ({m.status_reason})" if m.status_reason else ""
         click.echo(f"list:       {m.list_name}: {m.status}{why}")
+    for c in consent:
+        confirmed = f", confirmed {c['confirmed_at']}" if c["confirmed_at"] else ", not confirmed"
+        click.echo(f"consent:    {c['list']}: signed up {c['signed_up_at']} by {c['source']}, "
+                   f"text version {c['consent_version']}{confirmed}")
 
 
 @subscribers_group.command("list")
@@ -466,6 +474,8 @@ def subscribers_import(
 @subscribers_group.command("export")
 @click.option("--list", "list_name", default=None, help="Only members of this list.")
 @click.option("--status", type=STATUS_CHOICE, default=None, help="Only with this status.")
+@click.option("--consent", is_flag=True,
+              help="Add a consent column: the sign-up consent records, as JSON.")
 @click.option(
     "-o",
     "--output",
@@ -475,7 +485,8 @@ def subscribers_import(
 )
 @click.pass_context
 def subscribers_export(
-    ctx: click.Context, list_name: str | None, status: str | None, output: Path | None
+    ctx: click.Context, list_name: str | None, status: str | None, consent: bool,
+    output: Path | None
 ) -> None:
     """Write subscribers as CSV (email, name, status[, list_status], attributes), which
     `newsletter subscribers import` reads back to the same state."""
@@ -484,12 +495,13 @@ def subscribers_export(
 
     engine = _engine(ctx)
     if output is None:
-        export_csv(engine, sys.stdout, list_name=list_name, status=status)
+        export_csv(engine, sys.stdout, list_name=list_name, status=status, consent=consent)
         return
     partial = output.with_name(output.name + ".part")
     try:
         with open_private(partial, "w", encoding="utf-8", newline="") as out:
-            count = export_csv(engine, out, list_name=list_name, status=status)
+            count = export_csv(engine, out, list_name=list_name, status=status,
+                               consent=consent)
         partial.replace(output)
     except OSError as exc:
         raise UsageError(f"{output}: cannot write: {exc.strerror}") from None

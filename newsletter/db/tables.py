@@ -9,14 +9,19 @@ modules that own the data import their tables from here (``from ..db.tables impo
 sends`` in ``ledger``).
 
 - subscribers, lists, memberships: the subscriber store (``newsletter.audience``)
-- sends, send_recipients, send_batches, send_workers: the delivery ledger (``ledger``)
+- sends, send_recipients, send_batches, send_workers: the delivery ledger (``ledger``);
+  subject_tests: a send's subject test (``delivery.variants``)
 - schedules, schedule_workers: scheduled sends and their worker processes (``scheduling``)
 - webhook_events, webhook_requests, send_event_counts, send_recipient_events: SendGrid
   webhook events and engagement counters (``events``)
 - archive_issues: the public web archive (``archive``)
-- rate_limits: each backend's shared send rate (``delivery.ratelimit``)
+- signups, rate_limits: sign-ups awaiting confirmation with their consent records, and the
+  sign-up rate limits' counters (``audience.signup``, ``audience.ratelimit``)
+- suppressions, bounce_messages, soft_bounces: the one suppression list and the bounce
+  mailbox's claims and soft bounces (``audience.suppressions``, ``feedback.mailbox``)
+- send_rates: each backend's shared send rate, ``max_rate`` (``delivery.ratelimit``)
 
-Objects the migrations create with raw SQL (revision 0004's triggers and functions) are
+Objects the migrations create with raw SQL (revisions 0004's and 0009's triggers and functions) are
 not in the metadata; ``tests/test_schema.py`` names them in its allow-list.
 """
 
@@ -60,6 +65,10 @@ subscribers = sa.Table(
     sa.Column("status_reason", sa.Text(), nullable=True),
     sa.Column("created_at", Stamp, nullable=False),
     sa.Column("source", sa.String(200), nullable=True),
+    # the preference centre's pause: no send reaches them before this moment (receiving)
+    sa.Column("paused_until", Stamp, nullable=True),
+    # when their welcome email was put in the ledger (audience.welcome): at most once
+    sa.Column("welcomed_at", Stamp, nullable=True),
     sa.UniqueConstraint("email_key"),
     sa.CheckConstraint(
         "status IN ('active', 'unsubscribed', 'bounced', 'complained')", name="status"
@@ -106,7 +115,7 @@ sends = sa.Table(
     "sends",
     metadata,
     sa.Column("id", ID, primary_key=True, autoincrement=True),
-    sa.Column("kind", sa.String(8), nullable=False),  # real | test
+    sa.Column("kind", sa.String(8), nullable=False),  # real | test | welcome
     sa.Column("issue_path", sa.Text(), nullable=False),
     sa.Column("issue_slug", sa.String(200), nullable=False),
     sa.Column("subject", sa.Text(), nullable=False),
@@ -129,7 +138,7 @@ sends = sa.Table(
     sa.Column("issue_date", sa.Date(), nullable=True),
     sa.Column("issue_key", sa.String(64), nullable=True),  # date + subject
     sa.Column("content_hash", sa.String(64), nullable=True),  # the sections as rendered
-    sa.CheckConstraint("kind IN ('real', 'test')", name="kind"),
+    sa.CheckConstraint("kind IN ('real', 'test', 'welcome')", name="kind"),
     sa.CheckConstraint("status IN ('sending', 'finished', 'cancelled')", name="status"),
     sa.Index(None, "issue_slug", "list_id", "kind"),
     sa.Index(None, "list_id", "issue_key"),
@@ -161,6 +170,9 @@ send_recipients = sa.Table(
     sa.Column("reason", sa.Text(), nullable=True),
     sa.Column("provider_id", sa.String(200), nullable=True),
     sa.Column("updated_at", Stamp, nullable=True),
+    # a subject test's variant (delivery.variants): "A".."D" for the test share, "winner"
+    # for the rest (status ``held`` until the decision); NULL without a subject test
+    sa.Column("variant", sa.String(8), nullable=True),
     # Only pending rows are indexed by status: a row leaves this index once, when it is
     # claimed, and later changes (sending -> sent) touch no index at all. Rows of a batch
     # are found by their seq range (the primary key) plus batch_id.
@@ -171,6 +183,25 @@ send_recipients = sa.Table(
         sqlite_where=sa.text("status = 'pending'"),
         postgresql_where=sa.text("status = 'pending'"),
     ),
+)
+
+#: a subject test's states: testing (the rest held back), decided (the rest released)
+SUBJECT_TEST_STATUSES = ("testing", "decided")
+
+subject_tests = sa.Table(
+    "subject_tests",
+    metadata,
+    sa.Column("send_id", ID, sa.ForeignKey("sends.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("subjects", JSONType, nullable=False),  # ["subject A", "subject B", ...]
+    sa.Column("test_share", sa.Float(), nullable=False),  # 0 < share < 1
+    sa.Column("seed", sa.String(64), nullable=False),  # the assignment's random seed
+    sa.Column("decide_at", Stamp, nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("winner", sa.String(8), nullable=True),
+    sa.Column("decided_at", Stamp, nullable=True),
+    sa.Column("note", sa.Text(), nullable=True),  # why this winner, in one line
+    sa.CheckConstraint("status IN ('testing', 'decided')", name="status"),
+    sa.Index(None, "status", "decide_at"),
 )
 
 send_batches = sa.Table(
@@ -204,8 +235,8 @@ send_workers = sa.Table(
 
 # the shared pace of each backend (delivery.ratelimit): one row per backend, moved
 # forward by one statement per batch by every worker of every process and machine
-rate_limits = sa.Table(
-    "rate_limits",
+send_rates = sa.Table(
+    "send_rates",
     metadata,
     sa.Column("name", sa.String(40), primary_key=True),
     # seconds since the epoch (the database's clock) at which the next message may go
@@ -324,4 +355,85 @@ archive_issues = sa.Table(
     sa.Column("issue_key", sa.String(64), nullable=True),
     sa.Column("content_hash", sa.String(64), nullable=True),
     sa.Index(None, "issue_date"),
+)
+
+
+# -- sign-ups: pending subscriptions and their consent records (newsletter.audience.signup) ----
+
+#: a sign-up is pending until its confirmation link is pressed; cancelled by "not me"
+SIGNUP_STATUSES = ("pending", "confirmed", "cancelled")
+
+signups = sa.Table(
+    "signups",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("email_key", EmailKey, nullable=False),
+    sa.Column("name", sa.Text(), nullable=True),
+    sa.Column("list_id", ID, sa.ForeignKey("lists.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("round", sa.Integer(), nullable=False),  # +1 each time it becomes pending anew
+    # the consent record: how (form or api), what the person was told (text and version),
+    # from where (HMAC-SHA256 of the IP address with secret_key, hex), when, confirmed when
+    sa.Column("source", sa.String(10), nullable=False),
+    sa.Column("consent_text", sa.Text(), nullable=False),
+    sa.Column("consent_version", sa.String(40), nullable=False),
+    sa.Column("ip_hash", sa.String(64), nullable=True),
+    sa.Column("requested_at", Stamp, nullable=False),
+    sa.Column("confirmed_at", Stamp, nullable=True),
+    sa.Column("mailed_at", Stamp, nullable=True),  # the last confirmation email sent
+    sa.UniqueConstraint("email_key", "list_id"),
+    sa.CheckConstraint("status IN ('pending', 'confirmed', 'cancelled')", name="status"),
+    sa.CheckConstraint("source IN ('form', 'api')", name="source"),
+    sqlite_autoincrement=True,
+)
+
+#: counters of the sign-up rate limits, shared by every server process: hits per key
+#: (an HMAC of an IP address or email address, with what it limits) per time window
+rate_limits = sa.Table(
+    "rate_limits",
+    metadata,
+    sa.Column("key", sa.String(80), primary_key=True),
+    sa.Column("window", sa.BigInteger(), primary_key=True),  # the window's start, Unix s
+    sa.Column("hits", sa.Integer(), nullable=False),
+    sa.Index(None, "window"),
+)
+# -- the suppression list and the bounce mailbox (audience.suppressions, feedback.mailbox) --
+
+#: why an address is suppressed
+SUPPRESSION_REASONS = ("bounced", "complained", "unsubscribed", "manual")
+
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("email_key", EmailKey, primary_key=True),  # lower-cased, as subscribers'
+    sa.Column("reason", sa.String(16), nullable=False),
+    sa.Column("source", sa.String(40), nullable=False),  # cli, sendgrid, ses, mailbox, import:ses
+    sa.Column("detail", sa.Text(), nullable=True),
+    sa.Column("created_at", Stamp, nullable=False),
+    sa.CheckConstraint(
+        "reason IN ('bounced', 'complained', 'unsubscribed', 'manual')", name="reason"
+    ),
+)
+
+bounce_messages = sa.Table(
+    "bounce_messages",
+    metadata,
+    # the report's Message-ID (or a digest of it when it has none): applied once
+    sa.Column("message_key", sa.String(200), primary_key=True),
+    sa.Column("outcome", sa.String(16), nullable=False),  # hard | soft | complaint | ignored
+    sa.Column("email_key", EmailKey, nullable=True),
+    sa.Column("processed_at", Stamp, nullable=False),
+)
+
+soft_bounces = sa.Table(
+    "soft_bounces",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("email_key", EmailKey, nullable=False),
+    sa.Column("send_id", ID, nullable=True),
+    sa.Column("status", sa.String(16), nullable=True),  # the DSN's status code, e.g. 4.2.2
+    sa.Column("bounced_at", Stamp, nullable=False),
+    sa.Index(None, "email_key", "bounced_at"),
+    sqlite_autoincrement=True,
 )

@@ -2,7 +2,8 @@
 
 ``prepare(rendered, settings, send_id=..., list_id=..., list_name=...)`` runs once per
 send. It splits the HTML, the plain text and the subject at their merge marks
-(``UNSUBSCRIBE_MARK`` and ``{{name}}`` / ``{{name|fallback}}``) with one compiled regex,
+(``UNSUBSCRIBE_MARK``, ``PREFERENCES_MARK`` and ``{{name}}`` / ``{{name|fallback}}``) with
+one compiled regex,
 quoted-printable-encodes every literal piece once, and builds the constant header block
 (From, Reply-To, Subject, Date, List-Id, List-Unsubscribe-Post, MIME-Version) with
 ``email.policy.SMTP``. ``template.message(recipient)`` then only signs a token, makes a
@@ -14,12 +15,20 @@ Per-recipient values are made header-safe by ``headersafe`` (the one rule): the 
 cleaned (no line breaks of any kind, no controls, at most ``NAME_MAX`` characters) and
 To and a personal Subject are folded to lines of at most 78 octets. A recipient whose
 message still cannot be built makes ``messages()`` raise before anything is sent; the
-engine then fails that recipient alone.
+runner then fails that recipient alone.
 
 Every message is ``multipart/alternative`` (text/plain first, then text/html), UTF-8,
 quoted-printable, CRLF line ends, lines of at most 76 characters, and carries
 ``List-Unsubscribe: <{base_url}/u/{token}>`` plus ``List-Unsubscribe-Post:
-List-Unsubscribe=One-Click`` (RFC 8058) and the same link in the footer.
+List-Unsubscribe=One-Click`` (RFC 8058) and the same link in the footer. Where the
+body has ``PREFERENCES_MARK`` (the default footer does) it becomes the recipient's
+preference-centre link, ``{base_url}/p/{token}`` (``audience.tokens.preferences_signer``:
+a token of its own purpose, per subscriber, that expires); signed only when a part has it.
+
+A subject test (``delivery.variants``) gives the template one derived template per
+variant (``with_variants``): the same bodies, its own subject and constant header block.
+``messages()`` picks each recipient's by their ledger row's ``seq``; each message carries
+its variant's template, so every backend writes that subject.
 
 A test send (``test=True``) puts ``"[TEST] "`` before the subject. A recipient without a
 subscriber id (a ``--test-to`` address) gets a link for subscriber 0, which matches nobody.
@@ -30,8 +39,8 @@ from __future__ import annotations
 import binascii
 import hmac
 import re
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
@@ -43,8 +52,9 @@ from secrets import token_hex
 from typing import NamedTuple, Protocol
 from urllib.parse import urlsplit
 
-from ..audience.tokens import Signer, signer
-from ..authoring.render import NAME_FIELD, UNSUBSCRIBE_MARK, Rendered
+from ..audience.tokens import Signer, preferences_signer, signer
+from ..authoring.render import NAME_FIELD, PREFERENCES_MARK, UNSUBSCRIBE_MARK, Rendered
+from ..authoring.text import REWRAP_BLOCK, rewrap
 from ..config import Settings, require
 from ..errors import ConfigError
 from .headersafe import (
@@ -59,13 +69,19 @@ from .headersafe import (
 
 TEST_PREFIX = "[TEST] "
 LIST_UNSUBSCRIBE_POST = "List-Unsubscribe=One-Click"
-_MARKS = re.compile(re.escape(UNSUBSCRIBE_MARK) + "|" + NAME_FIELD.pattern)
+# a text-part block with a name field, wrapped per recipient (text.rewrap), comes first:
+# the name fields inside it are filled by rewrap, not one by one
+_MARKS = re.compile(
+    REWRAP_BLOCK + "|" + re.escape(UNSUBSCRIBE_MARK) + "|" + re.escape(PREFERENCES_MARK) + "|"
+    + NAME_FIELD.pattern
+)
 _QP_MAX = 76
 _DOTS = re.compile(rb"(?m)^\.")
 
 
 class Slot(NamedTuple):
-    """A per-recipient hole in a body: ``kind`` is "unsubscribe" or "name"."""
+    """A per-recipient hole in a body: ``kind`` is "unsubscribe", "preferences", "name" or
+    "rewrap" (a plain-text block wrapped after the name is filled in; ``fallback`` holds it)."""
 
     kind: str
     fallback: str = ""
@@ -73,7 +89,7 @@ class Slot(NamedTuple):
 
 class Recipient(NamedTuple):
     """Who a message is for. Anything with these three fields will do (``Addressee``):
-    the ledger's claimed rows (``ledger.ClaimedRow``) are used as they are."""
+    the ledger's claimed rows (``claims.ClaimedRow``) are used as they are."""
 
     subscriber_id: int | None  # None for a --test-to address that is not a subscriber
     email: str
@@ -82,7 +98,7 @@ class Recipient(NamedTuple):
 
 class Addressee(Protocol):
     """What a message needs to know of its recipient, read by name: a ``Recipient`` or a
-    ``ledger.ClaimedRow``."""
+    ``claims.ClaimedRow``."""
 
     @property
     def subscriber_id(self) -> int | None: ...
@@ -146,6 +162,10 @@ class Part:
             literals.append(content[pos : match.start()])
             if match.group(0) == UNSUBSCRIBE_MARK:
                 slots.append(Slot("unsubscribe"))
+            elif match.group(0).startswith(REWRAP_BLOCK[0]):
+                slots.append(Slot("rewrap", match.group(0)))
+            elif match.group(0) == PREFERENCES_MARK:
+                slots.append(Slot("preferences"))
             else:
                 slots.append(Slot("name", match.group(1) or ""))
             pos = match.end()
@@ -165,17 +185,42 @@ class Part:
     def personal(self) -> bool:
         return bool(self.slots)
 
-    def values(self, url: str, name: str | None) -> list[str]:
+    @property
+    def has_preferences(self) -> bool:
+        return any(slot.kind == "preferences" for slot in self.slots)
+
+    def values(self, url: str, name: str | None, preferences: str = "") -> list[str]:
         """The per-recipient text for each slot (HTML-escaped in an HTML part)."""
         out: list[str] = []
         for slot in self.slots:
             if slot.kind == "unsubscribe":
                 out.append(escape(url) if self.html else url)
+            elif slot.kind == "rewrap":
+                out.append(rewrap(slot.fallback, name))
+            elif slot.kind == "preferences":
+                out.append(escape(preferences) if self.html else preferences)
             elif name:
                 out.append(escape(name) if self.html else name)
             else:
                 out.append(slot.fallback)  # already HTML in the HTML part
         return out
+
+    def names_only(self, longer_than: int = 0) -> Part:
+        """This part with each "rewrap" block longer than ``longer_than`` wrapped as it
+        is, its name fields left as "name" slots: for a backend whose per-recipient values
+        are limited in size (SendGrid), whose readers then get those blocks wrapped before
+        the name is filled in."""
+        if all(s.kind != "rewrap" or len(s.fallback) <= longer_than for s in self.slots):
+            return self
+        marks = [
+            rewrap(slot.fallback, None, fill=False)
+            if slot.kind == "rewrap" and len(slot.fallback) > longer_than
+            else slot.fallback if slot.kind == "rewrap"
+            else UNSUBSCRIBE_MARK if slot.kind == "unsubscribe"
+            else f"{{{{name|{slot.fallback}}}}}" if slot.fallback else "{{name}}"
+            for slot in self.slots
+        ]
+        return Part.split(self.fill(marks), html=self.html, encode=bool(self.encoded))
 
     def fill(self, values: Sequence[str]) -> str:
         if not values:
@@ -193,7 +238,7 @@ class Part:
             return pieces[0]
         out = [pieces[0]]
         for value, literal in zip(values, pieces[1:], strict=True):
-            encoded = _softbreak_end(_qp(value))
+            encoded = _softbreak_end(_qp(_crlf(value)))  # a rewrapped block has lines
             out.append(_stuff(encoded) if smtp else encoded)
             out.append(literal)
         return b"".join(out)
@@ -238,11 +283,56 @@ class MessageTemplate:
     _msgid_tag: str = field(repr=False, default="")
     _msgid_domain: str = field(repr=False, default="")
     _sign: Callable[[Iterable[int]], list[str]] | None = field(repr=False, default=None)
+    _sign_preferences: Callable[[Iterable[int]], list[str]] | None = field(
+        repr=False, default=None)
+    # a subject test: each variant's template, which variant a row (by seq) has, and the
+    # variant of every other row (the winner, once decided)
+    variants: dict[str, MessageTemplate] = field(repr=False, default_factory=dict)
+    variant_of: Mapping[int, str] = field(repr=False, default_factory=dict)
+    default_variant: str | None = None
+    _resolve_default: Callable[[], str | None] | None = field(repr=False, default=None)
 
     def __post_init__(self) -> None:
         self._msgid_head = f"<{self.send_id}."
         self._msgid_tail = f".{self._msgid_tag}@{self._msgid_domain}>"
         self._url_head = f"{self.base_url}/u/"
+        self.preferences_head = f"{self.base_url}/p/"
+        self.has_preferences = self.text.has_preferences or self.html.has_preferences
+
+    def preferences_urls(self, subscriber_ids: Sequence[int]) -> list[str]:
+        """The preference-centre URLs of these subscribers ("" for each when no part
+        links to the preference centre, or for a test address: subscriber 0)."""
+        if self._sign_preferences is None or not self.has_preferences:
+            return [""] * len(subscriber_ids)
+        head = self.preferences_head
+        return [head + token if n else "" for n, token in
+                zip(subscriber_ids, self._sign_preferences(subscriber_ids), strict=True)]
+
+    def with_variants(self, subjects: Mapping[str, str], variant_of: Mapping[int, str],
+                      default: str | None,
+                      resolve: Callable[[], str | None] | None = None) -> MessageTemplate:
+        """This template, choosing each recipient's subject by variant: ``subjects`` maps
+        a variant ("A") to its subject, ``variant_of`` a row's seq to its variant; rows not
+        in it get ``default``, or while that is None what ``resolve()`` answers (asked
+        until it names one), else this template's own subject."""
+        derived = {}
+        for variant, text in subjects.items():
+            raw = (TEST_PREFIX if self.test else "") + (clean_text(text, TEXT_MAX) or "")
+            part = Part.split(raw, html=False, encode=False)
+            derived[variant] = replace(self, subject=part, headers=_constant_headers(
+                self.from_address, self.reply_to, raw, part, self.date, self.list_id_header,
+                self.boundary))
+        return replace(self, variants=derived, variant_of=dict(variant_of),
+                       default_variant=default, _resolve_default=resolve)
+
+    def for_recipient(self, recipient: Addressee) -> MessageTemplate:
+        """The template of ``recipient``'s variant (this one without a subject test)."""
+        if not self.variants:
+            return self
+        variant = self.variant_of.get(getattr(recipient, "seq", -1), self.default_variant)
+        if variant is None and self._resolve_default is not None:
+            variant = self.default_variant = self._resolve_default()
+        return self.variants.get(variant, self) if variant is not None else self
 
     @property
     def subject_text(self) -> str:
@@ -264,7 +354,7 @@ class MessageTemplate:
     def message(self, recipient: Addressee) -> OutgoingMessage:
         """The recipient's message: signs the token; the bytes are built on demand.
 
-        ``recipient``: a ``Recipient`` or a ``ledger.ClaimedRow``. Raises ValueError for
+        ``recipient``: a ``Recipient`` or a ``claims.ClaimedRow``. Raises ValueError for
         an address that cannot be sent to.
         """
         return self.messages((recipient,))[0]
@@ -292,12 +382,16 @@ class MessageTemplate:
         SendGrid's API) leaves the header block to ``as_bytes()``.
         """
         recipients = recipients if isinstance(recipients, list | tuple) else list(recipients)
-        tokens = self.tokens([r.subscriber_id or 0 for r in recipients])
+        ids = [r.subscriber_id or 0 for r in recipients]
+        tokens = self.tokens(ids)
+        preference_urls = self.preferences_urls(ids)
         head, tail, url_head = self._msgid_head, self._msgid_tail, self._url_head
         new = tuple.__new__  # an OutgoingMessage without a Python-level __new__ call
         out: list[OutgoingMessage] = []
         append = out.append
-        for recipient, token in zip(recipients, tokens, strict=True):
+        pick = self.for_recipient if self.variants else None
+        for recipient, token, prefs in zip(recipients, tokens, preference_urls, strict=True):
+            template = self if pick is None else pick(recipient)
             subscriber, email, name = recipient.subscriber_id, recipient.email, recipient.name
             if not sendable_address(email):
                 raise ValueError(f"not a deliverable address: {email!r}")
@@ -307,8 +401,8 @@ class MessageTemplate:
                 message_id = f"{head}{subscriber}{tail}"
             else:
                 message_id = self.message_id(recipient)
-            message = new(OutgoingMessage, (self, subscriber, email, name, token,
-                                            url_head + token, message_id, None))
+            message = new(OutgoingMessage, (template, subscriber, email, name, token,
+                                            url_head + token, message_id, prefs, None))
             if headers:
                 message = new(OutgoingMessage, (*message[:-1], message.build_headers()))
             append(message)
@@ -325,6 +419,7 @@ class OutgoingMessage(NamedTuple):
     token: str
     unsubscribe_url: str
     message_id: str
+    preferences_url: str = ""  # the preference centre ("" when the body has no link to it)
     head: bytes | None = None  # recipient_headers(), when built by messages()
 
     @property
@@ -347,12 +442,12 @@ class OutgoingMessage(NamedTuple):
     @property
     def html(self) -> str:
         part = self.template.html
-        return part.fill(part.values(self.unsubscribe_url, self.name))
+        return part.fill(part.values(self.unsubscribe_url, self.name, self.preferences_url))
 
     @property
     def text(self) -> str:
         part = self.template.text
-        return part.fill(part.values(self.unsubscribe_url, self.name))
+        return part.fill(part.values(self.unsubscribe_url, self.name, self.preferences_url))
 
     def recipient_headers(self) -> bytes:
         """To, Message-ID, List-Unsubscribe (and Subject when it has merge fields)."""
@@ -385,7 +480,7 @@ class OutgoingMessage(NamedTuple):
 
     def _assemble(self, *, smtp: bool) -> bytes:
         t = self.template
-        url, name = self.unsubscribe_url, self.name
+        url, name, prefs = self.unsubscribe_url, self.name, self.preferences_url
         boundary = t.boundary.encode("ascii")
         head = self.recipient_headers()
         return b"".join((
@@ -394,11 +489,11 @@ class OutgoingMessage(NamedTuple):
             b"\r\n--", boundary,
             b"\r\nContent-Type: text/plain; charset=\"utf-8\"\r\n"
             b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-            t.text.encode(t.text.values(url, name), smtp=smtp),
+            t.text.encode(t.text.values(url, name, prefs), smtp=smtp),
             b"\r\n--", boundary,
             b"\r\nContent-Type: text/html; charset=\"utf-8\"\r\n"
             b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-            t.html.encode(t.html.values(url, name), smtp=smtp),
+            t.html.encode(t.html.values(url, name, prefs), smtp=smtp),
             b"\r\n--", boundary, b"--\r\n",
             b".\r\n" if smtp else b"",
         ))
@@ -428,6 +523,26 @@ def _ascii_domain(domain: str) -> str:
         return "newsletter.invalid"
 
 
+def _constant_headers(from_address: str, reply_to: str | None, subject_raw: str,
+                      subject: Part, when: datetime, list_id_header: str, boundary: str
+                      ) -> bytes:
+    """The header block every recipient of a template shares (folded, CRLF)."""
+    items: list[tuple[str, str]] = [("From", from_address)]
+    if reply_to:
+        items.append(("Reply-To", reply_to))
+    headers = _header_bytes(items)
+    if not subject.personal:  # written as a personal subject is, by the same rule
+        headers += text_header("Subject", subject_raw)
+    return headers + _header_bytes([
+        ("Date", format_datetime(when)),
+        ("List-Id", list_id_header),
+        ("List-Unsubscribe-Post", LIST_UNSUBSCRIBE_POST),
+        ("MIME-Version", "1.0"),
+    ]) + (
+        f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode("ascii")
+    )
+
+
 def prepare(
     rendered: Rendered,
     settings: Settings,
@@ -450,20 +565,8 @@ def prepare(
     when = date or datetime.now(UTC)
     list_id_header = f"{clean_text(list_name) or ''} <{_list_label(list_name)}.{host}>"
     boundary = "=_nl_" + token_hex(12)
-    items: list[tuple[str, str]] = [("From", settings.from_address)]
-    if settings.reply_to:
-        items.append(("Reply-To", settings.reply_to))
-    headers = _header_bytes(items)
-    if not subject.personal:  # written as a personal subject is, by the same rule
-        headers += text_header("Subject", subject_raw)
-    headers += _header_bytes([
-        ("Date", format_datetime(when)),
-        ("List-Id", list_id_header),
-        ("List-Unsubscribe-Post", LIST_UNSUBSCRIBE_POST),
-        ("MIME-Version", "1.0"),
-    ]) + (
-        f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode("ascii")
-    )
+    headers = _constant_headers(settings.from_address, settings.reply_to, subject_raw, subject,
+                                when, list_id_header, boundary)
     tag = hmac.digest(settings.secret_key.encode(), b"newsletter/message-id", "sha256")
     return MessageTemplate(
         send_id=send_id,
@@ -481,6 +584,7 @@ def prepare(
         date=when,
         boundary=boundary,
         signer=signer(settings),
+        _sign_preferences=preferences_signer(settings),
         _msgid_tag=tag.hex()[:10],
         _msgid_domain=_ascii_domain(domain),
     )

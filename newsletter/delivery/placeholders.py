@@ -21,11 +21,10 @@ from __future__ import annotations
 from email.utils import parseaddr
 from urllib.parse import urlsplit
 
+from ..authoring.domains import reserved_domain
 from ..config import Settings, where_set
 
 _EXAMPLE_STREET = ("example street", "example city")  # `init` writes "1 Example Street, ..."
-RESERVED_DOMAINS = ("example.org", "example.com", "example.net")
-RESERVED_TLDS = ("example", "test", "invalid", "localhost")
 
 _FIX = {
     "from_address": "set the address your newsletter sends from",
@@ -33,18 +32,6 @@ _FIX = {
     "base_url": "set the public URL where `newsletter serve` answers (unsubscribe links)",
     "postal_address": "set your newsroom's postal address",
 }
-
-
-def reserved_domain(host: str) -> str | None:
-    """The reserved name ``host`` falls under (e.g. 'example.org'), or None."""
-    host = host.strip().rstrip(".").lower()
-    if host == "localhost":
-        return host
-    for domain in RESERVED_DOMAINS:
-        if host == domain or host.endswith("." + domain):
-            return domain
-    tld = host.rsplit(".", 1)[-1]
-    return f".{tld}" if tld in RESERVED_TLDS else None
 
 
 def _host(key: str, value: str) -> str:

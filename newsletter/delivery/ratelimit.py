@@ -1,10 +1,10 @@
 """``max_rate``: a backend's messages per second, shared by every worker everywhere.
 
-One row per backend in ``rate_limits`` holds ``next_at``, the moment (by the database's
+One row per backend in ``send_rates`` holds ``next_at``, the moment (by the database's
 clock, so machines with skewed clocks agree) from which the next message may leave.
 Before each batch a worker reserves the batch's share of time with one statement::
 
-    UPDATE rate_limits SET next_at = max(next_at, now) + n / rate WHERE name = ...
+    UPDATE send_rates SET next_at = max(next_at, now) + n / rate WHERE name = ...
     RETURNING next_at, now
 
 and waits until its reservation begins (``next_at - n / rate``). Reservations follow one
@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ..config import Settings
-from ..db.tables import rate_limits
+from ..db.tables import send_rates
 
 
 def _now(dialect: str) -> sa.ColumnElement[float]:
@@ -48,10 +48,10 @@ class RateLimit:
         later = sa.func.greatest if dialect == "postgresql" else sa.func.max
         self._cost = sa.bindparam("cost", type_=sa.Float)
         self._reserve = (
-            rate_limits.update()
-            .where(rate_limits.c.name == name)
-            .values(next_at=later(rate_limits.c.next_at, now) + self._cost)
-            .returning(rate_limits.c.next_at, now)
+            send_rates.update()
+            .where(send_rates.c.name == name)
+            .values(next_at=later(send_rates.c.next_at, now) + self._cost)
+            .returning(send_rates.c.next_at, now)
         )
         self._ready = False
         self._lock = threading.Lock()
@@ -70,7 +70,7 @@ class RateLimit:
         else:
             from sqlalchemy.dialects.sqlite import insert
         with self.engine.begin() as conn:
-            conn.execute(insert(rate_limits).values(name=self.name, next_at=0.0)
+            conn.execute(insert(send_rates).values(name=self.name, next_at=0.0)
                          .on_conflict_do_nothing(index_elements=["name"]))
         self._ready = True
 

@@ -1,7 +1,7 @@
 """The batches of workers that died mid-send: ``ledger.reconcile``.
 
 A worker marks a batch ``sending`` before it calls the backend and records the answer
-after. A worker found dead (stopped, no heartbeat for ``ledger.LEASE``, or its process
+after. A worker found dead (stopped, no heartbeat for ``senders.LEASE``, or its process
 gone from this machine) may have left a batch ``sending``. Its progress journal
 (``delivery.journal``), where it can be believed, says message by message what happened:
 
@@ -25,10 +25,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from ..db.tables import send_batches, send_recipients
 from ..db.transactions import DB, transaction, utcnow
 from . import journal
-from .ledger import _dead_workers, send_batches, send_recipients
 from .requeue import reopen
+from .senders import dead_workers
 
 UNKNOWN = "the worker stopped during the backend call; outcome unknown"
 NO_ANSWER = "the worker stopped after handing the message over, before the answer"
@@ -60,7 +61,7 @@ def settle_dead_workers(db: DB, send_id: int) -> int:
     now = utcnow()
     host = socket.gethostname()[:255]
     with transaction(db) as conn:
-        dead = {row.id: row for row in _dead_workers(conn, send_id, now)}
+        dead = {row.id: row for row in dead_workers(conn, send_id, now)}
         if not dead:
             return 0
         batches = conn.execute(  # locked: two processes resuming at once settle each once

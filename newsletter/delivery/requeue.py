@@ -6,7 +6,8 @@ because the backend was unavailable. The database's triggers only skip rows that
 *pending* when a subscriber changes; a row that was ``temporary``, ``uncertain`` or
 ``sending`` at that moment was left alone. So each of these paths asks the rule
 (``audience.receiving.refusal``) at the moment it would make a row pending: a recipient who
-may no longer receive (unsubscribed, bounced, complained, off the list, erased) becomes
+may no longer receive (unsubscribed, bounced, complained, paused, suppressed, off the
+list, erased) becomes
 ``skipped`` with that reason instead; the others become ``pending``.
 
 On PostgreSQL the statement first takes a share lock on the subscribers and memberships
@@ -23,10 +24,12 @@ from typing import NamedTuple
 
 import sqlalchemy as sa
 
-from ..audience.receiving import refusal
-from ..db.tables import memberships, subscribers
+from ..audience.receiving import refusal, suppression_of
+from ..db.tables import memberships, send_recipients, sends, subscribers
 from ..db.transactions import utcnow
-from .ledger import send_recipients, sends
+
+#: kinds of send whose recipients are subscribers (``seq`` is the subscriber id)
+SUBSCRIBER_KINDS = ("real", "welcome")
 
 
 class Requeued(NamedTuple):
@@ -57,7 +60,7 @@ def reopen(conn: sa.Connection, send_id: int, where: Sequence[sa.ColumnElement[b
                        ).first()
     now = utcnow()
     skipped: dict[str, int] = {}
-    if row is not None and row.kind == "real":
+    if row is not None and row.kind in SUBSCRIBER_KINDS:
         _lock_subscribers(conn, row.list_id, where)
         why = refusal(
             sa.select(subscribers.c.status)
@@ -65,6 +68,9 @@ def reopen(conn: sa.Connection, send_id: int, where: Sequence[sa.ColumnElement[b
             sa.select(memberships.c.status)
             .where(memberships.c.list_id == row.list_id,
                    memberships.c.subscriber_id == r.c.subscriber_id).scalar_subquery(),
+            suppression_of(r.c.subscriber_id),
+            paused_until=sa.select(subscribers.c.paused_until)
+            .where(subscribers.c.id == r.c.subscriber_id).scalar_subquery(),
         )
         skipped = dict(Counter(conn.execute(
             r.update().where(*where, why.is_not(None))

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Engine
 from ..authoring.render import Rendered
 from ..config import Settings
 from ..errors import NewsletterError
-from . import journal, ledger, ratelimit
+from . import claims, journal, ledger, ratelimit, senders, variants
 from .backends.base import Backend, BackendUnavailable, Status
 from .personalize import prepare
 
@@ -39,7 +39,7 @@ _OUTCOME = {
 }
 HEARTBEAT_SECONDS = 5.0
 SNAPSHOT_CHUNK = 20_000  # recipients copied per transaction while batches go out
-SEQ = ledger.ClaimedRow._fields.index("seq")  # where the journal finds a row's seq
+SEQ = claims.ClaimedRow._fields.index("seq")  # where the journal finds a row's seq
 KEEP_JOURNALS = True  # benchmarks turn it off to measure what the journal costs
 
 
@@ -122,8 +122,9 @@ class SendRunner:
             list_name=send.list_name,
             test=send.kind == "test",
         )
+        self.template = variants.personalise(self.engine, send.id, self.template)
         folder = journal.folder_for(self.settings.project_dir) if KEEP_JOURNALS else None
-        self._worker_ids = [ledger.register_worker(self.engine, send.id,
+        self._worker_ids = [senders.register_worker(self.engine, send.id,
                                                    str(folder) if folder else None)
                             for _ in range(self.workers)]
         self._journals = {wid: journal.Journal.create(folder, wid) if folder else None
@@ -160,7 +161,7 @@ class SendRunner:
             for worker_id in self._worker_ids:
                 if (kept := self._journals.get(worker_id)) is not None:
                     kept.close()  # first: once the worker is stopped, others may read it
-                ledger.stop_worker(self.engine, worker_id)
+                senders.stop_worker(self.engine, worker_id)
         settled = ledger.settle(self.engine, send.id)
         if self.error is not None and not isinstance(self.error, NewsletterError):
             raise self.error
@@ -187,12 +188,12 @@ class SendRunner:
                 if answer is None:  # backend unavailable: batch released, stop
                     return
                 if self.stop.is_set():
-                    ledger.record_batch(self.engine, self.send.id, batch_id, answer)
+                    claims.record_batch(self.engine, self.send.id, batch_id, answer)
                     claimed = None
                     if kept is not None:
                         kept.recorded()  # the answer is in the ledger
                 else:  # record this answer and claim the next batch in one commit
-                    claimed = ledger.record_and_claim(self.engine, self.send, batch_id,
+                    claimed = claims.record_and_claim(self.engine, self.send, batch_id,
                                                       answer, worker_id, self.batch_size)
                     if kept is not None:
                         kept.recorded()
@@ -206,12 +207,12 @@ class SendRunner:
                 self.error = self.error or exc
             self.stop.set()
 
-    def _claim(self, worker_id: str) -> tuple[int, list[ledger.ClaimedRow]] | None:
+    def _claim(self, worker_id: str) -> tuple[int, list[claims.ClaimedRow]] | None:
         """The next batch; while the snapshot is being written, waits for more rows."""
         while True:
             with self._grown:
                 seen, still_open = self._chunks, self._snapshot_open
-            claimed = ledger.claim_batch(self.engine, self.send, worker_id, self.batch_size)
+            claimed = claims.claim_batch(self.engine, self.send, worker_id, self.batch_size)
             if claimed is not None:
                 self._claimed(len(claimed[1]))
                 return claimed
@@ -263,10 +264,10 @@ class SendRunner:
                 self._snapshot_open = False
                 self._grown.notify_all()
 
-    def _messages(self, recipients: list[ledger.ClaimedRow]
-                  ) -> tuple[list, list[ledger.ClaimedRow], list[ledger.Outcome]]:
+    def _messages(self, recipients: list[claims.ClaimedRow]
+                  ) -> tuple[list, list[claims.ClaimedRow], list[claims.Outcome]]:
         """The batch's messages, their recipients, and permanent failures for those whose
-        message cannot be built (claimed rows are ``ledger.ClaimedRow``): one bad
+        message cannot be built (claimed rows are ``claims.ClaimedRow``): one bad
         address or name fails alone, before the backend sends any of the batch."""
         build = self.template.messages
         mime = getattr(self.backend, "writes_mime", True)
@@ -279,30 +280,30 @@ class SendRunner:
                     messages += build((r,), headers=mime)
                     kept.append(r)
                 except Exception as exc:  # whatever this one recipient's message raised
-                    refused.append(ledger.Outcome(r.seq, "failed", _unsendable(exc)))
+                    refused.append(claims.Outcome(r.seq, "failed", _unsendable(exc)))
             return messages, kept, refused
 
-    def _deliver(self, batch_id: int, recipients: list[ledger.ClaimedRow],
-                 kept: journal.Journal | None = None) -> ledger.Answer | None:
+    def _deliver(self, batch_id: int, recipients: list[claims.ClaimedRow],
+                 kept: journal.Journal | None = None) -> claims.Answer | None:
         """Hand the batch to the backend; its answer (None: backend unavailable)."""
         if self.pace is not None and not self.pace.wait(len(recipients), self.stop):
-            ledger.release_batch(self.engine, self.send.id, batch_id)  # stopped: unsent
+            claims.release_batch(self.engine, self.send.id, batch_id)  # stopped: unsent
             return None
         low, high = recipients[0].seq, recipients[-1].seq
-        refused: list[ledger.Outcome] = []
+        refused: list[claims.Outcome] = []
         if kept is not None:
             kept.begin(batch_id)
         try:
             # the backend's row path (None: not handled, take the general path)
-            results = self.backend.send_rows(self.template, recipients,
-                                             **self._progress(kept, recipients, True))
+            results = None if self.template.variants else self.backend.send_rows(
+                self.template, recipients, **self._progress(kept, recipients, True))
             if results is None:
                 messages, sendable, refused = self._messages(recipients)
                 progress = self._progress(kept, sendable, len(sendable) == len(recipients))
                 recipients = sendable
                 results = self.backend.send_batch(messages, **progress) if messages else []
         except BackendUnavailable as exc:
-            ledger.release_batch(self.engine, self.send.id, batch_id)
+            claims.release_batch(self.engine, self.send.id, batch_id)
             if kept is not None:
                 kept.recorded()
             with self._lock:
@@ -310,22 +311,22 @@ class SendRunner:
             self.stop.set()
             return None
         except Exception as exc:  # a backend bug: the batch may or may not have gone out
-            verdict = ledger.Verdict("uncertain", f"{type(exc).__name__}: {exc}")
-            return ledger.Answer(low, high, refused, verdict)
+            verdict = claims.Verdict("uncertain", f"{type(exc).__name__}: {exc}")
+            return claims.Answer(low, high, refused, verdict)
         if len(results) != len(recipients):
-            verdict = ledger.Verdict("uncertain", "backend returned no outcome")
-            return ledger.Answer(low, high, refused, verdict)
+            verdict = claims.Verdict("uncertain", "backend returned no outcome")
+            return claims.Answer(low, high, refused, verdict)
         if results and results.count(first := results[0]) == len(results):
             # one answer for all (one SendGrid request): one statement records it
-            verdict = ledger.Verdict(_OUTCOME[first.status], first.reason, first.provider_id)
-            return ledger.Answer(low, high, refused, verdict)
+            verdict = claims.Verdict(_OUTCOME[first.status], first.reason, first.provider_id)
+            return claims.Answer(low, high, refused, verdict)
         each = [
-            ledger.Outcome(r.seq, _OUTCOME[res.status], res.reason, res.provider_id)
+            claims.Outcome(r.seq, _OUTCOME[res.status], res.reason, res.provider_id)
             for r, res in zip(recipients, results, strict=True)
         ]
-        return ledger.Answer(low, high, refused + each)
+        return claims.Answer(low, high, refused + each)
 
-    def _progress(self, kept: journal.Journal | None, rows: list[ledger.ClaimedRow], whole: bool
+    def _progress(self, kept: journal.Journal | None, rows: list[claims.ClaimedRow], whole: bool
                   ) -> dict[str, journal.BatchLog]:
         """The keyword that gives the backend the journal's log for ``rows`` (``whole``:
         all of the batch). A backend that cannot write one: the whole batch is marked as
@@ -338,7 +339,7 @@ class SendRunner:
         log.handing_group()
         return {}
 
-    def _count(self, answer: ledger.Answer, claimed: int) -> None:
+    def _count(self, answer: claims.Answer, claimed: int) -> None:
         """Add a recorded batch of ``claimed`` recipients to the progress counts."""
         with self._lock:
             counts = self.progress.counts
@@ -363,6 +364,6 @@ class SendRunner:
         while not done.wait(HEARTBEAT_SECONDS):
             for worker_id in self._worker_ids:
                 try:
-                    ledger.heartbeat(self.engine, worker_id)
+                    claims.heartbeat(self.engine, worker_id)
                 except Exception:  # the next beat tries again; a dead database stops workers
                     break

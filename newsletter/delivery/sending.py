@@ -19,20 +19,23 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
 from ..audience.lists import get_list
 from ..audience.subscribers import count_subscribers
-from ..authoring.build import build_file
+from ..authoring.build import WELCOME_FILE, build_file
 from ..authoring.identity import Identity, of_issue, why_same
+from ..authoring.linkcheck import check_before_send
+from ..authoring.media import publish as publish_media
 from ..authoring.render import Rendered
 from ..config import Settings
+from ..db.transactions import utcnow
 from ..errors import NewsletterError, UsageError
 from ..private import private_folder, write_private
-from . import ledger, placeholders
+from . import ledger, placeholders, variants
 from .backends import get_backend
 from .personalize import Recipient, prepare
 from .requeue import Requeued
@@ -53,6 +56,7 @@ class Prepared:
     warnings: int
     identity: Identity
     notices: list[str]  # example values still in the settings (placeholders="warn")
+    subject_variants: list[str] = field(default_factory=list)  # front matter's subject test
 
 
 def preflight(settings: Settings, issue_path: Path | str, *, backend: str | None = None,
@@ -86,9 +90,11 @@ def preflight(settings: Settings, issue_path: Path | str, *, backend: str | None
     notices = placeholders.problems(settings, backend)
     if notices and placeholders_are != "warnings":
         raise NewsletterError(notices[0])
+    check_before_send(settings, path)  # only with check_links_before_send = true
+    publish_media(settings, result.issue)  # local images -> out/media/, which `serve` serves
     return Prepared(path=path, slug=result.issue.slug, rendered=result.rendered,
                     warnings=len(result.warnings), identity=of_issue(result.issue),
-                    notices=notices)
+                    notices=notices, subject_variants=list(result.issue.subject_variants))
 
 
 def already_sent(latest: ledger.SendInfo, prepared: Prepared, list_name: str) -> str:
@@ -134,8 +140,15 @@ def start(
     backend: str | None = None,
     again: bool = False,
     test_to: Sequence[str] = (),
+    subject_test: variants.Plan | None = None,
 ) -> Started:
-    """Create the send, or find the unfinished one of this issue and list to resume."""
+    """Create the send, or find the unfinished one of this issue and list to resume.
+
+    ``subject_test``: a new send tries these subjects on a share of the list first
+    (``variants``); a send being resumed keeps the test it has."""
+    if prepared.path.name == WELCOME_FILE:
+        raise UsageError(f"{prepared.path}: the welcome email goes to each new subscriber, "
+                         "not to a list: use `newsletter welcome send --to ADDRESS`")
     mailing_list = get_list(engine, list_name)
     backend_name = backend or settings.backend
     get_backend(settings, backend_name)  # its settings (URL, key) are checked before any record
@@ -155,13 +168,16 @@ def start(
             f"{already_sent(latest, prepared, list_name)}; add --again to send it once "
             f"more, or `newsletter send --retry-failed {latest.id}` for its failures"
         )
+    create = dict(kind="real", issue_path=str(prepared.path), issue_slug=prepared.slug,
+                  subject=prepared.rendered.subject, list_id=mailing_list.id,
+                  list_name=mailing_list.name, backend=backend_name,
+                  html=prepared.rendered.html, text=prepared.rendered.text,
+                  identity=prepared.identity)
     try:
-        send_id = ledger.create_send(
-            engine, kind="real", issue_path=str(prepared.path), issue_slug=prepared.slug,
-            subject=prepared.rendered.subject, list_id=mailing_list.id,
-            list_name=mailing_list.name, backend=backend_name, html=prepared.rendered.html,
-            text=prepared.rendered.text, first_chunk=FIRST_CHUNK, identity=prepared.identity,
-        )
+        if subject_test is not None:
+            send_id = variants.create_tested_send(engine, subject_test, utcnow(), **create)
+        else:
+            send_id = ledger.create_send(engine, first_chunk=FIRST_CHUNK, **create)
     except ledger.SendExists:  # another process created it a moment ago: share it
         latest = ledger.find_latest(engine, prepared.slug, mailing_list.id, prepared.identity)
         if latest is None or latest.status != "sending":

@@ -1,4 +1,9 @@
-"""Applying SendGrid webhook events: subscriber effects and per-send engagement counters.
+"""Applying provider feedback events: subscriber effects and per-send engagement counters.
+
+The events come from SendGrid's webhook (``feedback.sendgrid``), and in the same shape
+(SendGrid's event kinds, ids prefixed by the provider) from SES, Postmark and Mailgun
+(``feedback.ses``, ``feedback.postmark``, ``feedback.mailgun``) and the bounce mailbox
+(``feedback.mailbox``).
 
 ``apply_events(engine, events, request_key=...)`` takes the parsed events of one webhook
 request (``newsletter.feedback.sendgrid.parse_events``) and applies them in one transaction with a
@@ -19,7 +24,7 @@ handful of statements, whatever the batch size:
    unsubscribe and group unsubscribe ``unsubscribed``, through ``audience.status_changes`` (one
    statement per effect): a stronger status is never weakened (complained > bounced >
    unsubscribed > active), and the reason says "SendGrid: ...". A send in progress skips them
-   from its next batch on (``delivery.ledger.claim_batch`` re-checks every recipient).
+   from its next batch on (the database's triggers skip their pending rows at once).
 
 Rows are written in key order so concurrent transactions take their locks in the same
 order; a deadlock or serialization failure reported by PostgreSQL is retried.
@@ -98,20 +103,27 @@ def _retryable(exc: DBAPIError) -> bool:
 
 def apply_events(
     engine: Engine, events: Sequence[Event], *, request_key: str | None = None,
-    forget_requests_after: float = 600.0,
+    forget_requests_after: float = 600.0, source: str = "SendGrid",
 ) -> Applied:
-    """Apply one request's events once each (see the module docs); raises ``Replayed``."""
+    """Apply one request's events once each (see the module docs); raises ``Replayed``.
+    ``source`` names the provider in the subscribers' status reasons ("SES: ...")."""
     for attempt in range(_RETRIES):
         try:
             with engine.begin() as conn:
                 if request_key is not None:
                     _remember_request(conn, request_key, forget_requests_after)
-                return _apply(conn, events)
+                return _apply(conn, events, source)
         except DBAPIError as exc:
             if attempt + 1 >= _RETRIES or not _retryable(exc):
                 raise
             time.sleep(0.05 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def apply_in(conn: sa.Connection, events: Sequence[Event], source: str) -> Applied:
+    """``apply_events`` inside the caller's transaction (the bounce mailbox claims its
+    reports in the same one)."""
+    return _apply(conn, events, source)
 
 
 def _remember_request(conn: sa.Connection, key: str, forget_after: float) -> None:
@@ -126,7 +138,7 @@ def _remember_request(conn: sa.Connection, key: str, forget_after: float) -> Non
         raise Replayed("this request was already received")
 
 
-def _apply(conn: sa.Connection, events: Sequence[Event]) -> Applied:
+def _apply(conn: sa.Connection, events: Sequence[Event], source: str = "SendGrid") -> Applied:
     unique: dict[str, Event] = {}
     for event in events:
         unique.setdefault(event.event_id, event)
@@ -145,7 +157,7 @@ def _apply(conn: sa.Connection, events: Sequence[Event]) -> Applied:
     result = Applied(received=len(events), applied=len(fresh))
     if fresh:
         _count(conn, fresh, now)
-        result.effects = _effects(conn, fresh, now)
+        result.effects = _effects(conn, fresh, now, source)
     return result
 
 
@@ -257,7 +269,8 @@ def _count(conn: sa.Connection, fresh: Sequence[Event], now: dt.datetime) -> Non
             conn.execute(upsert, rows)
 
 
-def _effects(conn: sa.Connection, fresh: Sequence[Event], now: dt.datetime) -> Counter[str]:
+def _effects(conn: sa.Connection, fresh: Sequence[Event], now: dt.datetime,
+             source: str = "SendGrid") -> Counter[str]:
     wanted: dict[Effect, dict[str, str | None]] = defaultdict(dict)
     for e in fresh:
         if e.effect is not Effect.NONE and e.email:
@@ -269,9 +282,9 @@ def _effects(conn: sa.Connection, fresh: Sequence[Event], now: dt.datetime) -> C
         emails = wanted.get(effect)
         if not emails:
             continue
-        items = [(email, f"SendGrid: {reason or effect}") for email, reason in sorted(emails.items())]
-        changed[str(effect)] += status_changes.set_global(conn, str(effect), items, by="email_key",
-                                                  now=now)
+        items = [(email, f"{source}: {reason or effect}") for email, reason in sorted(emails.items())]
+        changed[str(effect)] += status_changes.set_global(
+            conn, str(effect), items, by="email_key", now=now, source=source.lower()[:40])
     return changed
 
 

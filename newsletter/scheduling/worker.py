@@ -29,17 +29,17 @@ from sqlalchemy.engine import Engine
 
 from newsletter.config import Settings
 from newsletter.db.transactions import DB, aware, transaction
-from newsletter.delivery import ledger, sending
+from newsletter.delivery import senders, sending
 from newsletter.errors import NewsletterError, WorkerRefused
 
-from . import due
+from . import decisions, due
 from .clock import SYSTEM_CLOCK, Clock
 from .context import WorkerContext
 from .log import event
 from .tables import schedule_workers
 
 # A worker process whose heartbeat is older than this is taken for dead (the ledger has
-# its own lease for the per-send senders it registers: ``delivery.ledger.LEASE``).
+# its own lease for the per-send senders it registers: ``delivery.senders.LEASE``).
 WORKER_LEASE = dt.timedelta(seconds=30)
 HEARTBEAT = dt.timedelta(seconds=5)
 
@@ -67,7 +67,7 @@ def _alive(row: sa.Row, now: dt.datetime) -> bool:
     if row.stopped_at is not None or _stamp(row.heartbeat_at) < now - WORKER_LEASE:
         return False
     if row.host == socket.gethostname()[:255]:
-        return ledger._pid_alive(row.pid)
+        return senders.pid_alive(row.pid)
     return True
 
 
@@ -116,11 +116,14 @@ class WorkerProcess:
         self.ctx = WorkerContext(engine, settings, clock, self.id)
         self.poll = settings.worker_poll_seconds
         self.send_threads: dict[int, threading.Thread] = {}  # schedule id -> its send
+        self.decided_threads: dict[int, threading.Thread] = {}  # send id -> its winner's run
         self.not_before: dict[int, dt.datetime] = {}
         self.last_beat: dt.datetime | None = None
         self.last_tick: dt.datetime | None = None
         self.registered = False
         self._lock = threading.Lock()
+        self.bounces_at: dt.datetime | None = None  # the bounce mailbox's last fetch
+        self.bounce_thread: threading.Thread | None = None
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -196,14 +199,15 @@ class WorkerProcess:
 
     def wait_idle(self, timeout: float | None = None) -> None:
         """Wait for the sends this worker process is running (tests call it after ``tick``)."""
-        for thread in list(self.send_threads.values()):
+        for thread in [*self.send_threads.values(), *self.decided_threads.values()]:
             thread.join(timeout)
         self._reap()
 
     def next_wait(self) -> float:
         """Seconds until the next look: the poll interval, or less when a send is due."""
         wait = self.poll
-        soonest = due.next_due(self.engine)
+        times = [t for t in (due.next_due(self.engine), decisions.next_decision(self.ctx)) if t]
+        soonest = min(times) if times else None
         if soonest is not None:
             seen = self.last_tick is not None and soonest <= self.last_tick  # left as it is
             if not seen:
@@ -215,9 +219,11 @@ class WorkerProcess:
     def tick(self) -> None:
         """Heartbeat, settle finished sends, resume unfinished ones, start due ones."""
         now = self.clock.now()
+        first = self.last_tick is None
         self.last_tick = now
         self._reap()
         self._heartbeat(now)
+        self._bounces(now)
         for info in due.due_schedules(self.engine, now):
             if self.stop.is_set():
                 return
@@ -240,6 +246,60 @@ class WorkerProcess:
                 self.not_before[info.id] = now + due.RETRY_AFTER
                 event("schedule.error", schedule=info.id, error=f"{type(exc).__name__}: {exc}",
                       retry_in_seconds=int(due.RETRY_AFTER.total_seconds()))
+        self._decisions(now, first)
+
+    def _decisions(self, now: dt.datetime, first: bool) -> None:
+        """Decide the subject tests that are due, and send each decided one's winner to the
+        rest of its list (resuming those a worker process left unfinished)."""
+        if self.stop.is_set():
+            return
+        decisions.decide_due(self.ctx, now)
+        for send_id in decisions.to_run(self.ctx, in_flight_too=first):
+            if (send_id not in self.decided_threads and not self.stop.is_set()
+                    and self.not_before.get(-send_id, now) <= now):
+                thread = threading.Thread(target=self._drive_decided, args=(send_id,),
+                                          name=f"subject-test-{send_id}", daemon=True)
+                with self._lock:
+                    self.decided_threads[send_id] = thread
+                thread.start()
+
+    def _drive_decided(self, send_id: int) -> None:
+        """Run a decided send through the ledger (its winner to the rest of the list)."""
+        try:
+            result = sending.run(self.engine, self.settings, send_id, workers=self.concurrency,
+                                 stop=self.stop, retry_delay=self.retry_delay)
+        except Exception as exc:  # the backend is down, or the database went away
+            self.not_before[-send_id] = self.clock.now() + due.RETRY_AFTER  # -: not a schedule
+            event("send.stopped", send=send_id, error=f"{type(exc).__name__}: {exc}",
+                  retry_in_seconds=int(due.RETRY_AFTER.total_seconds()))
+            return
+        event("subject_test.sent", send=send_id, status=result.status,
+              sent=result.counts.get("sent", 0), uncertain=result.counts.get("uncertain", 0))
+
+    def _bounces(self, now: dt.datetime) -> None:
+        """Every ``bounce_fetch_minutes``, read the bounce mailbox in a thread of its own
+        (when ``bounce_mailbox`` is set and the last fetch has finished)."""
+        minutes = dt.timedelta(minutes=self.settings.bounce_fetch_minutes)
+        if not self.settings.bounce_mailbox or (
+                self.bounce_thread is not None and self.bounce_thread.is_alive()) or (
+                self.bounces_at is not None and now - self.bounces_at < minutes):
+            return
+        self.bounces_at = now
+
+        def fetch() -> None:
+            from ..feedback import mailbox
+
+            try:
+                report = mailbox.fetch(self.engine, self.settings)
+            except Exception as exc:  # logged; tried again next time
+                event("bounces.failed", error=_first_line(exc))
+                return
+            if report.read:
+                event("bounces.fetched", read=report.read, duplicates=report.duplicates,
+                      **dict(report.applied))
+
+        self.bounce_thread = threading.Thread(target=fetch, name="bounce-mailbox", daemon=True)
+        self.bounce_thread.start()
 
     def _heartbeat(self, now: dt.datetime, force: bool = False) -> None:
         if not self.registered:
@@ -256,10 +316,11 @@ class WorkerProcess:
         self.last_beat = now
 
     def _reap(self) -> None:
-        for schedule_id, thread in list(self.send_threads.items()):
-            if not thread.is_alive():
-                with self._lock:
-                    self.send_threads.pop(schedule_id, None)
+        for threads in (self.send_threads, self.decided_threads):
+            for key, thread in list(threads.items()):
+                if not thread.is_alive():
+                    with self._lock:
+                        threads.pop(key, None)
 
     def _spawn(self, schedule_id: int, send_id: int) -> None:
         thread = threading.Thread(target=self._drive, args=(schedule_id, send_id),

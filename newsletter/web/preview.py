@@ -7,7 +7,9 @@ Routes (all read-only):
   the email at desktop and phone widths (``?theme=dark``, ``?part=text``);
 - ``/issues/<name>.html`` and ``/issues/<name>.txt``: the raw rendered parts;
 - ``/issues/<name>/frame``: the email as shown inside the page's frames;
-- ``/_changes?v=N``: a long poll that answers as soon as a watched file changes.
+- ``/_changes?v=N``: a long poll that answers as soon as a watched file changes;
+- ``POST /issues/<name>/links`` (the "Check links" button) and ``/media/<file>`` (local
+  images): ``preview_links``.
 
 Only issue files listed by ``authoring.project.issue_files`` whose real path lies inside the
 project (or its issues folder) are served: a name from a URL is looked up in that
@@ -39,7 +41,7 @@ from newsletter.authoring.model import Finding
 from newsletter.authoring.validate import GMAIL_CLIP_BYTES, PREHEADER_SHOWN, SUBJECT_PHONE
 from newsletter.config import Settings
 
-from . import PAGES, Part, error_page, page
+from . import PAGES, Part, error_page, page, preview_links
 from .preview_state import Entry, PreviewState
 from .security import email_csp, preview_csp
 
@@ -49,7 +51,8 @@ THEMES = ("light", "dark")
 PARTS = ("html", "text")
 DEVICES = {"desktop": 640, "phone": 375}
 LONG_POLL_SECONDS = 25.0
-FRAME_CSP = email_csp(frame_ancestors="'self'")  # the email, inside the preview's frames
+# the email, inside the preview's frames: its local images come from the preview
+FRAME_CSP = email_csp(frame_ancestors="'self'", images="'self' https: data:")
 RAW_CSP = email_csp()  # the rendered email, opened on its own
 
 
@@ -194,14 +197,15 @@ class PreviewPages:
             except HTTPException:  # removed since the listing
                 continue
             issue = entry.build.issue
-            date = issue.date.isoformat() if issue else ""
+            special = entry.path.name.startswith("_")  # the welcome email: no date, last
+            date = issue.date.isoformat() if issue and not special else ""
             rows.append({
                 "name": name,
                 "date": date,
                 "subject": issue.subject if issue else "",
                 "file": state.display_path(entry.path),
                 "statuses": self.badges(settings, name, entry.build),
-                "sort": (date or name, name),
+                "sort": (not special, date or name, name),
             })
         rows.sort(key=lambda row: row["sort"], reverse=True)
         return rows
@@ -285,6 +289,7 @@ class PreviewPages:
             frames=self._frames(entry, theme),
             text=rendered.text if rendered else None,
             links=self._links(f"/issues/{entry.name}", theme, shown),
+            link_check=preview_links.link_view(self.state, entry),
             **self.common(),
         )
 
@@ -316,7 +321,8 @@ class PreviewPages:
         if entry.good is None:
             response: Response = page("frame-empty.html", name=name)
         else:
-            html = frame_html(entry.good.rendered.html, theme, device)
+            html = frame_html(preview_links.local_media(entry.good.rendered.html,
+                                                        self.state.settings()), theme, device)
             response = HTMLResponse(html, headers=NO_STORE)
         response.headers["Content-Security-Policy"] = FRAME_CSP
         return response
@@ -357,6 +363,7 @@ def part(settings: Settings, *, status_of: StatusOf | None = None) -> Part:
         Route("/_changes", pages.changes, name="preview-changes"),
         Route("/issues/{name}/frame", pages.frame, name="preview-frame"),
         Route("/issues/{name}", pages.issue, name="preview-issue"),
+        *preview_links.routes(state),  # "Check links", /media/
     ]
     return Part(routes=routes, lifespan=pages.lifespan, state=state, stopping=state.close,
                 csp=preview_csp(PAGES))

@@ -27,6 +27,7 @@ from newsletter.authoring.project import issue_files
 from newsletter.authoring.render import Rendered
 from newsletter.authoring.slugs import file_slug
 from newsletter.config import CONFIG_NAME, Settings, load_settings
+from newsletter.delivery.history import recent_links  # links already sent (recent-link)
 from newsletter.errors import NewsletterError
 
 log = logging.getLogger("newsletter.preview")
@@ -158,7 +159,7 @@ class PreviewState:
             if cached is not None and cached.signature == signature and cached.path == path:
                 return cached
             try:
-                build = build_file(path, settings)
+                build = build_file(path, settings, sent_links=recent_links)
             except NewsletterError as exc:
                 build = _unreadable(path, exc)
             if build.rendered is not None:

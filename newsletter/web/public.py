@@ -3,9 +3,14 @@
 ``part(settings)`` opens the store once and assembles the routes of
 
 - ``newsletter.web.unsubscribe``: ``GET/POST /u/{token}`` (RFC 8058 one-click),
-- ``newsletter.web.webhook``: ``POST /webhooks/sendgrid`` (Signed Event Webhook),
+- ``newsletter.web.preferences``: ``GET/POST /p/{token}`` (the preference centre),
+- ``newsletter.web.webhook``: ``POST /webhooks/sendgrid`` (Signed Event Webhook), and
+  ``newsletter.web.provider_webhooks``: SES (SNS), Postmark and Mailgun,
 - ``newsletter.web.archive``: ``GET /archive``, ``/archive/feed.xml``, ``/archive/{slug}``
   (unless ``archive = false``),
+- ``newsletter.web.media``: ``GET /media/{file}``, issues' local images (out/media/),
+- ``newsletter.web.signup``: ``GET/POST /subscribe``, ``POST /api/subscribe``,
+  ``GET/POST /confirm/{token}`` (double opt-in),
 - ``GET /healthz``: 200 ``ok`` when the database answers, 503 otherwise.
 
 Database work is synchronous (SQLAlchemy) and runs in Starlette's thread pool; the
@@ -39,6 +44,7 @@ from newsletter.feedback.sendgrid import Verifier
 
 from ..errors import BodyTooLarge
 from . import Part, page
+from .media import media_route
 from .security import PAGE_CSP
 
 log = logging.getLogger("newsletter.web")
@@ -148,7 +154,7 @@ def guarded(endpoint: Endpoint) -> Endpoint:
 
 
 def part(settings: Settings) -> Part:
-    from . import archive, unsubscribe, webhook
+    from . import archive, preferences, provider_webhooks, signup, unsubscribe, webhook
 
     require(settings, "secret_key", purpose="checking unsubscribe links")
     require(settings, "base_url", purpose="the archive feed's links and the site's redirects")
@@ -156,8 +162,12 @@ def part(settings: Settings) -> Part:
                         verifier=_verifier(settings))
     routes: list[BaseRoute] = [
         *unsubscribe.routes(state),
+        *preferences.routes(state),
         *webhook.routes(state),
+        *signup.routes(state),
+        *provider_webhooks.routes(state),
         _health_route(state),
+        media_route(lambda: settings),  # local images of issues: out/media/
     ]
     if settings.archive:
         routes.extend(archive.routes(state))
@@ -169,6 +179,9 @@ def part(settings: Settings) -> Part:
         try:
             yield
         finally:
+            mailer = getattr(state, "signup_mailer", None)
+            if mailer is not None:
+                mailer.close()
             state.engine.dispose()
 
     return Part(routes=routes, lifespan=lifespan, state=state, csp=PAGE_CSP)

@@ -34,10 +34,11 @@ PAGE_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src https: data:
             "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
 
-def email_csp(frame_ancestors: str = "'none'") -> str:
+def email_csp(frame_ancestors: str = "'none'", images: str = "https: data:") -> str:
     """An email shown as a web page: it may style itself and show remote images; it runs
-    no script and posts no form. The preview's frames are framed by the preview itself."""
-    return ("default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; "
+    no script and posts no form. The preview's frames are framed by the preview itself
+    (and show the project's local images from the preview: ``images="'self' https: data:"``)."""
+    return (f"default-src 'none'; img-src {images}; style-src 'unsafe-inline'; "
             f"font-src https: data:; frame-ancestors {frame_ancestors}; base-uri 'none'; "
             "form-action 'none'")
 
@@ -51,10 +52,11 @@ def _script_hashes(template: Path) -> str:
 
 
 def preview_csp(templates: Path) -> str:
-    """The preview's pages: their own live-reload script, fetches and email frames."""
+    """The preview's pages: their own live-reload script, fetches, email frames and the
+    "Check links" form, which posts to the preview itself."""
     return (f"default-src 'none'; script-src {_script_hashes(templates / 'base.html')}; "
             "style-src 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
-            "frame-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'")
+            "frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
 
 class SecurityHeaders:

@@ -10,7 +10,7 @@ Every POST is idempotent: the same answer however often it comes. The token alon
 the subscriber and the list (``newsletter.audience.tokens``); a token that is not ours, in any
 way, gets the same plain 400 page, which says nothing about anyone. The change is
 committed before the answer, so a send in progress skips the subscriber from its next
-batch on (``delivery.ledger.claim_batch`` re-checks each recipient).
+batch on (the database's triggers skip their pending rows at once).
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ __all__ = [
 def get_backend(settings: Settings, name: str | None = None, *, workers: int | None = None) -> Backend:
     """The backend called ``name`` (default ``settings.backend``), not yet opened.
 
-    ``workers`` is the number of ``send_batch`` calls the engine will run at once; the
+    ``workers`` is the number of ``send_batch`` calls the runner will run at once; the
     SMTP backend keeps that many connections, the SendGrid backend that many requests.
     """
     chosen = name or settings.backend

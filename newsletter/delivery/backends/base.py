@@ -1,6 +1,6 @@
 """The small interface every delivery backend implements, and its result types.
 
-How the engine drives a backend
+How the runner drives a backend
 -------------------------------
 - ``backend.open()`` once before the first batch, ``backend.close()`` at the end
   (or ``with backend:``). ``open`` checks the configuration and credentials it can check
@@ -11,17 +11,17 @@ How the engine drives a backend
   has an outcome; retries the backend can do by itself (SMTP 421 and dropped connections,
   SendGrid 429 and 5xx) happen inside the call, bounded.
 - ``backend.send_rows(template, rows)``, optional (``BackendBase`` answers
-  ``NOT_HANDLED``): the engine offers every claimed batch to it first, as the ledger's
-  rows (``delivery.ledger.ClaimedRow``: subscriber_id, email, name, seq). A backend that can send a
+  ``NOT_HANDLED``): the runner offers every claimed batch to it first, as the ledger's
+  rows (``delivery.claims.ClaimedRow``: subscriber_id, email, name, seq). A backend that can send a
   usual batch faster straight from the rows, without a message object per recipient,
   provides it: it must then do exactly what ``send_batch(template.messages(rows))``
   would (the same request or messages, byte for byte) and return one ``DeliveryResult``
   per row, in the rows' order. For any batch it does not handle (a test send, a name or
   address that needs cleaning or refusing, anything unusual) it returns ``NOT_HANDLED``
-  (None) having sent nothing, and the engine takes the general path. The SendGrid
+  (None) having sent nothing, and the runner takes the general path. The SendGrid
   backend has one.
 - ``backend.writes_mime`` (default True): whether the backend sends the MIME bytes of
-  ``as_bytes()`` / ``as_smtp_data()``. The engine then has each recipient's headers built
+  ``as_bytes()`` / ``as_smtp_data()``. The runner then has each recipient's headers built
   before the batch goes to the backend, so a recipient whose message cannot be built
   fails alone (``permanent``) and the rest of the batch goes out. SendGrid's API builds
   the MIME itself from JSON (False).
@@ -32,9 +32,9 @@ How the engine drives a backend
   when the answer comes; nothing when the connection is lost before it. A process killed
   mid-batch then leaves uncertain only the messages in flight. For other backends the
   engine marks the whole batch in flight before calling them.
-- ``send_batch`` is thread-safe: the engine runs ``backend.concurrency`` calls at once
+- ``send_batch`` is thread-safe: the runner runs ``backend.concurrency`` calls at once
   (one per worker thread) to use N SMTP connections or N SendGrid requests in flight.
-- Batch size: any length is accepted. ``backend.batch_size`` is the size the engine
+- Batch size: any length is accepted. ``backend.batch_size`` is the size the runner
   should claim: one SendGrid request carries up to 1,000 personalizations (the backend
   splits a longer batch, or one repeating an address, into several requests); SMTP and
   the outbox handle messages one at a time inside a batch, so their batch size only sets
@@ -53,7 +53,7 @@ Outcomes (``Status``)
 
 Exceptions: ``BackendUnavailable`` (bad credentials, a server that refuses every
 connection) means nothing in the batch was accepted and the send should stop, with the
-batch still pending. Any other exception escaping ``send_batch`` is a bug; the engine must
+batch still pending. Any other exception escaping ``send_batch`` is a bug; the runner must
 treat that batch as uncertain.
 """
 
@@ -68,8 +68,8 @@ from ...errors import BackendUnavailable as BackendUnavailable  # imported from 
 from ..personalize import MessageTemplate, OutgoingMessage
 
 if TYPE_CHECKING:
+    from ..claims import ClaimedRow
     from ..journal import BatchLog
-    from ..ledger import ClaimedRow
 
 #: what ``send_rows`` returns for a batch it leaves to ``send_batch`` (nothing was sent)
 NOT_HANDLED = None
@@ -87,7 +87,7 @@ class DeliveryResult(NamedTuple):
 
     Immutable, so a backend whose answer covers many messages at once (a SendGrid request
     is accepted or refused whole) returns one result repeated: ``[result] * len(group)``,
-    which the engine recognises and records in one statement.
+    which the runner recognises and records in one statement.
     """
 
     status: Status
@@ -102,7 +102,7 @@ class DeliveryResult(NamedTuple):
 @runtime_checkable
 class Backend(Protocol):
     name: str
-    batch_size: int  # how many messages the engine should claim per send_batch call
+    batch_size: int  # how many messages the runner should claim per send_batch call
     concurrency: int  # how many send_batch calls may usefully run at once
 
     def open(self) -> None: ...

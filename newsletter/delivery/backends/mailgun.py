@@ -28,7 +28,6 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.utils import formataddr
-from html import escape
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from uuid import uuid4
 
@@ -49,16 +48,11 @@ def _field(boundary: bytes, name: str, value: str) -> bytes:
                      name.encode("ascii"), b'"\r\n\r\n', value.encode("utf-8"), b"\r\n"))
 
 
-def _keyed(part: Part, prefix: str, names: dict[tuple[str, str], str], unsub: str) -> str:
-    """The part with ``%recipient.KEY%`` in each slot (a name slot's key is per part and
-    fallback, in ``names``)."""
+def _keyed(part: Part, prefix: str) -> str:
+    """The part with ``%recipient.{prefix}{i}%`` in its slot ``i``."""
     out = [part.literals[0]]
-    for slot, literal in zip(part.slots, part.literals[1:], strict=True):
-        if slot.kind == "unsubscribe":
-            key = unsub
-        else:
-            key = names.setdefault((prefix, slot.fallback), f"{prefix}{len(names)}")
-        out += (f"%recipient.{key}%", literal)
+    for i, literal in enumerate(part.literals[1:]):
+        out += (f"%recipient.{prefix}{i}%", literal)
     return "".join(out)
 
 
@@ -66,9 +60,7 @@ def _keyed(part: Part, prefix: str, names: dict[tuple[str, str], str], unsub: st
 class _Content:
     boundary: bytes
     form: bytes  # the call's shared fields, encoded (from, subject, bodies, headers)
-    name_keys: tuple[tuple[str, bool], ...]  # (key, in HTML?) of each name slot
-    fallback_names: str  # the name keys' JSON for a recipient without a name
-    html_url: bool  # the link needs its own HTML-escaped key ("uh")
+    parts: tuple[tuple[str, Part], ...]  # (key prefix, part) of each part with slots
     to_head: bytes  # what each ``to`` field starts with
 
     @property
@@ -77,11 +69,9 @@ class _Content:
 
 
 def build_content(template: MessageTemplate) -> _Content:
-    names: dict[tuple[str, str], str] = {}
-    html_unsub = "u" if escape(template.base_url) == template.base_url else "uh"
-    text = _keyed(template.text, "t", names, "u")
-    html = _keyed(template.html, "h", names, html_unsub)
-    subject = _keyed(template.subject, "s", names, "u")
+    text = _keyed(template.text, "t")
+    html = _keyed(template.html, "h")
+    subject = _keyed(template.subject, "s")
     fields = [("from", template.from_address), ("subject", subject), ("text", text),
               ("html", html), ("h:List-Id", template.list_id_header),
               ("h:List-Unsubscribe", "<%recipient.u%>"),
@@ -93,28 +83,23 @@ def build_content(template: MessageTemplate) -> _Content:
     boundary = f"nl-{uuid4().hex}".encode("ascii")  # in no body: 122 random bits
     form = b"".join(_field(boundary, name, value) for name, value in fields)
     to_head = b"--" + boundary + b'\r\nContent-Disposition: form-data; name="to"\r\n\r\n'
-    name_keys = tuple((key, prefix == "h") for (prefix, _), key in names.items())
-    fallback_names = "".join(f",{_q(key)}:{_q(fallback)}"
-                             for (_, fallback), key in names.items())
-    return _Content(boundary, form, name_keys, fallback_names, html_unsub == "uh", to_head)
+    parts = tuple((prefix, part) for prefix, part in (
+        ("t", template.text), ("h", template.html), ("s", template.subject)) if part.slots)
+    return _Content(boundary, form, parts, to_head)
 
 
 def variables_json(content: _Content, m: OutgoingMessage) -> str:
     """One recipient's entry in ``recipient-variables``: ``"email":{"u": link, "m":
-    Message-ID, "id": subscriber, name keys...}`` (Part.values' rules: the name, escaped
-    in HTML, or each slot's fallback)."""
-    url, name = m.unsubscribe_url, m.name
+    Message-ID, "id": subscriber, then each slot's value}``, the values from
+    ``Part.values`` (the one rule for what a recipient's merge fields become)."""
+    url, name, prefs = m.unsubscribe_url, m.name, m.preferences_url
     who = "" if m.subscriber_id is None else m.subscriber_id
-    out = f'{_q(m.email)}:{{"u":{_q(url)},"m":{_q(m.message_id)},"id":"{who}"'
-    if content.html_url:
-        out += f',"uh":{_q(escape(url))}'
-    if name:
-        as_text, as_html = _q(name), _q(escape(name))
-        out += "".join(f',"{key}":{as_html if html else as_text}'
-                       for key, html in content.name_keys)
-    else:
-        out += content.fallback_names
-    return out + "}"
+    out = [f'{_q(m.email)}:{{"u":{_q(url)},"m":{_q(m.message_id)},"id":"{who}"']
+    for prefix, part in content.parts:
+        out += [f',"{prefix}{i}":{_q(value)}'
+                for i, value in enumerate(part.values(url, name, prefs))]
+    out.append("}")
+    return "".join(out)
 
 
 def request_body(content: _Content, messages: Sequence[OutgoingMessage]) -> bytes:

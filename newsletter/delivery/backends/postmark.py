@@ -52,11 +52,12 @@ def _pieces(part: Part) -> tuple[str, ...]:
     return tuple(_q(literal)[1:-1] for literal in part.literals)
 
 
-def _filled(part: Part, pieces: tuple[str, ...], url: str, name: str | None) -> str:
+def _filled(part: Part, pieces: tuple[str, ...], url: str, name: str | None, prefs: str
+            ) -> str:
     if len(pieces) == 1:
         return pieces[0]
     out = [pieces[0]]
-    for value, piece in zip(part.values(url, name), pieces[1:], strict=True):
+    for value, piece in zip(part.values(url, name, prefs), pieces[1:], strict=True):
         out.append(_q(value)[1:-1])
         out.append(piece)
     return "".join(out)
@@ -89,13 +90,13 @@ def build_content(template: MessageTemplate, stream: str) -> _Content:
 
 def message_json(content: _Content, m: OutgoingMessage) -> str:
     """One message of the batch, as JSON."""
-    t, url, name = m.template, m.unsubscribe_url, m.name
+    t, url, name, prefs = m.template, m.unsubscribe_url, m.name, m.preferences_url
     to = formataddr((name, m.email)) if name else m.email
     subject = f',"Subject":{_q(m.subject)}' if t.subject.personal else ""
     who = f',"subscriber_id":"{m.subscriber_id}"' if m.subscriber_id is not None else ""
     return (f'{content.head}{subject},"To":{_q(to)},'
-            f'"HtmlBody":"{_filled(t.html, content.html, url, name)}",'
-            f'"TextBody":"{_filled(t.text, content.text, url, name)}",'
+            f'"HtmlBody":"{_filled(t.html, content.html, url, name, prefs)}",'
+            f'"TextBody":"{_filled(t.text, content.text, url, name, prefs)}",'
             f'"Headers":[{content.headers}{{"Name":"List-Unsubscribe","Value":{_q(f"<{url}>")}}},'
             f'{{"Name":"Message-ID","Value":{_q(m.message_id)}}}]{content.tail}{who}}}}}')
 

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from python_http_client import exceptions as http_errors
 
+from ...authoring.text import rewrap
 from ...config import Settings
 from ...errors import ConfigError
 from ..headersafe import is_clean, sendable_address
@@ -53,10 +54,12 @@ from ..personalize import (
 from .base import NOT_HANDLED, BackendBase, BackendUnavailable, DeliveryResult, Status
 
 if TYPE_CHECKING:
-    from ..ledger import ClaimedRow
+    from ..claims import ClaimedRow
 
 MAX_PER_REQUEST = 1000
 UNSUB_KEY = "%%unsubscribe_url%%"
+REWRAP_MAX = 2000  # characters of a name-bearing text block sent as one substitution
+PREFS_KEY, PREFS_HTML_KEY = "%%preferences_url%%", "%%preferences_url_h%%"
 _FATAL = {401, 403, 404, 405}
 JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 _q = encode_basestring_ascii  # a Python str -> a quoted, escaped JSON string (C speed)
@@ -76,6 +79,9 @@ class _Content:
     fallback_names: str  # the name keys' substitutions for a recipient without a name
     url_plain: bool  # base_url needs no JSON escaping (so neither do unsubscribe URLs)
     msgid_plain: bool  # the send id and sender domain need none (so neither do Message-IDs)
+    rewrap_keys: tuple[tuple[str, str], ...] = ()  # (JSON key, text.rewrap block)
+    preferences: bool = False  # a body links to the preference centre (PREFS_KEY/_H)
+    preferences_plain: bool = False  # its URLs need neither JSON nor HTML escaping
 
 
 class Body:
@@ -110,6 +116,10 @@ def _keyed(part: Part, prefix: str, keys: dict[tuple[str, str], str]) -> tuple[s
     for slot, literal in zip(part.slots, part.literals[1:], strict=True):
         if slot.kind == "unsubscribe":
             key = UNSUB_KEY if prefix == "t" else "%%unsubscribe_url_h%%"
+        elif slot.kind == "rewrap":
+            key = keys.setdefault(("w", slot.fallback), f"%%nl_wrap_{len(keys)}%%")
+        elif slot.kind == "preferences":
+            key = PREFS_KEY if prefix == "t" else PREFS_HTML_KEY
         else:
             key = keys.setdefault((prefix, slot.fallback), f"%%nl_name_{prefix}{len(keys)}%%")
         slot_keys.append(key)
@@ -120,7 +130,10 @@ def _keyed(part: Part, prefix: str, keys: dict[tuple[str, str], str]) -> tuple[s
 
 def build_content(template: MessageTemplate) -> _Content:
     keys: dict[tuple[str, str], str] = {}
-    text, text_keys = _keyed(template.text, "t", keys)
+    # a plain-text block wrapped per recipient (text.rewrap) is one substitution; one too
+    # long for SendGrid's 10,000 bytes of substitutions is wrapped with the name unfilled
+    text_part = template.text.names_only(longer_than=REWRAP_MAX)
+    text, text_keys = _keyed(text_part, "t", keys)
     html, html_keys = _keyed(template.html, "h", keys)
     shared_url = escape(template.base_url) == template.base_url
     if shared_url:
@@ -140,7 +153,9 @@ def build_content(template: MessageTemplate) -> _Content:
     if not template.subject.personal:
         base["subject"] = template.subject_text
     name_keys: dict[str, tuple[str, bool, str]] = {}
-    for part, part_keys in ((template.text, text_keys), (template.html, html_keys)):
+    rewrap_keys = {key: slot.fallback for slot, key in zip(text_part.slots, text_keys,
+                                                            strict=True) if slot.kind == "rewrap"}
+    for part, part_keys in ((text_part, text_keys), (template.html, html_keys)):
         for slot, key in zip(part.slots, part_keys, strict=True):
             if slot.kind == "name":
                 name_keys[key] = (_q(key), part.html, _q(slot.fallback))
@@ -153,8 +168,12 @@ def build_content(template: MessageTemplate) -> _Content:
         personal_subject=template.subject.personal,
         json_prefix=prefix[:-1] + ',"personalizations":[',
         name_keys=tuple(name_keys.values()),
+        rewrap_keys=tuple((_q(key), block) for key, block in rewrap_keys.items()),
         fallback_names="".join(f",{key}:{fallback}" for key, _, fallback in name_keys.values()),
         url_plain=_q(template.base_url) == f'"{template.base_url}"',
+        preferences=template.has_preferences,
+        preferences_plain=(_q(template.preferences_head) == f'"{template.preferences_head}"'
+                           and escape(template.preferences_head) == template.preferences_head),
         msgid_plain=_q(template.message_id(Recipient(1, "x@x"))) == (
             f'"{template.message_id(Recipient(1, "x@x"))}"'
         ),
@@ -163,7 +182,7 @@ def build_content(template: MessageTemplate) -> _Content:
 
 def personalization_json(
     content: _Content, subscriber: int | None, email: str, name: str | None, url: str,
-    message_id: str, subject: str | None = None,
+    message_id: str, subject: str | None = None, preferences: str = "",
 ) -> str:
     """One recipient's personalization, compact JSON: the only place it is written, for
     the general path (``payload_json``) and the row path (``rows_json``) alike.
@@ -187,10 +206,19 @@ def personalization_json(
             names = ""
     else:
         to, names = f'{{"email":{address}}}', content.fallback_names
+    if content.rewrap_keys:
+        names += "".join(f",{key}:{_q(rewrap(block, name))}" for key, block in content.rewrap_keys)
     link = url if content.url_plain else _q(url)[1:-1]
     subs = f'"{UNSUB_KEY}":"{link}"'
     if content.unsub_html_key:
         subs += f',"{content.unsub_html_key}":{_q(escape(url))}'
+    if content.preferences:  # the preference centre's URL, as text and HTML-escaped
+        if content.preferences_plain:
+            value = f'"{preferences}"'  # base_url needs no escaping; the token none either
+            subs += f',"{PREFS_KEY}":{value},"{PREFS_HTML_KEY}":{value}'
+        else:
+            subs += (f',"{PREFS_KEY}":{_q(preferences)},'
+                     f'"{PREFS_HTML_KEY}":{_q(escape(preferences))}')
     msgid = f'"{message_id}"' if content.msgid_plain else _q(message_id)
     item = (f'{{"to":[{to}],"headers":{{"List-Unsubscribe":"<{link}>","Message-ID":{msgid}}},'
             f'"substitutions":{{{subs}{names}}}')
@@ -227,14 +255,15 @@ def rows_json(content: _Content, template: MessageTemplate, rows: Sequence[Claim
     one = personalization_json
     out: list[str] = []
     append = out.append
-    for row, token in zip(rows, tokens, strict=True):
+    prefs = template.preferences_urls([row.subscriber_id for row in rows])
+    for row, token, pref in zip(rows, tokens, prefs, strict=True):
         subscriber, email, name = row.subscriber_id, row.email, row.name
         if type(subscriber) is not int or not sendable_address(email):
             return None  # messages() refuses the address: the general path fails it alone
         if name is not None and not (type(name) is str and is_clean(name)):
             return None  # cleaned by messages(): the general path
         append(one(content, subscriber, email, name, url_head + token,
-                   f"{msgid_head}{subscriber}{msgid_tail}"))
+                   f"{msgid_head}{subscriber}{msgid_tail}", preferences=pref))
     return content.json_prefix + ",".join(out) + "]}"
 
 
@@ -358,10 +387,10 @@ class SendGridBackend(BackendBase):
         one = personalization_json
         if content.personal_subject:
             items = [one(content, m.subscriber_id, m.email, m.name, m.unsubscribe_url,
-                         m.message_id, m.subject) for m in messages]
+                         m.message_id, m.subject, m.preferences_url) for m in messages]
         else:
             items = [one(content, m.subscriber_id, m.email, m.name, m.unsubscribe_url,
-                         m.message_id) for m in messages]
+                         m.message_id, preferences=m.preferences_url) for m in messages]
         return content.json_prefix + ",".join(items) + "]}"
 
     # -- one request, with its retries ----------------------------------------------------
@@ -447,7 +476,7 @@ class SendGridBackend(BackendBase):
         recipient (a third of the personalization's cost). Returns ``NOT_HANDLED``, having
         sent nothing, for anything unusual (a test send, a name or address that needs
         cleaning or refusing, an address twice, a personal subject, a request too large):
-        the engine then takes the general path.
+        the runner then takes the general path.
         """
         body = rows_json(self.content_for(template), template, rows)
         if body is None:

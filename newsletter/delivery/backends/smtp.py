@@ -7,7 +7,7 @@ URL forms (``smtp_url`` in newsletter.toml or ``NEWSLETTER_SMTP_URL``)::
     smtp://127.0.0.1:1025                       plain, no login (a local relay)
 
 Query options: ``starttls`` (true/false), ``timeout`` (seconds, default 30), ``pool``
-(connections when the engine gives no worker count, default 4), ``cafile`` (a PEM file
+(connections when the runner gives no worker count, default 4), ``cafile`` (a PEM file
 of certificates to trust, for a private CA), ``verify`` (false turns certificate checks
 off: local testing only), ``helo`` (the name to greet with). User and password are
 percent-decoded (write ``%40`` for ``@``). SendGrid's relay is
@@ -91,6 +91,8 @@ def _flag(name: str, value: str, where: str) -> bool:
     raise ConfigError(f"{where}: smtp_url option {name}={value!r} must be true or false")
 
 
+# long: the URL's parts and options, checked one after another so that each mistake
+# gets its own one-line error naming the fix.
 def parse_smtp_url(url: str | None, where: str = "newsletter.toml") -> SMTPConfig:
     """Parse ``smtp_url``; any mistake is one ``ConfigError`` line saying how to fix it."""
     example = "smtp://user:pass@smtp.example.org:587?starttls=true"
@@ -216,10 +218,25 @@ class SMTPBackend(BackendBase):
         self._lock = threading.Lock()
         self._all: set[smtplib.SMTP] = set()
         self.connections_made = 0
+        self.verp: tuple[str, str] | None = None  # (secret_key, bounce_domain)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, workers: int | None = None) -> SMTPBackend:
-        return cls(parse_smtp_url(settings.smtp_url, str(settings.config_file)), workers=workers)
+        backend = cls(parse_smtp_url(settings.smtp_url, str(settings.config_file)),
+                      workers=workers)
+        if settings.bounce_domain and settings.secret_key:
+            backend.verp = (settings.secret_key, settings.bounce_domain)
+        return backend
+
+    def envelope_sender(self, message: OutgoingMessage) -> str:
+        """MAIL FROM: the VERP return path of the send and subscriber (``bounce_domain``,
+        ``feedback.verp``), else the From address."""
+        if self.verp is not None and message.subscriber_id is not None \
+                and not message.template.test:
+            from ...feedback import verp
+
+            return verp.address(*self.verp, int(message.send_id), message.subscriber_id)
+        return envelope_sender(message.template.from_address)
 
     # -- connections ---------------------------------------------------------------------
 
@@ -386,7 +403,7 @@ class SMTPBackend(BackendBase):
                 if unavailable is not None:
                     results.append(DeliveryResult(Status.TEMPORARY, unavailable))
                     continue
-                sender = envelope_sender(message.template.from_address)
+                sender = self.envelope_sender(message)
                 reason = ""
                 outcome: tuple[Status, str, str | None] | None = None
                 for _attempt in range(ATTEMPTS):

@@ -1,12 +1,12 @@
 """A shared send rate per backend.
 
-``rate_limits``: one row per backend (``name``) holding ``next_at``, the moment (seconds
+``send_rates``: one row per backend (``name``) holding ``next_at``, the moment (seconds
 since the epoch, by the database's clock) at which its next message may leave. Every
 worker of every process moves it forward by one statement per batch
 (``newsletter.delivery.ratelimit``), so ``max_rate`` holds across processes and machines.
 
-Revision ID: 0009_rate_limits
-Revises: 0008_worker_journal
+Revision ID: 0012_send_rates
+Revises: 0011_suppressions
 Create Date: 2026-11-30
 """
 
@@ -15,20 +15,20 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009_rate_limits"
-down_revision = "0008_worker_journal"
+revision = "0012_send_rates"
+down_revision = "0011_suppressions"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
     op.create_table(
-        "rate_limits",
+        "send_rates",
         sa.Column("name", sa.String(40), nullable=False),
         sa.Column("next_at", sa.Float(), nullable=False),
-        sa.PrimaryKeyConstraint("name", name="pk_rate_limits"),
+        sa.PrimaryKeyConstraint("name", name="pk_send_rates"),
     )
 
 
 def downgrade() -> None:
-    op.drop_table("rate_limits")
+    op.drop_table("send_rates")

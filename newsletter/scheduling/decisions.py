@@ -1,0 +1,54 @@
+"""Subject tests' decisions, as the worker process polls them.
+
+When a test's ``decide_at`` has passed, ``decide_due`` picks the winner and releases the
+rest of the list to it (``delivery.variants.decide``: one transaction, once, whichever
+worker process gets there first); the worker then runs the send, so the editor's
+terminal may have closed long before. A worker process killed at any moment leaves
+either an undecided test (decided again by the next one) or a decided send with pending
+recipients, which ``to_run`` finds and the next worker process resumes through the
+ledger: nobody gets two subjects, nobody gets one twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+
+from newsletter.db.tables import send_recipients, sends, subject_tests
+from newsletter.db.transactions import transaction
+from newsletter.delivery import variants
+
+from .context import WorkerContext
+from .log import event
+
+
+def decide_due(ctx: WorkerContext, now: dt.datetime) -> list[int]:
+    """Decide every test that is due; the sends it released."""
+    decided = []
+    for send_id in variants.due_tests(ctx.engine, now):
+        event("subject_test.deciding", send=send_id)
+        test = variants.decide(ctx.engine, send_id, now)
+        if test is not None:
+            event("subject_test.decided", send=send_id, winner=test.winner, note=test.note)
+            decided.append(send_id)
+    return decided
+
+
+def to_run(ctx: WorkerContext, *, in_flight_too: bool = False) -> list[int]:
+    """Sends of decided tests with recipients still pending (``in_flight_too``: or in a
+    batch being sent, which a worker process that died may have left; run() settles them)."""
+    r = send_recipients.c
+    statuses = ["pending", "sending"] if in_flight_too else ["pending"]
+    waiting = sa.exists(sa.select(sa.literal(1)).where(
+        r.send_id == subject_tests.c.send_id, r.status.in_(statuses)))
+    with transaction(ctx.engine, read=True) as conn:
+        return list(conn.execute(
+            sa.select(subject_tests.c.send_id)
+            .join(sends, sends.c.id == subject_tests.c.send_id)
+            .where(subject_tests.c.status == "decided", sends.c.status == "sending", waiting)
+            .order_by(subject_tests.c.send_id)).scalars())
+
+
+def next_decision(ctx: WorkerContext) -> dt.datetime | None:
+    return variants.next_decision(ctx.engine)
