@@ -16,7 +16,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -29,6 +29,8 @@ _HEX = re.compile(r"^#(?:[0-9a-fA-F]{3}){1,2}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # line breaks, tabs, NUL: never in a header
 MIN_SECRET_BYTES = 32
 NEW_SECRET_COMMAND = "python -c \"import secrets; print(secrets.token_urlsafe(32))\""
+BackendName = Literal["outbox", "smtp", "sendgrid", "ses", "postmark", "mailgun"]
+BACKENDS: tuple[str, ...] = get_args(BackendName)  # every delivery backend, by name
 
 
 class Brand(BaseModel):
@@ -100,10 +102,25 @@ class Settings(BaseModel):
     lang: str = Field(default="en", pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
     footer_text: str = "You are receiving this because you subscribed to our newsletter."
     database_url: str | None = None
-    backend: Literal["outbox", "smtp", "sendgrid"] = "outbox"
+    backend: BackendName = "outbox"
     outbox_dir: Path = Path("outbox")
     smtp_url: str | None = None
     sendgrid_api_host: str = "https://api.sendgrid.com"
+    # Amazon SES v2 (credentials from the standard AWS chain): region (default: the AWS
+    # chain's), endpoint (default: AWS's), configuration set for its event publishing
+    ses_region: str | None = None
+    ses_endpoint_url: str | None = None
+    ses_configuration_set: str | None = None
+    # Postmark (token: POSTMARK_SERVER_TOKEN): API host and the broadcast message stream
+    postmark_api_host: str = "https://api.postmarkapp.com"
+    postmark_message_stream: str = Field(default="broadcast", min_length=1, max_length=100)
+    # Mailgun (key: MAILGUN_API_KEY): sending domain, region (us/eu), host (default: region's)
+    mailgun_domain: str | None = None
+    mailgun_region: Literal["us", "eu"] = "us"
+    mailgun_api_host: str | None = None
+    # messages per second per backend, across every worker, process and machine sharing
+    # the database: [max_rate] ses = 14
+    max_rate: dict[str, float] = Field(default_factory=dict)
     templates: Path | None = None
     # the look: a folder of templates/themes/ (built in: classic, bulletin) + its brand defaults
     theme: str = Field(default="classic", pattern=r"^[a-z0-9][a-z0-9_-]{0,40}$")
@@ -196,6 +213,16 @@ class Settings(BaseModel):
             raise ValueError(
                 f"unknown time zone {value!r}: use an IANA name such as Europe/London"
             ) from None
+        return value
+
+    @field_validator("max_rate")
+    @classmethod
+    def _rates(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, rate in value.items():
+            if name not in BACKENDS:
+                raise ValueError(f"{name!r} is not a backend: use one of {', '.join(BACKENDS)}")
+            if not rate > 0:
+                raise ValueError(f"{name} = {rate}: a rate is messages per second, above 0")
         return value
 
     @field_validator("secret_key")
@@ -298,7 +325,8 @@ def find_project(start: Path | None = None) -> Path | None:
 
 # fields whose environment value is JSON (as pydantic-settings read them), e.g.
 # NEWSLETTER_OLD_SECRET_KEYS='["old1", "old2"]' or NEWSLETTER_BRAND='{"primary_color": "#000"}'
-_JSON_FIELDS = ("old_secret_keys", "brand", "public_lists", "signup_cors_origins")
+_JSON_FIELDS = ("old_secret_keys", "brand", "public_lists", "signup_cors_origins",
+                "max_rate")
 _NESTED = "__"
 
 
@@ -340,11 +368,8 @@ def env_values(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
             try:
                 whole[field] = json.loads(raw)
             except ValueError:
-                example = (
-                    '["key1", "key2"]'
-                    if field != "brand"
-                    else ('{"primary_color": "#b3261e"}')
-                )
+                example = {"brand": '{"primary_color": "#b3261e"}',
+                           "max_rate": '{"ses": 14}'}.get(field, '["key1", "key2"]')
                 raise ConfigError(
                     f"environment variable {variable}: not valid JSON; write it as {example}"
                     + (f" or set {ENV_PREFIX}BRAND__<KEY> per colour" if field == "brand" else "")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from ..config import BACKENDS
 from . import get_settings
 
 SUBCOMMANDS = ("list", "cancel", "move", "create")
@@ -57,7 +58,7 @@ def schedule_group() -> None:
                    "(default: send_at in the issue's front matter).")
 @click.option("--tz", default=None, help="IANA time zone of --at (default: `timezone` in "
               "newsletter.toml).")
-@click.option("--backend", type=click.Choice(["outbox", "smtp", "sendgrid"]), default=None,
+@click.option("--backend", type=click.Choice(BACKENDS), default=None,
               help="Delivery backend (default: `backend` in newsletter.toml).")
 @click.option("--local-time", is_flag=True,
               help="Send at that wall-clock time in each subscriber's own time zone.")

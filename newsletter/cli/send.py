@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from ..config import BACKENDS
 from . import fail, get_settings
 
 
@@ -111,7 +112,7 @@ def _stop_on_signals() -> threading.Event:
 @click.command("send")
 @click.argument("issue", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--list", "list_name", help="The list to send to.")
-@click.option("--backend", type=click.Choice(["outbox", "smtp", "sendgrid"]), default=None,
+@click.option("--backend", type=click.Choice(BACKENDS), default=None,
               help="Delivery backend (default: `backend` in newsletter.toml).")
 @click.option("--dry-run", is_flag=True, help="Check everything and write a sample message.")
 @click.option("--sample", type=click.Path(dir_okay=False, path_type=Path), default=None,

@@ -21,6 +21,7 @@ sends`` in ``ledger``).
   (``delivery.tracking``, ``feedback.clicks``)
 - suppressions, bounce_messages, soft_bounces: the one suppression list and the bounce
   mailbox's claims and soft bounces (``audience.suppressions``, ``feedback.mailbox``)
+- send_rates: each backend's shared send rate, ``max_rate`` (``delivery.ratelimit``)
 
 Objects the migrations create with raw SQL (revisions 0004's and 0009's triggers and functions) are
 not in the metadata; ``tests/test_schema.py`` names them in its allow-list.
@@ -233,6 +234,16 @@ send_workers = sa.Table(
     sa.Column("journal_dir", sa.Text(), nullable=True),
 )
 
+
+# the shared pace of each backend (delivery.ratelimit): one row per backend, moved
+# forward by one statement per batch by every worker of every process and machine
+send_rates = sa.Table(
+    "send_rates",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    # seconds since the epoch (the database's clock) at which the next message may go
+    sa.Column("next_at", sa.Float(), nullable=False),
+)
 
 # -- scheduled sends (newsletter.scheduling) ----------------------------------------------
 

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Engine
 from ..authoring.render import Rendered
 from ..config import Settings
 from ..errors import NewsletterError
-from . import claims, journal, ledger, senders, variants
+from . import claims, journal, ledger, ratelimit, senders, variants
 from .backends.base import Backend, BackendUnavailable, Status
 from .personalize import prepare
 
@@ -86,6 +86,10 @@ class SendRunner:
         self.backend = backend
         self.workers = max(1, workers or getattr(backend, "concurrency", 1))
         self.batch_size = settings.send_batch_size or backend.batch_size
+        # max_rate: shared with every worker of every process (one second's worth a batch)
+        self.pace = ratelimit.for_backend(engine, settings, getattr(backend, "name", ""))
+        if self.pace is not None:
+            self.batch_size = min(self.batch_size, self.pace.batch_cap)
         self._logs = bool(getattr(backend, "logs_progress", False))  # takes progress=
         self.on_progress = on_progress
         self.stop = stop or threading.Event()
@@ -282,6 +286,9 @@ class SendRunner:
     def _deliver(self, batch_id: int, recipients: list[claims.ClaimedRow],
                  kept: journal.Journal | None = None) -> claims.Answer | None:
         """Hand the batch to the backend; its answer (None: backend unavailable)."""
+        if self.pace is not None and not self.pace.wait(len(recipients), self.stop):
+            claims.release_batch(self.engine, self.send.id, batch_id)  # stopped: unsent
+            return None
         low, high = recipients[0].seq, recipients[-1].seq
         refused: list[claims.Outcome] = []
         if kept is not None:

@@ -3,17 +3,18 @@
 ``get_backend(settings, name=None, workers=None)`` returns the configured backend
 (``settings.backend`` unless ``name`` is given): ``outbox`` writes .eml files,
 ``smtp`` talks to ``settings.smtp_url`` over a pool of persistent connections,
-``sendgrid`` posts batches of up to 1,000 personalizations to the v3 Mail Send API.
+``sendgrid`` posts batches of up to 1,000 personalizations to the v3 Mail Send API,
+``ses`` sends each message raw through Amazon SES v2, ``postmark`` posts batches of up to
+500 messages to Postmark's broadcast stream, ``mailgun`` batches of up to 1,000 recipients
+with recipient-variables.
 See ``base`` for how the runner calls ``send_batch`` and what each outcome means.
 """
 
 from __future__ import annotations
 
-from ...config import Settings
+from ...config import BACKENDS, Settings
 from ...errors import ConfigError
 from .base import Backend, BackendBase, BackendUnavailable, DeliveryResult, Status
-
-BACKENDS = ("outbox", "smtp", "sendgrid")
 
 __all__ = [
     "BACKENDS",
@@ -47,6 +48,18 @@ def get_backend(settings: Settings, name: str | None = None, *, workers: int | N
         from .sendgrid import SendGridBackend
 
         return SendGridBackend.from_settings(settings, workers=workers)
+    if chosen == "ses":
+        from .ses import SESBackend
+
+        return SESBackend.from_settings(settings, workers=workers)
+    if chosen == "postmark":
+        from .postmark import PostmarkBackend
+
+        return PostmarkBackend.from_settings(settings, workers=workers)
+    if chosen == "mailgun":
+        from .mailgun import MailgunBackend
+
+        return MailgunBackend.from_settings(settings, workers=workers)
     raise ConfigError(
         f"unknown backend {chosen!r}: choose one of {', '.join(BACKENDS)}"
     )

@@ -278,9 +278,11 @@ def rows_json(content: _Content, template: MessageTemplate, rows: Sequence[Claim
     return content.json_prefix + ",".join(out) + "]}"
 
 
-def split_requests(messages: Sequence[OutgoingMessage]) -> list[list[OutgoingMessage]]:
-    """Groups of at most 1,000 messages of one template, each address once per group."""
-    if len(messages) <= MAX_PER_REQUEST:  # the usual case: one batch, one request
+def split_requests(messages: Sequence[OutgoingMessage], limit: int = MAX_PER_REQUEST
+                   ) -> list[list[OutgoingMessage]]:
+    """Groups of at most ``limit`` messages of one template, each address once per group
+    (Mailgun's batches share the rule)."""
+    if len(messages) <= limit:  # the usual case: one batch, one request
         first = messages[0].template if messages else None
         if all(m.template is first for m in messages) and len(
             {m.email.lower() for m in messages}
@@ -292,7 +294,7 @@ def split_requests(messages: Sequence[OutgoingMessage]) -> list[list[OutgoingMes
         key = message.email.lower()
         candidates = open_groups.setdefault(id(message.template), [])
         for group, seen in candidates:
-            if key not in seen and len(group) < MAX_PER_REQUEST:
+            if key not in seen and len(group) < limit:
                 group.append(message)
                 seen.add(key)
                 break
