@@ -119,3 +119,25 @@ def test_the_open_pixel_only_when_asked_and_opens_recorded(tmp_path: Path,
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(opens)).scalar() == 1
     engine.dispose()
+
+
+def test_postmark_carries_each_recipients_tracked_links(project: Path) -> None:
+    """Every backend fills the tracked links: Postmark's JSON bodies, like SendGrid's
+    substitutions, carry each reader's own signed links (found as the message has them)."""
+    from newsletter.delivery.backends.postmark import PostmarkBackend
+    from tests.postmark_standin import PostmarkStandIn
+
+    settings = send_settings(project, track_opens=True)
+    template = prepare(_tracked(settings).rendered, settings, send_id=43, list_id=2,
+                       list_name="daily")
+    messages = template.messages(recipients(4), headers=False)
+    signer = ClickSigner(settings)
+    with PostmarkStandIn(api_key="pm") as standin, \
+            PostmarkBackend("pm", standin.url, backoff=0.01) as backend:
+        assert all(r.ok for r in backend.send_batch(messages))
+        for message in messages:
+            (got,) = standin.messages(message.email)
+            assert got["HtmlBody"] == message.html and "%%" not in got["HtmlBody"]
+            tokens = TRACKED.findall(got["HtmlBody"])
+            assert tokens and {signer.verify(t)[:2] for t in tokens} == {
+                (43, message.subscriber_id)}
