@@ -2,12 +2,15 @@
 
 Routes (all read-only):
 
-- ``/``: the issues, newest first, with date, subject and status;
+- ``/``: the issues, newest first, with date, subject and status: listed from their front
+  matter at once, their builds (the status) following in the background, newest first;
+- ``/_rows?name=N``: those rows of the index alone, for an open index to swap in;
 - ``/issues/<name>``: one issue: inbox line, HTML size, findings with line numbers,
   the email at desktop and phone widths (``?theme=dark``, ``?part=text``);
 - ``/issues/<name>.html`` and ``/issues/<name>.txt``: the raw rendered parts;
 - ``/issues/<name>/frame``: the email as shown inside the page's frames;
-- ``/_changes?v=N``: a long poll that answers as soon as a watched file changes;
+- ``/_changes?v=N``: a long poll that answers as soon as a watched file changes (or an
+  issue's build is ready), with the issues concerned (``null``: anything may have changed);
 - ``POST /issues/<name>/links`` (the "Check links" button) and ``/media/<file>`` (local
   images): ``preview_links``.
 
@@ -26,8 +29,10 @@ import asyncio
 import contextlib
 import math
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
@@ -38,6 +43,7 @@ from starlette.routing import Route
 
 from newsletter.authoring.build import Build
 from newsletter.authoring.model import Finding
+from newsletter.authoring.slugs import file_slug
 from newsletter.authoring.validate import GMAIL_CLIP_BYTES, PREHEADER_SHOWN, SUBJECT_PHONE
 from newsletter.config import Settings
 
@@ -51,6 +57,9 @@ THEMES = ("light", "dark")
 PARTS = ("html", "text")
 DEVICES = {"desktop": 640, "phone": 375}
 LONG_POLL_SECONDS = 25.0
+INDEX_BUILD_SECONDS = 0.25  # builds done before the index answers (a small project: all)
+ANNOUNCE_SECONDS = 0.25  # background builds are announced together, at most this often
+MAX_ROWS = 200  # rows asked for at once by an open index
 # the email, inside the preview's frames: its local images come from the preview
 FRAME_CSP = email_csp(frame_ancestors="'self'", images="'self' https: data:")
 RAW_CSP = email_csp()  # the rendered email, opened on its own
@@ -66,6 +75,8 @@ class Badge:
     kind: str  # "valid", "error", "warning"; delivery adds e.g. "scheduled", "sent"
     label: str
 
+
+CHECKING = Badge("checking", "checking…")  # not built yet: the build follows
 
 # (settings, issue name) -> its delivery badge, e.g. Badge("sent", "sent to 1,204"), or None
 StatusOf = Callable[[Settings, str], "Badge | None"]
@@ -175,6 +186,8 @@ class PreviewPages:
     def __init__(self, state: PreviewState, status_of: StatusOf | None = None) -> None:
         self.state = state
         self.status_of = status_of
+        self._waiting: dict[str, None] = {}  # issues to build in the background, in order
+        self._builder: asyncio.Task[None] | None = None
 
     def badges(self, settings: Settings, name: str, build: Build) -> list[Badge]:
         delivery = self.status_of(settings, name) if self.status_of is not None else None
@@ -187,33 +200,76 @@ class PreviewPages:
             "config_error": self.state.config_error,
         }
 
-    def index_rows(self) -> list[dict]:
+    def index_rows(self, only: set[str] | None = None, budget: float = math.inf) -> list[dict]:
+        """The index's rows (``only`` those issues), newest first, from the front matter and
+        any current build; missing builds are made first while ``budget`` seconds last."""
         state = self.state
         settings = state.settings()
+        templates = state.templates_signature()
+        issues = state.issues()
+        if only is not None:
+            issues = {name: path for name, path in issues.items() if name in only}
+        deadline = time.monotonic() + budget
         rows = []
-        for name in state.issues():
-            try:
-                entry = state.entry(name)
-            except HTTPException:  # removed since the listing
-                continue
-            issue = entry.build.issue
-            special = entry.path.name.startswith("_")  # the welcome email: no date, last
-            date = issue.date.isoformat() if issue and not special else ""
+        for name, path in sorted(issues.items(), key=lambda item: self._order(item[1]),
+                                 reverse=True):
+            entry = state.built(name, path, templates)
+            if entry is None and time.monotonic() < deadline:
+                with contextlib.suppress(HTTPException):  # removed since the listing
+                    entry = state.entry(name)
+            meta = state.meta(path)
+            special = path.name.startswith("_")  # the welcome email: no date, last
+            date = meta.date.isoformat() if meta.date and not special else ""
+            delivery = self.status_of(settings, name) if self.status_of is not None else None
+            statuses = issue_badges(entry.build, delivery) if entry else [CHECKING]
             rows.append({
                 "name": name,
                 "date": date,
-                "subject": issue.subject if issue else "",
-                "file": state.display_path(entry.path),
-                "statuses": self.badges(settings, name, entry.build),
-                "sort": (not special, date or name, name),
+                "subject": meta.subject,
+                "file": state.display_path(path),
+                "statuses": statuses + ([delivery] if delivery and not entry else []),
+                "pending": entry is None,
             })
-        rows.sort(key=lambda row: row["sort"], reverse=True)
         return rows
 
+    def _order(self, path: Path) -> tuple:
+        special = path.name.startswith("_")  # the welcome email: no date, last
+        meta = self.state.meta(path)
+        date = meta.date.isoformat() if meta.date and not special else ""
+        return (not special, date or file_slug(path), file_slug(path))
+
     async def index(self, request: Request) -> Response:
-        rows = await run_in_threadpool(self.index_rows)
+        rows = await run_in_threadpool(self.index_rows, None, INDEX_BUILD_SECONDS)
+        self.build_later([row["name"] for row in rows if row["pending"]])
         issues_dir = self.state.display_path(self.state.settings().issues_path)
         return page("index.html", rows=rows, issues_dir=issues_dir, **self.common())
+
+    async def rows(self, request: Request) -> Response:
+        names = set(request.query_params.getlist("name")[:MAX_ROWS])
+        rows = await run_in_threadpool(self.index_rows, names)
+        return page("index-rows.html", rows=rows)
+
+    def build_later(self, names: list[str]) -> None:
+        """Build these issues in the background, in this order; each ready row is announced
+        over the live channel (``/_changes``) so that open indexes swap it in."""
+        for name in names:
+            self._waiting.setdefault(name, None)
+        if names and (self._builder is None or self._builder.done()):
+            self._builder = asyncio.create_task(self._build_waiting())
+
+    async def _build_waiting(self) -> None:
+        ready: list[str] = []
+        announced = asyncio.get_running_loop().time()
+        while self._waiting and not self.state.closing:
+            name = next(iter(self._waiting))
+            del self._waiting[name]
+            with contextlib.suppress(HTTPException):  # removed meanwhile
+                await run_in_threadpool(self.state.entry, name)
+                ready.append(name)
+            now = asyncio.get_running_loop().time()
+            if ready and (now - announced >= ANNOUNCE_SECONDS or not self._waiting):
+                self.state.changed(names=ready)
+                ready, announced = [], now
 
     async def issue(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -269,6 +325,7 @@ class PreviewPages:
         preheader = issue.preheader if issue else (rendered.preheader if rendered else None)
         return page(
             "issue.html",
+            issue_page=True,  # its live reload skips changes of other issues
             name=entry.name,
             file=self.state.display_path(entry.path),
             subject=subject,
@@ -337,7 +394,9 @@ class PreviewPages:
         if not waiting.done():  # the page went away: nobody to answer
             waiting.cancel()
             return Response(status_code=204)
-        return JSONResponse({"version": waiting.result()}, headers=NO_STORE)
+        version = waiting.result()
+        issues = self.state.changed_since(seen) if seen >= 0 else None
+        return JSONResponse({"version": version, "issues": issues}, headers=NO_STORE)
 
     @contextlib.asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
@@ -347,6 +406,8 @@ class PreviewPages:
             yield
         finally:
             stop.set()
+            if self._builder is not None:
+                self._builder.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, timeout=3.0)
 
@@ -361,6 +422,7 @@ def part(settings: Settings, *, status_of: StatusOf | None = None) -> Part:
     routes = [
         Route("/", pages.index, name="preview-index"),
         Route("/_changes", pages.changes, name="preview-changes"),
+        Route("/_rows", pages.rows, name="preview-rows"),
         Route("/issues/{name}/frame", pages.frame, name="preview-frame"),
         Route("/issues/{name}", pages.issue, name="preview-issue"),
         *preview_links.routes(state),  # "Check links", /media/
