@@ -36,19 +36,17 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from newsletter.authoring.build import Build
 from newsletter.authoring.model import Finding
-from newsletter.authoring.slugs import file_slug
 from newsletter.authoring.validate import GMAIL_CLIP_BYTES, PREHEADER_SHOWN, SUBJECT_PHONE
 from newsletter.config import Settings
 
 from . import PAGES, Part, error_page, page, preview_links
-from .preview_state import Entry, PreviewState
+from .preview_state import Entry, Meta, PreviewState
 from .security import email_csp, preview_csp
 
 NO_STORE = {"Cache-Control": "no-store"}
@@ -57,7 +55,10 @@ THEMES = ("light", "dark")
 PARTS = ("html", "text")
 DEVICES = {"desktop": 640, "phone": 375}
 LONG_POLL_SECONDS = 25.0
-INDEX_BUILD_SECONDS = 0.25  # builds done before the index answers (a small project: all)
+# a few issues not built yet are built before the index answers (within this time), so a
+# small project's index shows every status at once; more are listed at once and built after
+INDEX_BUILD_AT_ONCE = 20
+INDEX_BUILD_SECONDS = 0.25
 ANNOUNCE_SECONDS = 0.25  # background builds are announced together, at most this often
 MAX_ROWS = 200  # rows asked for at once by an open index
 # the email, inside the preview's frames: its local images come from the preview
@@ -131,6 +132,16 @@ def frame_html(html: str, theme: str, device: str) -> str:
     return extra + html
 
 
+def _shown_date(path: Path, meta: Meta) -> str:
+    special = path.name.startswith("_")  # the welcome email (_welcome.md): no date
+    return meta.date.isoformat() if meta.date and not special else ""
+
+
+def _order(name: str, path: Path, meta: Meta) -> tuple[bool, str, str]:
+    """The index's order, newest first when reversed; the welcome email last."""
+    return (not path.name.startswith("_"), _shown_date(path, meta) or name, name)
+
+
 # -- routes -----------------------------------------------------------------------------
 
 
@@ -186,7 +197,7 @@ class PreviewPages:
     def __init__(self, state: PreviewState, status_of: StatusOf | None = None) -> None:
         self.state = state
         self.status_of = status_of
-        self._waiting: dict[str, None] = {}  # issues to build in the background, in order
+        self._waiting: dict[str, Path] = {}  # issues to build in the background, in order
         self._builder: asyncio.Task[None] | None = None
 
     def badges(self, settings: Settings, name: str, build: Build) -> list[Badge]:
@@ -211,36 +222,33 @@ class PreviewPages:
             issues = {name: path for name, path in issues.items() if name in only}
         deadline = time.monotonic() + budget
         rows = []
-        for name, path in sorted(issues.items(), key=lambda item: self._order(item[1]),
-                                 reverse=True):
-            entry = state.built(name, path, templates)
+        listed = [(name, path, state.meta(path)) for name, path in issues.items()]
+        listed.sort(key=lambda item: _order(*item), reverse=True)
+        if budget < math.inf:
+            missing = sum(state.built(n, m, p, templates) is None for n, p, m in listed)
+            budget = budget if missing <= INDEX_BUILD_AT_ONCE else 0.0
+        for name, path, meta in listed:
+            date = _shown_date(path, meta)
+            entry = state.built(name, meta, path, templates)
             if entry is None and time.monotonic() < deadline:
-                with contextlib.suppress(HTTPException):  # removed since the listing
-                    entry = state.entry(name)
-            meta = state.meta(path)
-            special = path.name.startswith("_")  # the welcome email: no date, last
-            date = meta.date.isoformat() if meta.date and not special else ""
+                entry = state.entry(name, path)
             delivery = self.status_of(settings, name) if self.status_of is not None else None
             statuses = issue_badges(entry.build, delivery) if entry else [CHECKING]
             rows.append({
                 "name": name,
                 "date": date,
                 "subject": meta.subject,
-                "file": state.display_path(path),
+                "file": meta.file,
                 "statuses": statuses + ([delivery] if delivery and not entry else []),
                 "pending": entry is None,
+                "path": path,
             })
         return rows
 
-    def _order(self, path: Path) -> tuple:
-        special = path.name.startswith("_")  # the welcome email: no date, last
-        meta = self.state.meta(path)
-        date = meta.date.isoformat() if meta.date and not special else ""
-        return (not special, date or file_slug(path), file_slug(path))
 
     async def index(self, request: Request) -> Response:
         rows = await run_in_threadpool(self.index_rows, None, INDEX_BUILD_SECONDS)
-        self.build_later([row["name"] for row in rows if row["pending"]])
+        self.build_later([(row["name"], row["path"]) for row in rows if row["pending"]])
         issues_dir = self.state.display_path(self.state.settings().issues_path)
         return page("index.html", rows=rows, issues_dir=issues_dir, **self.common())
 
@@ -249,12 +257,12 @@ class PreviewPages:
         rows = await run_in_threadpool(self.index_rows, names)
         return page("index-rows.html", rows=rows)
 
-    def build_later(self, names: list[str]) -> None:
-        """Build these issues in the background, in this order; each ready row is announced
-        over the live channel (``/_changes``) so that open indexes swap it in."""
-        for name in names:
-            self._waiting.setdefault(name, None)
-        if names and (self._builder is None or self._builder.done()):
+    def build_later(self, issues: list[tuple[str, Path]]) -> None:
+        """Build these issues (name, file) in the background, in this order; each ready row
+        is announced over the live channel (``/_changes``) so that open indexes swap it in."""
+        for name, path in issues:
+            self._waiting.setdefault(name, path)
+        if issues and (self._builder is None or self._builder.done()):
             self._builder = asyncio.create_task(self._build_waiting())
 
     async def _build_waiting(self) -> None:
@@ -262,9 +270,9 @@ class PreviewPages:
         announced = asyncio.get_running_loop().time()
         while self._waiting and not self.state.closing:
             name = next(iter(self._waiting))
-            del self._waiting[name]
-            with contextlib.suppress(HTTPException):  # removed meanwhile
-                await run_in_threadpool(self.state.entry, name)
+            path = self._waiting.pop(name)
+            if path.is_file():  # else removed meanwhile: the watcher reloads the index
+                await run_in_threadpool(self.state.entry, name, path)
                 ready.append(name)
             now = asyncio.get_running_loop().time()
             if ready and (now - announced >= ANNOUNCE_SECONDS or not self._waiting):

@@ -76,17 +76,17 @@ class Meta:
 
     date: dt.date | None
     subject: str
-    signature: tuple
+    file: str  # the path shown, relative to the project
+    signature: tuple  # the file's state when read
 
 
-def read_meta(path: Path) -> Meta:
-    signature = _stat(path)
+def read_meta(path: Path, signature: tuple, file: str) -> Meta:
     try:
         fields = read_issue_fields(path.read_text(encoding="utf-8"), str(path))
     except (OSError, UnicodeDecodeError, ValueError):
         fields = None
     fields = fields or {}
-    return Meta(fields.get("date"), fields.get("subject") or "", signature)
+    return Meta(fields.get("date"), fields.get("subject") or "", file, signature)
 
 
 def _stat(path: Path) -> tuple:
@@ -175,29 +175,33 @@ class PreviewState:
 
     def meta(self, path: Path) -> Meta:
         """The issue's front-matter values, re-read only when the file changed."""
+        signature = _stat(path)
         cached = self._meta.get(str(path))
-        if cached is not None and cached.signature == _stat(path):
+        if cached is not None and cached.signature == signature:
             return cached
-        meta = self._meta[str(path)] = read_meta(path)
+        meta = self._meta[str(path)] = read_meta(path, signature, self.display_path(path))
         return meta
 
     def templates_signature(self) -> tuple:
         return _folder_signature(self.settings().templates_path)
 
-    def _signature(self, path: Path, templates: tuple) -> tuple:
-        return (_stat(path), self._touched.get(str(path), 0), self._config_signature, templates)
+    def _signature(self, path: Path, templates: tuple, stat: tuple | None = None) -> tuple:
+        stat = _stat(path) if stat is None else stat
+        return (stat, self._touched.get(str(path), 0), self._config_signature, templates)
 
-    def built(self, name: str, path: Path, templates: tuple) -> Entry | None:
-        """The issue's build if one is cached and current, without building it."""
+    def built(self, name: str, meta: Meta, path: Path, templates: tuple) -> Entry | None:
+        """The issue's build if one is cached and current (``meta``: the file as just
+        seen), without building it."""
         cached = self._entries.get(name)
-        current = cached is not None and cached.path == path
-        if current and cached.signature == self._signature(path, templates):  # type: ignore[union-attr]
-            return cached
-        return None
+        if cached is None or cached.path != path:
+            return None
+        current = cached.signature == self._signature(path, templates, meta.signature)
+        return cached if current else None
 
-    def entry(self, name: str) -> Entry:
-        """The (cached) build of an issue and its last good render."""
-        path = self.path_of(name)
+    def entry(self, name: str, path: Path | None = None) -> Entry:
+        """The (cached) build of an issue and its last good render; ``path``: the issue's
+        file as ``issues()`` just listed it (saves listing them again)."""
+        path = self.path_of(name) if path is None else path
         settings = self.settings()
         signature = self._signature(path, _folder_signature(settings.templates_path))
         with self._lock:
