@@ -9,7 +9,8 @@ same machine load:
 - ``python -c 'import click, pydantic, markdown_it, jinja2, ...'``: the libraries
   ``newsletter validate`` uses (its floor).
 
-Prints the median wall time of each, and its ratio to its floor (target: at most 1.5x for
+Prints the median wall time and CPU time (user + system, of the child process: steadier
+on a loaded machine) of each, and their ratios to the floor's (target: at most 1.5x for
 ``lists list``, ``sends list``, ``subscribers add``, ``schedule list`` and ``validate``).
 Commands run through the console script next to this Python (what a virtual environment's
 user runs), with this tree first on ``PYTHONPATH``. Compare another tree side by side
@@ -33,7 +34,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DB_FLOOR = "import click, sqlalchemy"
-VALIDATE_FLOOR = "import click, pydantic, markdown_it, jinja2, mjml, css_inline"
+# what `validate` uses: with a database, its recent-link rule reads the links already sent
+VALIDATE_FLOOR = "import click, pydantic, markdown_it, jinja2, mjml, css_inline, sqlalchemy"
 TARGETS = {"lists list", "sends list", "subscribers add", "schedule list", "validate"}
 
 # (label, arguments after `newsletter`, floor); {n} is the run number (unique addresses).
@@ -59,14 +61,19 @@ def launcher() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "newsletter"]
 
 
-def run(argv: list[str], cwd: Path, tree: Path) -> float:
+def run(argv: list[str], cwd: Path, tree: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds of one run of ``argv``."""
     env = dict(os.environ, PYTHONPATH=str(tree), NEWSLETTER_DEBUG="")
     started = time.perf_counter()
-    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+    child = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(child.pid, 0)
     elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()}")
-    return elapsed
+    child.returncode = os.waitstatus_to_exitcode(status)
+    error = child.stderr.read().decode() if child.stderr else ""
+    if child.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({child.returncode}): {error.strip()}")
+    return elapsed, usage.ru_utime + usage.ru_stime
 
 
 def make_project(tree: Path) -> tuple[Path, str]:
@@ -87,7 +94,7 @@ def main() -> int:
     commands = [c for c in COMMANDS if args.only in c[0]]
     projects = {name: make_project(tree) for name, tree in trees.items()}
     floors = {"db": DB_FLOOR, "validate": VALIDATE_FLOOR}
-    times: dict[tuple[str, str], list[float]] = {}
+    times: dict[tuple[str, str], list[tuple[float, float]]] = {}
     counter = itertools.count()
     for _ in range(args.runs):
         for key, code in floors.items():
@@ -102,18 +109,24 @@ def main() -> int:
     load = os.getloadavg()[0]
     print(f"median of {args.runs} runs, interleaved; {os.cpu_count()} cores, load {load:.1f}, "
           f"Python {sys.version.split()[0]}, launcher {launcher()[0]}")
-    floor_ms = {k: statistics.median(times[("floor", k)]) * 1000 for k in floors}
-    print(f"  floor db        python -c '{DB_FLOOR}'  {floor_ms['db']:7.1f} ms")
-    print(f"  floor validate  python -c '{VALIDATE_FLOOR}'  {floor_ms['validate']:7.1f} ms")
-    header = "".join(f"{name:>10s} {'/floor':>7s}" for name in trees)
-    print(f"  {'command':20s}{header}   target")
+    def medians(key: tuple[str, str]) -> tuple[float, float]:
+        return tuple(statistics.median(t[i] for t in times[key]) * 1000 for i in (0, 1))
+
+    floor_ms = {k: medians(("floor", k)) for k in floors}
+    for key, code in floors.items():
+        wall, cpu = floor_ms[key]
+        print(f"  floor {key:9s} python -c '{code}': wall {wall:.1f} ms, CPU {cpu:.1f} ms")
+    header = "".join(f"{name + ' wall':>12s} {'/floor':>6s} {'CPU':>8s} {'/floor':>6s}"
+                     for name in trees)
+    print(f"  {'command':18s}{header}   target")
     for label, _, floor in commands:
         cells = ""
         for name in trees:
-            ms = statistics.median(times[(name, label)]) * 1000
-            cells += f"{ms:8.1f}ms {ms / floor_ms[floor]:6.2f}x"
+            wall, cpu = medians((name, label))
+            cells += (f"{wall:10.1f}ms {wall / floor_ms[floor][0]:5.2f}x"
+                      f" {cpu:6.1f}ms {cpu / floor_ms[floor][1]:5.2f}x")
         target = "<= 1.5x" if label in TARGETS else ""
-        print(f"  {label:20s}{cells}   {target}")
+        print(f"  {label:18s}{cells}   {target}")
     for folder, _ in projects.values():
         shutil.rmtree(folder.parent, ignore_errors=True)
     return 0

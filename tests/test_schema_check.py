@@ -79,7 +79,7 @@ def test_everyday_commands_load_no_alembic_and_no_migration(tmp_path: Path) -> N
                    check=True, capture_output=True)
     subprocess.run([sys.executable, "-m", "newsletter", "lists", "create", "daily"], env=env,
                    check=True, capture_output=True)  # first use: the schema is created
-    for args in (["lists", "list"], ["sends", "list"], ["schedule", "list"]):
+    for args in (["lists", "list"], ["sends", "list"], ["schedule", "list"], ["db", "current"]):
         done = subprocess.run([sys.executable, "-c", probe, *args], env=env,
                               capture_output=True, text=True)
         report = json.loads(done.stderr.strip().splitlines()[-1])
