@@ -331,6 +331,9 @@ def test_long_poll_answers_at_once_for_an_old_version_and_waits_otherwise(app) -
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
             assert (await c.get("/_changes?v=-1&timeout=5")).json() == {"version": 0,
                                                                          "issues": None}
+            # a page from before the preview restarted: reload it whole
+            assert (await c.get("/_changes?v=7&timeout=5")).json() == {"version": 0,
+                                                                        "issues": None}
             loop = asyncio.get_running_loop()
             started = loop.time()
             assert (await c.get("/_changes?v=0&timeout=0.3")).json() == {"version": 0,

@@ -403,7 +403,8 @@ class PreviewPages:
             waiting.cancel()
             return Response(status_code=204)
         version = waiting.result()
-        issues = self.state.changed_since(seen) if seen >= 0 else None
+        # a page from before a restart (a higher version) reloads whole
+        issues = self.state.changed_since(seen) if 0 <= seen <= version else None
         return JSONResponse({"version": version, "issues": issues}, headers=NO_STORE)
 
     @contextlib.asynccontextmanager
