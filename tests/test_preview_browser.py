@@ -288,7 +288,7 @@ def test_an_issue_that_never_rendered_shows_frames_once_fixed(page, server: Serv
 
 def test_the_index_updates_when_an_issue_file_is_added(page, server: Server) -> None:
     page.goto(server.url + "/")
-    assert page.locator("table.issues tbody tr").count() == 2
+    assert page.locator("table.issues tbody tr").count() == 3  # with the welcome email
     (server.project / "issues" / "2026-11-30.md").write_text(
         "---\nsubject: Added while open\npreheader: P\ndate: 2026-11-30\n---\n\n"
         "# Lead: New\nText.\n",
