@@ -10,11 +10,19 @@ the file saved 20 times. Two figures per save:
 - seen: until Playwright, polling every 5 ms, sees the new headline in both frames.
 
 Target: median under 300 ms. Run: python benchmarks/bench_preview.py [--saves 20]
+
+``--index 500`` times the index of a project with that many generated issues instead
+(tests/issuegen.py), over ``--rounds`` fresh servers: the first load (``page.goto`` until
+the page's load event, every row present; and the server's answer alone, by HTTP), and a
+save of one issue until its new subject shows in its row, counting the rows that were
+replaced (target: first load under 1 s, one row). To compare another tree, run this script
+with ``PYTHONPATH=/that/tree`` (the generator is taken from this one).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -22,6 +30,8 @@ import time
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
+
+sys.path.append(str(Path(__file__).resolve().parent.parent))  # tests.issuegen; PYTHONPATH first
 
 from newsletter.authoring.project import init_project
 from newsletter.config import load_settings
@@ -46,10 +56,79 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
+def index_round(browser, count: int) -> dict[str, float]:
+    """One fresh project and server: first load of the index, then one save."""
+    import urllib.request
+
+    from tests.issuegen import write_many_issues
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-index-")) / "project"
+    init_project(folder, name="Bench Briefing")
+    names = write_many_issues(folder / "issues", count)
+    server = BackgroundServer(create_app(load_settings(folder))).start()
+    figures: dict[str, float] = {}
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.route("https://**", lambda route: route.abort())
+    started = time.perf_counter()
+    page.goto(server.url + "/", wait_until="load")
+    figures["first load (browser)"] = (time.perf_counter() - started) * 1000
+    rows = page.locator("table.issues tbody tr").count()
+    assert rows >= count, f"{rows} rows for {count} issues"
+    page.wait_for_function("() => !document.querySelector('tr[data-pending]')",
+                           timeout=300_000)  # the background builds (this tree only)
+    figures["all rows built"] = (time.perf_counter() - started) * 1000
+    started = time.perf_counter()
+    urllib.request.urlopen(server.url + "/").read()
+    figures["reload, all built (HTTP)"] = (time.perf_counter() - started) * 1000
+    time.sleep(0.5)
+    page.evaluate("document.querySelectorAll('table.issues tbody tr').forEach(tr => tr.kept = 1)")
+    edited = names[count // 2]
+    path = folder / "issues" / f"{edited}.md"
+    started = time.perf_counter()
+    path.write_text(path.read_text(encoding="utf-8").replace("subject: Briefing", "subject: Saved"),
+                    encoding="utf-8")
+    page.get_by_text(f"Saved number {count // 2}:").wait_for(timeout=30_000)
+    figures["save -> row shown"] = (time.perf_counter() - started) * 1000
+    figures["rows replaced"] = page.evaluate(
+        "Array.from(document.querySelectorAll('table.issues tbody tr')).filter(tr => !tr.kept)"
+        ".length")
+    page.close()
+    server.stop()
+    return figures
+
+
+def bench_index(count: int, rounds: int) -> int:
+    import newsletter
+
+    results: dict[str, list[float]] = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                    args=CHROMIUM_ARGS)
+        for _ in range(rounds):
+            for key, value in index_round(browser, count).items():
+                results.setdefault(key, []).append(value)
+        browser.close()
+    print(f"preview index, {count} generated issues, {rounds} rounds (fresh server each), "
+          f"load {os.getloadavg()[0]:.1f}, newsletter from {Path(newsletter.__file__).parent}")
+    for label, values in results.items():
+        unit = "" if label == "rows replaced" else " ms"
+        print(f"  {label:22s} median {statistics.median(values):8.1f}{unit}   "
+              f"min {min(values):8.1f}   max {max(values):8.1f}")
+    first = statistics.median(results["first load (browser)"])
+    print(f"  target: first load under 1 s: {'met' if first < 1000 else 'MISSED'}; "
+          f"one row replaced: {'met' if max(results['rows replaced']) == 1 else 'MISSED'}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--saves", type=int, default=20)
+    parser.add_argument("--index", type=int, default=0, metavar="N",
+                        help="time the index of N generated issues instead")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if args.index:
+        return bench_index(args.index, args.rounds)
 
     folder = Path(tempfile.mkdtemp(prefix="bench-preview-")) / "project"
     init_project(folder, name="Bench Briefing")

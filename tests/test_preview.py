@@ -77,6 +77,21 @@ def issues(settings: Settings) -> Path:
     return settings.issues_path
 
 
+def rows_of(html: str) -> dict[str, str]:
+    """The index's rows (issue name -> the row's cells), in the page's order."""
+    found = re.findall(r'<tr id="row-([^"]+)" data-name="[^"]+"[^>]*>(.*?)</tr>', html, re.S)
+    return dict(found)
+
+
+def built_rows(app) -> list[str]:
+    """The index's rows once every issue is built: the page, then ``/_rows`` for all."""
+    names = list(rows_of(get(app, "/").text))
+    query = "&".join(f"name={name}" for name in names)
+    built = rows_of(get(app, f"/_rows?{query}").text)
+    assert list(built) == names  # the same order
+    return list(built.values())
+
+
 # -- the index --------------------------------------------------------------------------
 
 
@@ -86,12 +101,14 @@ def test_index_lists_issues_newest_first_with_date_subject_and_status(settings: 
                 front="subject: No preheader here\ndate: 2026-11-20\n")
     write_issue(folder, "\n# Lead: Broken\n\n### A third-level heading\n", name="2026-11-27.md",
                 front="subject: A broken one\npreheader: P\ndate: 2026-11-27\n")
-    page = get(create_app(settings), "/")
+    app = create_app(settings)
+    page = get(app, "/")
     assert page.status_code == 200
-    rows = re.findall(r"<tr>(.*?)</tr>", page.text, re.S)[1:]
+    rows = list(rows_of(page.text).values())
     dates = [re.search(r'class="date">([^<]*)<', row).group(1) for row in rows]
     assert dates == ["2026-11-27", "2026-11-25", "2026-11-24", "2026-11-20", "no date"]
-    broken, newest, _older, oldest, welcome = rows  # the welcome email: no date, last
+    assert "A broken one" in rows[0] and "No preheader here" in rows[3]
+    broken, newest, _older, oldest, welcome = built_rows(app)  # the welcome email: no date, last
     assert "issues/_welcome.md" in welcome and 'class="badge valid">valid<' in welcome
     assert 'href="/issues/2026-11-27"' in broken and "A broken one" in broken
     assert re.search(r'class="badge error">\d+ errors?<', broken)
@@ -107,15 +124,49 @@ def test_index_shows_the_delivery_status_the_web_layer_passes_in(settings: Setti
         asked.append(name)
         return Badge("sent", "sent to 3") if name == NEWEST else None
 
-    rows = re.findall(r"<tr>(.*?)</tr>", get(create_app(settings, status_of=sent), "/").text,
-                      re.S)[1:]
+    rows = built_rows(create_app(settings, status_of=sent))
     assert 'class="badge sent">sent to 3<' in rows[0]
     assert "badge sent" not in rows[1]
     assert NEWEST in asked
     page = get(create_app(settings, status_of=sent), f"/issues/{NEWEST}").text
     assert 'class="badge sent">sent to 3<' in page
-    quiet = get(create_app(settings, status_of=None), "/").text
+    quiet = "".join(built_rows(create_app(settings, status_of=None)))
     assert "badge sent" not in quiet and 'class="badge valid">valid<' in quiet
+
+
+def test_index_lists_at_once_and_builds_in_the_background(settings: Settings, monkeypatch) -> None:
+    """Hundreds of issues: listed from their front matter, builds announced row by row."""
+    from newsletter.web import preview
+
+    monkeypatch.setattr(preview, "INDEX_BUILD_SECONDS", 0.0)
+    for day in range(1, 31):
+        write_issue(issues(settings), f"\n# Lead: Story {day}\nText.\n", name=f"2026-10-{day:02d}.md",
+                    front=f"subject: October {day}\npreheader: P\ndate: 2026-10-{day:02d}\n")
+    app = create_app(settings)
+
+    async def scenario() -> tuple[str, list[str], str]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            first = (await c.get("/")).text
+            announced: set[str] = set()
+            version = 0
+            for _ in range(200):
+                if len(announced) == 33:
+                    break
+                answer = (await c.get(f"/_changes?v={version}&timeout=5")).json()
+                version = answer["version"]
+                announced |= set(answer["issues"])
+            query = "&".join(f"name={name}" for name in sorted(announced))
+            return first, sorted(announced), (await c.get(f"/_rows?{query}")).text
+
+    first, announced, built = run(scenario())
+    rows = rows_of(first)
+    assert len(rows) == 33 and list(rows)[:2] == [NEWEST, OLDER]
+    assert "October 30" in rows["2026-10-30"] and ">2026-10-30<" in rows["2026-10-30"]
+    assert all('class="badge checking"' in row for row in rows.values())
+    assert announced == sorted(rows)
+    assert len(rows_of(built)) == 33 and "badge checking" not in built
+    assert built.count('class="badge valid">valid<') == 33
 
 
 def test_index_of_a_project_without_issues_says_what_to_do(tmp_path: Path) -> None:
@@ -278,10 +329,15 @@ def test_long_poll_answers_at_once_for_an_old_version_and_waits_otherwise(app) -
     async def scenario() -> None:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            assert (await c.get("/_changes?v=-1&timeout=5")).json() == {"version": 0}
+            assert (await c.get("/_changes?v=-1&timeout=5")).json() == {"version": 0,
+                                                                         "issues": None}
+            # a page from before the preview restarted: reload it whole
+            assert (await c.get("/_changes?v=7&timeout=5")).json() == {"version": 0,
+                                                                        "issues": None}
             loop = asyncio.get_running_loop()
             started = loop.time()
-            assert (await c.get("/_changes?v=0&timeout=0.3")).json() == {"version": 0}
+            assert (await c.get("/_changes?v=0&timeout=0.3")).json() == {"version": 0,
+                                                                         "issues": []}
             assert loop.time() - started >= 0.25
             pending = asyncio.create_task(c.get("/_changes?v=0&timeout=30"))
             await asyncio.sleep(0.1)
@@ -301,16 +357,16 @@ def test_the_watcher_reports_saves_of_issues_templates_and_config(settings: Sett
         settings.config_file,
     ]
 
-    async def saved_and_seen(client: httpx.AsyncClient, path: Path) -> bool:
+    async def saved_and_seen(client: httpx.AsyncClient, path: Path) -> object:
         for _attempt in range(20):  # the first attempts may come before the watcher starts
             seen = state.version
             path.write_bytes(path.read_bytes())
             response = await client.get(f"/_changes?v={seen}&timeout=0.5")
             if response.json()["version"] > seen:
-                return True
+                return response.json()["issues"]  # the issues concerned; None: anything
         return False
 
-    async def scenario() -> list[bool]:
+    async def scenario() -> list[object]:
         transport = httpx.ASGITransport(app=app)
         async with (
             app.router.lifespan_context(app),
@@ -318,7 +374,8 @@ def test_the_watcher_reports_saves_of_issues_templates_and_config(settings: Sett
         ):
             return [await saved_and_seen(client, path) for path in targets]
 
-    assert run(scenario()) == [True, True, True]
+    # an issue file concerns its own row only; a template or the settings concern every page
+    assert run(scenario()) == [[NEWEST], None, None]
 
 
 # -- the command ----------------------------------------------------------------------------

@@ -20,11 +20,13 @@ from pathlib import Path
 
 import pytest
 
+from newsletter.authoring.project import init_project
 from newsletter.config import load_settings
 from newsletter.web import create_app
 from newsletter.web.server import BackgroundServer
 
 from .conftest import REPO
+from .issuegen import write_many_issues
 
 pytestmark = pytest.mark.browser
 
@@ -315,3 +317,39 @@ def test_the_pages_and_frames_run_under_their_content_security_policy(page, serv
         for i in range(images.count()))
     page.goto(f"{server.url}/no-such-page")
     assert refused == []
+
+
+def test_index_of_500_issues_lists_every_row_and_a_save_updates_that_row(
+    browser, tmp_path: Path
+) -> None:
+    project = tmp_path / "big"
+    init_project(project, name="Big Briefing")
+    names = write_many_issues(project / "issues", 500)
+    server = Server(project).start()
+    page = browser.new_page()
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(
+        server.url) else route.abort())
+    try:
+        page.goto(server.url + "/")
+        rows = page.locator("table.issues tbody tr")
+        assert rows.count() == 503  # every issue at once, from its front matter
+        assert page.locator("#row-2026-11-25 td.date").inner_text() == "2026-11-25"
+        # the builds follow in the background; each one's row is swapped in when ready
+        page.wait_for_function("() => !document.querySelector('tr[data-pending]')",
+                               timeout=120_000)
+        assert page.locator("tr .badge.valid").count() == 503
+        page.evaluate("document.querySelectorAll('tr[data-name]').forEach(tr => tr.kept = 1)")
+        edited = names[250]
+        edit(project / "issues" / f"{edited}.md", "subject: Briefing number 250:",
+             "subject: Edited at the desk:")
+        row = page.locator(f"#row-{edited}")
+        row.get_by_text("Edited at the desk: the council votes").wait_for(timeout=5000)
+        assert row.locator(".badge.valid").count() == 1
+        replaced = page.evaluate(
+            "Array.from(document.querySelectorAll('tr[data-name]'))"
+            ".filter(tr => !tr.kept).map(tr => tr.dataset.name)"
+        )
+        assert replaced == [edited]  # that row alone; the page was not reloaded
+    finally:
+        page.close()
+        server.stop()

@@ -689,9 +689,11 @@ def test_list_shows_worker_state(project) -> None:
 
 
 def _preview_badges(settings, name: str) -> list[str]:
-    """The badges of an issue's row in the preview's index, as the editor sees them."""
-    page = asyncio.run(_fetch(create_app(settings), "/"))
-    row = next(r for r in re.findall(r"<tr>(.*?)</tr>", page, re.S) if f"/issues/{name}\"" in r)
+    """The badges of an issue's row in the preview's index, as the editor sees them (the
+    row as an open index fetches it once the issue is built)."""
+    page = asyncio.run(_fetch(create_app(settings), f"/_rows?name={name}"))
+    row = next(r for r in re.findall(r"<tr[^>]*>(.*?)</tr>", page, re.S)
+               if f"/issues/{name}\"" in r)
     return re.findall(r'class="badge ([a-z]+)">([^<]*)<', row)
 
 

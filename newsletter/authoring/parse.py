@@ -56,11 +56,23 @@ class ParseResult:
     body_line: int = 1  # 1-based line where the Markdown body starts
 
 
+def _normalized(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def read_issue_fields(text: str, path: str = "<issue>") -> dict[str, Any] | None:
+    """The front matter's issue values (subject, date, ...) as ``parse_text`` reads them,
+    without reading the body: for listings of many issues. None where it has none."""
+    text = CONTROL.sub("\ufffd", _normalized(text))
+    rep = Reporter(path, text.split("\n"))
+    data, key_lines, body_line = read_front_matter(text, rep)
+    return issue_fields(data, key_lines, rep) if body_line > 1 else None
+
+
 def parse_text(text: str, path: str = "<issue>") -> ParseResult:
     """Parse an issue file's text. Never raises for any input."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    text = _normalized(text)
     lines = text.split("\n")
     rep = Reporter(path, lines)
     if CONTROL.search(text):

@@ -106,11 +106,11 @@ def db_upgrade(ctx: click.Context) -> None:
 def db_current(ctx: click.Context) -> None:
     """Show the database's schema version and whether it needs `newsletter db upgrade`."""
     from newsletter.db.engine import make_engine
-    from newsletter.db.schema import schema_state
+    from newsletter.db.schema import current_state
 
     engine = make_engine(get_settings(ctx).effective_database_url)
     ctx.call_on_close(engine.dispose)
-    state = schema_state(engine)
+    state = current_state(engine)
     where = engine.url.render_as_string(hide_password=True)
     current = ", ".join(state.current) or "none (empty database)"
     click.echo(f"{where}: schema {current}; this newsletter needs {', '.join(state.heads)}")

@@ -4,26 +4,35 @@ The Alembic configuration is built in code (no alembic.ini), so it works from an
 installed wheel. ``ensure_schema`` runs on every open: an empty database is created
 at the newest version (first use); a database at an older version is refused with
 the command that migrates it; one made by a newer version of newsletter is refused too.
+
+Every command opens the database, so the usual case costs one query and no Alembic:
+the revisions stored in ``alembic_version`` are compared with ``HEADS``, the newest
+revisions shipped (a constant; tests/test_schema_check.py fails when a migration is
+added and it is not updated). Only a database that differs (empty, old, newer) loads
+Alembic and its migration scripts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from ..errors import NewsletterError, SchemaError
 from .engine import READ_ONLY
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+SHIPPED_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATIONS = SHIPPED_MIGRATIONS  # where Alembic looks (a test may point it elsewhere)
 UPGRADE_HINT = "run `newsletter db upgrade`"
+#: The newest revisions in SHIPPED_MIGRATIONS/versions (the heads Alembic finds there).
+HEADS: tuple[str, ...] = ("0014_send_rates",)
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,8 @@ class SchemaState:
 
 
 def alembic_config(engine: Engine, script_location: Path | None = None) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(script_location or MIGRATIONS))
     config.set_main_option("path_separator", "os")
@@ -56,6 +67,10 @@ def _describe(engine: Engine) -> str:
 
 
 def schema_state(engine: Engine, script_location: Path | None = None) -> SchemaState:
+    """The stored and shipped revisions, read through Alembic (loads every migration)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config(engine, script_location))
     heads = tuple(sorted(script.get_heads()))
     try:
@@ -92,6 +107,8 @@ def upgrade(engine: Engine, script_location: Path | None = None) -> tuple[Schema
             "database"
         )
     if not before.up_to_date:
+        from alembic import command
+
         command.upgrade(alembic_config(engine, script_location), "heads")
     return before, schema_state(engine, script_location)
 
@@ -108,7 +125,7 @@ def ensure_schema(
     engine: Engine, *, create: bool = True, script_location: Path | None = None
 ) -> SchemaState:
     """Check the schema before use; create it in an empty database when ``create``."""
-    state = schema_state(engine, script_location)
+    state = current_state(engine, script_location)
     if state.up_to_date:
         return state
     if not state.known:
@@ -122,3 +139,24 @@ def ensure_schema(
         f"{', '.join(state.current)}; this newsletter needs {', '.join(state.heads)}): "
         f"{UPGRADE_HINT}"
     )
+
+
+def current_state(engine: Engine, script_location: Path | None = None) -> SchemaState:
+    """``schema_state``, by one query and without Alembic when the database is current."""
+    if script_location is None and MIGRATIONS == SHIPPED_MIGRATIONS:  # what HEADS describes
+        stored = _stored_revisions(engine)
+        if stored is not None and set(stored) == set(HEADS):
+            return SchemaState(current=stored, heads=tuple(sorted(HEADS)), known=True)
+    return schema_state(engine, script_location)
+
+
+def _stored_revisions(engine: Engine) -> tuple[str, ...] | None:
+    """The revisions stamped in the database, by one query; None if it cannot be read
+    (no version table yet, no server: ``schema_state`` then says what is wrong)."""
+    try:
+        with engine.connect() as connection:
+            connection.execution_options(**{READ_ONLY: True})
+            result = connection.exec_driver_sql("SELECT version_num FROM alembic_version")
+            return tuple(sorted(str(row[0]) for row in result))
+    except (OperationalError, ProgrammingError):
+        return None

@@ -41,7 +41,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ..audience.receiving import CLEAR, SUPPRESSED, receives, suppression_of
-from ..authoring.identity import Identity
 from ..db.tables import (
     ID,
     memberships,
@@ -54,6 +53,7 @@ from ..errors import SendExists, SendNotFound
 from .claims import write_transaction
 
 if TYPE_CHECKING:
+    from ..authoring.identity import Identity  # not at run time: `sends list` starts faster
     from .requeue import Requeued
 
 STATUSES = ("pending", "sending", "sent", "temporary", "failed", "uncertain", "skipped",

@@ -16,13 +16,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from newsletter.audience.lists import get_list
 from newsletter.db.transactions import DB, aware, transaction
-from newsletter.delivery import ledger, sending, tracking
+from newsletter.delivery import ledger
 from newsletter.errors import NewsletterError
 from newsletter.scheduling.sendtimes import iso
 
@@ -31,6 +31,9 @@ from .log import event
 from .schedules import ScheduleInfo, get_schedule, info_of, issue_file, transition
 from .tables import schedules
 from .waves import FirstWave, first_wave, pending_waves, release_waves
+
+if TYPE_CHECKING:  # the send machinery loads when a send is due, not for `schedule list`
+    from newsletter.delivery import sending
 
 RETRY_AFTER = dt.timedelta(seconds=30)  # a send stopped by an unavailable backend
 
@@ -100,6 +103,7 @@ class Ready:
 
 def _ready(ctx: WorkerContext, info: ScheduleInfo, now: dt.datetime) -> Ready | None:
     """Check the issue, list and backend again; a schedule that fails is ``failed``."""
+    from newsletter.delivery import sending
     from newsletter.delivery.backends import get_backend
 
     path = issue_file(ctx.settings, info.issue_path)
@@ -130,6 +134,8 @@ def _create_send(ctx: WorkerContext, info: ScheduleInfo, ready: Ready, wave: Fir
             return None
         latest = ledger.find_latest(conn, prepared.slug, ready.list_id, prepared.identity)
         if latest is not None and (not info.again or latest.created_at >= info.created_at):
+            from newsletter.delivery import sending
+
             message = (f"{sending.already_sent(latest, prepared, info.list_name)}, "
                        "not by this schedule")
             conn.execute(schedules.update().where(schedules.c.id == info.id)
@@ -145,6 +151,8 @@ def _create_send(ctx: WorkerContext, info: ScheduleInfo, ready: Ready, wave: Fir
             html=tracked.rendered.html, text=tracked.rendered.text,
             recipient_filter=wave.recipient_filter, identity=prepared.identity,
         )
+        from newsletter.delivery import tracking  # only when a send starts
+
         tracking.store(conn, send_id, tracked.links)
         conn.execute(schedules.update().where(schedules.c.id == info.id)
                      .values(send_id=send_id))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -20,11 +21,14 @@ from sqlalchemy.engine import Engine
 from newsletter.audience.lists import get_list
 from newsletter.config import Settings
 from newsletter.db.transactions import DB, aware, transaction
-from newsletter.delivery import ledger, sending
+from newsletter.delivery import ledger
 from newsletter.errors import NewsletterError, ScheduleNotFound, UsageError
 from newsletter.scheduling.sendtimes import When, parse_at, wave_at, zone_info, zone_waves
 
 from .clock import SYSTEM_CLOCK, Clock
+
+if TYPE_CHECKING:  # the send machinery loads only to schedule: `schedule list` starts fast
+    from newsletter.delivery import sending
 from .tables import OPEN, schedules
 
 
@@ -210,6 +214,8 @@ def schedule_issue(
     from newsletter.delivery.backends import get_backend
 
     path = Path(issue_path)
+    from newsletter.delivery import sending
+
     prepared = sending.preflight(settings, path, backend=backend)
     mailing_list = get_list(engine, list_name)
     get_backend(settings, backend)  # the backend's own settings (URL, key) are checked now

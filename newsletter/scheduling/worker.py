@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 
 from newsletter.config import Settings
 from newsletter.db.transactions import DB, aware, transaction
-from newsletter.delivery import senders, sending
+from newsletter.delivery import senders
 from newsletter.errors import NewsletterError, WorkerRefused
 
 from . import decisions, due
@@ -265,6 +265,8 @@ class WorkerProcess:
 
     def _drive_decided(self, send_id: int) -> None:
         """Run a decided send through the ledger (its winner to the rest of the list)."""
+        from newsletter.delivery import sending  # only when a send runs
+
         try:
             result = sending.run(self.engine, self.settings, send_id, workers=self.concurrency,
                                  stop=self.stop, retry_delay=self.retry_delay)
@@ -348,6 +350,8 @@ class WorkerProcess:
 
     def _drive(self, schedule_id: int, send_id: int) -> None:
         """The send thread: run the send through the ledger, then settle the schedule."""
+        from newsletter.delivery import sending
+
         try:
             sending.run(self.engine, self.settings, send_id, workers=self.concurrency,
                         on_progress=self._progress(schedule_id, send_id), stop=self.stop,

@@ -2,12 +2,15 @@
 
 Routes (all read-only):
 
-- ``/``: the issues, newest first, with date, subject and status;
+- ``/``: the issues, newest first, with date, subject and status: listed from their front
+  matter at once, their builds (the status) following in the background, newest first;
+- ``/_rows?name=N``: those rows of the index alone, for an open index to swap in;
 - ``/issues/<name>``: one issue: inbox line, HTML size, findings with line numbers,
   the email at desktop and phone widths (``?theme=dark``, ``?part=text``);
 - ``/issues/<name>.html`` and ``/issues/<name>.txt``: the raw rendered parts;
 - ``/issues/<name>/frame``: the email as shown inside the page's frames;
-- ``/_changes?v=N``: a long poll that answers as soon as a watched file changes;
+- ``/_changes?v=N``: a long poll that answers as soon as a watched file changes (or an
+  issue's build is ready), with the issues concerned (``null``: anything may have changed);
 - ``POST /issues/<name>/links`` (the "Check links" button) and ``/media/<file>`` (local
   images): ``preview_links``.
 
@@ -26,12 +29,13 @@ import asyncio
 import contextlib
 import math
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -42,7 +46,7 @@ from newsletter.authoring.validate import GMAIL_CLIP_BYTES, PREHEADER_SHOWN, SUB
 from newsletter.config import Settings
 
 from . import PAGES, Part, error_page, page, preview_links
-from .preview_state import Entry, PreviewState
+from .preview_state import Entry, Meta, PreviewState
 from .security import email_csp, preview_csp
 
 NO_STORE = {"Cache-Control": "no-store"}
@@ -51,6 +55,12 @@ THEMES = ("light", "dark")
 PARTS = ("html", "text")
 DEVICES = {"desktop": 640, "phone": 375}
 LONG_POLL_SECONDS = 25.0
+# a few issues not built yet are built before the index answers (within this time), so a
+# small project's index shows every status at once; more are listed at once and built after
+INDEX_BUILD_AT_ONCE = 20
+INDEX_BUILD_SECONDS = 0.25
+ANNOUNCE_SECONDS = 0.25  # background builds are announced together, at most this often
+MAX_ROWS = 200  # rows asked for at once by an open index
 # the email, inside the preview's frames: its local images come from the preview
 FRAME_CSP = email_csp(frame_ancestors="'self'", images="'self' https: data:")
 RAW_CSP = email_csp()  # the rendered email, opened on its own
@@ -66,6 +76,8 @@ class Badge:
     kind: str  # "valid", "error", "warning"; delivery adds e.g. "scheduled", "sent"
     label: str
 
+
+CHECKING = Badge("checking", "checking…")  # not built yet: the build follows
 
 # (settings, issue name) -> its delivery badge, e.g. Badge("sent", "sent to 1,204"), or None
 StatusOf = Callable[[Settings, str], "Badge | None"]
@@ -118,6 +130,16 @@ def frame_html(html: str, theme: str, device: str) -> str:
     if match:
         return html[: match.end()] + extra + html[match.end():]
     return extra + html
+
+
+def _shown_date(path: Path, meta: Meta) -> str:
+    special = path.name.startswith("_")  # the welcome email (_welcome.md): no date
+    return meta.date.isoformat() if meta.date and not special else ""
+
+
+def _order(name: str, path: Path, meta: Meta) -> tuple[bool, str, str]:
+    """The index's order, newest first when reversed; the welcome email last."""
+    return (not path.name.startswith("_"), _shown_date(path, meta) or name, name)
 
 
 # -- routes -----------------------------------------------------------------------------
@@ -175,6 +197,8 @@ class PreviewPages:
     def __init__(self, state: PreviewState, status_of: StatusOf | None = None) -> None:
         self.state = state
         self.status_of = status_of
+        self._waiting: dict[str, Path] = {}  # issues to build in the background, in order
+        self._builder: asyncio.Task[None] | None = None
 
     def badges(self, settings: Settings, name: str, build: Build) -> list[Badge]:
         delivery = self.status_of(settings, name) if self.status_of is not None else None
@@ -187,33 +211,73 @@ class PreviewPages:
             "config_error": self.state.config_error,
         }
 
-    def index_rows(self) -> list[dict]:
+    def index_rows(self, only: set[str] | None = None, budget: float = math.inf) -> list[dict]:
+        """The index's rows (``only`` those issues), newest first, from the front matter and
+        any current build; missing builds are made first while ``budget`` seconds last."""
         state = self.state
         settings = state.settings()
+        templates = state.templates_signature()
+        issues = state.issues()
+        if only is not None:
+            issues = {name: path for name, path in issues.items() if name in only}
+        deadline = time.monotonic() + budget
         rows = []
-        for name in state.issues():
-            try:
-                entry = state.entry(name)
-            except HTTPException:  # removed since the listing
-                continue
-            issue = entry.build.issue
-            special = entry.path.name.startswith("_")  # the welcome email: no date, last
-            date = issue.date.isoformat() if issue and not special else ""
+        listed = [(name, path, state.meta(path)) for name, path in issues.items()]
+        listed.sort(key=lambda item: _order(*item), reverse=True)
+        if budget < math.inf:
+            missing = sum(state.built(n, m, p, templates) is None for n, p, m in listed)
+            budget = budget if missing <= INDEX_BUILD_AT_ONCE else 0.0
+        for name, path, meta in listed:
+            date = _shown_date(path, meta)
+            entry = state.built(name, meta, path, templates)
+            if entry is None and time.monotonic() < deadline:
+                entry = state.entry(name, path)
+            delivery = self.status_of(settings, name) if self.status_of is not None else None
+            statuses = issue_badges(entry.build, delivery) if entry else [CHECKING]
             rows.append({
                 "name": name,
                 "date": date,
-                "subject": issue.subject if issue else "",
-                "file": state.display_path(entry.path),
-                "statuses": self.badges(settings, name, entry.build),
-                "sort": (not special, date or name, name),
+                "subject": meta.subject,
+                "file": meta.file,
+                "statuses": statuses + ([delivery] if delivery and not entry else []),
+                "pending": entry is None,
+                "path": path,
             })
-        rows.sort(key=lambda row: row["sort"], reverse=True)
         return rows
 
+
     async def index(self, request: Request) -> Response:
-        rows = await run_in_threadpool(self.index_rows)
+        rows = await run_in_threadpool(self.index_rows, None, INDEX_BUILD_SECONDS)
+        self.build_later([(row["name"], row["path"]) for row in rows if row["pending"]])
         issues_dir = self.state.display_path(self.state.settings().issues_path)
         return page("index.html", rows=rows, issues_dir=issues_dir, **self.common())
+
+    async def rows(self, request: Request) -> Response:
+        names = set(request.query_params.getlist("name")[:MAX_ROWS])
+        rows = await run_in_threadpool(self.index_rows, names)
+        return page("index-rows.html", rows=rows)
+
+    def build_later(self, issues: list[tuple[str, Path]]) -> None:
+        """Build these issues (name, file) in the background, in this order; each ready row
+        is announced over the live channel (``/_changes``) so that open indexes swap it in."""
+        for name, path in issues:
+            self._waiting.setdefault(name, path)
+        if issues and (self._builder is None or self._builder.done()):
+            self._builder = asyncio.create_task(self._build_waiting())
+
+    async def _build_waiting(self) -> None:
+        ready: list[str] = []
+        announced = asyncio.get_running_loop().time()
+        while self._waiting and not self.state.closing:
+            name = next(iter(self._waiting))
+            path = self._waiting.pop(name)
+            if path.is_file():  # else removed meanwhile: the watcher reloads the index
+                await run_in_threadpool(self.state.entry, name, path)
+                ready.append(name)
+            now = asyncio.get_running_loop().time()
+            if ready and (now - announced >= ANNOUNCE_SECONDS or not self._waiting):
+                self.state.changed(names=ready)
+                ready, announced = [], now
 
     async def issue(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -269,6 +333,7 @@ class PreviewPages:
         preheader = issue.preheader if issue else (rendered.preheader if rendered else None)
         return page(
             "issue.html",
+            issue_page=True,  # its live reload skips changes of other issues
             name=entry.name,
             file=self.state.display_path(entry.path),
             subject=subject,
@@ -337,7 +402,10 @@ class PreviewPages:
         if not waiting.done():  # the page went away: nobody to answer
             waiting.cancel()
             return Response(status_code=204)
-        return JSONResponse({"version": waiting.result()}, headers=NO_STORE)
+        version = waiting.result()
+        # a page from before a restart (a higher version) reloads whole
+        issues = self.state.changed_since(seen) if 0 <= seen <= version else None
+        return JSONResponse({"version": version, "issues": issues}, headers=NO_STORE)
 
     @contextlib.asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
@@ -347,6 +415,8 @@ class PreviewPages:
             yield
         finally:
             stop.set()
+            if self._builder is not None:
+                self._builder.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, timeout=3.0)
 
@@ -361,6 +431,7 @@ def part(settings: Settings, *, status_of: StatusOf | None = None) -> Part:
     routes = [
         Route("/", pages.index, name="preview-index"),
         Route("/_changes", pages.changes, name="preview-changes"),
+        Route("/_rows", pages.rows, name="preview-rows"),
         Route("/issues/{name}/frame", pages.frame, name="preview-frame"),
         Route("/issues/{name}", pages.issue, name="preview-issue"),
         *preview_links.routes(state),  # "Check links", /media/

@@ -2,12 +2,16 @@
 and the changes the watcher saw (``newsletter.web.preview`` serves them).
 
 Builds are cached by the files' state, so a page is always current even without the
-watcher; the watcher only wakes the open pages.
+watcher; the watcher only wakes the open pages. The index lists issues from their front
+matter alone (``Meta``, cached by the file's state), so that hundreds of issues list at
+once; their builds follow in the background. Every change is logged with the issues it
+concerns (``changed_since``), so an open index replaces only the rows that changed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import hashlib
@@ -23,6 +27,7 @@ from watchfiles import Change, awatch
 
 from newsletter.authoring.build import Build, build_file
 from newsletter.authoring.model import Finding, Severity
+from newsletter.authoring.parse import read_issue_fields
 from newsletter.authoring.project import issue_files
 from newsletter.authoring.render import Rendered
 from newsletter.authoring.slugs import file_slug
@@ -32,6 +37,7 @@ from newsletter.errors import NewsletterError
 
 log = logging.getLogger("newsletter.preview")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,150}")
+CHANGE_LOG = 2000  # changes remembered by issue; an older page reloads whole
 
 
 # -- builds, cached by the state of the files they depend on ------------------------------
@@ -62,6 +68,25 @@ class Entry:
     def stale(self) -> bool:
         """True when the page shows an older render than the file's current text."""
         return self.build.rendered is None and self.good is not None
+
+
+@dataclass(frozen=True)
+class Meta:
+    """What the index shows of an issue before it is built: its front matter's values."""
+
+    date: dt.date | None
+    subject: str
+    file: str  # the path shown, relative to the project
+    signature: tuple  # the file's state when read
+
+
+def read_meta(path: Path, signature: tuple, file: str) -> Meta:
+    try:
+        fields = read_issue_fields(path.read_text(encoding="utf-8"), str(path))
+    except (OSError, UnicodeDecodeError, ValueError):
+        fields = None
+    fields = fields or {}
+    return Meta(fields.get("date"), fields.get("subject") or "", file, signature)
 
 
 def _stat(path: Path) -> tuple:
@@ -101,6 +126,10 @@ class PreviewState:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.closing = False
         self._touched: dict[str, int] = {}  # issue path -> changes seen by the watcher
+        # (version, issue names it concerns, or None: anything, e.g. a template or settings)
+        self._log: collections.deque[tuple[int, frozenset[str] | None]] = collections.deque(
+            maxlen=CHANGE_LOG)
+        self._meta: dict[str, Meta] = {}
         self._entries: dict[str, Entry] = {}
         self._good: dict[str, Good] = {}
         self._lock = threading.RLock()
@@ -144,16 +173,37 @@ class PreviewState:
             )
         return path
 
-    def entry(self, name: str) -> Entry:
-        """The (cached) build of an issue and its last good render."""
-        path = self.path_of(name)
+    def meta(self, path: Path) -> Meta:
+        """The issue's front-matter values, re-read only when the file changed."""
+        signature = _stat(path)
+        cached = self._meta.get(str(path))
+        if cached is not None and cached.signature == signature:
+            return cached
+        meta = self._meta[str(path)] = read_meta(path, signature, self.display_path(path))
+        return meta
+
+    def templates_signature(self) -> tuple:
+        return _folder_signature(self.settings().templates_path)
+
+    def _signature(self, path: Path, templates: tuple, stat: tuple | None = None) -> tuple:
+        stat = _stat(path) if stat is None else stat
+        return (stat, self._touched.get(str(path), 0), self._config_signature, templates)
+
+    def built(self, name: str, meta: Meta, path: Path, templates: tuple) -> Entry | None:
+        """The issue's build if one is cached and current (``meta``: the file as just
+        seen), without building it."""
+        cached = self._entries.get(name)
+        if cached is None or cached.path != path:
+            return None
+        current = cached.signature == self._signature(path, templates, meta.signature)
+        return cached if current else None
+
+    def entry(self, name: str, path: Path | None = None) -> Entry:
+        """The (cached) build of an issue and its last good render; ``path``: the issue's
+        file as ``issues()`` just listed it (saves listing them again)."""
+        path = self.path_of(name) if path is None else path
         settings = self.settings()
-        signature = (
-            _stat(path),
-            self._touched.get(str(path), 0),
-            self._config_signature,
-            _folder_signature(settings.templates_path),
-        )
+        signature = self._signature(path, _folder_signature(settings.templates_path))
         with self._lock:
             cached = self._entries.get(name)
             if cached is not None and cached.signature == signature and cached.path == path:
@@ -177,13 +227,38 @@ class PreviewState:
 
     # -- change notification -------------------------------------------------------------
 
-    def changed(self, paths: list[str] | None = None) -> None:
-        """Record a change (from the watcher) and wake every waiting page."""
+    def changed(self, paths: list[str] | None = None, names: list[str] | None = None) -> None:
+        """Record a change (files from the watcher, or issues whose build is now ready) and
+        wake every waiting page."""
         for path in paths or []:
             self._touched[path] = self._touched.get(path, 0) + 1
+        concerns = self._issue_names(paths) if paths is not None else None
+        if names is not None:
+            concerns = (concerns or frozenset()) | frozenset(names)
         self.version += 1
+        self._log.append((self.version, concerns))
         woken, self._woken = self._woken, asyncio.Event()
         woken.set()
+
+    def _issue_names(self, paths: list[str]) -> frozenset[str] | None:
+        """The issues the changed files are, or None when one is anything else."""
+        folder = self.settings().issues_path
+        issues = (f"{folder}/", f"{folder.resolve()}/")
+        names = set()
+        for path in paths:
+            if not (path.endswith(".md") and path.startswith(issues)):
+                return None
+            names.add(file_slug(Path(path)))
+        return frozenset(names)
+
+    def changed_since(self, version: int) -> list[str] | None:
+        """The issues concerned by the changes after ``version``; None: reload everything."""
+        if version >= self.version:
+            return []
+        changes = [names for number, names in self._log if number > version]
+        if len(changes) < self.version - version or any(n is None for n in changes):
+            return None
+        return sorted(set().union(*changes))  # type: ignore[arg-type]
 
     async def wait(self, version: int, timeout: float) -> int:
         """Wait until the version differs from ``version`` (or ``timeout`` seconds)."""
