@@ -123,7 +123,7 @@ def test_disk_full_during_a_send_then_resume_sends_each_once(
 ) -> None:
     seed(load_settings(project), 20_000).dispose()
     # room for the send (its stored copy, tracked links and first snapshot chunk) and a
-    # part of its recipients\' records: the disk fills half way through
+    # part of its recipients' records: the disk fills half way through
     disk_full(120)
     code, out, err = run("send", ISSUE, "--list", "daily", "--yes")
     one_line_error(code, err, "the disk is full", "run the same command again")
