@@ -58,10 +58,13 @@ SELECT subscriber_id, email, name, seq FROM send_recipients
 WHERE send_id = :send AND status = 'pending' ORDER BY seq LIMIT :size""",
     # PostgreSQL: other workers claim at the same time; SKIP LOCKED gives each its own
     # rows. A MATERIALIZED CTE picks and locks exactly :size rows once (a LIMIT subquery
-    # in a semi-join may be re-run per row, claiming far more).
+    # in a semi-join may be re-run per row, claiming far more). The claim index is on
+    # rows in no batch (``batch_id IS NULL``: migration 0012), so that recording the
+    # answer later changes no indexed column (a HOT update).
     "postgresql": """
 WITH picked AS MATERIALIZED (
-    SELECT seq FROM send_recipients WHERE send_id = :send AND status = 'pending'
+    SELECT seq FROM send_recipients
+    WHERE send_id = :send AND batch_id IS NULL AND status = 'pending'
     ORDER BY seq LIMIT :size FOR UPDATE SKIP LOCKED)
 UPDATE send_recipients AS r SET status = 'sending', batch_id = :batch, updated_at = :now
 FROM picked WHERE r.send_id = :send AND r.seq = picked.seq
