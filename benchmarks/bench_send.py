@@ -173,6 +173,7 @@ def send_phase(url: str, count: int, workers: int, project: Path, journal: bool 
         process = ctx.Process(target=run_send,
                               args=(url, count, each, child, str(project), journal, share))
         process.start()
+        child.close()  # the child's end: its death is then an EOFError here, not a hang
         children.append((process, parent))
     results = []
     for process, parent in children:
@@ -255,7 +256,12 @@ def snapshot_phase(project: Path) -> dict:
     parent, child = ctx.Pipe()
     process = ctx.Process(target=_snapshot_alone, args=(str(project), child))
     process.start()
-    result = parent.recv()
+    child.close()
+    try:
+        result = parent.recv()
+    except EOFError:
+        process.join()
+        raise SystemExit(f"(s) failed (exit code {process.exitcode})") from None
     process.join()
     return result
 
