@@ -74,3 +74,41 @@ def test_changes_during_the_snapshot(project) -> None:
     assert result.total == 22
     emails = {r.email for r in ledger.recipients(engine, send.id, ledger.STATUSES, limit=None)}
     assert "new@example.com" not in emails and "r20@example.com" not in emails
+
+
+@pytest.mark.postgres
+def test_two_processes_share_a_send_mid_snapshot(tmp_path: Path, monkeypatch) -> None:
+    """Two runners (as two processes would) share a send whose snapshot is still being
+    copied: each paces the snapshot by its own claims, so when one takes the rows the
+    other copied, both used to wait for each other forever. It finishes, each once."""
+    import threading
+
+    monkeypatch.setattr(sending, "FIRST_CHUNK", 4)
+    monkeypatch.setattr(runner, "SNAPSHOT_CHUNK", 5)
+    monkeypatch.setattr(runner.SendRunner, "__init__", _small_batches(runner.SendRunner.__init__))
+    with pg_database() as url:
+        settings = make_project(tmp_path / "p", url)
+        engine = seed(settings, 150)
+        try:
+            send = _start(settings, engine)
+            runs = [threading.Thread(target=sending.run, args=(engine, settings, send.id),
+                                     kwargs={"backend": "outbox", "workers": 1}, daemon=True)
+                    for _ in range(2)]
+            for run in runs:
+                run.start()
+            for run in runs:
+                run.join(timeout=120)
+            assert not any(run.is_alive() for run in runs), "the two runners stalled"
+            result = ledger.get_send(engine, send.id)
+            assert (result.total, result.counts) == (150, {"sent": 150})
+            assert _outbox(settings, send.id) == sorted(
+                f"{send.id}-{n}.eml" for n in range(1, 151))
+        finally:
+            engine.dispose()
+
+
+def _small_batches(init):
+    def patched(self, *args, **kwargs) -> None:
+        init(self, *args, **kwargs)
+        self.batch_size = 3  # claims of 3 rows against chunks of 5: the runners interleave
+    return patched

@@ -49,6 +49,28 @@ def claimed_rows(rows: list[tuple]) -> list[ClaimedRow]:
     return list(map(tuple.__new__, repeat(ClaimedRow, len(rows)), rows))
 
 
+# PostgreSQL: a claim (and the answer before it) is one statement, one round trip. Other
+# workers claim at the same time; SKIP LOCKED gives each its own rows. A MATERIALIZED CTE
+# picks and locks exactly :size rows once (a LIMIT subquery in a semi-join may be re-run
+# per row, claiming far more). The claim index is on rows in no batch (``batch_id IS
+# NULL``, migration 0015), so that recording the answer later changes no indexed column
+# (a HOT update). The batch row is inserted only when rows were picked, with their count
+# as its size; the heartbeat rides along. Data-modifying CTEs all run, on disjoint rows
+# (the answered ones are 'sending', the picked ones pending), in one transaction.
+_PG_CLAIM = """
+beat AS (UPDATE send_workers SET heartbeat_at = :now WHERE id = :worker),
+picked AS MATERIALIZED (
+    SELECT seq FROM send_recipients
+    WHERE send_id = :send AND batch_id IS NULL AND status = 'pending'
+    ORDER BY seq LIMIT :size FOR UPDATE SKIP LOCKED),
+batch AS (
+    INSERT INTO send_batches (send_id, worker_id, status, size, claimed_at)
+    SELECT :send, :worker, 'sending', count(*), :now FROM picked HAVING count(*) > 0
+    RETURNING id)
+UPDATE send_recipients AS r SET status = 'sending', batch_id = batch.id, updated_at = :now
+FROM picked, batch WHERE r.send_id = :send AND r.seq = picked.seq
+RETURNING r.subscriber_id, r.email, r.name, r.seq, batch.id"""
+
 _PICK = {
     # SQLite: the transaction holds the database's write lock (BEGIN IMMEDIATE), so the
     # first :size pending rows are read, then marked as one seq range: a pending row
@@ -56,16 +78,8 @@ _PICK = {
     "sqlite": """
 SELECT subscriber_id, email, name, seq FROM send_recipients
 WHERE send_id = :send AND status = 'pending' ORDER BY seq LIMIT :size""",
-    # PostgreSQL: other workers claim at the same time; SKIP LOCKED gives each its own
-    # rows. A MATERIALIZED CTE picks and locks exactly :size rows once (a LIMIT subquery
-    # in a semi-join may be re-run per row, claiming far more).
-    "postgresql": """
-WITH picked AS MATERIALIZED (
-    SELECT seq FROM send_recipients WHERE send_id = :send AND status = 'pending'
-    ORDER BY seq LIMIT :size FOR UPDATE SKIP LOCKED)
-UPDATE send_recipients AS r SET status = 'sending', batch_id = :batch, updated_at = :now
-FROM picked WHERE r.send_id = :send AND r.seq = picked.seq
-RETURNING r.subscriber_id, r.email, r.name, r.seq""",
+    # PostgreSQL: one statement, the rows with the new batch's id last (see above).
+    "postgresql": "WITH" + _PG_CLAIM,
 }
 # No recipient is checked again here. A row becomes pending only where the rule of
 # ``audience.receiving`` was asked (the snapshot, ``requeue.reopen``); a subscriber who
@@ -93,6 +107,16 @@ WHERE send_id = :send AND seq BETWEEN :low AND :high AND batch_id = :batch
   AND status = 'sending'"""
 
 
+_PG_ANSWERED = """
+answered AS (
+    UPDATE send_recipients SET status = :status, reason = :reason, provider_id = :provider,
+        attempts = attempts + 1, updated_at = :now
+    WHERE send_id = :send AND seq BETWEEN :low AND :high AND batch_id = :answered
+      AND status = 'sending'),
+finished AS (
+    UPDATE send_batches SET status = 'done', finished_at = :now WHERE id = :answered),"""
+
+
 def _dialect_sql(sql: str, dialect: str) -> str:
     """``:name`` parameters (sqlite3's named style) as psycopg's ``%(name)s``."""
     if dialect == "postgresql":
@@ -117,6 +141,8 @@ class _Statements:
         self.beat = sql(_BEAT)
         self.each = sql(_EACH)
         self.rest = sql(_REST)
+        self.pg_claim = sql(_PICK["postgresql"])
+        self.pg_record_and_claim = sql("WITH" + _PG_ANSWERED + _PG_CLAIM)
 
     def stamp(self, now: dt.datetime) -> object:
         """``now`` as the driver should store it (as SQLAlchemy stores a DateTime)."""
@@ -216,8 +242,37 @@ def record_and_claim(
     now = utcnow()
     statements = _statements(engine)
     with write_transaction(engine) as conn:
+        if statements.dialect == "postgresql" and not answer.each and answer.rest is not None:
+            verdict = answer.rest  # one answer for the whole batch: all in one statement
+            return _claim_pg(conn, statements.pg_record_and_claim, {
+                "send": send.id, "worker": worker_id, "size": size, "now": now,
+                "answered": batch_id, "low": answer.low, "high": answer.high,
+                "status": verdict.status, **_verdict_text(verdict)})
         _record(conn, statements, send.id, batch_id, answer, now)
         return _claim(conn, statements, send, worker_id, size, now)
+
+
+def _verdict_text(verdict: Verdict) -> dict[str, str | None]:
+    """The reason and provider id as stored: bounded, an empty reason as NULL."""
+    return {"reason": (verdict.reason or None) and verdict.reason[:2000],
+            "provider": verdict.provider_id and verdict.provider_id[:200]}
+
+
+def _claim_pg(conn: sa.Connection, statement: str, params: dict
+              ) -> tuple[int, list[ClaimedRow]] | None:
+    """Run one of the PostgreSQL claim statements: the batch id and its rows in seq
+    order, or None when nothing was pending."""
+    cursor = _cursor(conn)
+    try:
+        cursor.execute(statement, params)
+        found = cursor.fetchall()
+    finally:
+        cursor.close()
+    if not found:
+        return None
+    rows = claimed_rows([r[:-1] for r in found])
+    rows.sort(key=_by_seq)
+    return found[0][-1], rows
 
 
 def _cursor(conn: sa.Connection):  # the driver's cursor, inside conn's transaction
@@ -228,6 +283,9 @@ def _claim(
     conn: sa.Connection, sql: _Statements, send: SendInfo, worker_id: str, size: int,
     now: dt.datetime,
 ) -> tuple[int, list[ClaimedRow]] | None:
+    if sql.dialect == "postgresql":
+        return _claim_pg(conn, sql.pg_claim, {"send": send.id, "worker": worker_id,
+                                              "size": size, "now": now})
     stamp = sql.stamp(now)
     cursor = _cursor(conn)
     try:
@@ -240,13 +298,10 @@ def _claim(
         if not rows:
             cursor.execute(sql.batch_empty, {"batch": batch_id})
             return None
-        if sql.dialect == "sqlite":
-            params.update(low=rows[0].seq, high=rows[-1].seq)
-            cursor.execute(sql.mark, params)
-            if cursor.rowcount != len(rows):  # the write lock makes this impossible
-                raise RuntimeError(f"claimed {cursor.rowcount} rows, expected {len(rows)}")
-        else:
-            rows.sort(key=_by_seq)
+        params.update(low=rows[0].seq, high=rows[-1].seq)
+        cursor.execute(sql.mark, params)
+        if cursor.rowcount != len(rows):  # the write lock makes this impossible
+            raise RuntimeError(f"claimed {cursor.rowcount} rows, expected {len(rows)}")
         if len(rows) != size:
             cursor.execute(sql.batch_claimed, {"batch": batch_id, "size": len(rows)})
         cursor.execute(sql.beat, {"worker": worker_id, "now": stamp})
@@ -281,10 +336,7 @@ def _record(conn: sa.Connection, sql: _Statements, send_id: int, batch_id: int,
             verdict = answer.rest
             cursor.execute(sql.rest, {
                 "send": send_id, "batch": batch_id, "low": answer.low, "high": answer.high,
-                "status": verdict.status,
-                "reason": (verdict.reason or None) and verdict.reason[:2000],
-                "provider": verdict.provider_id and verdict.provider_id[:200], "now": stamp,
-            })
+                "status": verdict.status, "now": stamp, **_verdict_text(verdict)})
         cursor.execute(sql.batch_done, {"batch": batch_id, "now": stamp})
     finally:
         cursor.close()

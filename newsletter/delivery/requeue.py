@@ -76,7 +76,8 @@ def reopen(conn: sa.Connection, send_id: int, where: Sequence[sa.ColumnElement[b
             r.update().where(*where, why.is_not(None))
             .values(status="skipped", reason=why, updated_at=now).returning(r.c.reason)
         ).scalars()))
-    pending = conn.execute(r.update().where(*where).values(status="pending", updated_at=now)
+    pending = conn.execute(r.update().where(*where).values(status="pending", batch_id=None,
+                                                            updated_at=now)
                            ).rowcount
     return Requeued(pending, skipped)
 

@@ -219,6 +219,10 @@ class SendRunner:
             if not still_open or self.stop.is_set():
                 return None
             with self._grown:
+                # Nothing pending: whatever this process counted as ahead was claimed (by
+                # another process sharing the send), so the snapshot must copy more now.
+                self._ahead = 0
+                self._grown.notify_all()
                 self._grown.wait_for(
                     lambda seen=seen: self._chunks != seen or self.stop.is_set(), timeout=1.0)
 
