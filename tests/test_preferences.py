@@ -163,6 +163,25 @@ def test_lists_and_name(site: Site) -> None:
     assert get_subscriber(site.engine, "r1@example.com").name == "Ann Bcc: x@evil.example"
 
 
+def test_public_lists_are_offered_and_can_be_joined(site: Site) -> None:
+    """A list the newsroom makes public (``public_lists``) is offered to every reader, as
+    the sign-up form offers it; ticking it joins it. A private list they were never on is
+    not shown."""
+    create_list(site.engine, "weekend", description="The weekend long reads")
+    create_list(site.engine, "staff", description="Internal")
+    site.settings.public_lists = ["daily", "weekend"]
+    url = site.url("r2@example.com")
+    page = site.get(url)
+    assert "The weekend long reads" in page.text and "Internal" not in page.text
+    with site.engine.connect() as conn:
+        ids = dict(conn.execute(sa.text("SELECT name, id FROM lists")).all())
+    assert site.form(url, "lists", list=[str(ids["daily"]), str(ids["weekend"]),
+                                         str(ids["staff"])]).status_code == 200
+    sub = get_subscriber(site.engine, "r2@example.com")
+    lists = {m.list_name: m.status for m in subscriber_lists(site.engine, sub.id)}
+    assert lists == {"daily": "subscribed", "weekend": "subscribed"}  # not 'staff'
+
+
 def test_download_my_data(site: Site) -> None:
     _send(site)
     answer = site.form(site.url("r2@example.com"), "download")

@@ -6,8 +6,8 @@ names; nothing here checks tokens. Every status and membership change goes throu
 ``newsletter subscribers remove`` does.
 
 - ``overview``: address, name, pause and the lists offered: those the subscriber is or
-  was on (a membership row, subscribed or not; the lists the newsroom makes public join
-  them once lists have that notion).
+  was on (a membership row, subscribed or not) and the lists the newsroom makes public
+  (``public_lists``, as the sign-up form offers them).
 - ``choose_lists``: subscribe to the ticked lists among those offered, unsubscribe from
   the others. Ticking a list one left is the person's own explicit choice, so it counts
   as a resubscribe to that list; it needs a globally active address all the same.
@@ -21,6 +21,7 @@ names; nothing here checks tokens. Every status and membership change goes throu
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,8 +69,8 @@ class Overview:
         return self.status == "active"
 
 
-def overview(engine: Engine, subscriber_id: int, *, now: dt.datetime | None = None
-             ) -> Overview | None:
+def overview(engine: Engine, subscriber_id: int, *, now: dt.datetime | None = None,
+             public: Sequence[str] = ()) -> Overview | None:
     """What the page shows; None when there is no such subscriber (erased)."""
     with engine.connect() as conn:
         row = conn.execute(sa.select(subscribers).where(subscribers.c.id == subscriber_id)
@@ -77,25 +78,31 @@ def overview(engine: Engine, subscriber_id: int, *, now: dt.datetime | None = No
         if row is None:
             return None
         choices = [ListChoice(r.id, r.name, r.description, r.status == "subscribed")
-                   for r in conn.execute(_offered(subscriber_id))]
+                   for r in conn.execute(_offered(subscriber_id, public))]
     paused = aware(row.paused_until)
     if paused is not None and paused <= (now or utcnow()):
         paused = None
     return Overview(row.id, row.email, row.name, row.status, paused, choices)
 
 
-def _offered(subscriber_id: int) -> sa.Select:
+def _offered(subscriber_id: int, public: Sequence[str] = ()) -> sa.Select:
+    """The lists offered, with the subscriber's membership status (None: never on it)."""
+    mine = sa.and_(memberships.c.list_id == lists.c.id,
+                   memberships.c.subscriber_id == subscriber_id)
     return (sa.select(lists.c.id, lists.c.name, lists.c.description, memberships.c.status)
-            .join(memberships, memberships.c.list_id == lists.c.id)
-            .where(memberships.c.subscriber_id == subscriber_id).order_by(lists.c.name))
+            .outerjoin(memberships, mine)
+            .where(sa.or_(memberships.c.subscriber_id.is_not(None),
+                          lists.c.name.in_(list(public))))
+            .order_by(lists.c.name))
 
 
-def choose_lists(engine: Engine, subscriber_id: int, wanted: set[int]) -> tuple[int, int]:
+def choose_lists(engine: Engine, subscriber_id: int, wanted: set[int],
+                 public: Sequence[str] = ()) -> tuple[int, int]:
     """Subscribe to the offered lists in ``wanted``, unsubscribe from the other offered
     ones; ids that are not offered are ignored. Returns (joined, left)."""
     joined = left = 0
     with transaction(engine) as conn:
-        for row in conn.execute(_offered(subscriber_id)).all():
+        for row in conn.execute(_offered(subscriber_id, public)).all():
             if row.id in wanted and row.status != "subscribed":
                 joined += status_changes.change(
                     conn, subscriber_id, "subscribed", WHY, list_id=row.id, resubscribe=True)

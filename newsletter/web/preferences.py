@@ -90,7 +90,8 @@ class Centre:
 
     async def show(self, token: str, subscriber_id: int, notice: str | None = None
                    ) -> Response:
-        view = await run_in_threadpool(preferences.overview, self.engine, subscriber_id)
+        view = await run_in_threadpool(preferences.overview, self.engine, subscriber_id,
+                                       public=self.settings.public_lists)
         if view is None:
             return self.invalid()
         return self.page("preferences.html", view=view, notice=notice,
@@ -126,7 +127,8 @@ class Centre:
         action, engine = (form.get("action") or [""])[0], self.engine
         if action == "lists":
             wanted = {int(v) for v in form.get("list", []) if v.isdigit()}
-            await run_in_threadpool(preferences.choose_lists, engine, subscriber_id, wanted)
+            await run_in_threadpool(preferences.choose_lists, engine, subscriber_id, wanted,
+                                    self.settings.public_lists)
             return await self.show(token, subscriber_id, "Your lists are saved.")
         if action == "pause" and (weeks := _weeks(form)) is not None:
             until = await run_in_threadpool(preferences.pause, engine, subscriber_id, weeks)
