@@ -197,8 +197,13 @@ class SendRunner:
                                                       answer, worker_id, self.batch_size)
                     if kept is not None:
                         kept.recorded()
-                    if claimed is None and self._snapshot_open:
-                        claimed = self._claim(worker_id)  # waits for the next chunk
+                    if claimed is None:
+                        # Nothing pending as that statement saw it: the snapshot may have
+                        # committed its last chunk while it ran (or be about to), so ask
+                        # again in a fresh statement (``_claim`` waits for the next chunk
+                        # while the snapshot is open, and returns None only once it is
+                        # closed and nothing is pending).
+                        claimed = self._claim(worker_id)
                     elif claimed is not None:
                         self._claimed(len(claimed[1]))
                 self._count(answer, len(recipients))
