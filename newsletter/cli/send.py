@@ -211,15 +211,7 @@ def _subject_plan(prepared, subjects: tuple[str, ...], share: str | None,
     if subjects and not real:
         fail("--subject sets up a real send's subject test; --test-to and --dry-run use the "
              "issue's subject: leave out --subject", 2)
-    chosen = (variants.check_subjects(subjects) if subjects
-              else prepared.subject_variants if real else [])
-    if not chosen:
-        if share is not None or after is not None:
-            fail("--test-share and --decide-after need a subject test: give two to four "
-                 "--subject options, or subject_variants in the issue's front matter", 2)
-        return None
-    return variants.Plan(chosen, variants.parse_share(share or "20%"),
-                         variants.parse_after(after or "20m"))
+    return variants.plan_for(prepared.subject_variants if real else [], subjects, share, after)
 
 
 def _send_issue(engine, settings, prepared, list_name: str, addresses: list[str], *,
