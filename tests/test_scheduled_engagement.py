@@ -18,43 +18,34 @@ import re
 import signal
 import time
 import warnings
-from collections import Counter
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from newsletter.db.tables import schedules, send_recipients
-from newsletter.delivery import ledger, variants
+from newsletter.delivery import variants
 from newsletter.feedback import clicks
 from newsletter.web import create_app
 
 from .sendtools import make_project, pg_database, run_cli, seed
 from .smtpserver import SMTPTestServer
-from .test_clicks_e2e import LINKED, TRACKED
-from .test_subject_tests import Worker
+from .test_clicks_e2e import TRACKED, linked_issue
+from .test_subject_tests import RECIPIENTS, Worker, each_reader_one_variant_once
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from starlette.testclient import TestClient
 
-FIXTURE = Path(__file__).parent / "fixtures" / "typical-issue.md"
 SUBJECTS = ["The port strike, week two", "Five numbers on winter heating",
             "The vote that could split a coalition"]
-RECIPIENTS = 120  # 30%: 36 in the test, 12 per variant; 84 get the winner
 
 
 def _issue(project: Path) -> str:
     """The typical issue (links in a Hard Numbers and a Watching item too) with three
     subject variants in its front matter."""
-    text = FIXTURE.read_text("utf-8")
-    for old, new in LINKED.items():
-        text = text.replace(old, new)
-    variants_yaml = "subject_variants:\n" + "".join(f"  - {s}\n" for s in SUBJECTS)
-    text = text.replace("date: 2026-12-03\n", "date: 2026-12-03\n" + variants_yaml, 1)
-    path = project / "issues" / "2026-12-03.md"
-    path.write_text(text, encoding="utf-8")
-    return str(path)
+    front = "subject_variants:\n" + "".join(f"  - {s}\n" for s in SUBJECTS)
+    return str(linked_issue(project, front))
 
 
 def _wait(what: str, check, worker: Worker, timeout: float = 120) -> None:  # noqa: ANN001
@@ -124,17 +115,7 @@ def test_a_scheduled_subject_test_each_reader_one_variant_once_winner_by_human_c
         finally:
             worker.stop()
         assert decided["winner"] == "B"
-        with engine.connect() as conn:
-            variant_of = dict(conn.execute(
-                sa.select(send_recipients.c.email, send_recipients.c.variant)
-                .where(send_recipients.c.send_id == send_id)).all())
-        wanted = dict(zip("ABC", SUBJECTS, strict=True)) | {"winner": SUBJECTS[1]}
-        assert Counter(smtp.counts.values()) == Counter({1: RECIPIENTS})  # one each, once
-        assert {email: str(smtp.parsed(email)[0]["Subject"]) for email in variant_of} == {
-            email: wanted[v] for email, v in variant_of.items()}
-        assert Counter(variant_of.values()) == {"A": 12, "B": 12, "C": 12, "winner": 84}
-        finished = ledger.get_send(engine, send_id)
-        assert finished.status == "finished" and finished.counts == {"sent": RECIPIENTS}
+        variant_of = each_reader_one_variant_once(engine, smtp, send_id, SUBJECTS, "B")
         report = variants.ab_report(engine, send_id)
         assert [(v.variant, v.sent, v.clickers) for v in report.variants] == [
             ("A", 12, 3), ("B", 12, 6), ("C", 12, 2)]

@@ -18,7 +18,7 @@ from newsletter.web import create_app
 
 from .sendtools import make_project, seed
 from .smtpserver import SMTPTestServer
-from .test_clicks_e2e import FIXTURE, LINKED
+from .test_clicks_e2e import LINKED, linked_issue
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -40,11 +40,7 @@ def test_a_list_in_untracked_lists_gets_plain_links_the_other_tracked_ones(
             "smtp_url": smtp.url, "track_opens": True, "untracked_lists": ["newsroom"]})
         engine = seed(settings, 3, "daily")  # r1..r3
         seed(settings, 3, "newsroom", domain="newsroom.example.com").dispose()  # r4..r6
-        issue = FIXTURE.read_text("utf-8")
-        for old, new in LINKED.items():
-            issue = issue.replace(old, new)
-        path = settings.project_dir / "issues" / "2026-12-03.md"
-        path.write_text(issue, encoding="utf-8")
+        path = linked_issue(settings.project_dir)
         prepared = sending.preflight(settings, path)
         send_ids = {}
         for list_name in ("daily", "newsroom"):

@@ -13,6 +13,7 @@ import click
 
 from ..config import BACKENDS
 from . import get_settings
+from .send import subject_test_options
 
 SUBCOMMANDS = ("list", "cancel", "move", "create")
 
@@ -64,15 +65,7 @@ def schedule_group() -> None:
 @click.option("--local-time", is_flag=True,
               help="Send at that wall-clock time in each subscriber's own time zone.")
 @click.option("--again", is_flag=True, help="Schedule an issue already sent to this list.")
-@click.option("--subject", "subjects", multiple=True,
-              help="A subject test: give 2-4 --subject options (instead of the issue's "
-                   "subject_variants); the first is variant A.")
-@click.option("--test-share", default=None,
-              help="Share of the list that gets the subject test when it is due (default "
-                   "20%).")
-@click.option("--decide-after", default=None,
-              help="How long the test runs before the worker sends the winner to the rest "
-                   "of the list (default 20m; 1m to 24h).")
+@subject_test_options
 @click.pass_context
 def create_cmd(ctx: click.Context, issue: Path, list_name: str, at: str | None, tz: str | None,
                backend: str | None, local_time: bool, again: bool, subjects: tuple[str, ...],

@@ -108,6 +108,24 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
+def subject_test_options(command):  # noqa: ANN001, ANN201  (a click command)
+    """``--subject``, ``--test-share``, ``--decide-after``: a subject test, for ``send``
+    and ``schedule`` alike (``delivery.variants.plan_for`` reads them)."""
+    for option in reversed([
+        click.option("--subject", "subjects", multiple=True,
+                     help="A subject test: give 2-4 --subject options (instead of the "
+                          "issue's subject_variants); the first is variant A."),
+        click.option("--test-share", default=None,
+                     help="Share of the list that gets the subject test, split equally "
+                          "between the variants at random (default 20%)."),
+        click.option("--decide-after", default=None,
+                     help="How long the test runs before `newsletter worker` sends the "
+                          "winner to the rest of the list (default 20m; 1m to 24h)."),
+    ]):
+        command = option(command)
+    return command
+
+
 # long: a parameter per option, then the dispatch between its modes, each a helper
 @click.command("send")
 @click.argument("issue", required=False, type=click.Path(dir_okay=False, path_type=Path))
@@ -128,15 +146,7 @@ def _stop_on_signals() -> threading.Event:
 @click.option("--resend-uncertain", is_flag=True,
               help="Resend the recipients whose outcome is unknown: of the latest send of "
                    "ISSUE to --list (finished or not), or with --resume ID.")
-@click.option("--subject", "subjects", multiple=True,
-              help="A subject test: give 2-4 --subject options (instead of the issue's "
-                   "subject_variants); the first is variant A.")
-@click.option("--test-share", default=None,
-              help="Share of the list that gets the subject test, split equally between "
-                   "the variants at random (default 20%).")
-@click.option("--decide-after", default=None,
-              help="How long the test runs before `newsletter worker` sends the winner to "
-                   "the rest of the list (default 20m; 1m to 24h).")
+@subject_test_options
 @click.pass_context
 def send_cmd(ctx: click.Context, issue: Path | None, list_name: str | None, backend: str | None,
              dry_run: bool, sample: Path | None, test_to: str | None, workers: int | None,

@@ -217,31 +217,20 @@ def schedule_issue(
     test_share: str | None = None,
     decide_after: str | None = None,
 ) -> Planned:
-    """Check the issue and configuration now and store the schedule.
-
-    A subject test (``subjects``, else the issue's ``subject_variants``; ``test_share``,
-    ``decide_after``: as ``newsletter send`` takes them) is kept with the schedule; the
-    worker runs it when the send is due."""
+    """Check the issue and configuration now and store the schedule. A subject test
+    (``subjects``, else the issue's ``subject_variants``; ``test_share``, ``decide_after``
+    as ``newsletter send`` takes them) is kept with it; the worker runs it when due."""
+    from newsletter.delivery import sending, variants
     from newsletter.delivery.backends import get_backend
 
     path = Path(issue_path)
-    from newsletter.delivery import sending, variants
-
     prepared = sending.preflight(settings, path, backend=backend)
     plan = variants.plan_for(prepared.subject_variants, subjects, test_share, decide_after)
-    if plan is not None and local_time:
-        raise UsageError(
-            f"{path}: a subject test sends the winner to the whole rest of the list at once; "
-            "--local-time sends in waves through the day: schedule it at one time, or "
-            "remove subject_variants (or --subject) to send it in local time")
     mailing_list = get_list(engine, list_name)
     get_backend(settings, backend)  # the backend's own settings (URL, key) are checked now
     when, source, other = resolve_time(settings, path, at, tz)
-    if local_time and when.fixed:
-        raise UsageError(
-            "--local-time needs a wall-clock time such as '2026-12-01 06:00', not one with "
-            "an offset: it is sent at that time in each subscriber's own zone"
-        )
+    if local_time:
+        _local_time_allowed(path, plan, when)
     now = clock.now()
     waves = wave_plan(engine, mailing_list.id, when.wall, when.zone) if local_time else []
     first = waves[0][0] if waves else when.due_at
@@ -272,6 +261,20 @@ def schedule_issue(
         ).scalar_one()
     return Planned(get_schedule(engine, schedule_id), when, source, other, waves,
                    prepared.warnings, plan)
+
+
+def _local_time_allowed(path: Path, plan: variants.Plan | None, when: When) -> None:
+    """A --local-time schedule needs a wall-clock time and no subject test."""
+    if when.fixed:
+        raise UsageError(
+            "--local-time needs a wall-clock time such as '2026-12-01 06:00', not one with "
+            "an offset: it is sent at that time in each subscriber's own zone"
+        )
+    if plan is not None:
+        raise UsageError(
+            f"{path}: a subject test sends the winner to the whole rest of the list at once; "
+            "--local-time sends in waves through the day: schedule it at one time, or "
+            "remove subject_variants (or --subject) to send it in local time")
 
 
 def _scheduled_same(conn: sa.Connection, settings: Settings, list_name: str, stored: str,
