@@ -166,3 +166,56 @@ def _click(settings, engine: sa.Engine, send_id: int, smtp: SMTPTestServer  # no
                     assert client.head(url, follow_redirects=False).status_code == 302
     # the app's click writer has written every click when the client closed
     return {links[lead].section: 6, links[numbers].section: 3, links[story].section: 2}
+
+
+# -- the options, as stored ----------------------------------------------------------------
+
+
+def _at() -> str:
+    return (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).strftime("%Y-%m-%d 06:00")
+
+
+def test_schedule_keeps_the_subject_test_options_the_worker_will_use(tmp_path: Path) -> None:
+    from newsletter.errors import UsageError
+    from newsletter.scheduling import schedules as lib
+
+    settings = make_project(tmp_path / "p")
+    engine = seed(settings, 3)
+    plain = settings.project_dir / "issues" / "2026-11-24.md"
+    given = lib.schedule_issue(engine, settings, plain, "daily", at=_at(),
+                               subjects=["One way", "Another way"], decide_after="1h30m")
+    assert given.schedule.subject_test == {"subjects": ["One way", "Another way"],
+                                           "share": 0.2, "after_seconds": 5400}
+    # when due: --subject wins over whatever the issue says then
+    plan = variants.plan_of_stored(given.schedule.subject_test, SUBJECTS)
+    assert (plan.subjects, plan.share, plan.after) == (
+        ["One way", "Another way"], 0.2, dt.timedelta(minutes=90))
+    lib.cancel(engine, given.schedule.id)
+
+    issue = _issue(settings.project_dir)
+    front = lib.schedule_issue(engine, settings, issue, "daily", at=_at())
+    assert front.schedule.subject_test == {"subjects": None, "share": 0.2,
+                                           "after_seconds": 1200}
+    assert front.subject_test is not None and front.subject_test.subjects == SUBJECTS
+    # the front matter's subjects are read when it is due: a late fix goes out
+    fixed = [*SUBJECTS[:2], "The coalition vote"]
+    assert variants.plan_of_stored(front.schedule.subject_test, fixed).subjects == fixed
+    assert variants.plan_of_stored(front.schedule.subject_test, []) is None
+    lib.cancel(engine, front.schedule.id)
+
+    with pytest.raises(UsageError, match="--local-time sends in waves"):
+        lib.schedule_issue(engine, settings, issue, "daily", at=_at(), local_time=True)
+    with pytest.raises(UsageError, match="need a subject test"):
+        lib.schedule_issue(engine, settings, plain, "daily", at=_at(), test_share="30%")
+    with pytest.raises(UsageError, match="2 to 4 subjects"):
+        lib.schedule_issue(engine, settings, plain, "daily", at=_at(), subjects=["Only"])
+    engine.dispose()
+
+
+def test_schedule_cli_refuses_a_bad_test_in_one_line(tmp_path: Path) -> None:
+    settings = make_project(tmp_path / "p")
+    seed(settings, 3).dispose()
+    bad = run_cli(settings.project_dir, "schedule", "issues/2026-11-24.md", "--list", "daily",
+                  "--at", _at(), "--subject", "A", "--subject", "B", "--decide-after", "2d")
+    assert bad.returncode == 2 and "--decide-after '2d'" in bad.stderr
+    assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
