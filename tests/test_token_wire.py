@@ -149,3 +149,24 @@ def test_the_preference_form_nonce_is_made_alike() -> None:
     token, made = NONCE
     assert nonce(CURRENT, token, DAY) == made
     assert not nonce_ok(CURRENT, token, made)  # a page served on day 20,000 is long stale
+
+
+def test_only_the_canonical_spelling_of_a_token_verifies() -> None:
+    """Each token has one spelling: another last character (stray low bits), padding, the
+    standard alphabet's + and /, or a character outside the alphabet is no token."""
+    import string
+
+    from newsletter import signing
+
+    send, subscriber, idx, token = CLICKS[0]  # it has a "-"
+    signer = ClickSigner(current())
+    others = [token[:-1] + c for c in string.ascii_letters + string.digits + "-_"
+              if c != token[-1]]
+    for bad in [*others, token + "=", token + "==", token.replace("-", "+"), token + "\n",
+                " " + token, token[:5] + "." + token[6:]]:
+        assert signer.verify(bad) is None, bad
+        assert signing.decode(bad, 64) is None or signing.encode(signing.decode(bad, 64)) == bad
+    assert signer.verify(token) == (send, subscriber, idx)
+    unsub = UNSUBSCRIBE[1][2]  # 31 characters: the last one carries 2 stray bits
+    with pytest.raises(tokens.MalformedToken):
+        tokens.verify(unsub[:-1] + "5", current())
