@@ -11,11 +11,11 @@ is made here, the same way:
   to the purpose's tag size (16 bytes, as RFC 4868's HMAC-SHA-256-128; 10 for click and
   open tokens, which must stay short and are worth little to forge). The key's inner and
   outer hash states are prepared once per key and purpose (``Mac``): a tag costs two
-  SHA-256 state copies, about a third of ``hmac.digest``'s set-up per call;
+  SHA-256 state copies, a third of the time of an ``hmac.digest`` call;
 - payloads are **varints** of non-negative integers below 2**63 (``varint``,
   ``read_varints``: only the canonical encoding of each value is accepted, so each value
   has one token);
-- **base64url** without padding (``encode``, ``encode_many``, ``decode``: only the
+- **base64url** without padding (``encode``, ``Mac.sign_many``, ``decode``: only the
   canonical encoding is accepted, never stray low bits or padding);
 - **key rotation** (``KeyRing``): tokens are signed with ``secret_key`` and checked
   against it and every one of ``old_secret_keys``; a token that carries its issue day and
@@ -111,16 +111,6 @@ def encode(raw: bytes) -> str:
         "ascii")
 
 
-def encode_many(raws: Sequence[bytes]) -> list[str]:
-    """``encode`` of each, converted for the whole batch at once ("=" is only ever
-    padding, and " " never base64)."""
-    if not raws:
-        return []
-    b64 = binascii.b2a_base64
-    joined = b" ".join([b64(raw, newline=False) for raw in raws])
-    return joined.translate(_URLSAFE).replace(b"=", b"").decode("ascii").split(" ")
-
-
 # the last character of a canonical encoding has no stray low bits: with 2 (or 3)
 # characters in the last group, only these 4 (or 16) of the 64 can end it
 _LAST = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
@@ -187,6 +177,7 @@ class Mac:
             append(b64(payload + o.digest()[:size], newline=False))
         if not raws:
             return []
+        # base64url for the whole batch at once: "=" is only ever padding, " " never base64
         return b" ".join(raws).translate(_URLSAFE).replace(b"=", b"").decode("ascii").split(" ")
 
 

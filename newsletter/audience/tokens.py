@@ -25,6 +25,10 @@ the ids are only readable, never changeable, without the secret.
 rotation keep working for that period; links signed with the current key never expire.
 Every way a token can be wrong raises a subclass of ``InvalidToken``; its message never
 reveals anything about a subscriber. Tags are compared in constant time.
+
+The HMAC, the encodings, the keys and their rotation are ``newsletter.signing``'s (one
+module for every kind of token); this module lays out these kinds' payloads and says
+which error each problem raises.
 """
 
 from __future__ import annotations
