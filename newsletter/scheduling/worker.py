@@ -224,7 +224,8 @@ class WorkerProcess:
         self._reap()
         self._heartbeat(now)
         self._bounces(now)
-        decisions.decide_due(self.ctx, now)  # first: a released schedule's send resumes below
+        if not self.stop.is_set():  # first: a schedule's send its decision released resumes
+            decisions.decide_due(self.ctx, now)  # below, in this same look
         for info in due.due_schedules(self.engine, now):
             if self.stop.is_set():
                 return
