@@ -13,7 +13,6 @@ models built from these declarations, ``configmodel``) only to convert or refuse
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -394,6 +393,8 @@ def _describe(error: dict[str, Any], toml_text: str, config_file: Path, data: di
     leaf = loc[-1] if loc else "?"
     env_name = _env_name_for(loc)
     if error["type"] == "extra_forbidden":
+        import difflib  # only for this message
+
         section = data
         for part in loc[:-1]:
             section = section.get(part, {}) if isinstance(section, dict) else {}
