@@ -73,33 +73,18 @@ class _LateOptions(sa_util.PopulateDict):  # type: ignore[type-arg]
         for key in list(self._late):
             self[key.partition("_")[0]]
 
-    def __iter__(self) -> Any:
-        self._fill()
-        return super().__iter__()
 
-    def __contains__(self, dialect: object) -> bool:
-        self._fill()
-        return super().__contains__(dialect)
+def _filling(name: str) -> Any:
+    method = getattr(dict, name)
 
-    def __len__(self) -> int:
-        self._fill()
-        return super().__len__()
+    def filled(self: _LateOptions, *args: Any) -> Any:
+        self._fill()  # every dialect's options exist before they are listed or counted
+        return method(self, *args)
+    return filled
 
-    def keys(self) -> Any:
-        self._fill()
-        return super().keys()
 
-    def items(self) -> Any:
-        self._fill()
-        return super().items()
-
-    def values(self) -> Any:
-        self._fill()
-        return super().values()
-
-    def get(self, dialect: str, default: Any = None) -> Any:
-        self._fill()
-        return super().get(dialect, default)
+for _name in ("__iter__", "__contains__", "__len__", "keys", "items", "values", "get"):
+    setattr(_LateOptions, _name, _filling(_name))
 
 
 def _late(index: sa.Index, **options: Any) -> sa.Index:
