@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 _KINDS = {"str": "str", "int": "int", "float": "float", "bool": "bool", "Path": "path",
           "list[str]": "strs", "dict[str, float]": "rates", "dict[str, str]": "levels"}
-_MISSING: Any = object()
+MISSING: Any = object()
 
 
 class Spec:
@@ -35,8 +35,8 @@ class Spec:
 
     __slots__ = ("kind", "optional", "default", "factory", "limits")
 
-    def __init__(self, default: Any = _MISSING, *, default_factory: Callable[[], Any] | None
-                 = None, **limits: Any) -> None:
+    def __init__(self, default: Any = MISSING, *,
+                 default_factory: Callable[[], Any] | None = None, **limits: Any) -> None:
         self.kind: Any = None
         self.optional = False
         self.default = default
@@ -98,9 +98,10 @@ def _take_container(kind: str, value: Any) -> tuple[bool, Any]:
     return ok, {k: float(v) for k, v in value.items()} if ok else value
 
 
-def field(default: Any = _MISSING, *, default_factory: Callable[[], Any] | None = None,
+def field(default: Any = MISSING, *, default_factory: Callable[[], Any] | None = None,
           **limits: Any) -> Any:
-    """A field's default and limits (ge, gt, le, min_length, max_length, pattern)."""
+    """A field's default and limits (ge, gt, le, min_length, max_length, pattern); a field
+    without a default is required."""
     return Spec(default, default_factory=default_factory, **limits)
 
 
@@ -126,13 +127,13 @@ class Values:
         for name, annotation in cls.__dict__.get("__annotations__", {}).items():
             if annotation.startswith("ClassVar"):
                 continue
-            value = cls.__dict__.get(name, _MISSING)
+            value = cls.__dict__.get(name, MISSING)
             spec = value if isinstance(value, Spec) else Spec(value)
             text, _, none = annotation.partition(" | ")
             spec.optional = none == "None"
             spec.kind = _kind(text, scope)
             fields[name] = spec
-            if value is not _MISSING:
+            if value is not MISSING:
                 delattr(cls, name)
         cls.model_fields = fields
         cls.checks = {name: check.__func__ for check in cls.__dict__.values()

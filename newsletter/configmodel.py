@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
-from .configfields import Spec, Values
+from .configfields import MISSING, Spec, Values
 
 _TYPES: dict[str, Any] = {"str": str, "int": int, "float": float, "bool": bool, "path": Path,
                           "strs": list[str], "rates": dict[str, float],
@@ -70,4 +70,6 @@ def _field(spec: Spec) -> Any:
     if spec.factory is not None:
         factory = model(spec.kind) if isinstance(spec.kind, type) else spec.factory
         return Field(default_factory=factory, **spec.limits)
+    if spec.default is MISSING:
+        return Field(**spec.limits)
     return Field(default=spec.default, **spec.limits)
