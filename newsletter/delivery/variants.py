@@ -29,6 +29,7 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
@@ -36,8 +37,10 @@ from ..authoring.subject_variants import LETTERS, variant_problems
 from ..db.tables import send_recipients, sends, subject_tests
 from ..db.transactions import DB, aware, retry_on_conflict, transaction
 from ..errors import UsageError
-from .personalize import MessageTemplate
 from .requeue import reopen
+
+if TYPE_CHECKING:  # (the renderer: `sends show` and `schedule list` need none of it)
+    from .personalize import MessageTemplate
 
 HELD = "held"  # a recipient of the rest of the list, waiting for the decision
 WINNER = "winner"  # their variant: whichever wins

@@ -19,7 +19,6 @@ import sqlalchemy as sa
 
 from newsletter.db.tables import send_recipients, sends, subject_tests
 from newsletter.db.transactions import transaction
-from newsletter.delivery import variants
 
 from .context import WorkerContext
 from .log import event
@@ -28,6 +27,8 @@ from .tables import schedules
 
 def decide_due(ctx: WorkerContext, now: dt.datetime) -> list[int]:
     """Decide every test that is due; the sends it released."""
+    from newsletter.delivery import variants  # here: it loads the renderer (schedule list)
+
     decided = []
     for send_id in variants.due_tests(ctx.engine, now):
         event("subject_test.deciding", send=send_id)
@@ -59,4 +60,6 @@ def to_run(ctx: WorkerContext, *, in_flight_too: bool = False) -> list[int]:
 
 
 def next_decision(ctx: WorkerContext) -> dt.datetime | None:
+    from newsletter.delivery import variants
+
     return variants.next_decision(ctx.engine)
