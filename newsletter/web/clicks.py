@@ -18,6 +18,7 @@ import base64
 import logging
 import queue
 import threading
+from collections import Counter
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -26,31 +27,43 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from newsletter.db.tables import opens, send_links
+from newsletter.db.transactions import transaction
 from newsletter.delivery.tracking import ClickSigner
-from newsletter.feedback import clicks
+from newsletter.feedback import click_journal, clicks
+from newsletter.feedback.click_journal import Journal, Segment
 
 from .public import PublicState, public_page
 
 log = logging.getLogger("newsletter.web")
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 BATCH = 2000  # clicks written per statement at most
+Item = tuple[str, dict, Segment | None]  # kind ("click", "open"), row, its journal file
 _NO_STORE = {"Cache-Control": "no-store, private", "Referrer-Policy": "no-referrer"}
 
 
 class Writer:
-    """Clicks and opens queued by the endpoints, written by one thread in batches."""
+    """Clicks and opens queued by the endpoints, written by one thread in batches; each
+    journaled first (``feedback.click_journal``), so that a crash loses none."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, journal: Journal | None = None) -> None:
         self.engine = engine
-        self._queue: queue.SimpleQueue[tuple[str, dict] | None] = queue.SimpleQueue()
+        self.journal = journal
+        self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._idle = threading.Event()
         self._idle.set()
 
+    def start(self) -> int:
+        """At start-up: store what servers that died left in the journal (rows stored)."""
+        if self.journal is None:
+            return 0
+        return click_journal.replay(self.engine, self.journal.folder)
+
     def put(self, kind: str, row: dict) -> None:
+        segment = self.journal.append(kind, row) if self.journal is not None else None
         self._idle.clear()
-        self._queue.put((kind, row))
+        self._queue.put((kind, row, segment))
         if self._thread is None:
             with self._lock:
                 if self._thread is None:
@@ -58,37 +71,48 @@ class Writer:
                                                     name="click-writer")
                     self._thread.start()
 
-    def _drain(self, first: tuple[str, dict]) -> tuple[list[dict], list[dict], bool]:
+    def _drain(self, first: Item) -> tuple[dict[str, list[dict]], Counter, bool]:
         got: dict[str, list[dict]] = {"click": [], "open": []}
-        got[first[0]].append(first[1])
+        segments: Counter = Counter()
+        item: Item | None = first
         stop = False
-        while len(got["click"]) + len(got["open"]) < BATCH:
+        count = 0
+        while item is not None:
+            got[item[0]].append(item[1])
+            if item[2] is not None:
+                segments[item[2]] += 1
+            count += 1
+            if count >= BATCH:
+                break
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if item is None:
-                stop = True
-                break
-            got[item[0]].append(item[1])
-        return got["click"], got["open"], stop
+            stop = item is None
+        return got, segments, stop
 
-    def _write(self, click_rows: list[dict], open_rows: list[dict]) -> None:
+    def _write(self, got: dict[str, list[dict]], segments: Counter) -> None:
         try:
-            clicks.record_many(self.engine, click_rows)
-            if open_rows:
+            clicks.record_many(self.engine, got["click"])
+            if got["open"]:
                 with self.engine.begin() as conn:
-                    conn.execute(opens.insert(), open_rows)
-        except Exception:  # the database went away: logged; the server keeps redirecting
-            log.exception("could not record %d click(s)", len(click_rows) + len(open_rows))
+                    conn.execute(opens.insert(), got["open"])
+        except Exception:  # the database went away: logged, kept in the journal; the
+            # server keeps redirecting
+            log.exception("could not record %d click(s)", len(got["click"]) + len(got["open"]))
+            if self.journal is not None:
+                self.journal.kept(segments.items())
+            return
+        if self.journal is not None:
+            self.journal.written(segments.items())
 
     def _run(self) -> None:
         while True:
             item = self._queue.get()
             if item is None:
                 break
-            click_rows, open_rows, stop = self._drain(item)
-            self._write(click_rows, open_rows)
+            got, segments, stop = self._drain(item)
+            self._write(got, segments)
             if self._queue.empty():
                 self._idle.set()
             if stop:
@@ -104,6 +128,8 @@ class Writer:
             self._queue.put(None)
             self._thread.join(timeout=30)
             self._thread = None
+        if self.journal is not None:
+            self.journal.close()
 
 
 class Links:
@@ -116,7 +142,7 @@ class Links:
     def url(self, send_id: int, idx: int) -> str | None:
         urls = self._known.get(send_id)
         if urls is None:
-            with self.engine.connect() as conn:
+            with transaction(self.engine, read=True) as conn:  # never waits for a writer
                 rows = conn.execute(sa.select(send_links.c.idx, send_links.c.url)
                                     .where(send_links.c.send_id == send_id)).all()
             urls = {row.idx: row.url for row in rows}
@@ -128,7 +154,8 @@ class Links:
 def routes(state: PublicState) -> tuple[list[BaseRoute], Writer]:
     settings = state.settings
     signer, pixel_signer = ClickSigner(settings), ClickSigner(settings, opens=True)
-    writer, links = Writer(state.engine), Links(state.engine)
+    writer = Writer(state.engine, Journal.open(settings.project_dir))
+    links = Links(state.engine)
     state.click_writer = writer  # type: ignore[attr-defined]
 
     def invalid() -> Response:

@@ -1,0 +1,168 @@
+"""No click lost on a crash: the click journal (feedback/click_journal.py).
+
+A real `newsletter serve` answers clicks while the database cannot take them (a
+transaction of the test holds the clicks table), is killed with SIGKILL, and a new one
+started: every answered click is then in the database exactly once. On SQLite and on
+PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import signal
+import sqlite3
+import stat
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import psycopg
+import sqlalchemy as sa
+
+from newsletter.audience.lists import create_list
+from newsletter.db.tables import clicks, opens
+from newsletter.delivery import ledger, tracking
+from newsletter.feedback import click_journal
+from newsletter.feedback.click_journal import Journal
+
+from .sendtools import make_project, newsletter_cmd
+
+LINKS = 5
+
+
+def _serve(project: Path) -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen(newsletter_cmd(project, "serve", "--port", "0"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = process.stdout.readline()
+    found = re.search(r"http://127\.0\.0\.1:\d+", line)
+    assert found, line + process.stderr.read()
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{found.group(0)}/healthz", timeout=2).status_code == 200:
+                return process, found.group(0)
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "serve did not answer"
+        time.sleep(0.1)
+
+
+def _send(engine: sa.Engine) -> int:
+    list_id = create_list(engine, "daily").id
+    send_id = ledger.create_send(engine, kind="real", issue_path="x.md", issue_slug="x",
+                                 subject="X", list_id=list_id, list_name="daily",
+                                 backend="outbox", html="", text="")
+    tracking.store(engine, send_id, [tracking.TrackedLink(i, f"https://example.org/{i}",
+                                                          "Story") for i in range(LINKS + 1)])
+    return send_id
+
+
+def _stored(engine: sa.Engine) -> Counter:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(clicks.c.subscriber_id, clicks.c.link_idx,
+                                      clicks.c.method)).all()
+    return Counter(tuple(row) for row in rows)
+
+
+def _hold_clicks(engine: sa.Engine):
+    """A driver connection whose open transaction keeps every writer of the clicks table
+    waiting (until its ``rollback``)."""
+    if engine.dialect.name == "sqlite":
+        conn = sqlite3.connect(engine.url.database, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+    else:
+        conn = psycopg.connect(engine.url.set(drivername="postgresql")
+                               .render_as_string(hide_password=False))
+        conn.execute("LOCK TABLE clicks IN EXCLUSIVE MODE")
+    return conn
+
+
+def test_clicks_answered_before_a_kill_9_are_stored_once_after_the_restart(
+        tmp_path: Path, store: sa.Engine, store_url: str) -> None:
+    settings = make_project(tmp_path / "p", store_url)
+    send_id = _send(store)
+    signer = tracking.ClickSigner(settings)
+    wanted = Counter({(sub, 1 + sub % LINKS, "HEAD" if sub % 7 == 0 else "GET"): 1
+                      for sub in range(1, 61)})
+    process, url = _serve(settings.project_dir)
+    holder = _hold_clicks(store)
+    try:
+        with httpx.Client(timeout=10) as client:
+            for sub, idx, method in wanted:
+                answer = client.request(method, f"{url}/c/{signer.sign(send_id, sub, idx)}")
+                assert answer.status_code == 302
+                assert answer.headers["location"] == f"https://example.org/{idx}"
+        assert holder.execute("SELECT count(*) FROM clicks").fetchone()[0] == 0
+        journals = list(click_journal.folder_for(settings.project_dir).glob("*.clicks"))
+        assert len(journals) == 1 and stat.S_IMODE(journals[0].stat().st_mode) == 0o600
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        holder.rollback()
+        holder.close()
+    assert _stored(store) == Counter(), "the killed server wrote clicks: nothing was at stake"
+    process, url = _serve(settings.project_dir)  # its start-up stores what the journal kept
+    try:
+        assert _stored(store) == wanted
+        assert list(click_journal.folder_for(settings.project_dir).glob("*.clicks")) == []
+        answer = httpx.get(f"{url}/c/{signer.sign(send_id, 99, 2)}", timeout=10)
+        assert answer.status_code == 302
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=20)
+    assert "Traceback" not in err
+    assert _stored(store) == wanted + Counter({(99, 2, "GET"): 1})
+    assert list(click_journal.folder_for(settings.project_dir).glob("*.clicks")) == []
+
+
+def test_a_replay_stores_what_is_missing_once_however_often_it_runs(
+        tmp_path: Path, store: sa.Engine) -> None:
+    """A server that died after its batch was committed and before its journal was
+    emptied: the replay stores only the clicks not in the database yet."""
+    at = dt.datetime(2026, 11, 30, 6, 0, 0, 123456, tzinfo=dt.UTC)
+    rows = [("click", {"send_id": 3, "subscriber_id": sub, "link_idx": 1, "method": "GET",
+                       "clicked_at": at + dt.timedelta(microseconds=sub)})
+            for sub in range(1, 5)]
+    rows.append(("open", {"send_id": 3, "subscriber_id": 1, "opened_at": at}))
+    journal = Journal(tmp_path / "clicks")
+    for kind, row in rows:
+        journal.append(kind, row)
+    with store.begin() as conn:  # the first two clicks made it, the rest did not
+        conn.execute(clicks.insert(), [row for _, row in rows[:2]])
+    fd = journal._current.fd
+    os.close(os.dup(fd))
+    assert click_journal.replay(store, tmp_path / "clicks") == 0, "its owner is alive"
+    os.close(fd)  # the owner dies: its lock goes, its file stays
+    assert click_journal.replay(store, tmp_path / "clicks") == 3
+    assert click_journal.replay(store, tmp_path / "clicks") == 0
+    with store.connect() as conn:
+        got = conn.execute(sa.select(clicks.c.subscriber_id, clicks.c.clicked_at)
+                           .order_by(clicks.c.subscriber_id)).all()
+        opened = conn.execute(sa.select(sa.func.count()).select_from(opens)).scalar_one()
+    assert [(sub, stamp.replace(tzinfo=dt.UTC) if stamp.tzinfo is None else stamp)
+            for sub, stamp in got] == [(row["subscriber_id"], row["clicked_at"])
+                                       for kind, row in rows if kind == "click"]
+    assert opened == 1
+    assert list((tmp_path / "clicks").iterdir()) == []
+
+
+def test_the_journal_is_emptied_once_its_clicks_are_written(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "clicks")
+    row = {"send_id": 1, "subscriber_id": 2, "link_idx": 3, "method": "HEAD",
+           "clicked_at": dt.datetime.now(dt.UTC)}
+    first = journal.append("click", row)
+    second = journal.append("click", row)
+    assert first is second and first.path.read_bytes().count(b"\n") == 2
+    assert click_journal.decode(first.path.read_bytes().splitlines()[0]) == ("click", row)
+    journal.written([(first, 1)])
+    assert first.path.stat().st_size > 0, "one click is not written yet"
+    journal.written([(first, 1)])
+    assert first.path.stat().st_size == 0
+    journal.close()
+    assert list((tmp_path / "clicks").iterdir()) == []
