@@ -3,6 +3,7 @@
     python benchmarks/bench_clicks.py                  # 3 rounds, 10,000 clicks a phase
     python benchmarks/bench_clicks.py --rounds 5 --clicks 20000 --workers 2
     python benchmarks/bench_clicks.py --rate 3000      # the open-loop phase's offered rate
+    python benchmarks/bench_clicks.py --baseline ../main  # and another tree's serve, too
 
 A real `newsletter serve` process (uvicorn, ``--workers``) on 127.0.0.1 against a fresh
 PostgreSQL database answers ``GET /c/TOKEN`` for signed tokens (random subscribers of a
@@ -23,7 +24,9 @@ four phases, interleaved so that both servers see the same machine load:
 (c) zero lost: after each of our phases the database must hold exactly one row per
     answered click (waited for up to 30 s: clicks are written after the answer).
 
-Medians over rounds of each figure, side by side, with the server's CPU time per click
+With ``--baseline DIR`` a third server, `newsletter serve` of the code in DIR on the
+same database, takes its turn after ours in every phase (lost clicks are checked for it
+too). Medians over rounds of each figure, side by side, with the server's CPU time per click
 (user + system, its workers included: less load-bound than wall time). The load
 generator (benchmarks/loadgen.py: one asyncio loop on raw streams) shares the two cores
 with the servers and PostgreSQL, and with whatever else runs: the figures are a floor.
@@ -144,36 +147,41 @@ class Rounds:
 
 
 def run_rounds(args: argparse.Namespace, folder: Path, url: str, rounds: Rounds) -> None:
-    engine, requests = prepare(folder, url, args.clicks * args.rounds * 2 + 400)
-    ours = loadgen.Server.serve(folder, args.workers)
-    bare = loadgen.Server(["-c", BARE])
+    engine, requests = prepare(folder, url, args.clicks * args.rounds * 4 + 800)
+    servers = {"bare 302": loadgen.Server(["-c", BARE]),
+               "ours /c/": loadgen.Server.serve(folder, args.workers)}
+    if args.baseline:
+        servers["baseline /c/"] = loadgen.Server.serve(folder, args.workers, args.baseline)
     bare_requests = [loadgen.get("/c/x")] * args.clicks
     loads = []
     try:
-        loadgen.closed_loop(ours.port, requests[-400:], 20)  # warm: links cached
-        loadgen.closed_loop(bare.port, bare_requests[:400], 20)
-        expected = stored(engine, 400)
+        for name, server in servers.items():  # warm: links cached
+            loadgen.closed_loop(server.port, bare_requests[:400] if name == "bare 302"
+                                else [requests.pop() for _ in range(400)], 20)
+        expected = stored(engine, 400 * (len(servers) - 1))
         for n in range(args.rounds):
-            batch = requests[2 * n * args.clicks:(2 * n + 2) * args.clicks]
-            for label, run, extra, chunk in (
-                    ("saturation", loadgen.closed_loop, (args.clients,), batch[:args.clicks]),
-                    ("open loop", loadgen.open_loop, (args.clients, args.rate),
-                     batch[args.clicks:])):
-                result, cpu = phase(bare, run, bare_requests, *extra)
-                rounds.add(f"bare 302, {label}", result, cpu, None)
-                result, cpu = phase(ours, run, chunk, *extra)
-                expected += result.statuses.get(302, 0)
-                lost = expected - stored(engine, expected)
-                rounds.add(f"ours /c/, {label}", result, cpu, lost)
-                expected -= lost
+            for label, run, extra in (("saturation", loadgen.closed_loop, (args.clients,)),
+                                      ("open loop", loadgen.open_loop,
+                                       (args.clients, args.rate))):
+                for name, server in servers.items():
+                    if name == "bare 302":
+                        rounds.add(f"{name}, {label}", *phase(server, run, bare_requests,
+                                                              *extra), None)
+                        continue
+                    chunk = [requests.pop() for _ in range(args.clicks)]
+                    result, cpu = phase(server, run, chunk, *extra)
+                    expected += result.statuses.get(302, 0)
+                    lost = expected - stored(engine, expected)
+                    rounds.add(f"{name}, {label}", result, cpu, lost)
+                    expected -= lost
             loads.append(os.getloadavg()[0])
             print(f"round {n + 1}: " + "; ".join(
                 f"{name} {rows[-1]['rate']:,.0f}/s p99 {rows[-1]['p99']:.1f} ms"
                 for name, rows in rounds.rows.items()) + f"; load {loads[-1]:.1f}",
                 flush=True)
     finally:
-        ours.stop()
-        bare.stop()
+        for server in servers.values():
+            server.stop()
         engine.dispose()
     args.loads = loads
 
@@ -186,6 +194,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2000.0,
                         help="offered clicks/s of the open-loop phase, in all")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--baseline", type=Path,
+                        help="also another tree's `newsletter serve` (say, a worktree of main)")
     args = parser.parse_args()
     rounds = Rounds()
     with loadgen.scratch_database("newsletter_bench_clicks") as url, \

@@ -68,10 +68,10 @@ class Server:
     ``http://127.0.0.1:PORT``, on its first line and answers ``/healthz``), until
     ``stop``; ``Server.serve`` is `newsletter serve --port 0` of a project."""
 
-    def __init__(self, command: Sequence[str]) -> None:
+    def __init__(self, command: Sequence[str], tree: Path = REPO) -> None:
         self.process = subprocess.Popen(
             [sys.executable, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)})
+            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(tree)})
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
@@ -90,9 +90,10 @@ class Server:
         raise SystemExit("server did not answer /healthz")
 
     @classmethod
-    def serve(cls, project: Path, workers: int = 1) -> Server:
+    def serve(cls, project: Path, workers: int = 1, tree: Path = REPO) -> Server:
+        """`newsletter serve` of ``project``, the code of ``tree`` (default: this one)."""
         return cls(["-m", "newsletter", "--project", str(project), "serve", "--port", "0",
-                    "--workers", str(workers)])
+                    "--workers", str(workers)], tree)
 
     @property
     def cpu(self) -> float:

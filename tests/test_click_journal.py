@@ -16,6 +16,7 @@ import sqlite3
 import stat
 import subprocess
 import time
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -24,12 +25,18 @@ import psycopg
 import sqlalchemy as sa
 
 from newsletter.audience.lists import create_list
-from newsletter.db.tables import clicks, opens
+from newsletter.db.connect import open_store
+from newsletter.db.tables import clicks, opens, send_links
 from newsletter.delivery import ledger, tracking
 from newsletter.feedback import click_journal
 from newsletter.feedback.click_journal import Journal
+from newsletter.web import create_app
 
 from .sendtools import make_project, newsletter_cmd
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from starlette.testclient import TestClient
 
 LINKS = 5
 
@@ -166,3 +173,28 @@ def test_the_journal_is_emptied_once_its_clicks_are_written(tmp_path: Path) -> N
     assert first.path.stat().st_size == 0
     journal.close()
     assert list((tmp_path / "clicks").iterdir()) == []
+
+
+def test_a_link_with_spaces_or_letters_beyond_ascii_redirects_percent_encoded(
+        tmp_path: Path) -> None:
+    """The Location header carries ASCII only: the rest is percent-encoded as UTF-8, as
+    a browser would (it was a 503 for a letter beyond Latin-1), and the click counts."""
+    settings = make_project(tmp_path / "p")
+    engine = open_store(settings)
+    send_id = _send(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.update(send_links).where(send_links.c.send_id == send_id,
+                                                 send_links.c.idx == 2)
+                     .values(url="https://example.org/Łódź café?q=a b"))
+    token = tracking.ClickSigner(settings).sign(send_id, 7, 2)
+    app = create_app(settings, preview=False, public=True)
+    with TestClient(app, base_url="https://sendtest.news") as client:
+        answer = client.get(f"/c/{token}", follow_redirects=False)
+        assert answer.status_code == 302
+        assert answer.headers["location"] == ("https://example.org/%C5%81%C3%B3d%C5%BA%20"
+                                               "caf%C3%A9?q=a%20b")
+        assert answer.headers["cache-control"] == "no-store, private"
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        app.state.parts[0].state.click_writer.flush()
+    assert _stored(engine) == Counter({(7, 2, "GET"): 1})
+    engine.dispose()

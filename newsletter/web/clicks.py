@@ -17,8 +17,11 @@ from __future__ import annotations
 import base64
 import logging
 import queue
+import re
 import threading
+import time
 from collections import Counter
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -37,8 +40,15 @@ from .public import PublicState, public_page
 log = logging.getLogger("newsletter.web")
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 BATCH = 2000  # clicks written per statement at most
+# seconds the writer waits after a first click for more (each is in the journal): a
+# batch a twentieth of a second long, not a statement per click, and the writer thread
+# away from the event loop's GIL in between
+LINGER = 0.05
 Item = tuple[str, dict, Segment | None]  # kind ("click", "open"), row, its journal file
 _NO_STORE = {"Cache-Control": "no-store, private", "Referrer-Policy": "no-referrer"}
+_REDIRECT = [(name.lower().encode(), value.encode()) for name, value in _NO_STORE.items()
+             ] + [(b"content-length", b"0")]
+_UNSAFE = re.compile(r"[^\x21-\x7e]+")
 
 
 class Writer:
@@ -111,6 +121,7 @@ class Writer:
             item = self._queue.get()
             if item is None:
                 break
+            time.sleep(LINGER)
             got, segments, stop = self._drain(item)
             self._write(got, segments)
             if self._queue.empty():
@@ -132,23 +143,46 @@ class Writer:
             self.journal.close()
 
 
+RawHeaders = list[tuple[bytes, bytes]]
+
+
+def location(url: str) -> bytes:
+    """A link's URL as a ``Location`` value: anything but printable ASCII (spaces,
+    accented letters, control characters) percent-encoded as UTF-8, as browsers do."""
+    return _UNSAFE.sub(lambda m: quote(m.group(), safe=""), url).encode("ascii")
+
+
+class Redirect(Response):
+    """A 302 with headers made once per link (``Links.redirect``), shared by its
+    answers (the security headers are added to a copy)."""
+
+    def __init__(self, raw_headers: RawHeaders) -> None:  # no super(): nothing to build
+        self.status_code = 302
+        self.body = b""
+        self.background = None
+        self.raw_headers = raw_headers
+
+
 class Links:
-    """Each send's original URLs by link index, read once per send and kept."""
+    """Each send's original URLs by link index, read once per send and kept, with the
+    headers of their redirects."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._known: dict[int, dict[int, str]] = {}
+        self._known: dict[int, dict[int, RawHeaders]] = {}
 
-    def url(self, send_id: int, idx: int) -> str | None:
-        urls = self._known.get(send_id)
-        if urls is None:
+    def redirect(self, send_id: int, idx: int) -> RawHeaders | None:
+        """The raw headers of link ``idx``'s 302; None for a link not known."""
+        headers = self._known.get(send_id)
+        if headers is None:
             with transaction(self.engine, read=True) as conn:  # never waits for a writer
                 rows = conn.execute(sa.select(send_links.c.idx, send_links.c.url)
                                     .where(send_links.c.send_id == send_id)).all()
-            urls = {row.idx: row.url for row in rows}
-            if urls:  # a send not known yet may be created in a moment: asked again then
-                self._known[send_id] = urls
-        return urls.get(idx)
+            headers = {row.idx: [(b"location", location(row.url)), *_REDIRECT]
+                       for row in rows}
+            if headers:  # a send not known yet may be created in a moment: asked again then
+                self._known[send_id] = headers
+        return headers.get(idx)
 
 
 def routes(state: PublicState) -> tuple[list[BaseRoute], Writer]:
@@ -166,14 +200,14 @@ def routes(state: PublicState) -> tuple[list[BaseRoute], Writer]:
         if found is None:
             return invalid()
         send_id, subscriber_id, idx = found
-        url = links.url(send_id, idx)
-        if url is None:
+        headers = links.redirect(send_id, idx)
+        if headers is None:
             return invalid()
         if subscriber_id:
             writer.put("click", {"send_id": send_id, "subscriber_id": subscriber_id,
                                  "link_idx": idx, "method": request.method,
                                  "clicked_at": clicks.now()})
-        return Response(status_code=302, headers={"Location": url, **_NO_STORE})
+        return Redirect(headers)
 
     async def pixel(request: Request) -> Response:
         found = pixel_signer.verify(request.path_params["token"])
