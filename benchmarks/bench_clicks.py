@@ -1,7 +1,7 @@
 """The tracked-link redirect under load: `newsletter serve` on PostgreSQL, loopback only.
 
     python benchmarks/bench_clicks.py                  # 3 rounds, 10,000 clicks a phase
-    python benchmarks/bench_clicks.py --rounds 5 --clicks 20000 --workers 2
+    python benchmarks/bench_clicks.py --rounds 5 --clicks 20000 --workers 1 2
     python benchmarks/bench_clicks.py --rate 3000      # the open-loop phase's offered rate
     python benchmarks/bench_clicks.py --baseline ../main  # and another tree's serve, too
 
@@ -24,10 +24,12 @@ four phases, interleaved so that both servers see the same machine load:
 (c) zero lost: after each of our phases the database must hold exactly one row per
     answered click (waited for up to 30 s: clicks are written after the answer).
 
-With ``--baseline DIR`` a third server, `newsletter serve` of the code in DIR on the
-same database, takes its turn after ours in every phase (lost clicks are checked for it
-too). Medians over rounds of each figure, side by side, with the server's CPU time per click
-(user + system, its workers included: less load-bound than wall time). The load
+With ``--workers 1 2`` one server per worker count, side by side (the targets are
+judged on the first). With ``--baseline DIR`` another server, `newsletter serve` of the
+code in DIR on the same database, takes its turn after ours in every phase (its lost
+clicks are checked too). Medians over rounds of each figure, side by side, with the
+server's CPU time per click (user + system, its workers included: less load-bound than
+wall time, though it grows as throughput falls: fewer requests per event-loop turn). The load
 generator (benchmarks/loadgen.py: one asyncio loop on raw streams) shares the two cores
 with the servers and PostgreSQL, and with whatever else runs: the figures are a floor.
 """
@@ -135,7 +137,7 @@ class Rounds:
         med = {k: statistics.median(r[k] for r in rows)
                for k in ("rate", "p50", "p99", "max", "cpu")}
         lost = "-" if rows[0]["lost"] is None else str(sum(r["lost"] for r in rows))
-        return (f"{name:28}  {med['rate']:>9,.0f}  {med['p50']:>7.1f}  {med['p99']:>7.1f}  "
+        return (f"{name:34}  {med['rate']:>9,.0f}  {med['p50']:>7.1f}  {med['p99']:>7.1f}  "
                 f"{med['max']:>7.1f}  {med['cpu']:>7.0f}  {lost:>5}")
 
     def median(self, name: str, key: str) -> float:
@@ -146,12 +148,17 @@ class Rounds:
                    for rows in self.rows.values() for r in rows if r["lost"] is not None)
 
 
+def ours(args: argparse.Namespace, workers: int) -> str:
+    return "ours /c/" + (f" {workers} worker(s)" if len(args.workers) > 1 else "")
+
+
 def run_rounds(args: argparse.Namespace, folder: Path, url: str, rounds: Rounds) -> None:
     engine, requests = prepare(folder, url, args.clicks * args.rounds * 4 + 800)
-    servers = {"bare 302": loadgen.Server(["-c", BARE]),
-               "ours /c/": loadgen.Server.serve(folder, args.workers)}
+    servers = {"bare 302": loadgen.Server(["-c", BARE])}
+    for workers in args.workers:
+        servers[ours(args, workers)] = loadgen.Server.serve(folder, workers)
     if args.baseline:
-        servers["baseline /c/"] = loadgen.Server.serve(folder, args.workers, args.baseline)
+        servers["baseline /c/"] = loadgen.Server.serve(folder, args.workers[0], args.baseline)
     bare_requests = [loadgen.get("/c/x")] * args.clicks
     loads = []
     try:
@@ -193,7 +200,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=200, help="concurrent connections")
     parser.add_argument("--rate", type=float, default=2000.0,
                         help="offered clicks/s of the open-loop phase, in all")
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1],
+                        help="serve --workers; several: one server each, side by side")
     parser.add_argument("--baseline", type=Path,
                         help="also another tree's `newsletter serve` (say, a worktree of main)")
     args = parser.parse_args()
@@ -202,18 +210,19 @@ def main() -> None:
             tempfile.TemporaryDirectory() as tmp:
         run_rounds(args, Path(tmp) / "bench", url, rounds)
     print(f"\nGET /c/TOKEN, PostgreSQL, {args.clients} connections, medians of {args.rounds} "
-          f"rounds of {args.clicks:,} clicks a phase, serve --workers {args.workers}, "
+          f"rounds of {args.clicks:,} clicks a phase, serve --workers {' and '.join(map(str, args.workers))}, "
           f"{os.cpu_count()} cores shared by client, servers and database, load average "
           f"{min(args.loads):.1f}-{max(args.loads):.1f}")
-    print(f"{'':28}  {'clicks/s':>9}  {'p50 ms':>7}  {'p99 ms':>7}  {'max ms':>7}  "
+    print(f"{'':34}  {'clicks/s':>9}  {'p50 ms':>7}  {'p99 ms':>7}  {'max ms':>7}  "
           f"{'CPU µs':>7}  {'lost':>5}")
     for name in rounds.rows:
         print(rounds.line(name))
-    sat = rounds.median("ours /c/, saturation", "rate")
-    p99 = rounds.median("ours /c/, open loop", "p99")
+    first = ours(args, args.workers[0])
+    sat = rounds.median(f"{first}, saturation", "rate")
+    p99 = rounds.median(f"{first}, open loop", "p99")
     print(f"ours / ceiling at saturation: "
           f"{sat / rounds.median('bare 302, saturation', 'rate'):.2f}; CPU per click "
-          f"{rounds.median('ours /c/, saturation', 'cpu') / rounds.median('bare 302, saturation', 'cpu'):.2f}x the bare app's")
+          f"{rounds.median(f'{first}, saturation', 'cpu') / rounds.median('bare 302, saturation', 'cpu'):.2f}x the bare app's")
     print(f"target >= 2,000 clicks/s at saturation: {'met' if sat >= 2000 else 'NOT met'} "
           f"({sat:,.0f}); p99 < 50 ms at {args.rate:,.0f}/s offered: "
           f"{'met' if p99 < 50 else 'NOT met'} ({p99:.1f} ms); 0 lost: "
