@@ -41,8 +41,9 @@ with warnings.catch_warnings():
 LINKS = 5
 
 
-def _serve(project: Path) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen(newsletter_cmd(project, "serve", "--port", "0"),
+def _serve(project: Path, workers: int = 1) -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen(newsletter_cmd(project, "serve", "--port", "0",
+                                              "--workers", str(workers)),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = process.stdout.readline()
     found = re.search(r"http://127\.0\.0\.1:\d+", line)
@@ -126,6 +127,54 @@ def test_clicks_answered_before_a_kill_9_are_stored_once_after_the_restart(
     assert "Traceback" not in err
     assert _stored(store) == wanted + Counter({(99, 2, "GET"): 1})
     assert list(click_journal.folder_for(settings.project_dir).glob("*.clicks")) == []
+
+
+def _workers(pid: int) -> list[int]:
+    """The uvicorn worker processes of a `serve --workers N` (its spawned children)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            ppid = (proc / "stat").read_text().rpartition(")")[2].split()[1]
+            command = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if ppid == str(pid) and b"spawn_main" in command:
+            found.append(int(proc.name))
+    return found
+
+
+def test_workers_killed_with_9_are_restarted_and_store_their_clicks(
+        tmp_path: Path, store: sa.Engine, store_url: str) -> None:
+    """`serve --workers 2`: both workers killed while their clicks wait for the
+    database; uvicorn starts new ones, whose start-up stores them, each once."""
+    settings = make_project(tmp_path / "p", store_url)
+    send_id = _send(store)
+    signer = tracking.ClickSigner(settings)
+    wanted = Counter({(sub, 1 + sub % LINKS, "GET"): 1 for sub in range(1, 41)})
+    process, url = _serve(settings.project_dir, workers=2)
+    try:
+        workers = _workers(process.pid)
+        assert len(workers) == 2
+        holder = _hold_clicks(store)
+        try:
+            for sub, idx, _ in wanted:  # a new connection each: both workers take some
+                answer = httpx.get(f"{url}/c/{signer.sign(send_id, sub, idx)}", timeout=10)
+                assert answer.status_code == 302
+            assert holder.execute("SELECT count(*) FROM clicks").fetchone()[0] == 0
+            for pid in workers:
+                os.kill(pid, signal.SIGKILL)
+        finally:
+            holder.rollback()
+            holder.close()
+        deadline = time.monotonic() + 60
+        while _stored(store) != wanted:
+            assert time.monotonic() < deadline, f"stored {_stored(store)}"
+            time.sleep(0.2)
+        assert set(_workers(process.pid)).isdisjoint(workers)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+    assert _stored(store) == wanted
 
 
 def test_a_replay_stores_what_is_missing_once_however_often_it_runs(
