@@ -4,6 +4,7 @@
     python benchmarks/bench_clicks.py --rounds 5 --clicks 20000 --workers 1 2
     python benchmarks/bench_clicks.py --rate 3000      # the open-loop phase's offered rate
     python benchmarks/bench_clicks.py --baseline ../main  # and another tree's serve, too
+    python benchmarks/bench_clicks.py --app 20000      # and each app alone, no HTTP
 
 A real `newsletter serve` process (uvicorn, ``--workers``) on 127.0.0.1 against a fresh
 PostgreSQL database answers ``GET /c/TOKEN`` for signed tokens (random subscribers of a
@@ -24,6 +25,9 @@ four phases, interleaved so that both servers see the same machine load:
 (c) zero lost: after each of our phases the database must hold exactly one row per
     answered click (waited for up to 30 s: clicks are written after the answer).
 
+With ``--app N``, (d): each app alone, N clicks through its ASGI callable in a loop (no
+HTTP, no sockets, in a process of its own, its click writer included): CPU µs per click,
+the part of the cost that is the app's rather than uvicorn's, h11's and the kernel's.
 With ``--workers 1 2`` one server per worker count, side by side (the targets are
 judged on the first). With ``--baseline DIR`` another server, `newsletter serve` of the
 code in DIR on the same database, takes its turn after ours in every phase (its lost
@@ -40,6 +44,7 @@ import argparse
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -78,6 +83,63 @@ sock = listening_socket("127.0.0.1", 0)
 print(f"http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
 uvicorn.Server(server_config(app)).run(sockets=[sock])
 """
+
+# (d) the app alone: the ASGI app called in a loop, no HTTP, no sockets: CPU per request,
+# its click writer's thread included (the clicks are written before the clock stops)
+APP = """
+import asyncio, sys, time
+from pathlib import Path
+project, paths, bare = sys.argv[1], Path(sys.argv[2]).read_text().split(), sys.argv[3] == "bare"
+if bare:
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+    async def click(request):
+        return Response(status_code=302, headers={"Location": "https://example.org/story"})
+    app = Starlette(routes=[Route("/c/{token}", click, methods=["GET", "HEAD"])])
+else:
+    from newsletter.config import load_settings
+    from newsletter.web import create_app
+    app = create_app(load_settings(project), preview=False, public=True)
+
+async def receive():
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+async def drive(paths):
+    codes = {}
+    async def send(message):
+        if message["type"] == "http.response.start":
+            codes[message["status"]] = codes.get(message["status"], 0) + 1
+    for path in paths:
+        await app({"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                   "method": "GET", "scheme": "http", "path": path,
+                   "raw_path": path.encode(), "query_string": b"", "root_path": "",
+                   "headers": [(b"host", b"127.0.0.1")], "client": ("127.0.0.1", 1),
+                   "server": ("127.0.0.1", 80), "state": {}}, receive, send)
+    return codes
+
+asyncio.run(drive(paths[:200]))  # warm: links cached, writer started
+started = time.process_time()
+codes = asyncio.run(drive(paths[200:]))
+if not bare:
+    app.state.parts[0].state.click_writer.flush()
+print((time.process_time() - started) / (len(paths) - 200) * 1e6, codes.get(302, 0) + 200)
+if not bare:
+    app.state.parts[0].state.click_writer.close()
+"""
+
+
+def app_only(project: Path, paths: list[bytes], folder: Path, tree: Path | None
+             ) -> tuple[float, int]:
+    """CPU µs per request of ``tree``'s app (None: the bare one), and the 302s it gave."""
+    listing = folder / "paths.txt"
+    listing.write_text("\n".join(p.split(b" ")[1].decode() for p in paths))
+    done = subprocess.run([sys.executable, "-c", APP, str(project), str(listing),
+                           "bare" if tree is None else "ours"], capture_output=True,
+                          text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(tree or REPO)})
+    cpu, redirected = done.stdout.split()
+    return float(cpu), int(redirected)
 
 
 def stored(engine: sa.Engine, expected: int) -> int:
@@ -132,11 +194,19 @@ class Rounds:
              "max": result.ms(1.0), "cpu": cpu * 1e6, "lost": lost,
              "statuses": result.statuses})
 
+    def add_app(self, name: str, cpu: float, lost: int | None) -> None:
+        nan = float("nan")
+        self.rows.setdefault(name, []).append(
+            {"rate": nan, "p50": nan, "p99": nan, "max": nan, "cpu": cpu, "lost": lost,
+             "statuses": {302: 1}})
+
     def line(self, name: str) -> str:
         rows = self.rows[name]
         med = {k: statistics.median(r[k] for r in rows)
                for k in ("rate", "p50", "p99", "max", "cpu")}
         lost = "-" if rows[0]["lost"] is None else str(sum(r["lost"] for r in rows))
+        if med["rate"] != med["rate"]:  # the app alone: CPU only
+            return f"{name:34}  {'-':>9}  {'-':>7}  {'-':>7}  {'-':>7}  {med['cpu']:>7.1f}  {lost:>5}"
         return (f"{name:34}  {med['rate']:>9,.0f}  {med['p50']:>7.1f}  {med['p99']:>7.1f}  "
                 f"{med['max']:>7.1f}  {med['cpu']:>7.0f}  {lost:>5}")
 
@@ -153,7 +223,8 @@ def ours(args: argparse.Namespace, workers: int) -> str:
 
 
 def run_rounds(args: argparse.Namespace, folder: Path, url: str, rounds: Rounds) -> None:
-    engine, requests = prepare(folder, url, args.clicks * args.rounds * 4 + 800)
+    engine, requests = prepare(folder, url, (args.clicks * 2 + args.app) * args.rounds
+                               * (len(args.workers) + 2) + 1200)  # enough for each server
     servers = {"bare 302": loadgen.Server(["-c", BARE])}
     for workers in args.workers:
         servers[ours(args, workers)] = loadgen.Server.serve(folder, workers)
@@ -181,6 +252,16 @@ def run_rounds(args: argparse.Namespace, folder: Path, url: str, rounds: Rounds)
                     lost = expected - stored(engine, expected)
                     rounds.add(f"{name}, {label}", result, cpu, lost)
                     expected -= lost
+            if args.app:
+                for name in servers:
+                    tree = {"bare 302": None, "baseline /c/": args.baseline}.get(name, REPO)
+                    chunk = [requests.pop() for _ in range(args.app)]
+                    cpu, redirected = app_only(folder, chunk, folder.parent, tree)
+                    if tree is not None:
+                        expected += redirected
+                        lost = expected - stored(engine, expected)
+                        expected -= lost
+                    rounds.add_app(f"{name}, app only", cpu, None if tree is None else lost)
             loads.append(os.getloadavg()[0])
             print(f"round {n + 1}: " + "; ".join(
                 f"{name} {rows[-1]['rate']:,.0f}/s p99 {rows[-1]['p99']:.1f} ms"
@@ -202,6 +283,8 @@ def main() -> None:
                         help="offered clicks/s of the open-loop phase, in all")
     parser.add_argument("--workers", type=int, nargs="+", default=[1],
                         help="serve --workers; several: one server each, side by side")
+    parser.add_argument("--app", type=int, default=0, metavar="N",
+                        help="also (d): N requests through each app alone, no HTTP")
     parser.add_argument("--baseline", type=Path,
                         help="also another tree's `newsletter serve` (say, a worktree of main)")
     args = parser.parse_args()
