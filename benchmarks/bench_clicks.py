@@ -265,6 +265,7 @@ def run_rounds(args: argparse.Namespace, folder: Path, url: str, rounds: Rounds)
             loads.append(os.getloadavg()[0])
             print(f"round {n + 1}: " + "; ".join(
                 f"{name} {rows[-1]['rate']:,.0f}/s p99 {rows[-1]['p99']:.1f} ms"
+                if rows[-1]["rate"] == rows[-1]["rate"] else f"{name} {rows[-1]['cpu']:.1f} µs"
                 for name, rows in rounds.rows.items()) + f"; load {loads[-1]:.1f}",
                 flush=True)
     finally:
