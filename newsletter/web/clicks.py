@@ -2,9 +2,12 @@
 
 ``GET /c/TOKEN`` answers a 302 to the link's original URL at once; ``HEAD`` answers the
 same (scanners check links with HEAD: recorded, flagged by ``feedback.clicks``). The
-click is queued and written after the answer by one writer thread, in batches (one
-INSERT per batch), so a burst of clicks costs the database one statement per batch; the
-queue is written out when the server stops. A token that is not ours in any way (forged,
+click is appended to the process's click journal (``feedback.click_journal``: one
+``os.write``) and queued before the answer, and written after it by one writer thread,
+in batches (what came in ``LINGER`` seconds: one ``COPY`` on PostgreSQL), so a burst of
+clicks costs the database one statement per batch; the queue is written out when the
+server stops, and what a killed server left in its journal is stored by the next one's
+start-up (``Writer.start``). Each link's 302 headers are built once per send. A token that is not ours in any way (forged,
 altered, cut short, or of a send whose links are unknown) gets a plain 400 page that
 names nothing and nobody, and nothing is recorded. Subscriber 0 (a test address) is
 redirected and not recorded.
@@ -68,7 +71,12 @@ class Writer:
         """At start-up: store what servers that died left in the journal (rows stored)."""
         if self.journal is None:
             return 0
-        return click_journal.replay(self.engine, self.journal.folder)
+        try:
+            return click_journal.replay(self.engine, self.journal.folder)
+        except (sa.exc.SQLAlchemyError, OSError) as exc:  # the files stay for the next start
+            log.warning("could not store the clicks left in %s: %s", self.journal.folder,
+                        str(exc).splitlines()[0])
+            return 0
 
     def put(self, kind: str, row: dict) -> None:
         segment = self.journal.append(kind, row) if self.journal is not None else None
