@@ -26,11 +26,14 @@ import sqlalchemy as sa
 
 from newsletter.audience.lists import create_list
 from newsletter.db.connect import open_store
+from newsletter.db.engine import make_engine
+from newsletter.db.schema import ensure_schema
 from newsletter.db.tables import clicks, opens, send_links
 from newsletter.delivery import ledger, tracking
 from newsletter.feedback import click_journal
 from newsletter.feedback.click_journal import Journal
 from newsletter.web import create_app
+from newsletter.web.clicks import Writer
 
 from .sendtools import make_project, newsletter_cmd
 
@@ -246,4 +249,26 @@ def test_a_link_with_spaces_or_letters_beyond_ascii_redirects_percent_encoded(
         assert answer.headers["x-content-type-options"] == "nosniff"
         app.state.parts[0].state.click_writer.flush()
     assert _stored(engine) == Counter({(7, 2, "GET"): 1})
+    engine.dispose()
+
+
+def test_clicks_left_while_the_database_was_away_are_stored_once_it_is_back(
+        tmp_path: Path) -> None:
+    """A server starting while its database cannot take the clicks a dead one left
+    starts all the same, and stores them after its first write that succeeds."""
+    at = dt.datetime(2026, 11, 30, 6, 0, tzinfo=dt.UTC)
+    left = {"send_id": 1, "subscriber_id": 5, "link_idx": 2, "method": "GET", "clicked_at": at}
+    folder = tmp_path / "clicks"
+    dead = Journal(folder)
+    dead.append("click", left)
+    os.close(dead._current.fd)  # the server dies: its lock goes, its file stays
+    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")  # no tables yet
+    writer = Writer(engine, Journal(folder))
+    assert writer.start() == 0
+    ensure_schema(engine)  # the database is back
+    writer.put("click", {**left, "subscriber_id": 6})
+    assert writer.flush()
+    writer.close()
+    assert _stored(engine) == Counter({(5, 2, "GET"): 1, (6, 2, "GET"): 1})
+    assert list(folder.iterdir()) == []
     engine.dispose()

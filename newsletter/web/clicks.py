@@ -61,6 +61,7 @@ class Writer:
     def __init__(self, engine: Engine, journal: Journal | None = None) -> None:
         self.engine = engine
         self.journal = journal
+        self._left = False  # the start-up could not store what dead servers left
         self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -72,11 +73,14 @@ class Writer:
         if self.journal is None:
             return 0
         try:
-            return click_journal.replay(self.engine, self.journal.folder)
-        except (sa.exc.SQLAlchemyError, OSError) as exc:  # the files stay for the next start
+            stored = click_journal.replay(self.engine, self.journal.folder)
+        except (sa.exc.SQLAlchemyError, OSError) as exc:  # tried again after a write
             log.warning("could not store the clicks left in %s: %s", self.journal.folder,
                         str(exc).splitlines()[0])
+            self._left = True
             return 0
+        self._left = False
+        return stored
 
     def put(self, kind: str, row: dict) -> None:
         segment = self.journal.append(kind, row) if self.journal is not None else None
@@ -123,6 +127,8 @@ class Writer:
             return
         if self.journal is not None:
             self.journal.written(segments.items())
+            if self._left:  # the database is back: what dead servers left, now
+                self.start()
 
     def _run(self) -> None:
         while True:
