@@ -7,10 +7,10 @@ click is appended to the process's click journal (``feedback.click_journal``: on
 in batches (what came in ``LINGER`` seconds: one ``COPY`` on PostgreSQL), so a burst of
 clicks costs the database one statement per batch; the queue is written out when the
 server stops, and what a killed server left in its journal is stored by the next one's
-start-up (``Writer.start``). Each link's 302 headers are built once per send. A token that is not ours in any way (forged,
-altered, cut short, or of a send whose links are unknown) gets a plain 400 page that
-names nothing and nobody, and nothing is recorded. Subscriber 0 (a test address) is
-redirected and not recorded.
+start-up (``Writer.start``). Each link's 302 headers are built once per send. A token
+that is not ours in any way (forged, altered, cut short, or of a send whose links are
+unknown) gets a plain 400 page that names nothing and nobody, and nothing is recorded.
+Subscriber 0 (a test address) is redirected and not recorded.
 
 ``GET /o/TOKEN``: a 1x1 transparent GIF (``track_opens``), recorded as an open.
 """

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -63,7 +64,7 @@ _NO_REFERRER = (b"referrer-policy", b"no-referrer")
 _NOTHING_CSP = NOTHING_CSP.encode("latin-1")
 
 
-def _secured(raw, page_csp: bytes) -> list[tuple[bytes, bytes]]:
+def _secured(raw: Iterable[tuple[bytes, bytes]], page_csp: bytes) -> list[tuple[bytes, bytes]]:
     """A response's raw headers (names lower-case, as ASGI has them) with the security
     headers: ``nosniff`` replacing any other value, the referrer policy and the CSP
     unless the response set its own (the page policy for HTML, else ``NOTHING_CSP``).
