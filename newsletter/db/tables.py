@@ -267,6 +267,8 @@ schedules = sa.Table(
     sa.Column("send_id", ID, sa.ForeignKey("sends.id", ondelete="SET NULL"), nullable=True),
     sa.Column("worker_id", sa.String(40), nullable=True),  # the worker process that started it
     sa.Column("waves", JSONType, nullable=True),  # local-time: {"done": [...], "missed": [...]}
+    # the subject test's options ({"subjects", "share", "after_seconds"}; variants.Options)
+    sa.Column("subject_test", JSONType, nullable=True),
     sa.Column("note", sa.Text(), nullable=True),
     sa.Column("created_at", Stamp, nullable=False),
     sa.Column("started_at", Stamp, nullable=True),
