@@ -259,3 +259,13 @@ def test_the_renderer_reads_handlebars_as_ses_does() -> None:
         body, special = sestemplate.handlebars(part, "t")
         values = {"t0": "U", "lb": "{", "bs": "\\"}
         assert render(body, values) == text + "U" + text, text
+
+
+def test_an_oversized_call_is_split(standin: SESStandIn, aws: None) -> None:
+    template = make_template()
+    with backend_for(standin, raw=False) as backend:
+        backend._store(backend.content_for(template))
+        standin.max_bytes = 2500  # 413 for a call of 5 entries; one or two fit
+        results = backend.send_batch(template.messages(recipients(5)))
+    assert all(r.ok for r in results) and standin.statuses[413] >= 1
+    assert len(standin.counts) == 5 and max(standin.counts.values()) == 1
