@@ -105,7 +105,7 @@ def test_calls_of_50_over_one_template_deleted_at_close(project: Path, standin: 
     settings = send_settings(project, backend="ses", ses_region="eu-west-1",
                              ses_endpoint_url=standin.url, ses_configuration_set="newsletter")
     backend = get_backend(settings, workers=2)
-    assert isinstance(backend, SESBackend) and not backend.raw and backend.batch_size == 200
+    assert isinstance(backend, SESBackend) and not backend.raw and backend.batch_size == 500
     template = make_template(project, send_id=55, list_id=6)
     people = recipients(120)
     with backend:

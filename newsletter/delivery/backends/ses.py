@@ -112,7 +112,7 @@ class SESBackend(BackendBase):
         self.concurrency = workers or 8
         self.raw = raw
         # raw: one call per message, the batch only sets what is at stake; bulk: calls of 50
-        self.batch_size = 100 if raw else 4 * MAX_ENTRIES
+        self.batch_size = 100 if raw else 10 * MAX_ENTRIES
         self.writes_mime = raw  # bulk: SES writes the MIME (a raw fallback builds its own)
         self.max_attempts, self.backoff, self.max_wait = max_attempts, backoff, max_wait
         self.sleep = sleep
@@ -413,15 +413,15 @@ class SESBackend(BackendBase):
         results = answer.get("BulkEmailEntryResults") or []
         again: list[tuple[int, Any]] = []
         stop: _Stop = None
+        accepted: list[int] = []
         for k, (i, entry) in enumerate(pending):
             if k >= len(results):
                 done[i] = DeliveryResult(Status.UNCERTAIN, "SES gave no result for this entry")
                 continue
             status = str(results[k].get("Status", ""))
             error = _words(results[k].get("Error") or "")
-            if progress is not None:
-                progress.answered(i, status == "SUCCESS")
             if status == "SUCCESS":
+                accepted.append(i)
                 message_id = str(results[k].get("MessageId") or "") or None
                 done[i] = DeliveryResult(Status.SENT, "", message_id)
             elif status in ENTRY_AGAIN:
@@ -438,6 +438,12 @@ class SESBackend(BackendBase):
                 done[i] = DeliveryResult(Status.PERMANENT, f"{status}: {error}")
             else:  # FAILED, or a status newer than this code: not sent, try later
                 done[i] = DeliveryResult(Status.TEMPORARY, f"{status}: {error}")
+        if progress is not None:  # two journal lines a call, not one per entry
+            taken = set(accepted)
+            refused = [i for i, _ in pending[:len(results)] if i not in taken]
+            for group, ok in ((accepted, True), (refused, False)):
+                if group:
+                    progress.answered_group(group, ok)
         if any(str(r.get("Status")) == "TEMPLATE_NOT_FOUND" for r in results):
             self._store(content, again=True)
         return again, stop
