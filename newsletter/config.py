@@ -107,6 +107,8 @@ class Settings(Values):
     ses_region: str | None = None
     ses_endpoint_url: str | None = None
     ses_configuration_set: str | None = None
+    # "bulk": SendBulkEmail over a stored template per send; "raw": SendEmail per message
+    ses_send_mode: Literal["bulk", "raw"] = "bulk"
     # Postmark (token: POSTMARK_SERVER_TOKEN): API host and the broadcast message stream
     postmark_api_host: str = "https://api.postmarkapp.com"
     postmark_message_stream: str = field(default="broadcast", min_length=1, max_length=100)

@@ -1,4 +1,6 @@
-"""The SES backend: the real boto3 ``sesv2`` client against the local SES v2 stand-in."""
+"""The SES backend's raw path (``SendEmail``, ``ses_send_mode = "raw"``, and the fallback):
+the real boto3 ``sesv2`` client against the local SES v2 stand-in. The bulk path:
+test_backend_ses_bulk.py."""
 
 from __future__ import annotations
 
@@ -40,6 +42,8 @@ def template(project: Path) -> MessageTemplate:
 
 
 def backend_for(ses: SESStandIn, secret: str = SECRET, **kw) -> SESBackend:
+    """A backend on the stand-in: the raw path unless ``raw=False``."""
+    kw.setdefault("raw", True)
     client = boto3.client("sesv2", endpoint_url=ses.url, region_name="eu-west-1",
                           aws_access_key_id=KEY_ID, aws_secret_access_key=secret,
                           config=Config(retries={"mode": "standard", "total_max_attempts": 1},
@@ -52,9 +56,10 @@ def test_raw_message_per_recipient_with_its_own_headers_and_tags(
     project: Path, standin: SESStandIn, template: MessageTemplate, aws: None,
 ) -> None:
     settings = send_settings(project, backend="ses", ses_region="eu-west-1",
-                             ses_endpoint_url=standin.url, ses_configuration_set="newsletter")
+                             ses_endpoint_url=standin.url, ses_configuration_set="newsletter",
+                             ses_send_mode="raw")
     backend = get_backend(settings, workers=3)
-    assert isinstance(backend, SESBackend) and backend.concurrency == 3
+    assert isinstance(backend, SESBackend) and backend.concurrency == 3 and backend.raw
     people = recipients(5)
     messages = template.messages(people)
     with backend:

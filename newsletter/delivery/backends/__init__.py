@@ -4,8 +4,8 @@
 (``settings.backend`` unless ``name`` is given): ``outbox`` writes .eml files,
 ``smtp`` talks to ``settings.smtp_url`` over a pool of persistent connections,
 ``sendgrid`` posts batches of up to 1,000 personalizations to the v3 Mail Send API,
-``ses`` sends each message raw through Amazon SES v2, ``postmark`` posts batches of up to
-500 messages to Postmark's broadcast stream, ``mailgun`` batches of up to 1,000 recipients
+``ses`` sends through Amazon SES v2 (SendBulkEmail, 50 a call, over a stored template),
+``postmark`` posts batches of up to 500 messages to Postmark's broadcast stream, ``mailgun`` batches of up to 1,000 recipients
 with recipient-variables.
 See ``base`` for how the runner calls ``send_batch`` and what each outcome means.
 """
