@@ -50,7 +50,7 @@ from ..db.tables import (
 )
 from ..db.transactions import DB, aware, retry_on_conflict, transaction, utcnow
 from ..errors import SendExists, SendNotFound
-from .claims import write_transaction
+from .claims import count_in_flight, flag_behind, outside_batches, write_transaction
 
 if TYPE_CHECKING:
     from ..authoring.identity import Identity  # not at run time: `sends list` starts faster
@@ -333,6 +333,7 @@ def add_recipients(db: DB, send_id: int, condition: sa.ColumnElement[bool]) -> i
         )
         before = _count(conn, send_id)
         conn.execute(_snapshot(send_id, row.list_id, sa.and_(condition, ~already)))
+        flag_behind(conn, send_id)  # PostgreSQL: those the claim cursor has passed
         after = _count(conn, send_id)
         if after != before:
             conn.execute(sends.update().where(sends.c.id == send_id)
@@ -392,6 +393,7 @@ def get_send(db: DB, send_id: int, *, counts: bool = True) -> SendInfo:
                 .group_by(send_recipients.c.status)
             ).all()
         )
+        count_in_flight(conn, {send_id: per_status})
     return _info(row, per_status)
 
 
@@ -415,6 +417,7 @@ def list_sends(db: DB, *, limit: int = 50) -> list[SendInfo]:
                 .group_by(send_recipients.c.send_id, send_recipients.c.status)
             ):
                 counts[send_id][status] = n
+            count_in_flight(conn, counts)
     return [_info(r, counts[r.id]) for r in rows]
 
 
@@ -531,7 +534,8 @@ def cancel_send(db: DB, send_id: int, *, reason: str = "the send was cancelled")
         skipped = conn.execute(
             send_recipients.update()
             .where(send_recipients.c.send_id == send_id,
-                   send_recipients.c.status.in_(["pending", "held"]))
+                   send_recipients.c.status.in_(["pending", "held"]),
+                   *outside_batches(conn, send_id))  # PostgreSQL: not those in flight
             .values(status="skipped", reason=reason, updated_at=now)
         ).rowcount
         conn.execute(sends.update().where(sends.c.id == send_id, sends.c.status == "sending")
