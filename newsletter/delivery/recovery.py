@@ -93,7 +93,7 @@ def settle_dead_workers(db: DB, send_id: int) -> int:
 def _settle(conn: sa.Connection, send_id: int, batch_id: int,
             marks: journal.Marks | None, now: dt.datetime) -> int:
     """One batch: from its marks, or (None) every recipient still in it uncertain."""
-    in_batch = tuple(batch_rows(conn, send_id, batch_id, skipped=True))
+    in_batch = tuple(batch_rows(conn, send_id, batch_id))
     if marks is None:
         uncertain = conn.execute(send_recipients.update().where(*in_batch).values(
             status="uncertain", reason=UNKNOWN, updated_at=now)).rowcount
