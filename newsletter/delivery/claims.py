@@ -1,9 +1,16 @@
 """Claiming batches of a send's recipients and recording the backend's answers.
 
 The hot path of every send (see ``ledger`` for the states a recipient goes through):
-one transaction marks a batch ``sending`` before the backend is called
-(``claim_batch``), another records its answer (``record_batch``), or both at once
-(``record_and_claim``). ``release_batch`` hands back a batch the backend took none of.
+one transaction claims a batch before the backend is called (``claim_batch``), another
+records its answer (``record_batch``), or both at once (``record_and_claim``).
+``release_batch`` hands back a batch the backend took none of.
+
+SQLite marks the claimed rows ``sending``. PostgreSQL claims by seq range from the send's
+cursor (``send_cursors``) and leaves the rows pending, their seqs in the batch row, so
+that the answer is the only write of a row (migration 0016); a pending row of an open
+batch counts as ``sending`` (``count_in_flight``), and ``batch_rows`` finds a batch's rows
+in flight either way. Rows made pending again behind the cursor are ``requeued`` and
+claimed by a second path, marked ``sending`` as on SQLite.
 """
 
 from __future__ import annotations

@@ -22,9 +22,10 @@ is in a precise state:
 ``held``       a subject test's rest of the list, until the decision (``variants``)
 =============  ==========================================================================
 
-Batches are claimed with ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, so any
-number of workers on any number of machines share a send; on SQLite one process claims
-(``BEGIN IMMEDIATE`` serialises its threads). Workers register in ``send_workers`` and
+Batches are claimed on PostgreSQL by seq range from a per-send cursor whose row lock
+orders the claims (rows in flight stay ``pending`` in the table and are counted as
+``sending``; see ``claims``), so any number of workers on any number of machines share a
+send; on SQLite one process claims (``BEGIN IMMEDIATE`` serialises its threads). Workers register in ``send_workers`` and
 heartbeat; a batch left ``sending`` by a worker whose heartbeat stopped (or whose process
 is gone, on the same host) is reconciled: message by message from the worker's progress
 journal where it can be read, else the whole batch ``uncertain``.
