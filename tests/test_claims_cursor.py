@@ -1,4 +1,4 @@
-"""Claims on both databases, and PostgreSQL's claim cursor (migration 0016).
+"""Claims on both databases, and PostgreSQL's claim cursor (migration 0017).
 
 On PostgreSQL a claim moves the send's cursor past the next pending rows and leaves them
 pending until the answer; rows made pending again behind it (retries, released batches,

@@ -7,7 +7,7 @@ records its answer (``record_batch``), or both at once (``record_and_claim``).
 
 SQLite marks the claimed rows ``sending``. PostgreSQL claims by seq range from the send's
 cursor (``send_cursors``) and leaves the rows pending, their seqs in the batch row, so
-that the answer is the only write of a row (migration 0016); a pending row of an open
+that the answer is the only write of a row (migration 0017); a pending row of an open
 batch counts as ``sending`` (``count_in_flight``), and ``batch_rows`` finds a batch's rows
 in flight either way. Rows made pending again behind the cursor are ``requeued`` and
 claimed by a second path, marked ``sending`` as on SQLite.
@@ -57,7 +57,7 @@ def claimed_rows(rows: list[tuple]) -> list[ClaimedRow]:
 
 
 # PostgreSQL: claims by seq range from the send's cursor (``send_cursors``, migration
-# 0016). A transaction first locks the cursor row (creating it at the first claim), which
+# 0017). A transaction first locks the cursor row (creating it at the first claim), which
 # orders the claims of every worker of the send; the answer to the previous batch and the
 # heartbeat ride along in that statement. A second statement, with a snapshot taken once
 # the lock is held (so it sees every claim and snapshot chunk committed before), reads the

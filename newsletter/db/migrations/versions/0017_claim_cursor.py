@@ -16,8 +16,8 @@ those (``WHERE requeued``; the snapshot's rows are not in it) and marks them ``s
 before. SQLite keeps its claim (``WHERE status = 'pending'``) and does not use the cursor,
 the seqs or the flag.
 
-Revision ID: 0016_claim_cursor
-Revises: 0015_ledger_hot_updates
+Revision ID: 0017_claim_cursor
+Revises: 0016_schedule_subject_tests
 Create Date: 2026-11-30
 """
 
@@ -26,8 +26,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0016_claim_cursor"
-down_revision = "0015_ledger_hot_updates"
+revision = "0017_claim_cursor"
+down_revision = "0016_schedule_subject_tests"
 branch_labels = None
 depends_on = None
 
