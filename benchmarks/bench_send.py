@@ -62,7 +62,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_sendgrid import KEY, phase, run_bare, standin_get  # noqa: E402
-from measure import peak_rss_mb  # noqa: E402
+from measure import BackendCpu, peak_rss_mb  # noqa: E402
 
 LABEL = 50  # width of a row's label
 
@@ -143,6 +143,7 @@ def run_send(url: str, count: int, workers: int, out, project: str = "",
 
     settings = load_settings(project, sendgrid_api_host=url)
     engine = open_store(settings)
+    server = BackendCpu(engine)  # the PostgreSQL backends' CPU for this process
     os.environ["SENDGRID_API_KEY"] = KEY
     joining = share is not None and share[1] < 0
     if joining:  # another process creates the send; its clock is the send's clock
@@ -161,7 +162,8 @@ def run_send(url: str, count: int, workers: int, out, project: str = "",
     usage = resource.getrusage(resource.RUSAGE_SELF)
     out.send({"seconds": time.time() - begun, "created": created,
               "counts": dict(result.counts), "rss_mb": peak_rss_mb(), "ended": time.time(),
-              "cpu": usage.ru_utime + usage.ru_stime - cpu_before})
+              "cpu": usage.ru_utime + usage.ru_stime - cpu_before,
+              "db_cpu": server.seconds()})
 
 
 def send_phase(url: str, count: int, workers: int, project: Path, journal: bool = True,
@@ -193,7 +195,8 @@ def send_phase(url: str, count: int, workers: int, project: Path, journal: bool 
     last = max(results, key=lambda r: r["ended"])
     return {**last, "seconds": max(r["seconds"] for r in results),
             "created": results[0]["created"], "rss_mb": max(r["rss_mb"] for r in results),
-            "cpu": sum(r["cpu"] for r in results)}
+            "cpu": sum(r["cpu"] for r in results),
+            "db_cpu": sum(r["db_cpu"] for r in results)}
 
 
 def exactly_once(count: int, stats: dict, ledger: dict) -> bool:
@@ -350,6 +353,10 @@ class Bench:
               f"{stats['duplicates']} duplicated) in {stats['requests']:,} requests: exactly "
               f"once: {'yes' if exactly_once(n, stats, ours['counts']) else 'NO'} "
               f"({note}, not timed)", flush=True)
+        if self.pg:
+            print(f"    (c) CPU per million: ours {ours['cpu'] / n * 1e6:.1f} s, the database "
+                  f"server's backends {ours['db_cpu'] / n * 1e6:.1f} s; load average "
+                  f"{os.getloadavg()[0]:.1f}", flush=True)
         if "snapshot" in ours:
             snap = ours["snapshot"]
             print(f"    (s) snapshot alone, chunk by chunk: {snap['total']:,} recipients in "
@@ -375,7 +382,10 @@ class Bench:
                   f"million); (c)/(a) per round {', '.join(f'{r:.0%}' for r in ratios)}, "
                   f"median {statistics.median(ratios):.0%}; max peak "
                   f"{max(o['rss_mb'] for _, (o, _) in runs):.0f} MB [target < 150 MB]; "
-                  f"max CPU {max(o['cpu'] for _, (o, _) in runs):.1f} s; exactly once: "
+                  f"max CPU {max(o['cpu'] for _, (o, _) in runs):.1f} s"
+                  + (f", server backends' CPU median "
+                     f"{statistics.median(o['db_cpu'] for _, (o, _) in runs):.1f} s"
+                     if self.pg else "") + "; exactly once: "
                   f"{', '.join('yes' if e else 'NO' for e in once)}")
         print(f"  load average now {os.getloadavg()[0]:.1f} on {mp.cpu_count()} cores")
         return exact

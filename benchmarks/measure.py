@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import resource
 from pathlib import Path
@@ -21,3 +22,44 @@ def peak_rss_mb() -> float:
     if match is None:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return int(match.group(1)) / 1024
+
+
+class BackendCpu:
+    """CPU seconds of the PostgreSQL server backends an engine's connections used.
+
+    The server's own work, independent of how loaded the machine is: each connection's
+    backend pid is noted when it is opened, and its user+system time read from
+    ``/proc/PID/stat`` (world-readable on Linux) when it is closed and at ``seconds()``.
+    Only for a server on this machine; 0 elsewhere (or on SQLite).
+    """
+
+    def __init__(self, engine) -> None:
+        import sqlalchemy as sa
+
+        self._open: dict[int, int] = {}  # id(dbapi connection) -> backend pid
+        self._closed = 0.0
+        self._tick = float(os.sysconf("SC_CLK_TCK"))
+        if engine.dialect.name != "postgresql":
+            return
+        sa.event.listen(engine.pool, "connect", self._connected)
+        sa.event.listen(engine.pool, "close", self._closing)
+        sa.event.listen(engine.pool, "detach", self._closing)
+        engine.pool.dispose()  # connections opened before this are not counted: reopen them
+
+    def _connected(self, dbapi_connection, _record) -> None:
+        self._open[id(dbapi_connection)] = dbapi_connection.info.backend_pid
+
+    def _closing(self, dbapi_connection, _record) -> None:
+        pid = self._open.pop(id(dbapi_connection), None)
+        if pid is not None:
+            self._closed += self._cpu(pid)
+
+    def _cpu(self, pid: int) -> float:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / self._tick  # utime, stime
+
+    def seconds(self) -> float:
+        return self._closed + sum(self._cpu(pid) for pid in self._open.values())

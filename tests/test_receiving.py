@@ -188,7 +188,9 @@ def test_a_released_batch_skips_who_left_while_it_was_claimed(store: Engine) -> 
     with store.begin() as conn:  # while the batch is with the backend: too late for triggers
         _apply(conn, ids[0], "bounced", "subscribed")
         _apply(conn, ids[1], "active", "unsubscribed")
-    assert {s for s, _ in _rows(store, send_id).values()} == {"sending", "pending"}
+    # the three are in flight (on PostgreSQL a trigger may mark a row of a batch in flight
+    # skipped meanwhile: what it becomes is decided when the batch is answered or released)
+    assert ledger.get_send(store, send_id).counts == {"sending": 3, "pending": 1}
     claims.release_batch(store, send_id, batch_id)  # the backend was unavailable
     rows = _rows(store, send_id)
     assert rows[ids[0]] == ("skipped", "bounced")

@@ -9,7 +9,8 @@ modules that own the data import their tables from here (``from ..db.tables impo
 sends`` in ``ledger``).
 
 - subscribers, lists, memberships: the subscriber store (``newsletter.audience``)
-- sends, send_recipients, send_batches, send_workers: the delivery ledger (``ledger``);
+- sends, send_recipients, send_batches, send_workers, send_cursors: the delivery ledger
+  (``ledger``, ``claims``);
   subject_tests: a send's subject test (``delivery.variants``)
 - schedules, schedule_workers: scheduled sends and their worker processes (``scheduling``)
 - webhook_events, webhook_requests, send_event_counts, send_recipient_events: SendGrid
@@ -238,12 +239,15 @@ send_recipients = sa.Table(
     # a subject test's variant (delivery.variants): "A".."D" for the test share, "winner"
     # for the rest (status ``held`` until the decision); NULL without a subject test
     sa.Column("variant", sa.String(8), nullable=True),
-    # The claimable rows: a row leaves this index once, when it is claimed, and later
-    # changes (sending -> sent) touch no index at all. Rows of a batch are found by their
-    # seq range (the primary key) plus batch_id. On PostgreSQL the predicate names
-    # batch_id, not status, so that recording an answer (a status change) is a HOT update;
-    # with the table's fillfactor of 50 both updates stay on the row's page (migration
-    # 0015_ledger_hot_updates). A pending row is in no batch (``requeue.reopen``).
+    # PostgreSQL: pending again behind the send's claim cursor (retried, released, a later
+    # wave), so claimed by the second path (``claims``); SQLite does not use it
+    sa.Column("requeued", sa.Boolean(), nullable=False, server_default=sa.false()),
+    # The claimable rows. SQLite: every pending row; a row leaves the index once, when it
+    # is claimed (``sending``). PostgreSQL claims by seq range from a cursor
+    # (``send_cursors``) on the primary key and leaves the rows pending until the answer, so
+    # that the answer is the only write of a row and changes no indexed column (a HOT
+    # update, with the table's fillfactor of 50); this index holds only the rows made
+    # pending again behind the cursor (migration 0017_claim_cursor).
     _late(
         sa.Index(
             "ix_send_recipients_pending",
@@ -251,7 +255,7 @@ send_recipients = sa.Table(
             "seq",
             sqlite_where=sa.text("status = 'pending'"),
         ),
-        postgresql_where=sa.text("batch_id IS NULL"),
+        postgresql_where=sa.text("requeued"),
     ),
 )
 
@@ -284,8 +288,21 @@ send_batches = sa.Table(
     sa.Column("size", sa.Integer(), nullable=False),
     sa.Column("claimed_at", Stamp, nullable=False),
     sa.Column("finished_at", Stamp, nullable=True),
+    # PostgreSQL: the seqs the claim picked, in order (the rows stay pending until the
+    # answer); NULL for a batch of rows marked ``sending`` (SQLite, requeued rows)
+    sa.Column("seqs", sa.ARRAY(sa.BigInteger()).with_variant(sa.Text(), "sqlite"),
+              nullable=True),
     sa.Index(None, "send_id", "status"),
     sqlite_autoincrement=True,
+)
+
+# PostgreSQL: each send's claim cursor, the highest seq claimed by the cursor path so far
+# (``claims``); its row lock orders the claims of all workers of a send
+send_cursors = sa.Table(
+    "send_cursors",
+    metadata,
+    sa.Column("send_id", ID, sa.ForeignKey("sends.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("claimed_through", ID, nullable=False),
 )
 
 send_workers = sa.Table(

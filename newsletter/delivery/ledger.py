@@ -22,9 +22,10 @@ is in a precise state:
 ``held``       a subject test's rest of the list, until the decision (``variants``)
 =============  ==========================================================================
 
-Batches are claimed with ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, so any
-number of workers on any number of machines share a send; on SQLite one process claims
-(``BEGIN IMMEDIATE`` serialises its threads). Workers register in ``send_workers`` and
+Batches are claimed on PostgreSQL by seq range from a per-send cursor whose row lock
+orders the claims (rows in flight stay ``pending`` in the table and are counted as
+``sending``; see ``claims``), so any number of workers on any number of machines share a
+send; on SQLite one process claims (``BEGIN IMMEDIATE`` serialises its threads). Workers register in ``send_workers`` and
 heartbeat; a batch left ``sending`` by a worker whose heartbeat stopped (or whose process
 is gone, on the same host) is reconciled: message by message from the worker's progress
 journal where it can be read, else the whole batch ``uncertain``.
@@ -50,7 +51,7 @@ from ..db.tables import (
 )
 from ..db.transactions import DB, aware, retry_on_conflict, transaction, utcnow
 from ..errors import SendExists, SendNotFound
-from .claims import write_transaction
+from .claims import count_in_flight, flag_behind, outside_batches, write_transaction
 
 if TYPE_CHECKING:
     from ..authoring.identity import Identity  # not at run time: `sends list` starts faster
@@ -333,6 +334,7 @@ def add_recipients(db: DB, send_id: int, condition: sa.ColumnElement[bool]) -> i
         )
         before = _count(conn, send_id)
         conn.execute(_snapshot(send_id, row.list_id, sa.and_(condition, ~already)))
+        flag_behind(conn, send_id)  # PostgreSQL: those the claim cursor has passed
         after = _count(conn, send_id)
         if after != before:
             conn.execute(sends.update().where(sends.c.id == send_id)
@@ -392,6 +394,7 @@ def get_send(db: DB, send_id: int, *, counts: bool = True) -> SendInfo:
                 .group_by(send_recipients.c.status)
             ).all()
         )
+        count_in_flight(conn, {send_id: per_status})
     return _info(row, per_status)
 
 
@@ -415,6 +418,7 @@ def list_sends(db: DB, *, limit: int = 50) -> list[SendInfo]:
                 .group_by(send_recipients.c.send_id, send_recipients.c.status)
             ):
                 counts[send_id][status] = n
+            count_in_flight(conn, counts)
     return [_info(r, counts[r.id]) for r in rows]
 
 
@@ -531,7 +535,8 @@ def cancel_send(db: DB, send_id: int, *, reason: str = "the send was cancelled")
         skipped = conn.execute(
             send_recipients.update()
             .where(send_recipients.c.send_id == send_id,
-                   send_recipients.c.status.in_(["pending", "held"]))
+                   send_recipients.c.status.in_(["pending", "held"]),
+                   *outside_batches(conn, send_id))  # PostgreSQL: not those in flight
             .values(status="skipped", reason=reason, updated_at=now)
         ).rowcount
         conn.execute(sends.update().where(sends.c.id == send_id, sends.c.status == "sending")

@@ -1,8 +1,11 @@
 """The batches of workers that died mid-send: ``ledger.reconcile``.
 
-A worker marks a batch ``sending`` before it calls the backend and records the answer
-after. A worker found dead (stopped, no heartbeat for ``senders.LEASE``, or its process
-gone from this machine) may have left a batch ``sending``. Its progress journal
+A worker claims a batch before it calls the backend and records the answer after: its
+rows are marked ``sending``, or (PostgreSQL's cursor path) stay pending with their seqs
+in the batch row (``claims.batch_rows`` finds them either way; a row a trigger skipped
+while in flight counts as in flight: its message may have left). A worker found dead
+(stopped, no heartbeat for ``senders.LEASE``, or its process gone from this machine) may
+have left a batch ``sending``. Its progress journal
 (``delivery.journal``), where it can be believed, says message by message what happened:
 
 - accepted by the backend (SMTP 250, API 2xx, outbox file in place) -> ``sent``;
@@ -28,6 +31,7 @@ import sqlalchemy as sa
 from ..db.tables import send_batches, send_recipients
 from ..db.transactions import DB, transaction, utcnow
 from . import journal
+from .claims import batch_rows
 from .requeue import reopen
 from .senders import dead_workers
 
@@ -89,8 +93,7 @@ def settle_dead_workers(db: DB, send_id: int) -> int:
 def _settle(conn: sa.Connection, send_id: int, batch_id: int,
             marks: journal.Marks | None, now: dt.datetime) -> int:
     """One batch: from its marks, or (None) every recipient still in it uncertain."""
-    in_batch = (send_recipients.c.send_id == send_id, send_recipients.c.batch_id == batch_id,
-                send_recipients.c.status == "sending")
+    in_batch = tuple(batch_rows(conn, send_id, batch_id))
     if marks is None:
         uncertain = conn.execute(send_recipients.update().where(*in_batch).values(
             status="uncertain", reason=UNKNOWN, updated_at=now)).rowcount

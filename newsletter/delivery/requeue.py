@@ -10,6 +10,10 @@ may no longer receive (unsubscribed, bounced, complained, paused, suppressed, of
 list, erased) becomes
 ``skipped`` with that reason instead; the others become ``pending``.
 
+On PostgreSQL a row the send's claim cursor has passed (``claims``) is flagged
+``requeued``, for the claims' second path; the cursor is locked first, so that no claim
+moves past a row while it is being made pending.
+
 On PostgreSQL the statement first takes a share lock on the subscribers and memberships
 of those rows, so a concurrent unsubscribe either commits before (and is seen) or waits
 until the rows are pending (and its trigger skips them). On SQLite the transaction holds
@@ -27,6 +31,7 @@ import sqlalchemy as sa
 from ..audience.receiving import refusal, suppression_of
 from ..db.tables import memberships, send_recipients, sends, subscribers
 from ..db.transactions import utcnow
+from .claims import lock_cursor
 
 #: kinds of send whose recipients are subscribers (``seq`` is the subscriber id)
 SUBSCRIBER_KINDS = ("real", "welcome")
@@ -76,8 +81,10 @@ def reopen(conn: sa.Connection, send_id: int, where: Sequence[sa.ColumnElement[b
             r.update().where(*where, why.is_not(None))
             .values(status="skipped", reason=why, updated_at=now).returning(r.c.reason)
         ).scalars()))
+    behind = lock_cursor(conn, send_id)  # PostgreSQL: rows the cursor has passed
+    again = {} if behind is None else {"requeued": r.c.seq <= behind}
     pending = conn.execute(r.update().where(*where).values(status="pending", batch_id=None,
-                                                            updated_at=now)
+                                                            updated_at=now, **again)
                            ).rowcount
     return Requeued(pending, skipped)
 
