@@ -187,6 +187,8 @@ def test_kill_9_smtp_sqlite(tmp_path: Path) -> None:
     _smtp_scenario(tmp_path, None, 2026)
 
 
+# 31 kills of two processes: about 100 s alone, near 300 s (the suite's limit) at load 28
+@pytest.mark.timeout(900)
 def test_kill_9_smtp_postgresql_two_processes(tmp_path: Path) -> None:
     with pg_database() as url:  # two processes share the send; each round kills one or both
         _smtp_scenario(tmp_path, url, 5432, processes=2, kill_some=True)
