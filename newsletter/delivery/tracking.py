@@ -237,9 +237,13 @@ def _mac(states: tuple[hashlib._Hash, hashlib._Hash], payload: bytes) -> bytes:
     return outer.digest()[:TAG_BYTES]
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_ZEROS = (b"", b"\0", b"\0\0")  # pads a token's bytes to whole base64 groups
+
+
 def _b64(raw: bytes) -> str:
-    return binascii.b2a_base64(raw, newline=False).rstrip(b"=").translate(
-        bytes.maketrans(b"+/", b"-_")).decode("ascii")
+    return binascii.b2a_base64(raw, newline=False).rstrip(b"=").translate(_URLSAFE).decode(
+        "ascii")
 
 
 class ClickSigner:
@@ -264,6 +268,38 @@ class ClickSigner:
         states = self._sign
         return [_b64(payload + _mac(states, payload))
                 for payload in (head + _varint(i) for i in range(count))]
+
+    def many_each(self, send_id: int, subscriber_ids: Sequence[int], count: int
+                  ) -> list[list[str]]:
+        """``[self.many(send_id, s, count) for s in subscriber_ids]``, faster (a batch's
+        worth at once): each token's bytes zero-padded to whole base64 groups, encoded
+        together in one call and cut apart (standard base64 fills a last partial group
+        with zero bits, so a token's characters are the same either way)."""
+        if count == 0:
+            return [[] for _ in subscriber_ids]
+        send, tails = _varint(send_id), [_varint(i) for i in range(count)]
+        inner, outer = self._sign
+        raws: list[bytes] = []
+        widths: list[int] = []
+        for who in subscriber_ids:
+            head = send + _varint(who)
+            for tail in tails:
+                payload = head + tail
+                mac = inner.copy()
+                mac.update(payload)
+                tag = outer.copy()
+                tag.update(mac.digest())
+                raw = payload + tag.digest()[:TAG_BYTES]
+                width = len(raw)
+                raws.append(raw + _ZEROS[-width % 3])
+                widths.append(width)
+        text = binascii.b2a_base64(b"".join(raws), newline=False).translate(_URLSAFE).decode()
+        tokens: list[str] = []
+        at = 0
+        for width in widths:
+            tokens.append(text[at:at + (width * 4 + 2) // 3])
+            at += (width + 2) // 3 * 4
+        return [tokens[k:k + count] for k in range(0, len(tokens), count)]
 
     def verify(self, token: str) -> tuple[int, int, int] | None:
         """(send, subscriber, link) of a token of ours; None for anything else."""
