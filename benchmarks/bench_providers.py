@@ -86,8 +86,8 @@ def _prebuilt(provider: str, url: str, workers: int, project: str):
     if provider == "postmark":
         from newsletter.delivery.backends.postmark import calls
 
-        built = [items for _, items in calls(backend.content_for, template.messages(
-            recipients(0, 800), headers=False))]
+        built = [items for _, items in calls(backend.message_items(template.messages(
+            recipients(0, 800), headers=False)))]
         pool = [b"[" + b",".join(items) + b"]" for items in built[:8]]
         per, path, kind = len(built[0]), "/email/batch", "application/json"
         headers, auth = {"X-Postmark-Server-Token": KEYS[provider]}, None
