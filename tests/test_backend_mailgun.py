@@ -12,7 +12,13 @@ from newsletter.delivery.backends.base import BackendUnavailable, Status
 from newsletter.delivery.backends.mailgun import MailgunBackend
 from newsletter.delivery.personalize import MessageTemplate, Recipient
 from newsletter.errors import ConfigError
-from tests.delivery_helpers import make_template, recipients, send_settings
+from tests.delivery_helpers import (
+    REPEATED_ROW,
+    UNUSUAL_ROWS,
+    make_template,
+    recipients,
+    send_settings,
+)
 from tests.mailgun_standin import MailgunStandIn
 
 KEY, DOMAIN = "key-test", "mg.example.org"
@@ -223,12 +229,7 @@ def test_the_row_path_builds_the_same_call_byte_for_byte(project: Path) -> None:
     assert fast == request_body(content, template.messages(people, headers=False))
 
 
-@pytest.mark.parametrize("odd", [
-    Recipient(None, "editor@example.org"),  # a --test-to address: no subscriber id
-    Recipient(7, "not an address"),  # refused by messages(): the general path says why
-    Recipient(8, "x@example.com", " padded "),  # a name messages() cleans
-    Recipient(9, "USER1@example.com"),  # the same address as user1: two calls
-])
+@pytest.mark.parametrize("odd", [*UNUSUAL_ROWS, REPEATED_ROW])
 def test_the_row_path_leaves_unusual_batches_to_the_general_path(template, odd) -> None:
     from newsletter.delivery.backends.mailgun import rows_body
 

@@ -13,7 +13,7 @@ from newsletter.delivery.backends.base import BackendUnavailable, Status
 from newsletter.delivery.backends.postmark import PostmarkBackend, calls
 from newsletter.delivery.personalize import MessageTemplate, Recipient
 from newsletter.errors import ConfigError
-from tests.delivery_helpers import make_template, recipients, send_settings
+from tests.delivery_helpers import UNUSUAL_ROWS, make_template, recipients, send_settings
 from tests.postmark_standin import PostmarkStandIn
 from tests.smtpserver import free_port
 
@@ -221,11 +221,7 @@ def test_the_row_path_sends_the_same_messages_byte_for_byte(project: Path) -> No
         assert "/c/" in got["HtmlBody"] and "/o/" in got["HtmlBody"]
 
 
-@pytest.mark.parametrize("odd", [
-    Recipient(None, "editor@example.org"),  # a --test-to address: no subscriber id
-    Recipient(7, "not an address"),  # refused by messages(): the general path says why
-    Recipient(8, "x@example.com", " padded "),  # a name messages() cleans
-])
+@pytest.mark.parametrize("odd", UNUSUAL_ROWS)
 def test_the_row_path_leaves_unusual_batches_to_the_general_path(template, odd) -> None:
     with PostmarkBackend(TOKEN, "http://127.0.0.1:9") as backend:
         assert backend.send_rows(template, recipients(3) + [odd]) is None

@@ -8,11 +8,15 @@ One ``POST /v3/{domain}/messages`` per batch (``multipart/form-data``, so nothin
 percent-encoded: the shared fields are encoded once per send): the HTML and text bodies go
 once per call with ``%recipient.KEY%`` where the per-recipient parts were, one ``to`` per
 recipient, and ``recipient-variables`` (JSON) holding each recipient's values: the
-unsubscribe link, the names, the Message-ID and the subscriber id. Headers use them too,
+unsubscribe link, the names, tracked links, the Message-ID and the subscriber id, one key
+per distinct value (a URL that HTML escaping leaves alone is one key for the text, the HTML
+and the header). Headers use them too,
 so every recipient gets their own ``List-Unsubscribe: <%recipient.u%>`` and
 ``Message-Id``; ``v:send_id``, ``v:list_id`` and ``v:subscriber_id`` come back on
 Mailgun's webhook events. With recipient-variables, each recipient sees only their own
-``To``. A batch longer than 1,000, or naming an address twice, is split.
+``To``. A batch longer than 1,000, or naming an address twice, is split. The usual batch
+goes by the row path (``send_rows``: the same call built straight from the claimed rows,
+the values computed a batch at a time, ``rows.row_values``).
 
 Answers: 200 -> sent (``provider_id`` is Mailgun's id). 400 -> the call is split in two
 until the recipients at fault stand alone (they fail for good, with Mailgun's words);

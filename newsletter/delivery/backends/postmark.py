@@ -8,10 +8,12 @@ Each message of a call is complete (Postmark's batch takes no substitutions): it
 HTML and text bodies, our ``List-Unsubscribe`` (the recipient's one-click link) and
 ``List-Unsubscribe-Post`` headers, ``List-Id``, ``Message-ID``, and ``Metadata``
 (``send_id``, ``list_id``, ``subscriber_id``), which Postmark returns on its webhooks. The
-JSON of the bodies is escaped once per send; per recipient only the merge values are. A
-call holds at most 500 messages and 5 MB (Postmark allows 50 MB: smaller calls bound each
-worker's memory, and what a call lost in flight leaves uncertain); each call is built just
-before it is posted, not the whole batch at once.
+JSON of the bodies is escaped and encoded once per send; per recipient only the merge
+values are, and each message is one ``bytes.join`` of those pieces (``message_item``, for
+the general path and the row path, ``send_rows``, alike). A call holds at most 500
+messages and 5 MB (Postmark allows 50 MB: smaller calls bound each worker's memory, and
+what a call lost in flight leaves uncertain); each call is built just before it is posted,
+not the whole batch at once.
 
 Answers: 200 carries one result per message: ``ErrorCode`` 0 -> sent (``MessageID``),
 406 (inactive recipient: it bounced or complained before) and other codes -> that
