@@ -85,7 +85,8 @@ def generate(path: Path, rows: int, seed: int = 4) -> dict[str, int]:
 
 CHILD = r"""
 import json, sys, cProfile, pstats, io
-from newsletter.audience import open_store, create_list
+from newsletter.db.connect import open_store
+from newsletter.audience.lists import create_list
 from newsletter.audience.importer import import_csv
 url, csv_path, profile = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 engine = open_store(url)

@@ -37,7 +37,8 @@ PEAK_MB = 200
 
 CHILD = r"""
 import json, sys
-from newsletter.audience import open_store, create_list
+from newsletter.db.connect import open_store
+from newsletter.audience.lists import create_list
 from newsletter.audience.importer import import_csv
 url, csv_path = sys.argv[1], sys.argv[2]
 engine = open_store(url)

@@ -31,8 +31,6 @@ import datetime as dt
 import json
 import os
 import random
-import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks import loadgen  # noqa: E402
 from newsletter.audience import tokens  # noqa: E402
 from newsletter.audience.lists import create_list  # noqa: E402
 from newsletter.authoring.project import init_project  # noqa: E402
@@ -61,11 +60,6 @@ PG_ADMIN = os.environ.get("BENCH_PG_ADMIN",
 DEADLINE_SECONDS = 900
 KINDS = [("delivered", 40), ("open", 28), ("click", 10), ("deferred", 8), ("processed", 10),
          ("bounce", 2), ("dropped", 1), ("spamreport", 0.5), ("unsubscribe", 0.5)]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def make_project(folder: Path, url: str, public_key: str):
@@ -98,87 +92,15 @@ def new_send(engine: sa.Engine, list_id: int) -> int:
                               backend="sendgrid", html="<p>bench</p>", text="bench")
 
 
-class Server:
-    def __init__(self, project: Path, workers: int) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "newsletter", "--project", str(project), "serve",
-             "--port", "0", "--workers", str(workers)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
-        if not match:
-            self.process.kill()
-            raise SystemExit(f"serve did not start: {line}{self.process.stderr.read()}")
-        self.url = f"http://127.0.0.1:{match.group(1)}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise SystemExit("serve did not answer /healthz")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-
-async def one_client(host: str, port: int, queue: asyncio.Queue[str], latencies: list[float],
-                     statuses: dict[int, int]) -> None:
-    """One keep-alive HTTP/1.1 connection posting one-click unsubscribes from the queue.
-
-    A minimal client on asyncio streams: httpx's pool costs ~10x more CPU per request
-    than the server at 200 connections, and this machine's cores are shared.
-    """
+def unsubscribe_load(port: int, paths: list[str], clients: int) -> dict:
+    """One-click unsubscribes (RFC 8058 posts) from ``clients`` keep-alive connections."""
     body = b"List-Unsubscribe=One-Click"
-    reader, writer = await asyncio.open_connection(host, port)
-    try:
-        while True:
-            try:
-                path = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            started = time.perf_counter()
-            writer.write(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}"
-                         "\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\n".encode()
-                         + body)
-            status_line = await asyncio.wait_for(reader.readline(), 30)
-            length = 0
-            while True:
-                line = await asyncio.wait_for(reader.readline(), 30)
-                if line in (b"\r\n", b""):
-                    break
-                name, _, value = line.decode("latin-1").partition(":")
-                if name.lower() == "content-length":
-                    length = int(value)
-            await asyncio.wait_for(reader.readexactly(length), 30)
-            latencies.append(time.perf_counter() - started)
-            code = int(status_line.split()[1]) if status_line else 0
-            statuses[code] = statuses.get(code, 0) + 1
-    finally:
-        writer.close()
-
-
-async def unsubscribe_load(url: str, paths: list[str], clients: int) -> dict:
-    queue: asyncio.Queue[str] = asyncio.Queue()
-    for path in paths:
-        queue.put_nowait(path)
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    host, port = url.removeprefix("http://").split(":")
-    started = time.perf_counter()
-    await asyncio.gather(*(one_client(host, int(port), queue, latencies, statuses)
-                           for _ in range(clients)))
-    elapsed = time.perf_counter() - started
-    return {"requests": len(paths), "seconds": elapsed, "rps": len(paths) / elapsed,
-            "p50_ms": percentile(latencies, 0.5) * 1000,
-            "p99_ms": percentile(latencies, 0.99) * 1000, "statuses": statuses}
+    requests = [f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}"
+                "\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\n".encode() + body
+                for path in paths]
+    result = loadgen.closed_loop(port, requests, clients)
+    return {"requests": len(paths), "seconds": result.seconds, "rps": result.rate,
+            "p50_ms": result.ms(0.5), "p99_ms": result.ms(0.99), "statuses": result.statuses}
 
 
 def make_events(count: int, subscribers_count: int, send_id: int, prefix: str) -> list[dict]:
@@ -249,8 +171,8 @@ async def webhook_stream(url: str, private, events: list[dict], batch: int,
             "applied_total": applied, "duplicates": duplicates,
             "retried_events": sum(len(b) for b in batches[:retries]),
             "retry_seconds": retry_elapsed,
-            "p50_ms": percentile(latencies, 0.5) * 1000,
-            "p99_ms": percentile(latencies, 0.99) * 1000, "failures": failures}
+            "p50_ms": loadgen.percentile(latencies, 0.5) * 1000,
+            "p99_ms": loadgen.percentile(latencies, 0.99) * 1000, "failures": failures}
 
 
 def run(workers: int, args, private, public_key: str, url: str, folder: Path) -> dict:
@@ -267,9 +189,9 @@ def run(workers: int, args, private, public_key: str, url: str, folder: Path) ->
                            ).scalars().all()
     paths = [f"/u/{signer.sign(i, list_id)}" for i in ids]
     random.Random(1).shuffle(paths)
-    server = Server(folder, workers)
+    server = loadgen.Server.serve(folder, workers)
     try:
-        unsub = asyncio.run(unsubscribe_load(server.url, paths, args.clients))
+        unsub = unsubscribe_load(server.port, paths, args.clients)
         with engine.connect() as conn:
             recorded = conn.execute(sa.select(sa.func.count()).select_from(memberships).where(
                 memberships.c.list_id == list_id, memberships.c.status == "unsubscribed")

@@ -5,11 +5,14 @@ This module is the only reader of either. ``load_settings()`` finds the project
 the one given), reads the file, applies environment overrides and validates the
 result. Any wrong or missing value becomes one ``ConfigError`` line that names
 the file, the line and the key.
+
+``Settings`` and ``Brand`` are declared as pydantic models were, but are plain objects
+(``configfields``): right values load without pydantic, which is imported (with the
+models built from these declarations, ``configmodel``) only to convert or refuse others.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -19,8 +22,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
+from .configfields import Values, field, validator
 from .errors import ConfigError
 
 CONFIG_NAME = "newsletter.toml"
@@ -33,10 +35,8 @@ BackendName = Literal["outbox", "smtp", "sendgrid", "ses", "postmark", "mailgun"
 BACKENDS: tuple[str, ...] = get_args(BackendName)  # every delivery backend, by name
 
 
-class Brand(BaseModel):
+class Brand(Values):
     """Colours, logo and type of the email. Defaults survive Gmail's dark-mode inversion."""
-
-    model_config = ConfigDict(extra="forbid")
 
     primary_color: str = "#b3261e"  # headings' rule, links, figures
     text_color: str = "#1f1f1f"
@@ -49,11 +49,11 @@ class Brand(BaseModel):
     dark_primary_color: str = "#f28b82"
     logo_url: str | None = None
     logo_dark_url: str | None = None  # shown instead of logo_url where dark mode is honoured
-    logo_width: int = Field(default=180, ge=16, le=600)
+    logo_width: int = field(default=180, ge=16, le=600)
     font_family: str = "Georgia, 'Times New Roman', serif"
     heading_font_family: str = "Helvetica, Arial, sans-serif"
 
-    @field_validator(
+    @validator(
         "primary_color",
         "text_color",
         "muted_color",
@@ -64,42 +64,38 @@ class Brand(BaseModel):
         "dark_body_color",
         "dark_primary_color",
     )
-    @classmethod
-    def _hex(cls, value: str) -> str:
+    def _hex(value: str) -> str:
         if not _HEX.match(value):
             raise ValueError(f"{value!r} is not a colour: use #rgb or #rrggbb, for example #b3261e")
         return value.lower()
 
-    @field_validator("logo_url", "logo_dark_url")
-    @classmethod
-    def _https(cls, value: str | None) -> str | None:
+    @validator("logo_url", "logo_dark_url")
+    def _https(value: str | None) -> str | None:
         if value is not None and not value.startswith("https://"):
             raise ValueError("the logo must be an absolute https:// URL")
         return value
 
 
-class Settings(BaseModel):
+class Settings(Values):
     """Every setting of a newsletter project. Relative paths are relative to ``project_dir``.
 
     ``load_settings`` fills it from newsletter.toml and ``NEWSLETTER_*`` variables; built
     directly (``Settings(secret_key=...)``) it takes only the values given and the defaults.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
     project_dir: Path = Path(".")
-    name: str = Field(default="The Daily Briefing", min_length=1, max_length=100)
+    name: str = field(default="The Daily Briefing", min_length=1, max_length=100)
     from_address: str | None = None
     reply_to: str | None = None
     postal_address: str | None = None
     base_url: str | None = None
     secret_key: str | None = None
-    old_secret_keys: list[str] = Field(default_factory=list)
-    old_secret_days: int = Field(default=90, ge=0)
+    old_secret_keys: list[str] = field(default_factory=list)
+    old_secret_days: int = field(default=90, ge=0)
     # how long a preference-centre link in an email works (audience.tokens, preferences)
-    preferences_link_days: int = Field(default=90, ge=1, le=3650)
+    preferences_link_days: int = field(default=90, ge=1, le=3650)
     timezone: str = "UTC"
-    lang: str = Field(default="en", pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+    lang: str = field(default="en", pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
     footer_text: str = "You are receiving this because you subscribed to our newsletter."
     database_url: str | None = None
     backend: BackendName = "outbox"
@@ -113,33 +109,33 @@ class Settings(BaseModel):
     ses_configuration_set: str | None = None
     # Postmark (token: POSTMARK_SERVER_TOKEN): API host and the broadcast message stream
     postmark_api_host: str = "https://api.postmarkapp.com"
-    postmark_message_stream: str = Field(default="broadcast", min_length=1, max_length=100)
+    postmark_message_stream: str = field(default="broadcast", min_length=1, max_length=100)
     # Mailgun (key: MAILGUN_API_KEY): sending domain, region (us/eu), host (default: region's)
     mailgun_domain: str | None = None
     mailgun_region: Literal["us", "eu"] = "us"
     mailgun_api_host: str | None = None
     # messages per second per backend, across every worker, process and machine sharing
     # the database: [max_rate] ses = 14
-    max_rate: dict[str, float] = Field(default_factory=dict)
+    max_rate: dict[str, float] = field(default_factory=dict)
     templates: Path | None = None
     # the look: a folder of templates/themes/ (built in: classic, bulletin) + its brand defaults
-    theme: str = Field(default="classic", pattern=r"^[a-z0-9][a-z0-9_-]{0,40}$")
+    theme: str = field(default="classic", pattern=r"^[a-z0-9][a-z0-9_-]{0,40}$")
     contents: bool = False  # an "In this issue" list in every issue (front matter overrides)
     issues_dir: Path = Path("issues")
     archive: bool = True
     # click tracking (delivery.tracking): links rewritten to base_url/c/TOKEN; off for
     # the lists named in untracked_lists, and for an issue with `track_clicks: false`
     track_clicks: bool = True
-    untracked_lists: list[str] = Field(default_factory=list)
+    untracked_lists: list[str] = field(default_factory=list)
     track_opens: bool = False  # a 1x1 pixel base_url/o/TOKEN: may include machine opens
     # `newsletter serve`: SendGrid's Signed Event Webhook key (base64 DER or PEM), the
     # replay window in seconds, and the largest request body the public pages accept
     sendgrid_webhook_public_key: str | None = None
-    webhook_max_age: int = Field(default=300, ge=10, le=86400)
-    max_body_bytes: int = Field(default=5_000_000, ge=1024)
+    webhook_max_age: int = field(default=300, ge=10, le=86400)
+    max_body_bytes: int = field(default=5_000_000, ge=1024)
     # provider feedback (newsletter.feedback.*): SES through SNS (topics accepted), Postmark
     # webhooks (basic auth on our URL), Mailgun webhooks (HMAC signing key)
-    ses_topic_arns: list[str] = Field(default_factory=list)
+    ses_topic_arns: list[str] = field(default_factory=list)
     sns_test_host: str | None = None  # tests only: also trust http://HOST for SNS URLs
     postmark_webhook_user: str | None = None
     postmark_webhook_password: str | None = None
@@ -147,47 +143,48 @@ class Settings(BaseModel):
     # the bounce mailbox for SMTP sends (newsletter.feedback.mailbox) and VERP return paths
     bounce_mailbox: str | None = None  # imaps://user:pass@host:993/INBOX?processed=Processed
     bounce_domain: str | None = None  # MAIL FROM bounces+TOKEN@bounce_domain
-    bounce_fetch_minutes: float = Field(default=5.0, gt=0, le=1440)
-    soft_bounce_limit: int = Field(default=3, ge=1)  # soft bounces within soft_bounce_days
-    soft_bounce_days: int = Field(default=7, ge=1)  # ... that count as a hard bounce
-    schedule_grace_hours: float = Field(default=6.0, ge=0)
+    bounce_fetch_minutes: float = field(default=5.0, gt=0, le=1440)
+    soft_bounce_limit: int = field(default=3, ge=1)  # soft bounces within soft_bounce_days
+    soft_bounce_days: int = field(default=7, ge=1)  # ... that count as a hard bounce
+    schedule_grace_hours: float = field(default=6.0, ge=0)
     # recipients per ledger batch (default: the backend's own, e.g. 1,000 for SendGrid):
     # smaller batches put fewer recipients at stake ("uncertain") if a sender dies
-    send_batch_size: int | None = Field(default=None, ge=1, le=10_000)
-    worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)  # how often it looks
-    worker_progress_batches: int = Field(default=10, ge=1)  # a progress log line per N
+    send_batch_size: int | None = field(default=None, ge=1, le=10_000)
+    worker_poll_seconds: float = field(default=1.0, gt=0, le=60)  # how often it looks
+    worker_progress_batches: int = field(default=10, ge=1)  # a progress log line per N
     check_links_before_send: bool = False  # `newsletter check` before every send: errors stop it
     # `newsletter serve`'s sign-up form and API (audience.signup): which lists the public
     # may join, the consent sentence shown (and its version, kept with each sign-up), the
     # sites allowed to call /api/subscribe, how long a confirmation link lives, and the
     # bot defences (each switchable: 0 or false turns it off)
-    public_lists: list[str] = Field(default_factory=list)
-    signup_consent_text: str = Field(
+    public_lists: list[str] = field(default_factory=list)
+    signup_consent_text: str = field(
         default="Yes, send me this newsletter by email. I can unsubscribe at any time.",
         min_length=1, max_length=2000)
-    signup_consent_version: str = Field(default="1", min_length=1, max_length=40)
-    signup_cors_origins: list[str] = Field(default_factory=list)
-    signup_confirm_days: int = Field(default=7, ge=1, le=90)
+    signup_consent_version: str = field(default="1", min_length=1, max_length=40)
+    signup_cors_origins: list[str] = field(default_factory=list)
+    signup_confirm_days: int = field(default=7, ge=1, le=90)
     signup_honeypot: bool = True
-    signup_min_seconds: float = Field(default=3.0, ge=0, le=600)
-    signup_ip_limit: int = Field(default=10, ge=0)  # sign-ups per IP address per hour
-    signup_address_limit: int = Field(default=5, ge=0)  # sign-ups per address per day
+    signup_min_seconds: float = field(default=3.0, ge=0, le=600)
+    signup_ip_limit: int = field(default=10, ge=0)  # sign-ups per IP address per hour
+    signup_address_limit: int = field(default=5, ge=0)  # sign-ups per address per day
     signup_block_disposable: bool = True
     demo: bool = False  # made by `newsletter demo`: example values allowed, outbox only
-    brand: Brand = Field(default_factory=Brand)
+    brand: Brand = field(default_factory=Brand)
     # `newsletter validate`: leftover words that are errors, house-style limits and
     # rule severities ([rules] duplicate-link = "off" | "warning" | "error")
-    placeholder_words: list[str] = Field(
+    placeholder_words: list[str] = field(
         default_factory=lambda: ["TK", "TODO", "XXX", "lorem ipsum"]
     )
-    headline_max: int = Field(default=90, ge=10, le=500)
+    headline_max: int = field(default=90, ge=10, le=500)
     hard_numbers_need_source: bool = False
-    recent_link_issues: int = Field(default=5, ge=0, le=100)
-    rules: dict[str, str] = Field(default_factory=dict)
+    recent_link_issues: int = field(default=5, ge=0, le=100)
+    rules: dict[str, str] = field(default_factory=dict)
 
-    @field_validator("rules")
-    @classmethod
-    def _rules(cls, value: dict[str, str]) -> dict[str, str]:
+    @validator("rules")
+    def _rules(value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            return value
         from .authoring.rules import level_problem
 
         for rule, level in value.items():
@@ -196,17 +193,15 @@ class Settings(BaseModel):
                 raise ValueError(problem)
         return value
 
-    @field_validator("placeholder_words")
-    @classmethod
-    def _words(cls, value: list[str]) -> list[str]:
+    @validator("placeholder_words")
+    def _words(value: list[str]) -> list[str]:
         words = [" ".join(word.split()) for word in value]
         if not all(words):
             raise ValueError("an empty placeholder word would match everything: remove it")
         return words
 
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
+    @validator("timezone")
+    def _zone(value: str) -> str:
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
@@ -215,9 +210,8 @@ class Settings(BaseModel):
             ) from None
         return value
 
-    @field_validator("max_rate")
-    @classmethod
-    def _rates(cls, value: dict[str, float]) -> dict[str, float]:
+    @validator("max_rate")
+    def _rates(value: dict[str, float]) -> dict[str, float]:
         for name, rate in value.items():
             if name not in BACKENDS:
                 raise ValueError(f"{name!r} is not a backend: use one of {', '.join(BACKENDS)}")
@@ -225,9 +219,8 @@ class Settings(BaseModel):
                 raise ValueError(f"{name} = {rate}: a rate is messages per second, above 0")
         return value
 
-    @field_validator("secret_key")
-    @classmethod
-    def _secret(cls, value: str | None) -> str | None:
+    @validator("secret_key")
+    def _secret(value: str | None) -> str | None:
         if value and len(value.encode("utf-8")) < MIN_SECRET_BYTES:
             raise ValueError(
                 f"is {len(value.encode('utf-8'))} bytes; it must be at least "
@@ -236,25 +229,22 @@ class Settings(BaseModel):
             )
         return value
 
-    @field_validator("signup_cors_origins")
-    @classmethod
-    def _origins(cls, value: list[str]) -> list[str]:
+    @validator("signup_cors_origins")
+    def _origins(value: list[str]) -> list[str]:
         for origin in value:
             if not re.fullmatch(r"https?://[^/\s]+", origin):
                 raise ValueError(f"{origin!r} is not an origin: write it as https://www.example.org "
                                  "(scheme and host, no path)")
         return value
 
-    @field_validator("name")
-    @classmethod
-    def _one_line(cls, value: str) -> str:
+    @validator("name")
+    def _one_line(value: str) -> str:
         if _CONTROL.search(value):
             raise ValueError("contains a line break or control character: write it on one line")
         return value
 
-    @field_validator("base_url")
-    @classmethod
-    def _base_url(cls, value: str | None) -> str | None:
+    @validator("base_url")
+    def _base_url(value: str | None) -> str | None:
         if value is None:
             return None
         value = value.strip()
@@ -265,9 +255,8 @@ class Settings(BaseModel):
             )
         return value.rstrip("/")
 
-    @field_validator("from_address", "reply_to")
-    @classmethod
-    def _address(cls, value: str | None) -> str | None:
+    @validator("from_address", "reply_to")
+    def _address(value: str | None) -> str | None:
         if value is None:
             return None
         if _CONTROL.search(value):
@@ -404,10 +393,12 @@ def _describe(error: dict[str, Any], toml_text: str, config_file: Path, data: di
     leaf = loc[-1] if loc else "?"
     env_name = _env_name_for(loc)
     if error["type"] == "extra_forbidden":
+        import difflib  # only for this message
+
         section = data
         for part in loc[:-1]:
             section = section.get(part, {}) if isinstance(section, dict) else {}
-        model: type[BaseModel] = Brand if loc[:1] == ["brand"] else Settings
+        model: type[Values] = Brand if loc[:1] == ["brand"] else Settings
         names = [n for n in model.model_fields if n != "project_dir"]
         close = difflib.get_close_matches(leaf, names, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else "; remove it"
@@ -476,8 +467,11 @@ def load_settings(project: Path | str | None = None, **overrides: Any) -> Settin
     values["project_dir"] = root
     try:
         return Settings(**values)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc.errors()[0], text, config_file, data)) from None
+    except ValueError as exc:  # pydantic's ValidationError, imported only for a wrong value
+        errors = getattr(exc, "errors", None)
+        if not callable(errors):
+            raise
+        raise ConfigError(_describe(errors()[0], text, config_file, data)) from None
 
 
 def where_set(settings: Settings, key: str) -> str:

@@ -10,6 +10,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from newsletter.config import load_settings
@@ -20,9 +21,18 @@ from newsletter.scheduling.worker import WorkerProcess
 class FileClock:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.last: dt.datetime | None = None
 
     def now(self) -> dt.datetime:
-        return dt.datetime.fromisoformat(self.path.read_text("utf-8").strip())
+        """The time in the file; the last one read while the test is rewriting it (a
+        read between its truncation and its write finds the file empty)."""
+        while True:
+            text = self.path.read_text("utf-8").strip()
+            if text:
+                self.last = dt.datetime.fromisoformat(text)
+            if self.last is not None:
+                return self.last
+            time.sleep(0.01)
 
     def sleep(self, seconds: float, stop: threading.Event) -> bool:
         return stop.wait(min(max(0.0, seconds), 0.1))

@@ -38,6 +38,18 @@ T0 = dt.datetime(2026, 11, 30, 6, 0, tzinfo=dt.UTC)
 TRACKED = re.compile(r'href="(https://sendtest\.news/c/[A-Za-z0-9_-]+)"')
 
 
+def linked_issue(project: Path, front: str = "") -> Path:
+    """The typical issue with the LINKED links (and ``front`` matter lines added), as
+    issues/2026-12-03.md of ``project``."""
+    issue = FIXTURE.read_text("utf-8").replace("date: 2026-12-03\n",
+                                                "date: 2026-12-03\n" + front, 1)
+    for old, new in LINKED.items():
+        issue = issue.replace(old, new)
+    path = project / "issues" / "2026-12-03.md"
+    path.write_text(issue, encoding="utf-8")
+    return path
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = T0
@@ -55,11 +67,7 @@ def sent(tmp_path: Path):
     with SMTPTestServer() as smtp:
         settings = make_project(tmp_path / "p").model_copy(update={"smtp_url": smtp.url})
         engine = seed(settings, 10)
-        issue = FIXTURE.read_text("utf-8")
-        for old, new in LINKED.items():
-            issue = issue.replace(old, new)
-        path = settings.project_dir / "issues" / "2026-12-03.md"
-        path.write_text(issue, encoding="utf-8")
+        path = linked_issue(settings.project_dir)
         prepared = sending.preflight(settings, path)
         started = sending.start(engine, settings, prepared, "daily", backend="smtp")
         result = sending.run(engine, settings, started.send.id, backend="smtp")

@@ -189,6 +189,25 @@ def _subject(data: bytes) -> str:
     return str(BytesParser(policy=policy.default).parsebytes(data)["Subject"])
 
 
+def each_reader_one_variant_once(engine: sa.Engine, smtp: SMTPTestServer, send_id: int,
+                                 subjects: list[str], winner: str) -> dict[str, str]:
+    """At the SMTP server: each of the RECIPIENTS received one message, once, with their
+    variant's subject (12 per variant of three) or the winner's (84); the send finished.
+    Returns each address's variant."""
+    with engine.connect() as conn:
+        variant_of = dict(conn.execute(
+            sa.select(send_recipients.c.email, send_recipients.c.variant)
+            .where(send_recipients.c.send_id == send_id)).all())
+    wanted = dict(zip("ABC", subjects, strict=True)) | {"winner": subjects["ABC".index(winner)]}
+    assert Counter(smtp.counts.values()) == Counter({1: RECIPIENTS})
+    assert {email: _subject(smtp.messages[email][0]) for email in variant_of} == {
+        email: wanted[v] for email, v in variant_of.items()}
+    assert Counter(variant_of.values()) == {"A": 12, "B": 12, "C": 12, "winner": 84}
+    finished = ledger.get_send(engine, send_id)
+    assert finished.status == "finished" and finished.counts == {"sent": RECIPIENTS}
+    return variant_of
+
+
 @pytest.mark.slow
 def test_three_subjects_worker_killed_while_deciding_each_reader_one_variant_once(
         tmp_path: Path) -> None:
@@ -239,17 +258,7 @@ def test_three_subjects_worker_killed_while_deciding_each_reader_one_variant_onc
         finally:
             second.stop()
         assert decided["winner"] == "B"
-        with engine.connect() as conn:
-            variant_of = dict(conn.execute(
-                sa.select(send_recipients.c.email, send_recipients.c.variant)
-                .where(send_recipients.c.send_id == send_id)).all())
-        wanted = dict(zip("ABC", SUBJECTS, strict=True)) | {"winner": SUBJECTS[1]}
-        assert Counter(smtp.counts.values()) == Counter({1: RECIPIENTS})
-        assert {email: _subject(smtp.messages[email][0]) for email in variant_of} == {
-            email: wanted[v] for email, v in variant_of.items()}
-        assert Counter(variant_of.values()) == {"A": 12, "B": 12, "C": 12, "winner": 84}
-        finished = ledger.get_send(engine, send_id)
-        assert finished.status == "finished" and finished.counts == {"sent": RECIPIENTS}
+        each_reader_one_variant_once(engine, smtp, send_id, SUBJECTS, "B")
         report = variants.ab_report(engine, send_id)
         assert report is not None and report.winner == "B"
         assert [(v.variant, v.sent, v.clickers) for v in report.variants] == [

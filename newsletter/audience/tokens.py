@@ -25,20 +25,19 @@ the ids are only readable, never changeable, without the secret.
 rotation keep working for that period; links signed with the current key never expire.
 Every way a token can be wrong raises a subclass of ``InvalidToken``; its message never
 reveals anything about a subscriber. Tags are compared in constant time.
+
+The HMAC, the encodings, the keys and their rotation are ``newsletter.signing``'s (one
+module for every kind of token); this module lays out these kinds' payloads and says
+which error each problem raises.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
-import re
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .. import signing
 from ..config import Settings, require
 from ..errors import (
     BadSignature,
@@ -47,13 +46,17 @@ from ..errors import (
     WrongList,
 )
 from ..errors import InvalidToken as InvalidToken  # what callers catch: tokens.InvalidToken
+from ..signing import today as today
 
-PURPOSE = b"newsletter/unsubscribe/v1\x00"
-TAG_BYTES = 16
+UNSUBSCRIBE = "unsubscribe"
+PREFERENCES = "preferences"
+PURPOSE = signing.label(UNSUBSCRIBE)
+PREFERENCES_PURPOSE = signing.label(PREFERENCES)
+TAG_BYTES = signing.TAG_BYTES
 MAX_VALUES = 8  # values a purpose token may carry
 MAX_TOKEN = 128  # characters of a purpose token at most
-_DAY = 86400
-_MAX_ID = (1 << 63) - 1
+_LIMIT = 64  # characters of an unsubscribe or preference token at most
+_varint = signing.varint
 
 
 @dataclass(frozen=True)
@@ -64,66 +67,25 @@ class TokenData:
     key_index: int  # 0: the current secret, 1..: position in old_secret_keys + 1
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _read_varints(data: bytes, count: int) -> list[int]:
-    values: list[int] = []
-    pos = 0
-    for _ in range(count):
-        value = shift = 0
-        while True:
-            if pos >= len(data) or shift > 63:
-                raise MalformedToken("invalid unsubscribe link")
-            byte = data[pos]
-            pos += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
-        if byte == 0 and shift > 7:  # non-canonical (padded) encoding: one token per value
-            raise MalformedToken("invalid unsubscribe link")
-        values.append(value)
-    if pos != len(data):
-        raise MalformedToken("invalid unsubscribe link")
-    return values
-
-
-def _key(secret: str) -> bytes:
-    return secret.encode("utf-8")
-
-
-def _tag(key: bytes, payload: bytes, label: bytes = PURPOSE) -> bytes:
-    return hmac.digest(key, label + payload, "sha256")[:TAG_BYTES]
-
-
-def _check_id(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_ID:
-        raise ValueError(f"{name} must be a non-negative integer, not {value!r}")
-    return value
-
-
-def today() -> int:
-    return int(time.time()) // _DAY
+def _head(n: int) -> bytes:
+    """``varint(n)``, inline for the ids of most lists (up to three bytes)."""
+    if type(n) is int and 0 <= n < 2_097_152:
+        if n < 128:
+            return bytes((n,))
+        if n < 16_384:
+            return bytes((n & 0x7F | 0x80, n >> 7))
+        return bytes((n & 0x7F | 0x80, (n >> 7) & 0x7F | 0x80, n >> 14))
+    return signing.varint(signing.check_value("subscriber_id", n))
 
 
 class Signer:
     """Signs many tokens with one key: build once per send, call ``sign`` per recipient."""
 
-    purpose = PURPOSE  # the label signed with every token (a subclass: another purpose)
+    purpose = UNSUBSCRIBE  # the purpose signed with every token (a subclass: another)
 
     def __init__(self, secret_key: str, issued_day: int | None = None) -> None:
-        self._key = _key(secret_key)
-        self._day = _varint(today() if issued_day is None else issued_day)
+        self._mac = signing.Mac(secret_key, self.purpose)
+        self._day = signing.varint(today() if issued_day is None else issued_day)
 
     def sign(self, subscriber_id: int, list_id: int) -> str:
         return self.for_list(list_id)(subscriber_id)
@@ -135,42 +97,11 @@ class Signer:
 
     def many_for_list(self, list_id: int) -> Callable[[Iterable[int]], list[str]]:
         """A fast ``sign_many(subscriber_ids) -> tokens`` for one list: one call per batch."""
-        suffix = _varint(_check_id("list_id", list_id)) + self._day
-        # HMAC-SHA256 (RFC 2104) with the key's inner and outer hash states prepared once:
-        # per token only two SHA-256 state copies, instead of a full HMAC set-up
-        key = self._key
-        if len(key) > 64:
-            key = hashlib.sha256(key).digest()
-        key = key.ljust(64, b"\0")
-        inner = hashlib.sha256(bytes(k ^ 0x36 for k in key) + self.purpose)
-        outer = hashlib.sha256(bytes(k ^ 0x5C for k in key))
-        b64 = binascii.b2a_base64
-        urlsafe = bytes.maketrans(b"+/", b"-_")
+        suffix = signing.varint(signing.check_value("list_id", list_id)) + self._day
+        sign_all = self._mac.sign_many
 
         def sign_many(subscriber_ids: Iterable[int]) -> list[str]:
-            raws: list[bytes] = []
-            append = raws.append
-            for n in subscriber_ids:
-                if type(n) is int and 0 <= n < 2_097_152:  # up to three varint bytes, inline
-                    if n < 128:
-                        head = bytes((n,))
-                    elif n < 16_384:
-                        head = bytes((n & 0x7F | 0x80, n >> 7))
-                    else:
-                        head = bytes((n & 0x7F | 0x80, (n >> 7) & 0x7F | 0x80, n >> 14))
-                    payload = head + suffix
-                else:
-                    payload = _varint(_check_id("subscriber_id", n)) + suffix
-                h = inner.copy()
-                h.update(payload)
-                o = outer.copy()
-                o.update(h.digest())
-                append(b64(payload + o.digest()[:TAG_BYTES], newline=False))
-            if not raws:
-                return []
-            # base64url without padding, converted for the whole batch at once: "=" only
-            # ever appears as padding, and " " never in base64
-            return b" ".join(raws).translate(urlsafe).replace(b"=", b"").decode("ascii").split(" ")
+            return sign_all([_head(n) + suffix for n in subscriber_ids])
 
         return sign_many
 
@@ -191,12 +122,6 @@ def sign(settings: Settings | str, *args: Any, **kwargs: Any) -> str:
     return signer(settings).sign(subscriber_id, list_id)
 
 
-def _label(purpose: str) -> bytes:
-    if not re.fullmatch(r"[a-z][a-z0-9-]{0,39}", purpose):
-        raise ValueError(f"a token purpose is a short lowercase word, not {purpose!r}")
-    return PURPOSE if purpose == "unsubscribe" else f"newsletter/{purpose}/v1".encode() + b"\x00"
-
-
 @dataclass(frozen=True)
 class PurposeData:
     """What a purpose token carries: its values, the day it was issued, the key used."""
@@ -210,14 +135,29 @@ class PurposeData:
 def purpose_sign(purpose: str, settings: Settings, *values: int,
                  issued_day: int | None = None) -> str:
     """A token for ``purpose`` carrying ``values`` (non-negative integers, at most 8)."""
-    require(settings, "secret_key", purpose=f"signing {purpose} links")
-    assert settings.secret_key is not None
+    ring = signing.key_ring(settings, purpose, signs=True)
     if not 0 < len(values) <= MAX_VALUES:
         raise ValueError(f"a token carries 1 to {MAX_VALUES} values, not {len(values)}")
     day = today() if issued_day is None else issued_day
-    payload = b"".join(_varint(_check_id("value", v)) for v in (*values, day))
-    raw = payload + _tag(_key(settings.secret_key), payload, _label(purpose))
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    payload = b"".join(signing.varint(signing.check_value("value", v)) for v in (*values, day))
+    return ring.sign(payload)
+
+
+def _opened(purpose: str, token: str, settings: Settings, limit: int, what: str
+            ) -> tuple[list[int], int]:
+    """The values and key index of a token of ``purpose``; MalformedToken when it is no
+    token at all, BadSignature when no key kept signed it."""
+    ring = signing.key_ring(settings, purpose)
+    raw = signing.decode(token, limit)
+    if raw is None or len(raw) < TAG_BYTES + 3:
+        raise MalformedToken(f"invalid {what} link")
+    opened = ring.check(raw)
+    if opened is None:
+        raise BadSignature(f"invalid {what} link")
+    values = signing.read_varints(opened[0])
+    if values is None:
+        raise MalformedToken(f"invalid {what} link")
+    return values, opened[1]
 
 
 def purpose_verify(purpose: str, token: str, settings: Settings, *,
@@ -225,67 +165,18 @@ def purpose_verify(purpose: str, token: str, settings: Settings, *,
                    now_day: int | None = None) -> PurposeData:
     """Check a ``purpose`` token; raise an ``InvalidToken`` subclass if it is not one (of
     ``count`` values, when given), or ``ExpiredToken`` past ``max_age_days``."""
-    label = _label(purpose)
-    raw = _decode(token, limit=MAX_TOKEN)
-    index, key_index = _matching_key(raw, settings, label, purpose)
-    payload = raw[:-TAG_BYTES]
-    values = _read_all_varints(payload)
-    if len(values) < 2 or (count is not None and len(values) != count + 1):
+    signing.label(purpose)
+    values, key_index = _opened(purpose, token, settings, MAX_TOKEN, purpose)
+    if not 2 <= len(values) <= MAX_VALUES + 1 or (
+            count is not None and len(values) != count + 1):
         raise MalformedToken(f"invalid {purpose} link")
     *carried, day = values
     current = today() if now_day is None else now_day
     if max_age_days is not None and current - day > max_age_days:
         raise ExpiredToken(f"this {purpose} link has expired")
-    if key_index > 0 and current - day > settings.old_secret_days:
+    if signing.old_key_expired(key_index, day, settings.old_secret_days, current):
         raise ExpiredToken(f"this {purpose} link has expired")
     return PurposeData(purpose, tuple(carried), day, key_index)
-
-
-def _read_all_varints(payload: bytes) -> list[int]:
-    count = sum(1 for byte in payload if not byte & 0x80)
-    if not 0 < count <= MAX_VALUES + 1:
-        raise MalformedToken("invalid link")
-    values = _read_varints(payload, count)
-    if any(v > _MAX_ID for v in values):
-        raise MalformedToken("invalid link")
-    return values
-
-
-def _matching_key(raw: bytes, settings: Settings, label: bytes, what: str) -> tuple[int, int]:
-    """(index in the keys tried, key_index) of the key whose tag matches; BadSignature."""
-    payload, tag = raw[:-TAG_BYTES], raw[-TAG_BYTES:]
-    secrets = [settings.secret_key, *settings.old_secret_keys] if settings.secret_key else list(
-        settings.old_secret_keys
-    )
-    if not secrets:
-        require(settings, "secret_key", purpose=f"checking {what} links")
-    index = -1
-    for i, secret in enumerate(secrets):
-        # compare against every key so timing does not tell which one matched
-        if hmac.compare_digest(_tag(_key(secret), payload, label), tag) and index < 0:
-            index = i
-    if index < 0:
-        raise BadSignature(f"invalid {what} link")
-    return index, (index if settings.secret_key else index + 1)
-
-
-def _decode(token: str, limit: int = 64) -> bytes:
-    if not isinstance(token, str) or not 0 < len(token) <= limit or not token.isascii():
-        raise MalformedToken("invalid unsubscribe link")
-    if len(token) % 4 == 1:
-        raise MalformedToken("invalid unsubscribe link")
-    try:
-        raw = base64.b64decode(
-            token + "=" * (-len(token) % 4), altchars=b"-_", validate=True
-        )
-    except (binascii.Error, ValueError):
-        raise MalformedToken("invalid unsubscribe link") from None
-    # reject non-canonical encodings (stray low bits in the last character)
-    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != token:
-        raise MalformedToken("invalid unsubscribe link")
-    if len(raw) < TAG_BYTES + 3:
-        raise MalformedToken("invalid unsubscribe link")
-    return raw
 
 
 def verify(token: str, settings: Settings | str, *args: Any, **kwargs: Any) -> Any:
@@ -309,33 +200,27 @@ def verify_unsubscribe(
     ``list_id``, when given, must be the token's list (a token for one list does not
     verify for another).
     """
-    raw = _decode(token)
-    payload = raw[:-TAG_BYTES]
-    _, key_index = _matching_key(raw, settings, PURPOSE, "unsubscribe")
-    subscriber, list_, day = _read_varints(payload, 3)
-    if subscriber > _MAX_ID or list_ > _MAX_ID:
+    values, key_index = _opened(UNSUBSCRIBE, token, settings, _LIMIT, "unsubscribe")
+    if len(values) != 3:
         raise MalformedToken("invalid unsubscribe link")
-    if key_index > 0:
-        current = today() if now_day is None else now_day
-        if current - day > settings.old_secret_days:
-            raise ExpiredToken("this unsubscribe link has expired")
+    subscriber, list_, day = values
+    if signing.old_key_expired(key_index, day, settings.old_secret_days, now_day):
+        raise ExpiredToken("this unsubscribe link has expired")
     if list_id is not None and list_ != list_id:
         raise WrongList("invalid unsubscribe link")
     return TokenData(subscriber_id=subscriber, list_id=list_, issued_day=day, key_index=key_index)
 
 
 # -- preference-centre tokens ----------------------------------------------------------------
-# The same layout and HMAC as unsubscribe tokens, under a purpose label of their own, so a
-# token of one purpose never verifies as the other: varint(subscriber_id) varint(0)
-# varint(issued_day) tag[16]. Unlike an unsubscribe link (which must keep working), a
-# preference link opens a page that can download or erase a subscriber's data, so it
-# expires: ``settings.preferences_link_days`` after it was signed, whichever key signed it.
-
-PREFERENCES_PURPOSE = b"newsletter/preferences/v1\x00"
+# The same layout as unsubscribe tokens, under a purpose of their own, so a token of one
+# purpose never verifies as the other: varint(subscriber_id) varint(0) varint(issued_day)
+# tag[16]. Unlike an unsubscribe link (which must keep working), a preference link opens a
+# page that can download or erase a subscriber's data, so it expires:
+# ``settings.preferences_link_days`` after it was signed, whichever key signed it.
 
 
 class PreferencesSigner(Signer):
-    purpose = PREFERENCES_PURPOSE
+    purpose = PREFERENCES
 
 
 def preferences_signer(settings: Settings, issued_day: int | None = None
@@ -355,21 +240,32 @@ def sign_preferences(settings: Settings, subscriber_id: int, issued_day: int | N
 
 def verify_preferences(token: str, settings: Settings, *, now_day: int | None = None) -> int:
     """The subscriber id a preference token names, or an ``InvalidToken`` subclass."""
-    raw = _decode(token)
-    payload, tag = raw[:-TAG_BYTES], raw[-TAG_BYTES:]
-    secrets = [s for s in (settings.secret_key, *settings.old_secret_keys) if s]
-    if not secrets:
-        require(settings, "secret_key", purpose="checking preference links")
-    found = False
-    for secret in secrets:  # every key, so timing does not tell which one matched
-        expected = hmac.digest(_key(secret), PREFERENCES_PURPOSE + payload, "sha256")
-        found = hmac.compare_digest(expected[:TAG_BYTES], tag) or found
-    if not found:
-        raise BadSignature("invalid preference link")
-    subscriber, zero, day = _read_varints(payload, 3)
-    if zero != 0 or subscriber > _MAX_ID:
+    values, _ = _opened(PREFERENCES, token, settings, _LIMIT, "preference")
+    if len(values) != 3 or values[1] != 0:
         raise MalformedToken("invalid preference link")
+    subscriber, _, day = values
     current = today() if now_day is None else now_day
     if not 0 <= current - day <= settings.preferences_link_days:
         raise ExpiredToken("this preference link has expired")
     return subscriber
+
+
+# -- the preference page's form nonce --------------------------------------------------------
+# Every POST of the page carries it: hex HMAC (128 bits) of the token and the day the page
+# was served, under a purpose of its own; valid that day and the next.
+
+FORM_NONCE = "preferences-form"
+
+
+def form_nonce(secret: str, token: str, day: int) -> str:
+    """The form nonce of a page served on ``day`` for ``token``."""
+    message = token.encode("ascii") + b"\x00" + str(day).encode("ascii")
+    return signing.Mac(secret, FORM_NONCE)(message).hex()
+
+
+def form_nonce_ok(secret: str, token: str, given: str) -> bool:
+    """Whether ``given`` is the nonce of a page served for ``token`` today or yesterday
+    (both compared, in constant time)."""
+    current = today()
+    return signing.any_equal([form_nonce(secret, token, day)
+                              for day in (current, current - 1)], given)

@@ -13,6 +13,7 @@ import click
 
 from ..config import BACKENDS
 from . import get_settings
+from .send import subject_test_options
 
 SUBCOMMANDS = ("list", "cancel", "move", "create")
 
@@ -46,7 +47,8 @@ def schedule_group() -> None:
       newsletter schedule move 3 --at "2026-12-02 06:00"
 
     `newsletter schedule ISSUE --help` lists the options of scheduling an issue:
-    --list, --at, --tz, --backend, --local-time, --again.
+    --list, --at, --tz, --backend, --local-time, --again, and a subject test's --subject,
+    --test-share, --decide-after.
     """
 
 
@@ -63,17 +65,24 @@ def schedule_group() -> None:
 @click.option("--local-time", is_flag=True,
               help="Send at that wall-clock time in each subscriber's own time zone.")
 @click.option("--again", is_flag=True, help="Schedule an issue already sent to this list.")
+@subject_test_options
 @click.pass_context
 def create_cmd(ctx: click.Context, issue: Path, list_name: str, at: str | None, tz: str | None,
-               backend: str | None, local_time: bool, again: bool) -> None:
-    """Schedule ISSUE to go out to --list at --at (checked now, rendered again then)."""
+               backend: str | None, local_time: bool, again: bool, subjects: tuple[str, ...],
+               test_share: str | None, decide_after: str | None) -> None:
+    """Schedule ISSUE to go out to --list at --at (checked now, rendered again then).
+
+    An issue with subject_variants (or --subject options) is sent as `newsletter send`
+    sends it: the worker tries the subjects on --test-share of the list, waits
+    --decide-after and sends the subject people clicked most to the rest."""
     from newsletter.scheduling.schedules import schedule_issue
     from newsletter.scheduling.sendtimes import zone_info
 
     settings = get_settings(ctx)
     planned = schedule_issue(
         _engine(ctx), settings, issue, list_name, at=at, tz=tz, backend=backend,
-        local_time=local_time, again=again)
+        local_time=local_time, again=again, subjects=subjects, test_share=test_share,
+        decide_after=decide_after)
     s, when = planned.schedule, planned.when
     if planned.other is not None:
         click.echo(f"--at {at} wins over send_at {planned.other} in {issue}'s front matter")
@@ -94,10 +103,20 @@ def create_cmd(ctx: click.Context, issue: Path, list_name: str, at: str | None, 
             f"schedule {s.id}: {issue} to list {s.list_name!r} at "
             f"{when.due_at:%Y-%m-%d %H:%M:%S} UTC = {local:%Y-%m-%d %H:%M:%S %Z} ({when.zone})"
             f" via {s.backend or settings.backend}")
+    test = planned.subject_test
+    if test is not None:
+        click.echo(f"  subject test: {len(test.subjects)} subjects to {test.share:.0%} of the "
+                   f"list, the winner to the rest {_duration(test.after)} later "
+                   f"({'--subject' if subjects else 'subject_variants'})")
     if planned.warnings:
         click.echo(f"  the issue has {planned.warnings} warning(s): `newsletter validate "
                    f"{issue}` lists them")
     click.echo("  a running `newsletter worker` sends it; `newsletter schedule list` shows it")
+
+
+def _duration(delta) -> str:  # noqa: ANN001  (datetime.timedelta)
+    minutes = int(delta.total_seconds()) // 60
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
 
 
 def _counts(info) -> str:
@@ -105,7 +124,7 @@ def _counts(info) -> str:
         return ""
     c = info.send.counts
     text = f"send {info.send.id}: {c.get('sent', 0):,}/{info.send.total:,} sent"
-    for key in ("failed", "uncertain", "skipped", "pending"):
+    for key in ("failed", "uncertain", "skipped", "pending", "held"):
         if c.get(key, 0):
             text += f", {c[key]:,} {key}"
     return text
@@ -133,7 +152,7 @@ def list_cmd(ctx: click.Context, limit: int, fmt: str) -> None:
                 "id": s.id, "issue": s.issue_path, "list": s.list_name, "status": s.status,
                 "due_at": s.due_at.isoformat(), "zone": s.zone, "wall": s.wall,
                 "local_time": s.local_time, "send_id": s.send_id, "note": s.note,
-                "counts": s.send.counts if s.send else None,
+                "counts": s.send.counts if s.send else None, "subject_test": s.subject_test,
             } for s in rows],
             "workers": [{"id": w.id, "host": w.host, "pid": w.pid, "state": w.state,
                          "detail": w.detail, "heartbeat_at": w.heartbeat_at.isoformat()}

@@ -108,6 +108,24 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
+def subject_test_options(command):  # noqa: ANN001, ANN201  (a click command)
+    """``--subject``, ``--test-share``, ``--decide-after``: a subject test, for ``send``
+    and ``schedule`` alike (``delivery.variants.plan_for`` reads them)."""
+    for option in reversed([
+        click.option("--subject", "subjects", multiple=True,
+                     help="A subject test: give 2-4 --subject options (instead of the "
+                          "issue's subject_variants); the first is variant A."),
+        click.option("--test-share", default=None,
+                     help="Share of the list that gets the subject test, split equally "
+                          "between the variants at random (default 20%)."),
+        click.option("--decide-after", default=None,
+                     help="How long the test runs before `newsletter worker` sends the "
+                          "winner to the rest of the list (default 20m; 1m to 24h)."),
+    ]):
+        command = option(command)
+    return command
+
+
 # long: a parameter per option, then the dispatch between its modes, each a helper
 @click.command("send")
 @click.argument("issue", required=False, type=click.Path(dir_okay=False, path_type=Path))
@@ -128,15 +146,7 @@ def _stop_on_signals() -> threading.Event:
 @click.option("--resend-uncertain", is_flag=True,
               help="Resend the recipients whose outcome is unknown: of the latest send of "
                    "ISSUE to --list (finished or not), or with --resume ID.")
-@click.option("--subject", "subjects", multiple=True,
-              help="A subject test: give 2-4 --subject options (instead of the issue's "
-                   "subject_variants); the first is variant A.")
-@click.option("--test-share", default=None,
-              help="Share of the list that gets the subject test, split equally between "
-                   "the variants at random (default 20%).")
-@click.option("--decide-after", default=None,
-              help="How long the test runs before `newsletter worker` sends the winner to "
-                   "the rest of the list (default 20m; 1m to 24h).")
+@subject_test_options
 @click.pass_context
 def send_cmd(ctx: click.Context, issue: Path | None, list_name: str | None, backend: str | None,
              dry_run: bool, sample: Path | None, test_to: str | None, workers: int | None,
@@ -211,15 +221,7 @@ def _subject_plan(prepared, subjects: tuple[str, ...], share: str | None,
     if subjects and not real:
         fail("--subject sets up a real send's subject test; --test-to and --dry-run use the "
              "issue's subject: leave out --subject", 2)
-    chosen = (variants.check_subjects(subjects) if subjects
-              else prepared.subject_variants if real else [])
-    if not chosen:
-        if share is not None or after is not None:
-            fail("--test-share and --decide-after need a subject test: give two to four "
-                 "--subject options, or subject_variants in the issue's front matter", 2)
-        return None
-    return variants.Plan(chosen, variants.parse_share(share or "20%"),
-                         variants.parse_after(after or "20m"))
+    return variants.plan_for(prepared.subject_variants if real else [], subjects, share, after)
 
 
 def _send_issue(engine, settings, prepared, list_name: str, addresses: list[str], *,

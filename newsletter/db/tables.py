@@ -29,8 +29,69 @@ not in the metadata; ``tests/test_schema.py`` names them in its allow-list.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import util as sa_util
+
+
+class _JSONB(sa.types.TypeDecorator[Any]):
+    """PostgreSQL's JSONB, its dialect imported only when a PostgreSQL connection uses it
+    (importing ``sqlalchemy.dialects.postgresql`` loads every PostgreSQL driver's module:
+    about 35 ms of CPU that a SQLite command never needs)."""
+
+    impl = sa.JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        from sqlalchemy.dialects.postgresql import JSONB
+
+        return dialect.type_descriptor(JSONB())
+
+
+class _LateOptions(sa_util.PopulateDict):  # type: ignore[type-arg]
+    """An index's dialect options, some dialects' given only when first looked at.
+
+    SQLAlchemy validates ``postgresql_where`` at construction by loading the PostgreSQL
+    dialect, even on SQLite. Here the option is given (and validated, as at construction)
+    when that dialect's options are first read: DDL, the schema comparison, a copy.
+    """
+
+    def __init__(self, index: sa.Index, late: dict[str, Any]) -> None:
+        super().__init__(index.dialect_options.creator)
+        self.update(index.dialect_options)
+        self._index = index
+        self._late = late  # {"postgresql_where": ...}
+
+    def __missing__(self, dialect: str) -> Any:
+        options = super().__missing__(dialect)
+        late = {k: self._late.pop(k) for k in list(self._late) if k.startswith(dialect + "_")}
+        self._index._validate_dialect_kwargs(late)
+        return options
+
+    def _fill(self) -> None:
+        for key in list(self._late):
+            self[key.partition("_")[0]]
+
+
+def _filling(name: str) -> Any:
+    method = getattr(dict, name)
+
+    def filled(self: _LateOptions, *args: Any) -> Any:
+        self._fill()  # every dialect's options exist before they are listed or counted
+        return method(self, *args)
+    return filled
+
+
+for _name in ("__iter__", "__contains__", "__len__", "keys", "items", "values", "get"):
+    setattr(_LateOptions, _name, _filling(_name))
+
+
+def _late(index: sa.Index, **options: Any) -> sa.Index:
+    """``index`` with dialect options (``postgresql_where=...``) given as it is first read."""
+    index.__dict__["dialect_options"] = _LateOptions(index, options)
+    return index
+
 
 metadata = sa.MetaData(
     naming_convention={
@@ -48,7 +109,7 @@ STATUSES = ("active", "unsubscribed", "bounced", "complained")
 MEMBERSHIP_STATUSES = ("subscribed", "unsubscribed")
 
 ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite: the rowid itself
-JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+JSONType = sa.JSON().with_variant(_JSONB(), "postgresql")
 Stamp = sa.DateTime(timezone=True)
 # Byte order on PostgreSQL: the key is lower-cased already, and the unique index is
 # faster to maintain without the database's locale rules (SQLite compares bytes anyway).
@@ -147,12 +208,14 @@ sends = sa.Table(
     sa.Index(None, "list_id", "content_hash"),
     # at most one unfinished real send of an issue to a list: two `newsletter send`
     # started at once (of the same file, or of a copy) must share one send, not make two
-    sa.Index(
-        "uq_sends_unfinished",
-        "issue_key",
-        "list_id",
-        unique=True,
-        sqlite_where=sa.text("kind = 'real' AND status = 'sending'"),
+    _late(
+        sa.Index(
+            "uq_sends_unfinished",
+            "issue_key",
+            "list_id",
+            unique=True,
+            sqlite_where=sa.text("kind = 'real' AND status = 'sending'"),
+        ),
         postgresql_where=sa.text("kind = 'real' AND status = 'sending'"),
     ),
     sqlite_autoincrement=True,
@@ -181,11 +244,13 @@ send_recipients = sa.Table(
     # batch_id, not status, so that recording an answer (a status change) is a HOT update;
     # with the table's fillfactor of 50 both updates stay on the row's page (migration
     # 0015_ledger_hot_updates). A pending row is in no batch (``requeue.reopen``).
-    sa.Index(
-        "ix_send_recipients_pending",
-        "send_id",
-        "seq",
-        sqlite_where=sa.text("status = 'pending'"),
+    _late(
+        sa.Index(
+            "ix_send_recipients_pending",
+            "send_id",
+            "seq",
+            sqlite_where=sa.text("status = 'pending'"),
+        ),
         postgresql_where=sa.text("batch_id IS NULL"),
     ),
 )
@@ -267,6 +332,8 @@ schedules = sa.Table(
     sa.Column("send_id", ID, sa.ForeignKey("sends.id", ondelete="SET NULL"), nullable=True),
     sa.Column("worker_id", sa.String(40), nullable=True),  # the worker process that started it
     sa.Column("waves", JSONType, nullable=True),  # local-time: {"done": [...], "missed": [...]}
+    # the subject test's options ({"subjects", "share", "after_seconds"}; variants.Options)
+    sa.Column("subject_test", JSONType, nullable=True),
     sa.Column("note", sa.Text(), nullable=True),
     sa.Column("created_at", Stamp, nullable=False),
     sa.Column("started_at", Stamp, nullable=True),

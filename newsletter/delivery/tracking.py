@@ -22,9 +22,6 @@ links are matched to them in order, so a link used twice keeps each place's sect
 
 from __future__ import annotations
 
-import binascii
-import hashlib
-import hmac
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,11 +29,13 @@ from html import unescape
 
 import sqlalchemy as sa
 
+from .. import signing
 from ..authoring.model import Issue, Section, block_texts, links_in
 from ..authoring.render import Rendered
 from ..config import Settings
 from ..db.tables import send_links
 from ..db.transactions import DB, transaction
+from ..signing import varint
 
 CLICK_MARK = "%%click:{}%%"
 CLICK_MARKS = r"%%click:(\d{1,5})%%"  # personalize's pattern of the marks
@@ -44,8 +43,6 @@ OPEN_MARK = "%%open_url%%"
 CANARY_KIND = "Canary"
 OTHER_KIND = "Other"
 TAG_BYTES = 10  # 80 bits: a click link is worth little to forge, and stays short
-_CLICK_LABEL = b"newsletter/click/v1\x00"
-_OPEN_LABEL = b"newsletter/open/v1\x00"
 _HREF = re.compile(r'(<a\b[^>]*?\shref=")([^"]*)(")', re.IGNORECASE)
 _TEXT_REF = re.compile(r"(?m)^(\[\d+\] )(\S+)$")
 _FOOTER = 'class="nl-footer"'
@@ -194,56 +191,8 @@ def store(db: DB, send_id: int, links: Sequence[TrackedLink]) -> None:
 
 
 # -- tokens ------------------------------------------------------------------------------
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _varints(data: bytes) -> list[int] | None:
-    values, value, shift = [], 0, 0
-    for byte in data:
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if shift > 63:
-            return None
-        if not byte & 0x80:
-            values.append(value)
-            value, shift = 0, 0
-    return values if shift == 0 else None
-
-
-def _states(secret: str, label: bytes) -> tuple[hashlib._Hash, hashlib._Hash]:
-    key = secret.encode("utf-8")
-    if len(key) > 64:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(64, b"\0")
-    return (hashlib.sha256(bytes(k ^ 0x36 for k in key) + label),
-            hashlib.sha256(bytes(k ^ 0x5C for k in key)))
-
-
-def _mac(states: tuple[hashlib._Hash, hashlib._Hash], payload: bytes) -> bytes:
-    inner, outer = states[0].copy(), states[1].copy()
-    inner.update(payload)
-    outer.update(inner.digest())
-    return outer.digest()[:TAG_BYTES]
-
-
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
-_ZEROS = (b"", b"\0", b"\0\0")  # pads a token's bytes to whole base64 groups
-
-
-def _b64(raw: bytes) -> str:
-    return binascii.b2a_base64(raw, newline=False).rstrip(b"=").translate(_URLSAFE).decode(
-        "ascii")
+# signed by ``newsletter.signing`` (keys, rotation, HMAC, encoding): purposes "click" and
+# "open", no issue day (a tracked link works as long as its key is kept)
 
 
 class ClickSigner:
@@ -251,75 +200,39 @@ class ClickSigner:
     varint(link) + an 80-bit HMAC-SHA256 tag, base64url. Build once per send or app."""
 
     def __init__(self, settings: Settings, *, opens: bool = False) -> None:
-        label = _OPEN_LABEL if opens else _CLICK_LABEL
-        secrets = [s for s in (settings.secret_key, *settings.old_secret_keys) if s]
-        if not secrets:
+        if not (settings.secret_key or any(settings.old_secret_keys)):
             raise ValueError("click tracking needs secret_key")
-        self._sign = _states(secrets[0], label)
-        self._check = [_states(s, label) for s in secrets]
+        self._ring = signing.KeyRing(settings.secret_key, settings.old_secret_keys,
+                                     "open" if opens else "click", TAG_BYTES)
 
     def sign(self, send_id: int, subscriber_id: int, idx: int) -> str:
-        payload = _varint(send_id) + _varint(subscriber_id) + _varint(idx)
-        return _b64(payload + _mac(self._sign, payload))
+        return self._ring.sign(varint(send_id) + varint(subscriber_id) + varint(idx))
 
     def many(self, send_id: int, subscriber_id: int, count: int) -> list[str]:
         """The tokens of links 0..count-1 of one recipient's message."""
-        head = _varint(send_id) + _varint(subscriber_id)
-        states = self._sign
-        return [_b64(payload + _mac(states, payload))
-                for payload in (head + _varint(i) for i in range(count))]
+        head = varint(send_id) + varint(subscriber_id)
+        return self._ring.mac().sign_many([head + varint(i) for i in range(count)])
 
     def many_each(self, send_id: int, subscriber_ids: Sequence[int], count: int
                   ) -> list[list[str]]:
-        """``[self.many(send_id, s, count) for s in subscriber_ids]``, faster (a batch's
-        worth at once): each token's bytes zero-padded to whole base64 groups, encoded
-        together in one call and cut apart (standard base64 fills a last partial group
-        with zero bits, so a token's characters are the same either way)."""
+        """``[self.many(send_id, s, count) for s in subscriber_ids]``, signed and encoded
+        as one batch (``signing.Mac.sign_many``): the backends' row paths."""
         if count == 0:
             return [[] for _ in subscriber_ids]
-        send, tails = _varint(send_id), [_varint(i) for i in range(count)]
-        inner, outer = self._sign
-        raws: list[bytes] = []
-        widths: list[int] = []
-        for who in subscriber_ids:
-            head = send + _varint(who)
-            for tail in tails:
-                payload = head + tail
-                mac = inner.copy()
-                mac.update(payload)
-                tag = outer.copy()
-                tag.update(mac.digest())
-                raw = payload + tag.digest()[:TAG_BYTES]
-                width = len(raw)
-                raws.append(raw + _ZEROS[-width % 3])
-                widths.append(width)
-        text = binascii.b2a_base64(b"".join(raws), newline=False).translate(_URLSAFE).decode()
-        tokens: list[str] = []
-        at = 0
-        for width in widths:
-            tokens.append(text[at:at + (width * 4 + 2) // 3])
-            at += (width + 2) // 3 * 4
+        send, tails = varint(send_id), [varint(i) for i in range(count)]
+        tokens = self._ring.mac().sign_many(
+            [send + varint(who) + tail for who in subscriber_ids for tail in tails])
         return [tokens[k:k + count] for k in range(0, len(tokens), count)]
 
     def verify(self, token: str) -> tuple[int, int, int] | None:
         """(send, subscriber, link) of a token of ours; None for anything else."""
-        if not 16 <= len(token) <= 40 or not token.isascii() or len(token) % 4 == 1:
+        if not 16 <= len(token) <= 40:
             return None
-        try:
-            raw = binascii.a2b_base64(token.replace("-", "+").replace("_", "/")
-                                      + "=" * (-len(token) % 4), strict_mode=True)
-        except (binascii.Error, ValueError):
-            return None
-        if _b64(raw) != token:
-            return None
-        payload, tag = raw[:-TAG_BYTES], raw[-TAG_BYTES:]
-        values = _varints(payload)
+        opened = self._ring.split(token, 40)
+        values = None if opened is None else signing.read_varints(opened[0])
         if values is None or len(values) != 3:
             return None
-        ok = False
-        for states in self._check:  # every key, so timing tells nothing
-            ok |= hmac.compare_digest(_mac(states, payload), tag)
-        return (values[0], values[1], values[2]) if ok else None
+        return values[0], values[1], values[2]
 
 
 def click_url(base_url: str, token: str) -> str:

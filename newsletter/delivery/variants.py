@@ -29,6 +29,7 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
@@ -36,8 +37,10 @@ from ..authoring.subject_variants import LETTERS, variant_problems
 from ..db.tables import send_recipients, sends, subject_tests
 from ..db.transactions import DB, aware, retry_on_conflict, transaction
 from ..errors import UsageError
-from .personalize import MessageTemplate
 from .requeue import reopen
+
+if TYPE_CHECKING:  # (the renderer: `sends show` and `schedule list` need none of it)
+    from .personalize import MessageTemplate
 
 HELD = "held"  # a recipient of the rest of the list, waiting for the decision
 WINNER = "winner"  # their variant: whichever wins
@@ -161,6 +164,47 @@ class Plan:
     share: float
     after: dt.timedelta
     seed: str | None = None  # None: a fresh random seed per send (stored with the test)
+
+
+DEFAULT_SHARE = "20%"
+DEFAULT_AFTER = "20m"
+
+
+def plan_for(issue_variants: Sequence[str], subjects: Sequence[str] = (),
+             share: str | None = None, after: str | None = None) -> Plan | None:
+    """The subject test an editor asks for, as ``newsletter send`` and ``newsletter
+    schedule`` take it: ``--subject`` options, else the issue's ``subject_variants``;
+    ``--test-share`` and ``--decide-after`` (or their defaults). None without subjects;
+    a one-line UsageError for options without a test or a bad value."""
+    chosen = check_subjects(subjects) if subjects else list(issue_variants)
+    if not chosen:
+        if share is not None or after is not None:
+            raise UsageError("--test-share and --decide-after need a subject test: give two "
+                             "to four --subject options, or subject_variants in the issue's "
+                             "front matter")
+        return None
+    return Plan(chosen, parse_share(share or DEFAULT_SHARE),
+                parse_after(after or DEFAULT_AFTER))
+
+
+def stored_options(plan: Plan, *, from_issue: bool) -> dict[str, object]:
+    """What a schedule keeps of its test: ``subjects`` None when they are the issue's
+    ``subject_variants`` (read again, like the rest of the issue, when it is due)."""
+    return {"subjects": None if from_issue else list(plan.subjects), "share": plan.share,
+            "after_seconds": int(plan.after.total_seconds())}
+
+
+def plan_of_stored(options: dict | None, issue_variants: Sequence[str]) -> Plan | None:
+    """The test a due schedule runs: its stored options with the issue as it is now (no
+    options stored: the issue's ``subject_variants`` with the defaults, as ``newsletter
+    send`` would run them). None when there are no subjects to test."""
+    if options is None:
+        return plan_for(issue_variants)
+    subjects = options.get("subjects") or list(issue_variants)
+    if not subjects:
+        return None
+    return Plan(list(subjects), float(options["share"]),
+                dt.timedelta(seconds=int(options["after_seconds"])))
 
 
 def create_tested_send(db: DB, plan: Plan, now: dt.datetime, **create: object) -> int:

@@ -62,11 +62,25 @@ def record(conn: sa.Connection, send_id: int, subscriber_id: int, link_idx: int,
                                         clicked_at=at or now()))
 
 
+_COLUMNS = ("send_id", "subscriber_id", "link_idx", "method", "clicked_at")
+_COPY = f"COPY clicks ({', '.join(_COLUMNS)}) FROM STDIN"
+
+
 def record_many(db: DB, rows: Sequence[dict]) -> None:
-    """Store many clicks at once (the redirect endpoint's writer); rows as ``record``."""
-    if rows:
-        with transaction(db) as conn:
+    """Store many clicks at once (the redirect endpoint's writer); rows as ``record``.
+
+    On PostgreSQL one ``COPY``: a fifth of the CPU per row of an INSERT of many rows,
+    in the server process whose event loop answers the redirects."""
+    if not rows:
+        return
+    with transaction(db) as conn:
+        if conn.dialect.name != "postgresql":
             conn.execute(clicks.insert(), list(rows))
+            return
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with cursor.copy(_COPY) as copy:
+            for row in rows:
+                copy.write_row([row[name] for name in _COLUMNS])
 
 
 def record_open(conn: sa.Connection, send_id: int, subscriber_id: int,

@@ -18,12 +18,7 @@ import re
 import time
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_der_public_key
+from typing import TYPE_CHECKING, Any
 
 from ..errors import MalformedEvent, WebhookMalformed, WebhookRejected
 
@@ -31,9 +26,15 @@ SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 DEFAULT_MAX_AGE = 300  # seconds a signed request stays acceptable (replay window)
 
+if TYPE_CHECKING:  # cryptography is imported where a signature is checked: `sends show`
+    from cryptography.hazmat.primitives.asymmetric import ec  # needs the events, not it
+
 
 def load_public_key(value: str) -> ec.EllipticCurvePublicKey:
     """The verification key as SendGrid shows it (base64 DER), or a PEM block."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_der_public_key
+
     text = value.strip()
     if "BEGIN PUBLIC KEY" in text:
         text = "".join(line for line in text.splitlines() if "-----" not in line)
@@ -68,6 +69,10 @@ class Verifier:
             der = base64.b64decode(signature.strip(), validate=True)
         except (binascii.Error, ValueError):
             raise WebhookRejected("bad signature encoding") from None
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+
         try:
             self.key.verify(der, timestamp.encode("ascii", "replace") + body,
                             ec.ECDSA(hashes.SHA256()))

@@ -1,6 +1,8 @@
 """Subject tests' decisions, as the worker process polls them.
 
-When a test's ``decide_at`` has passed, ``decide_due`` picks the winner and releases the
+A test starts with its send: ``newsletter send``'s, or a schedule's when the worker
+starts it (``due``: the options ``newsletter schedule`` stored, or the issue's
+``subject_variants``). When a test's ``decide_at`` has passed, ``decide_due`` picks the winner and releases the
 rest of the list to it (``delivery.variants.decide``: one transaction, once, whichever
 worker process gets there first); the worker then runs the send, so the editor's
 terminal may have closed long before. A worker process killed at any moment leaves
@@ -17,14 +19,16 @@ import sqlalchemy as sa
 
 from newsletter.db.tables import send_recipients, sends, subject_tests
 from newsletter.db.transactions import transaction
-from newsletter.delivery import variants
 
 from .context import WorkerContext
 from .log import event
+from .tables import schedules
 
 
 def decide_due(ctx: WorkerContext, now: dt.datetime) -> list[int]:
     """Decide every test that is due; the sends it released."""
+    from newsletter.delivery import variants  # here: it loads the renderer (schedule list)
+
     decided = []
     for send_id in variants.due_tests(ctx.engine, now):
         event("subject_test.deciding", send=send_id)
@@ -37,18 +41,25 @@ def decide_due(ctx: WorkerContext, now: dt.datetime) -> list[int]:
 
 def to_run(ctx: WorkerContext, *, in_flight_too: bool = False) -> list[int]:
     """Sends of decided tests with recipients still pending (``in_flight_too``: or in a
-    batch being sent, which a worker process that died may have left; run() settles them)."""
+    batch being sent, which a worker process that died may have left; run() settles them).
+    Not those of a schedule that is sending: the worker resumes those as the schedule's
+    (``due.resume``), which settles the schedule when the rest of the list has it."""
     r = send_recipients.c
     statuses = ["pending", "sending"] if in_flight_too else ["pending"]
     waiting = sa.exists(sa.select(sa.literal(1)).where(
         r.send_id == subject_tests.c.send_id, r.status.in_(statuses)))
+    scheduled = sa.exists(sa.select(sa.literal(1)).where(
+        schedules.c.send_id == subject_tests.c.send_id, schedules.c.status == "sending"))
     with transaction(ctx.engine, read=True) as conn:
         return list(conn.execute(
             sa.select(subject_tests.c.send_id)
             .join(sends, sends.c.id == subject_tests.c.send_id)
-            .where(subject_tests.c.status == "decided", sends.c.status == "sending", waiting)
+            .where(subject_tests.c.status == "decided", sends.c.status == "sending", waiting,
+                   ~scheduled)
             .order_by(subject_tests.c.send_id)).scalars())
 
 
 def next_decision(ctx: WorkerContext) -> dt.datetime | None:
+    from newsletter.delivery import variants
+
     return variants.next_decision(ctx.engine)

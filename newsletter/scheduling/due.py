@@ -151,9 +151,16 @@ def _create_send(ctx: WorkerContext, info: ScheduleInfo, ready: Ready, wave: Fir
             html=tracked.rendered.html, text=tracked.rendered.text,
             recipient_filter=wave.recipient_filter, identity=prepared.identity,
         )
-        from newsletter.delivery import tracking  # only when a send starts
+        from newsletter.delivery import tracking, variants  # only when a send starts
 
         tracking.store(conn, send_id, tracked.links)
+        plan = None if info.local_time else variants.plan_of_stored(
+            info.subject_test, prepared.subject_variants)
+        if plan is not None:  # in the transaction that snapshotted the recipients
+            counts = variants.start_test(conn, send_id, plan.subjects, plan.share,
+                                         now + plan.after, plan.seed)
+            event("subject_test.started", schedule=info.id, send=send_id,
+                  decide_at=iso(now + plan.after), **counts)
         conn.execute(schedules.update().where(schedules.c.id == info.id)
                      .values(send_id=send_id))
     return send_id

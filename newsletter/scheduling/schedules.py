@@ -11,6 +11,7 @@ gives one that has not started a new time.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +29,7 @@ from newsletter.scheduling.sendtimes import When, parse_at, wave_at, zone_info, 
 from .clock import SYSTEM_CLOCK, Clock
 
 if TYPE_CHECKING:  # the send machinery loads only to schedule: `schedule list` starts fast
-    from newsletter.delivery import sending
+    from newsletter.delivery import sending, variants
 from .tables import OPEN, schedules
 
 
@@ -58,6 +59,7 @@ class ScheduleInfo:
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
     send: ledger.SendInfo | None = None
+    subject_test: dict | None = None  # the test's options (delivery.variants.stored_options)
 
     @property
     def due_local(self) -> dt.datetime:
@@ -77,6 +79,7 @@ def info_of(row: sa.Row) -> ScheduleInfo:
         status=row.status, send_id=row.send_id, worker_id=row.worker_id,
         waves=row.waves, note=row.note, created_at=aware(row.created_at),  # type: ignore[arg-type]
         started_at=aware(row.started_at), finished_at=aware(row.finished_at),
+        subject_test=row.subject_test,
     )
 
 
@@ -150,6 +153,7 @@ class Planned:
     other: str | None  # the one that lost, when both were given
     waves: list[tuple[dt.datetime, int]] = field(default_factory=list)  # (UTC, zones)
     warnings: int = 0
+    subject_test: variants.Plan | None = None  # the subject test the worker will run
 
 
 def wave_plan(db: DB, list_id: int, wall: dt.datetime, zone: str
@@ -209,22 +213,24 @@ def schedule_issue(
     local_time: bool = False,
     again: bool = False,
     clock: Clock = SYSTEM_CLOCK,
+    subjects: Sequence[str] = (),
+    test_share: str | None = None,
+    decide_after: str | None = None,
 ) -> Planned:
-    """Check the issue and configuration now and store the schedule."""
+    """Check the issue and configuration now and store the schedule. A subject test
+    (``subjects``, else the issue's ``subject_variants``; ``test_share``, ``decide_after``
+    as ``newsletter send`` takes them) is kept with it; the worker runs it when due."""
+    from newsletter.delivery import sending, variants
     from newsletter.delivery.backends import get_backend
 
     path = Path(issue_path)
-    from newsletter.delivery import sending
-
     prepared = sending.preflight(settings, path, backend=backend)
+    plan = variants.plan_for(prepared.subject_variants, subjects, test_share, decide_after)
     mailing_list = get_list(engine, list_name)
     get_backend(settings, backend)  # the backend's own settings (URL, key) are checked now
     when, source, other = resolve_time(settings, path, at, tz)
-    if local_time and when.fixed:
-        raise UsageError(
-            "--local-time needs a wall-clock time such as '2026-12-01 06:00', not one with "
-            "an offset: it is sent at that time in each subscriber's own zone"
-        )
+    if local_time:
+        _local_time_allowed(path, plan, when)
     now = clock.now()
     waves = wave_plan(engine, mailing_list.id, when.wall, when.zone) if local_time else []
     first = waves[0][0] if waves else when.due_at
@@ -249,10 +255,26 @@ def schedule_issue(
                 zone=when.zone, wall=f"{when.wall:%Y-%m-%d %H:%M:%S}", due_at=first,
                 local_time=local_time, again=again, source=source, status="scheduled",
                 waves=no_waves() if local_time else None, note=when.note, created_at=now,
+                subject_test=None if plan is None else variants.stored_options(
+                    plan, from_issue=not subjects),
             ).returning(schedules.c.id)
         ).scalar_one()
     return Planned(get_schedule(engine, schedule_id), when, source, other, waves,
-                   prepared.warnings)
+                   prepared.warnings, plan)
+
+
+def _local_time_allowed(path: Path, plan: variants.Plan | None, when: When) -> None:
+    """A --local-time schedule needs a wall-clock time and no subject test."""
+    if when.fixed:
+        raise UsageError(
+            "--local-time needs a wall-clock time such as '2026-12-01 06:00', not one with "
+            "an offset: it is sent at that time in each subscriber's own zone"
+        )
+    if plan is not None:
+        raise UsageError(
+            f"{path}: a subject test sends the winner to the whole rest of the list at once; "
+            "--local-time sends in waves through the day: schedule it at one time, or "
+            "remove subject_variants (or --subject) to send it in local time")
 
 
 def _scheduled_same(conn: sa.Connection, settings: Settings, list_name: str, stored: str,

@@ -224,6 +224,8 @@ class WorkerProcess:
         self._reap()
         self._heartbeat(now)
         self._bounces(now)
+        if not self.stop.is_set():  # first: a schedule's send its decision released resumes
+            decisions.decide_due(self.ctx, now)  # below, in this same look
         for info in due.due_schedules(self.engine, now):
             if self.stop.is_set():
                 return
@@ -249,11 +251,10 @@ class WorkerProcess:
         self._decisions(now, first)
 
     def _decisions(self, now: dt.datetime, first: bool) -> None:
-        """Decide the subject tests that are due, and send each decided one's winner to the
-        rest of its list (resuming those a worker process left unfinished)."""
+        """Send each decided subject test's winner to the rest of its list (resuming those
+        a worker process left unfinished); a scheduled send's goes on as its schedule's."""
         if self.stop.is_set():
             return
-        decisions.decide_due(self.ctx, now)
         for send_id in decisions.to_run(self.ctx, in_flight_too=first):
             if (send_id not in self.decided_threads and not self.stop.is_set()
                     and self.not_before.get(-send_id, now) <= now):

@@ -21,8 +21,6 @@ keep the page from being framed or its forms redirected.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from urllib.parse import parse_qs, quote
 
@@ -36,22 +34,8 @@ from newsletter.audience import preferences, tokens
 from .public import BodyTooLarge, PublicState, public_page, read_body, too_large
 
 FORM_LIMIT = 16_384
-NONCE_PURPOSE = b"newsletter/preferences-form/v1\x00"
 NO_STORE = {"Cache-Control": "no-store"}
-
-
-def nonce(secret: str, token: str, day: int) -> str:
-    """The form nonce of a page served on ``day`` for ``token``."""
-    message = NONCE_PURPOSE + token.encode("ascii") + b"\x00" + str(day).encode("ascii")
-    return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()[:32]
-
-
-def nonce_ok(secret: str, token: str, given: str) -> bool:
-    today = tokens.today()
-    found = False
-    for day in (today, today - 1):
-        found = hmac.compare_digest(nonce(secret, token, day), given) or found
-    return found
+nonce, nonce_ok = tokens.form_nonce, tokens.form_nonce_ok  # the page's form nonce
 
 
 def _form(body: bytes) -> dict[str, list[str]]:

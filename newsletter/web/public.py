@@ -178,6 +178,7 @@ def part(settings: Settings) -> Part:
 
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
+        click_writer.start()  # clicks a server that died left in the journal
         try:
             yield
         finally:

@@ -16,10 +16,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import quote
 
-from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Match, Router
@@ -59,12 +59,36 @@ def preview_csp(templates: Path) -> str:
             "frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
 
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+_NO_REFERRER = (b"referrer-policy", b"no-referrer")
+_NOTHING_CSP = NOTHING_CSP.encode("latin-1")
+
+
+def _secured(raw: Iterable[tuple[bytes, bytes]], page_csp: bytes) -> list[tuple[bytes, bytes]]:
+    """A response's raw headers (names lower-case, as ASGI has them) with the security
+    headers: ``nosniff`` replacing any other value, the referrer policy and the CSP
+    unless the response set its own (the page policy for HTML, else ``NOTHING_CSP``).
+    One pass over the headers: the redirects of tracked links are answered thousands of
+    times a second."""
+    headers = [item for item in raw if item[0] != b"x-content-type-options"]
+    names = {name for name, _ in headers}
+    headers.append(_NOSNIFF)
+    if b"referrer-policy" not in names:
+        headers.append(_NO_REFERRER)
+    if b"content-security-policy" not in names:
+        kind = next((value for name, value in headers if name == b"content-type"), b"")
+        html = kind.startswith(b"text/html")
+        headers.append((b"content-security-policy", page_csp if html else _NOTHING_CSP))
+    return headers
+
+
 class SecurityHeaders:
     """ASGI middleware: the security headers of one app (see the module docs)."""
 
     def __init__(self, app: ASGIApp, csp: str) -> None:
         self.app = app
         self.csp = csp
+        self.csp_raw = csp.encode("latin-1")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -73,11 +97,7 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers["X-Content-Type-Options"] = "nosniff"
-                headers.setdefault("Referrer-Policy", "no-referrer")
-                html = headers.get("content-type", "").startswith("text/html")
-                headers.setdefault("Content-Security-Policy", self.csp if html else NOTHING_CSP)
+                message["headers"] = _secured(message.get("headers", ()), self.csp_raw)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
