@@ -52,6 +52,15 @@ def make_template(
     )
 
 
+# rows a backend's row path (send_rows) leaves to the general path, after recipients(3)
+UNUSUAL_ROWS = [
+    Recipient(None, "editor@example.org"),  # a --test-to address: no subscriber id
+    Recipient(7, "not an address"),  # refused by messages(): the general path says why
+    Recipient(8, "x@example.com", " padded "),  # a name messages() cleans
+]
+REPEATED_ROW = Recipient(9, "USER1@example.com")  # user1 again: one request cannot hold both
+
+
 def recipients(count: int, start: int = 1, domain: str = "example.com") -> list[Recipient]:
     return [
         Recipient(i, f"user{i}@{domain}", None if i % 3 == 0 else f"Reader {i}")

@@ -27,16 +27,13 @@ As a separate process (benchmarks, so it does not share the client's GIL)::
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-import threading
-import time
 import uuid
-from collections import Counter, defaultdict
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from .standin_base import Reply, StandIn, serve_main
 
 MAX_BYTES = 30 * 1024 * 1024
 MAX_PERSONALIZATIONS = 1000
@@ -160,63 +157,16 @@ class Accepted:
     index: int  # which personalization
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
+class SendGridStandIn(StandIn):
+    """SendGrid's Mail Send endpoint on 127.0.0.1 (see the module docs)."""
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return  # the client gave up (a timeout test): nothing to report
-        super().handle_error(request, client_address)
+    max_bytes = MAX_BYTES
 
-
-class SendGridStandIn:
-    def __init__(
-        self,
-        *,
-        api_key: str = "SG.test-key",
-        forbidden_keys: tuple[str, ...] = (),
-        record: str = "full",  # "full" keeps each request; "counts" only counts
-        max_bytes: int = MAX_BYTES,
-        port: int = 0,
-    ) -> None:
-        self.api_key = api_key
+    def __init__(self, *, api_key: str = "SG.test-key", forbidden_keys: tuple[str, ...] = (),
+                 **kw: Any) -> None:
+        super().__init__(api_key=api_key, **kw)
         self.forbidden_keys = set(forbidden_keys)
-        self.record = record
-        self.max_bytes = max_bytes
-        self.lock = threading.Lock()
-        self.counts: Counter[str] = Counter()
-        self.accepted: dict[str, list[Accepted]] = defaultdict(list)
-        self.statuses: Counter[int] = Counter()
-        self.requests = 0
-        self.accepted_requests = 0
-        self.bytes_received = 0
-        self.last_errors: list[bytes] = []
-        self._limit: int | None = None
-        self._window = 1.0
-        self._window_start = 0.0
-        self._window_count = 0
-        self._fail: list[int] = []
-        self._delay = 0.0
-        self._port = port
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- switches ------------------------------------------------------------------------
-
-    def rate_limit(self, limit: int | None, window: float = 1.0) -> None:
-        """Allow ``limit`` requests per ``window`` seconds, then 429 until the reset."""
-        with self.lock:
-            self._limit, self._window = limit, window
-            self._window_start, self._window_count = time.time(), 0
-
-    def fail_next(self, count: int, status: int = 500) -> None:
-        with self.lock:
-            self._fail.extend([status] * count)
-
-    def delay(self, seconds: float) -> None:
-        """Wait this long before answering each accepted request (to provoke timeouts)."""
-        self._delay = seconds
+        self.last_errors: list[bytes] = []  # the body of each 400 answered
 
     # -- what was accepted ----------------------------------------------------------------
 
@@ -248,78 +198,50 @@ class SendGridStandIn:
         return out
 
     def reset(self) -> None:
+        super().reset()
         with self.lock:
-            self.counts.clear()
-            self.accepted.clear()
-            self.statuses.clear()
-            self.requests = self.accepted_requests = self.bytes_received = 0
             self.last_errors.clear()
 
-    def stats(self) -> dict[str, Any]:
-        with self.lock:
-            return {
-                "requests": self.requests,
-                "accepted_requests": self.accepted_requests,
-                "recipients": sum(self.counts.values()),
-                "distinct": len(self.counts),
-                "duplicates": sum(1 for v in self.counts.values() if v > 1),
-                "statuses": dict(self.statuses),
-                "bytes": self.bytes_received,
-            }
+    # -- SendGrid's answers ----------------------------------------------------------------
 
-    # -- HTTP ----------------------------------------------------------------------------
+    def routes(self, path: str) -> bool:
+        return path.rstrip("/") == "/v3/mail/send"
 
-    def _refused_key(self, handler: BaseHTTPRequestHandler, length: int
-                     ) -> tuple[int, dict[str, str], bytes] | None:
-        """403 for a key without permission, 401 for a wrong one (the body is read)."""
+    def not_found(self) -> Reply:
+        return 404, {}, error_body(("Not Found", None, None))
+
+    def authorized(self, handler: BaseHTTPRequestHandler) -> Reply | None:
+        """403 for a key without permission, 401 for a wrong one."""
         auth = handler.headers.get("Authorization", "")
         key = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else None
         if key in self.forbidden_keys:
-            handler.rfile.read(length)
             return 403, {}, error_body(("access forbidden", None, None))
         if key != self.api_key:
-            handler.rfile.read(length)
             return 401, {}, error_body((
                 "The provided authorization grant is invalid, expired, or revoked", None, None
             ))
         return None
 
-    def _rate_limited(self) -> tuple[int, dict[str, str], bytes] | None:
-        """429 with SendGrid's X-RateLimit-* headers past the limit (under ``self.lock``)."""
-        if self._limit is None:
-            return None
-        now = time.time()
-        if now - self._window_start >= self._window:
-            self._window_start, self._window_count = now, 0
-        reset = int(self._window_start + self._window) + 1
-        if self._window_count >= self._limit:
-            return 429, {
-                "X-RateLimit-Limit": str(self._limit),
-                "X-RateLimit-Remaining": "0",
-                "X-RateLimit-Reset": str(reset),
-            }, error_body(("too many requests", None, None))
-        self._window_count += 1
-        return None
+    def limited(self, reset: float) -> Reply:
+        """429 with SendGrid's X-RateLimit-* headers (the reset in epoch seconds)."""
+        return 429, {
+            "X-RateLimit-Limit": str(self._limit),
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": str(int(reset) + 1),
+        }, error_body(("too many requests", None, None))
 
-    def _answer(self, handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
-        if handler.path.rstrip("/") != "/v3/mail/send":
-            return 404, {}, error_body(("Not Found", None, None))
-        length = int(handler.headers.get("Content-Length") or 0)
-        refused = self._refused_key(handler, length)
-        if refused is not None:
-            return refused
-        if length > self.max_bytes:
-            while length > 0:  # drain it, so the client reads the answer
-                length -= len(handler.rfile.read(min(length, 1 << 20)) or b"x" * length)
-            return 413, {}, error_body(("Payload Too Large", None, None))
-        raw = handler.rfile.read(length)
-        with self.lock:
-            self.bytes_received += len(raw)
-            if self._fail:
-                return self._fail.pop(0), {}, error_body(("Internal Server Error", None, None))
-            limited = self._rate_limited()
-            if limited is not None:
-                return limited
+    def failure(self, status: int) -> Reply:
+        return status, {}, error_body(("Internal Server Error", None, None))
+
+    def too_large(self) -> Reply:
+        return 413, {}, error_body(("Payload Too Large", None, None))
+
+    def answered(self, status: int, body: bytes) -> None:
+        if status == 400:
+            with self.lock:
+                self.last_errors.append(body)
+
+    def accept(self, handler: BaseHTTPRequestHandler, raw: bytes) -> Reply:
         try:
             body = json.loads(raw)
         except ValueError:
@@ -328,105 +250,14 @@ class SendGridStandIn:
             validate(body)
         except Invalid as exc:
             return 400, {}, error_body((exc.message, exc.field, exc.help))
-        if self._delay:
-            time.sleep(self._delay)
         message_id = uuid.uuid4().hex[:22]
         with self.lock:
             self.accepted_requests += 1
             for i, p in enumerate(body["personalizations"]):
                 for kind in ("to", "cc", "bcc"):
                     for address in p.get(kind) or []:
-                        email = address["email"].lower()
-                        self.counts[email] += 1
-                        if self.record == "full":
-                            self.accepted[email].append(Accepted(message_id, body, i))
+                        self.accepted_one(address["email"], Accepted(message_id, body, i))
         return 202, {"X-Message-Id": message_id}, b""
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        standin = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                return None
-
-            def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
-                self.send_response(status)
-                if body:
-                    self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                if self.close_connection:
-                    self.send_header("Connection", "close")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_POST(self) -> None:  # noqa: N802
-                with standin.lock:
-                    standin.requests += 1
-                status, headers, body = standin._answer(self)
-                with standin.lock:
-                    standin.statuses[status] += 1
-                    if status == 400:
-                        standin.last_errors.append(body)
-                self._send(status, headers, body)
-
-            def do_GET(self) -> None:  # noqa: N802
-                if self.path == "/_stats":
-                    self._send(200, {}, json.dumps(standin.stats()).encode())
-                elif self.path == "/_reset":
-                    standin.reset()
-                    self._send(200, {}, b'{"reset": true}')
-                else:
-                    self._send(405, {}, error_body(("Method Not Allowed", None, None)))
-
-        return Handler
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        return self._server.server_address[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> SendGridStandIn:
-        self._server = _Server(("127.0.0.1", self._port), self._handler())
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> SendGridStandIn:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--key", default="SG.test-key")
-    parser.add_argument("--record", choices=["full", "counts"], default="counts")
-    args = parser.parse_args(argv)
-    standin = SendGridStandIn(api_key=args.key, record=args.record, port=args.port).start()
-    print(f"READY {standin.url}", flush=True)
-    try:
-        sys.stdin.read()  # until the parent closes our stdin
-    finally:
-        standin.stop()
-
 
 
 try:  # a pytest fixture for test modules: ``from tests.sendgrid_standin import sendgrid_standin``
@@ -442,4 +273,4 @@ except ImportError:  # benchmarks run without pytest installed
 
 
 if __name__ == "__main__":
-    main()
+    serve_main(SendGridStandIn, "SG.test-key")

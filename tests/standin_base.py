@@ -1,4 +1,4 @@
-"""What the local provider stand-ins share (Postmark, Mailgun, SES): an HTTP server on
+"""What the local provider stand-ins share (SendGrid, Postmark, Mailgun, SES): an HTTP server on
 127.0.0.1 in a thread (tests) or its own process (benchmarks), switches for rate
 limiting, injected failures and slow answers, and counters of what was accepted.
 
@@ -113,6 +113,12 @@ class StandIn:
     def too_large(self) -> Reply:
         return 413, {}, b'{"message": "Request Entity Too Large"}'
 
+    def not_found(self) -> Reply:
+        return 404, {}, b'{"message": "Not Found"}'
+
+    def answered(self, status: int, body: bytes) -> None:
+        """Called with each POST's answer (a stand-in that keeps some of them)."""
+
     def accept(self, handler: BaseHTTPRequestHandler, raw: bytes) -> Reply:
         raise NotImplementedError
 
@@ -136,7 +142,7 @@ class StandIn:
         length = int(handler.headers.get("Content-Length") or 0)
         if not self.routes(handler.path.split("?")[0]):
             handler.rfile.read(length)
-            return 404, {}, b'{"message": "Not Found"}'
+            return self.not_found()
         refused = self.authorized(handler)
         if refused is not None:
             handler.rfile.read(length)
@@ -168,11 +174,14 @@ class StandIn:
 
             def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
                 self.send_response(status)
-                self.send_header("Content-Type", headers.pop("Content-Type",
-                                                             standin.content_type))
+                content_type = headers.pop("Content-Type", standin.content_type)
+                if body:
+                    self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 for key, value in headers.items():
                     self.send_header(key, value)
+                if self.close_connection:
+                    self.send_header("Connection", "close")
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -182,6 +191,7 @@ class StandIn:
                 status, headers, body = standin._answer(self)
                 with standin.lock:
                     standin.statuses[status] += 1
+                standin.answered(status, body)
                 self._send(status, dict(headers), body)
 
             def do_GET(self) -> None:  # noqa: N802
@@ -196,9 +206,13 @@ class StandIn:
         return Handler
 
     @property
-    def url(self) -> str:
+    def port(self) -> int:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def start(self):
         self._server = _Server(("127.0.0.1", self._port), self._handler())

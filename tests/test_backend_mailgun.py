@@ -12,7 +12,13 @@ from newsletter.delivery.backends.base import BackendUnavailable, Status
 from newsletter.delivery.backends.mailgun import MailgunBackend
 from newsletter.delivery.personalize import MessageTemplate, Recipient
 from newsletter.errors import ConfigError
-from tests.delivery_helpers import make_template, recipients, send_settings
+from tests.delivery_helpers import (
+    REPEATED_ROW,
+    UNUSUAL_ROWS,
+    make_template,
+    recipients,
+    send_settings,
+)
 from tests.mailgun_standin import MailgunStandIn
 
 KEY, DOMAIN = "key-test", "mg.example.org"
@@ -180,3 +186,84 @@ def test_newsletter_send_backend_mailgun(tmp_path: Path, standin: MailgunStandIn
                       "--again", "--backend", "mailgun", env={**env, "MAILGUN_API_KEY": ""})
     assert missing.returncode != 0 and "Traceback" not in missing.stderr
     assert "MAILGUN_API_KEY is not set" in missing.stderr
+
+
+def _tracked_template(project: Path) -> MessageTemplate:
+    """An issue with merge fields in the subject, the text and the HTML, tracked links and
+    the open pixel: every kind of per-recipient value."""
+    from newsletter.authoring.build import build_file
+    from newsletter.delivery.personalize import prepare
+    from newsletter.delivery.tracking import for_send
+
+    path = project / "tracked.md"
+    path.write_text(
+        "---\nsubject: Hi {{name|there}}\ndate: 2026-11-24\npreheader: p\n---\n"
+        "# Lead: For {{name|reader}}\nDear {{ name | friend }}, Tom & Jerry read "
+        "[the report](https://news.publisher.org/r?a=1&b=2) and "
+        "[the data](https://data.publisher.org/d) "
+        "this morning, and this paragraph is long enough to be wrapped again once a "
+        "reader's name is in it.\n", encoding="utf-8")
+    settings = send_settings(project, track_opens=True)
+    build = build_file(path, settings, personal=True)
+    assert build.rendered is not None and build.issue is not None, build.findings
+    return prepare(for_send(settings, build.issue, build.rendered, "daily").rendered,
+                   settings, send_id=77, list_id=3, list_name="daily")
+
+
+ODD = [Recipient(900, "zoë@exämple.com", 'Zoë "Q" <&> \\ é'),
+       Recipient(901, "o'neil+tag@example.com", "O'Neil & Sons"),
+       Recipient(902, "plain@example.com", None)]
+
+
+def test_the_row_path_builds_the_same_call_byte_for_byte(project: Path) -> None:
+    from newsletter.delivery.backends.mailgun import request_body, rows_body
+    from newsletter.delivery.claims import ClaimedRow
+
+    template = _tracked_template(project)
+    assert template.links >= 2 and template.has_open and template.subject.personal
+    content = backend_for_url().content_for(template)
+    people = recipients(40) + ODD
+    claimed = [ClaimedRow(*r, seq=r.subscriber_id) for r in people]  # as the ledger has them
+    fast = rows_body(content, template, claimed)
+    assert fast is not None
+    assert fast == request_body(content, template.messages(people, headers=False))
+
+
+@pytest.mark.parametrize("odd", [*UNUSUAL_ROWS, REPEATED_ROW])
+def test_the_row_path_leaves_unusual_batches_to_the_general_path(template, odd) -> None:
+    from newsletter.delivery.backends.mailgun import rows_body
+
+    content = backend_for_url().content_for(template)
+    assert rows_body(content, template, recipients(3) + [odd]) is None
+    assert rows_body(content, template, recipients(3)) is not None
+    with backend_for_url() as backend:  # declined before anything is posted
+        assert backend.send_rows(template, recipients(3) + [odd]) is None
+        assert backend.requests_made == 0
+
+
+def test_a_reader_gets_the_same_message_from_the_row_path_and_the_general_path(
+        project: Path) -> None:
+    template = _tracked_template(project)
+    people = [*recipients(5), *ODD]
+    received = []
+    for path in ("rows", "general"):
+        with MailgunStandIn(api_key=KEY, domain=DOMAIN) as mg, backend_for(mg) as backend:
+            if path == "rows":
+                results = backend.send_rows(template, people)
+            else:
+                results = backend.send_batch(template.messages(people, headers=False))
+            assert results is not None and all(r.ok for r in results) and mg.requests == 1
+            received.append({p.email: mg.expand(p.email) for p in people})
+    by_rows, by_messages = received
+    assert by_rows == by_messages
+    for message in template.messages(people, headers=False):
+        (got,) = by_rows[message.email]
+        assert (got["html"], got["text"], got["subject"]) == (
+            message.html, message.text, message.subject)
+        assert "%recipient." not in got["html"] + got["text"] + got["subject"]
+        assert got["headers"]["List-Unsubscribe"] == f"<{message.unsubscribe_url}>"
+        assert "/c/" in got["html"] and "/o/" in got["html"]
+
+
+def backend_for_url() -> MailgunBackend:
+    return MailgunBackend(KEY, DOMAIN, "http://127.0.0.1:9")

@@ -13,7 +13,7 @@ from newsletter.delivery.backends.base import BackendUnavailable, Status
 from newsletter.delivery.backends.postmark import PostmarkBackend, calls
 from newsletter.delivery.personalize import MessageTemplate, Recipient
 from newsletter.errors import ConfigError
-from tests.delivery_helpers import make_template, recipients, send_settings
+from tests.delivery_helpers import UNUSUAL_ROWS, make_template, recipients, send_settings
 from tests.postmark_standin import PostmarkStandIn
 from tests.smtpserver import free_port
 
@@ -50,7 +50,7 @@ def test_500_per_call_on_the_broadcast_stream_with_each_recipients_headers(
         results = backend.send_batch(messages)
     assert [r.status for r in results] == [Status.SENT] * 1200
     sizes = [(len(items), 2 + sum(len(i) + 1 for i in items))
-             for _, items in calls(backend.content_for, messages)]
+             for _, items in calls(backend.message_items(messages))]
     assert standin.requests == len(sizes) > 3  # ~50 KB a message: 5 MB holds ~100
     assert all(n <= 500 and size <= 5_000_000 for n, size in sizes)
     assert len({r.provider_id for r in results}) == 1200
@@ -184,3 +184,45 @@ def test_standin_contract_with_a_bare_client(standin: PostmarkStandIn) -> None:
     mixed = httpx.post(url, json=[ok, {**ok, "To": "nobody"}], headers=headers)
     assert mixed.status_code == 200
     assert [item["ErrorCode"] for item in mixed.json()] == [0, 300]
+
+
+def test_the_row_path_sends_the_same_messages_byte_for_byte(project: Path) -> None:
+    """``send_rows`` builds each message from the claimed row (values signed a batch at a
+    time) and posts the very calls ``send_batch`` would; what each reader gets is the
+    message's own HTML, text and subject, tracked links and merge fields filled."""
+    from newsletter.delivery.backends.postmark import message_item
+    from newsletter.delivery.backends.rows import row_values
+    from newsletter.delivery.claims import ClaimedRow
+    from tests.test_backend_mailgun import ODD, _tracked_template
+
+    template = _tracked_template(project)
+    people = [*recipients(30), *ODD]
+    claimed = [ClaimedRow(*r, seq=r.subscriber_id) for r in people]
+    backend = PostmarkBackend(TOKEN, "http://127.0.0.1:9")
+    values = row_values(template, claimed)
+    assert values is not None
+    content = backend.content_for(template)
+    fast = [message_item(content, template, r.subscriber_id, r.email, r.name, *v)
+            for r, *v in zip(claimed, *values, strict=True)]
+    messages = template.messages(people, headers=False)
+    assert fast == list(backend.message_items(messages))
+    received = []
+    for path in ("rows", "general"):
+        with PostmarkStandIn(api_key=TOKEN) as pm, backend_for(pm) as sender:
+            results = (sender.send_rows(template, claimed) if path == "rows"
+                       else sender.send_batch(messages))
+            assert results is not None and all(r.ok for r in results)
+            received.append({p.email: pm.messages(p.email) for p in people})
+    assert received[0] == received[1]
+    for message in messages:
+        (got,) = received[0][message.email]
+        assert (got["HtmlBody"], got["TextBody"], got["Subject"]) == (
+            message.html, message.text, message.subject)
+        assert "/c/" in got["HtmlBody"] and "/o/" in got["HtmlBody"]
+
+
+@pytest.mark.parametrize("odd", UNUSUAL_ROWS)
+def test_the_row_path_leaves_unusual_batches_to_the_general_path(template, odd) -> None:
+    with PostmarkBackend(TOKEN, "http://127.0.0.1:9") as backend:
+        assert backend.send_rows(template, recipients(3) + [odd]) is None
+        assert backend.requests_made == 0

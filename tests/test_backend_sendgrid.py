@@ -16,7 +16,13 @@ from newsletter.delivery.backends.sendgrid import SendGridBackend, split_request
 from newsletter.delivery.claims import ClaimedRow
 from newsletter.delivery.personalize import MessageTemplate, Recipient
 from newsletter.errors import ConfigError
-from tests.delivery_helpers import make_template, recipients, send_settings
+from tests.delivery_helpers import (
+    REPEATED_ROW,
+    UNUSUAL_ROWS,
+    make_template,
+    recipients,
+    send_settings,
+)
 from tests.sendgrid_standin import SendGridStandIn, sendgrid_standin  # noqa: F401 (fixture)
 from tests.smtpserver import free_port
 
@@ -301,12 +307,7 @@ def test_the_row_fast_path_builds_the_same_request_byte_for_byte(template) -> No
     assert json.loads(fast)["personalizations"][50]["to"][0]["name"] == 'Zoë "Q" <&> \\ é'
 
 
-@pytest.mark.parametrize("odd", [
-    Recipient(None, "editor@example.org"),  # a --test-to address: no subscriber id
-    Recipient(7, "not an address"),  # refused by messages(): the general path says why
-    Recipient(8, "x@example.com", " padded "),  # a name messages() cleans
-    Recipient(9, "USER1@example.com"),  # the same address as user1: two requests
-])
+@pytest.mark.parametrize("odd", [*UNUSUAL_ROWS, REPEATED_ROW])
 def test_the_row_fast_path_leaves_unusual_batches_to_the_general_path(template, odd) -> None:
     from newsletter.delivery.backends.sendgrid import rows_json
 

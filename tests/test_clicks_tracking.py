@@ -97,6 +97,19 @@ def test_tokens_are_short_and_any_change_breaks_them(project: Path) -> None:
     assert ClickSigner(rotated).verify(token) == (123_456, 9_876_543, 17)
 
 
+def test_a_batch_of_readers_gets_the_tokens_each_would_get_alone(project: Path) -> None:
+    """``many_each`` (the backends' row paths) encodes a batch's tokens in one go: every
+    token as ``many`` makes it, whatever its length (varints of 1 to 6 bytes)."""
+    signer = ClickSigner(send_settings(project))
+    readers = [0, 1, 127, 128, 16_383, 16_384, 9_876_543, 2**40]
+    for send in (1, 300, 123_456):
+        for count in (0, 1, 3, 130):
+            batch = signer.many_each(send, readers, count)
+            assert batch == [signer.many(send, who, count) for who in readers]
+            assert all(signer.verify(t)[:2] == (send, who)
+                       for who, tokens in zip(readers, batch, strict=True) for t in tokens)
+
+
 @pytest.mark.parametrize("track_opens", [False, True])
 def test_the_open_pixel_only_when_asked_and_opens_recorded(tmp_path: Path,
                                                            track_opens: bool) -> None:

@@ -153,13 +153,20 @@ class MessageTemplate:
     def click_urls(self, subscriber_id: int | None) -> list[str]:
         """The recipient's tracked URLs by link index, then the pixel's (none without
         marks); a test address (no subscriber) gets subscriber 0's, which count for no one."""
+        return self.click_urls_each((subscriber_id,))[0]
+
+    def click_urls_each(self, subscriber_ids: Sequence[int | None]) -> list[list[str]]:
+        """``click_urls`` of each of these subscribers, signed as a batch (faster)."""
         if not (self.links or self.has_open) or self.clicker is None:
-            return []
-        send, who, base = int(self.send_id), subscriber_id or 0, self.base_url
-        urls = [click_url(base, t) for t in self.clicker.many(send, who, self.links)]
+            return [[] for _ in subscriber_ids]
+        send, base = int(self.send_id), self.base_url
+        who = [subscriber or 0 for subscriber in subscriber_ids]
+        out = [[click_url(base, t) for t in tokens]
+               for tokens in self.clicker.many_each(send, who, self.links)]
         if self.has_open and self.opener is not None:
-            urls.append(f"{base}/o/{self.opener.sign(send, who, 0)}")
-        return urls
+            for urls, (token,) in zip(out, self.opener.many_each(send, who, 1), strict=True):
+                urls.append(f"{base}/o/{token}")
+        return out
 
     def preferences_urls(self, subscriber_ids: Sequence[int]) -> list[str]:
         """The preference-centre URLs of these subscribers ("" for each when no part

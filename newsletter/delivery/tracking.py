@@ -213,6 +213,17 @@ class ClickSigner:
         head = varint(send_id) + varint(subscriber_id)
         return self._ring.mac().sign_many([head + varint(i) for i in range(count)])
 
+    def many_each(self, send_id: int, subscriber_ids: Sequence[int], count: int
+                  ) -> list[list[str]]:
+        """``[self.many(send_id, s, count) for s in subscriber_ids]``, signed and encoded
+        as one batch (``signing.Mac.sign_many``): the backends' row paths."""
+        if count == 0:
+            return [[] for _ in subscriber_ids]
+        send, tails = varint(send_id), [varint(i) for i in range(count)]
+        tokens = self._ring.mac().sign_many(
+            [send + varint(who) + tail for who in subscriber_ids for tail in tails])
+        return [tokens[k:k + count] for k in range(0, len(tokens), count)]
+
     def verify(self, token: str) -> tuple[int, int, int] | None:
         """(send, subscriber, link) of a token of ours; None for anything else."""
         if not 16 <= len(token) <= 40:

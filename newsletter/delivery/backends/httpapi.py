@@ -6,17 +6,24 @@ connection back off with full jitter, both bounded by ``max_attempts``. A timeou
 connection lost after the request left is status ``LOST`` (the provider may have
 accepted it: its recipients are uncertain); a host never reached after the retries is
 ``UNREACHABLE``. ``halves`` splits a refused request to find the messages at fault.
+``ApiBackend`` and ``each_call``: the backends' shared plumbing and their loop over a
+batch's calls.
 """
 
 from __future__ import annotations
 
+import ctypes
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import NamedTuple, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from email.utils import formataddr
+from typing import Any, NamedTuple, TypeVar
 
 import httpx
+
+from ..personalize import MessageTemplate
+from .base import BackendBase, BackendUnavailable, DeliveryResult, Status
 
 LOST = -1  # the request left; no answer came back
 UNREACHABLE = -2  # never reached the host (refused, name not found) after the retries
@@ -132,3 +139,91 @@ def halves(items: Sequence[T], indices: Sequence[int] | None
     where = range(len(items)) if indices is None else indices
     half = len(items) // 2
     return (list(items[:half]), where[:half]), (list(items[half:]), where[half:])
+
+
+def display_to(name: str | None, email: str) -> str:
+    """The recipient as a ``To`` address: ``name <email>``, the name quoted or encoded
+    as needed (``formataddr``); the address alone without a name."""
+    if not name:
+        return email
+    if name.replace(" ", "").isalnum() and name.isascii():  # nothing to quote or encode
+        return f"{name} <{email}>"
+    # the name quoted or encoded; the address as it is (formataddr refuses a non-ASCII
+    # one, which Mailgun takes in its UTF-8 form)
+    return formataddr((name, "x@x")).removesuffix("<x@x>") + f"<{email}>"
+
+
+class ApiBackend(BackendBase):
+    """What the Postmark and Mailgun backends share: their ``HttpApi``, a send's content
+    built once per template (``build_content``), and the loop over a batch's calls."""
+
+    api: HttpApi
+
+    def __init__(self) -> None:
+        self._contents: dict[int, tuple[MessageTemplate, Any]] = {}
+
+    def build_content(self, template: MessageTemplate) -> Any:
+        raise NotImplementedError
+
+    def open(self) -> None:
+        keep_freed_memory()
+
+    @property
+    def requests_made(self) -> int:
+        return self.api.requests_made
+
+    def close(self) -> None:
+        self.api.close()
+        self._contents.clear()
+
+    def content_for(self, template: MessageTemplate) -> Any:
+        entry = self._contents.get(id(template))
+        if entry is None or entry[0] is not template:
+            entry = (template, self.build_content(template))
+            self._contents[id(template)] = entry
+        return entry[1]
+
+
+KEEP_FREED = 64 * 1024 * 1024
+_kept: list[bool] = []
+
+
+def keep_freed_memory() -> None:
+    """Have glibc keep up to 64 MB of freed heap rather than hand it back to the kernel
+    at once (above 128 KB by default, raised only for mmap-sized blocks). A call's
+    messages (Postmark: a hundred 50 KB messages) are freed when it is answered and the
+    next call's built in fresh pages: faulting them in again cost more than building the
+    JSON (31 against 3 microseconds a message, benchmarks/README.md). The peak stays the
+    same: only what one call held is kept. Once per process; nothing where the C library
+    is not glibc."""
+    if _kept:
+        return
+    _kept.append(True)
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-1, KEEP_FREED)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):  # not glibc: its allocator has its own rules
+        return
+
+
+def each_call(count: int, calls: Iterable[tuple[Sequence[int], T]],
+              call: Callable[[T, Sequence[int]], list[DeliveryResult]]
+              ) -> list[DeliveryResult]:
+    """The results of a batch of ``count`` messages sent in several calls: ``calls``
+    gives each call's positions in the batch and what it sends, ``call`` sends one.
+    ``BackendUnavailable`` before any call was accepted is raised (the batch stays
+    pending); after, the rest of the batch is temporary."""
+    results: list[DeliveryResult] = [DeliveryResult(Status.TEMPORARY, "not sent")] * count
+    accepted = False
+    for indices, group in calls:
+        try:
+            got = call(group, indices)
+        except BackendUnavailable as exc:
+            if not accepted:
+                raise  # nothing of the batch went out: it stays pending
+            got = [DeliveryResult(Status.TEMPORARY, str(exc))] * len(indices)
+        accepted = accepted or any(r.ok for r in got)
+        for i, result in zip(indices, got, strict=True):
+            results[i] = result
+        del group  # freed before the next call is built (a Postmark call holds 5 MB)
+    return results

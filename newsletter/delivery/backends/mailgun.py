@@ -8,11 +8,15 @@ One ``POST /v3/{domain}/messages`` per batch (``multipart/form-data``, so nothin
 percent-encoded: the shared fields are encoded once per send): the HTML and text bodies go
 once per call with ``%recipient.KEY%`` where the per-recipient parts were, one ``to`` per
 recipient, and ``recipient-variables`` (JSON) holding each recipient's values: the
-unsubscribe link, the names, the Message-ID and the subscriber id. Headers use them too,
+unsubscribe link, the names, tracked links, the Message-ID and the subscriber id, one key
+per distinct value (a URL that HTML escaping leaves alone is one key for the text, the HTML
+and the header). Headers use them too,
 so every recipient gets their own ``List-Unsubscribe: <%recipient.u%>`` and
 ``Message-Id``; ``v:send_id``, ``v:list_id`` and ``v:subscriber_id`` come back on
 Mailgun's webhook events. With recipient-variables, each recipient sees only their own
-``To``. A batch longer than 1,000, or naming an address twice, is split.
+``To``. A batch longer than 1,000, or naming an address twice, is split. The usual batch
+goes by the row path (``send_rows``: the same call built straight from the claimed rows,
+the values computed a batch at a time, ``rows.row_values``).
 
 Answers: 200 -> sent (``provider_id`` is Mailgun's id). 400 -> the call is split in two
 until the recipients at fault stand alone (they fail for good, with Mailgun's words);
@@ -27,53 +31,105 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.utils import formataddr
+from html import escape
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
+from typing import TYPE_CHECKING
 from uuid import uuid4
 
+from ...authoring.text import rewrap
 from ...config import Settings
 from ...errors import ConfigError
 from ..journal import BatchLog
-from ..personalize import LIST_UNSUBSCRIBE_POST, MessageTemplate, OutgoingMessage, Part
-from .base import BackendBase, BackendUnavailable, DeliveryResult, Status
-from .httpapi import LOST, UNREACHABLE, HttpApi, halves
+from ..parts import Part, Slot
+from ..personalize import LIST_UNSUBSCRIBE_POST, MessageTemplate, OutgoingMessage
+from .base import NOT_HANDLED, BackendUnavailable, DeliveryResult, Status
+from .httpapi import (
+    LOST,
+    UNREACHABLE,
+    Answer,
+    ApiBackend,
+    HttpApi,
+    display_to,
+    each_call,
+    halves,
+)
+from .rows import row_values
 from .sendgrid import split_requests
+
+if TYPE_CHECKING:
+    from ..claims import ClaimedRow
 
 MAX_RECIPIENTS = 1000
 _q = encode_basestring_ascii  # a str -> a quoted, escaped JSON string (C speed)
 HOSTS = {"us": "https://api.mailgun.net", "eu": "https://api.eu.mailgun.net"}
+
 
 def _field(boundary: bytes, name: str, value: str) -> bytes:
     return b"".join((b"--", boundary, b'\r\nContent-Disposition: form-data; name="',
                      name.encode("ascii"), b'"\r\n\r\n', value.encode("utf-8"), b"\r\n"))
 
 
-def _keyed(part: Part, prefix: str) -> str:
-    """The part with ``%recipient.{prefix}{i}%`` in its slot ``i``."""
-    out = [part.literals[0]]
-    for i, literal in enumerate(part.literals[1:]):
-        out += (f"%recipient.{prefix}{i}%", literal)
-    return "".join(out)
-
-
 @dataclass(frozen=True)
 class _Content:
+    """A send's shared form and how each recipient's variables are written."""
+
     boundary: bytes
     form: bytes  # the call's shared fields, encoded (from, subject, bodies, headers)
-    parts: tuple[tuple[str, Part], ...]  # (key prefix, part) of each part with slots
-    to_head: bytes  # what each ``to`` field starts with
+    to_head: str  # what each ``to`` field starts with
+    url_html: bool  # "uh": the unsubscribe URL HTML-escaped differs from "u"
+    preferences: bool  # "p": a part links to the preference centre
+    preferences_html: bool  # "ph": its URL HTML-escaped differs from "p"
+    name_keys: tuple[tuple[str, bool], ...]  # ('"nK":', HTML-escaped?) per name slot key
+    fallback_names: str  # the name keys' values for a recipient without a name
+    rewrap_keys: tuple[tuple[str, str], ...]  # ('"wK":', text.rewrap block)
+    click_keys: tuple[tuple[str, int, bool], ...]  # ('"cK":', link index (-1: pixel), escaped?)
 
     @property
     def content_type(self) -> str:
         return f"multipart/form-data; boundary={self.boundary.decode('ascii')}"
 
 
+class _Keys:
+    """Names the ``%recipient.KEY%`` of each slot, one key per distinct value: a value
+    that is the same in the text and the HTML part (a URL that HTML escaping leaves as it
+    is) has one key, so each recipient's variables carry it once."""
+
+    def __init__(self, template: MessageTemplate) -> None:
+        plain = escape(template.base_url) == template.base_url  # tokens are base64url
+        self.url_html = not plain
+        self.preferences_html = escape(template.preferences_head) != template.preferences_head
+        self.preferences = template.has_preferences
+        self.names: dict[tuple[bool, str], str] = {}
+        self.rewraps: dict[str, str] = {}
+        self.clicks: dict[tuple[int, bool], str] = {}
+        self.plain = plain
+
+    def key(self, slot: Slot, html: bool) -> str:
+        if slot.kind == "unsubscribe":
+            return "uh" if html and self.url_html else "u"
+        if slot.kind == "preferences":
+            return "ph" if html and self.preferences_html else "p"
+        if slot.kind == "rewrap":
+            return self.rewraps.setdefault(slot.fallback, f"w{len(self.rewraps)}")
+        if slot.kind in ("click", "open"):
+            where = -1 if slot.kind == "open" else int(slot.fallback)
+            escaped = slot.kind == "open" or (html and not self.plain)
+            return self.clicks.setdefault((where, escaped), f"c{len(self.clicks)}")
+        return self.names.setdefault((html, slot.fallback), f"n{len(self.names)}")
+
+    def keyed(self, part: Part) -> str:
+        """The part with ``%recipient.KEY%`` in each slot."""
+        out = [part.literals[0]]
+        for slot, literal in zip(part.slots, part.literals[1:], strict=True):
+            out += (f"%recipient.{self.key(slot, part.html)}%", literal)
+        return "".join(out)
+
+
 def build_content(template: MessageTemplate) -> _Content:
-    text = _keyed(template.text, "t")
-    html = _keyed(template.html, "h")
-    subject = _keyed(template.subject, "s")
-    fields = [("from", template.from_address), ("subject", subject), ("text", text),
-              ("html", html), ("h:List-Id", template.list_id_header),
+    keys = _Keys(template)
+    fields = [("from", template.from_address), ("subject", keys.keyed(template.subject)),
+              ("text", keys.keyed(template.text)), ("html", keys.keyed(template.html)),
+              ("h:List-Id", template.list_id_header),
               ("h:List-Unsubscribe", "<%recipient.u%>"),
               ("h:List-Unsubscribe-Post", LIST_UNSUBSCRIBE_POST),
               ("h:Message-Id", "%recipient.m%"), ("v:send_id", str(template.send_id)),
@@ -82,45 +138,82 @@ def build_content(template: MessageTemplate) -> _Content:
         fields.append(("h:Reply-To", template.reply_to))
     boundary = f"nl-{uuid4().hex}".encode("ascii")  # in no body: 122 random bits
     form = b"".join(_field(boundary, name, value) for name, value in fields)
-    to_head = b"--" + boundary + b'\r\nContent-Disposition: form-data; name="to"\r\n\r\n'
-    parts = tuple((prefix, part) for prefix, part in (
-        ("t", template.text), ("h", template.html), ("s", template.subject)) if part.slots)
-    return _Content(boundary, form, parts, to_head)
+    to_head = f'--{boundary.decode()}\r\nContent-Disposition: form-data; name="to"\r\n\r\n'
+    return _Content(
+        boundary, form, to_head, keys.url_html, keys.preferences, keys.preferences_html,
+        name_keys=tuple((f'"{key}":', html) for (html, _), key in keys.names.items()),
+        fallback_names="".join(f',"{key}":{_q(fallback)}'
+                               for (_, fallback), key in keys.names.items()),
+        rewrap_keys=tuple((f'"{key}":', block) for block, key in keys.rewraps.items()),
+        click_keys=tuple((f'"{key}":', where, escaped)
+                         for (where, escaped), key in keys.clicks.items()))
 
 
-def variables_json(content: _Content, m: OutgoingMessage) -> str:
+def variables_json(content: _Content, email: str, url: str, message_id: str,
+                   subscriber: int | None, name: str | None, preferences: str,
+                   clicks: Sequence[str]) -> str:
     """One recipient's entry in ``recipient-variables``: ``"email":{"u": link, "m":
-    Message-ID, "id": subscriber, then each slot's value}``, the values from
-    ``Part.values`` (the one rule for what a recipient's merge fields become)."""
-    url, name, prefs = m.unsubscribe_url, m.name, m.preferences_url
-    who = "" if m.subscriber_id is None else m.subscriber_id
-    out = [f'{_q(m.email)}:{{"u":{_q(url)},"m":{_q(m.message_id)},"id":"{who}"']
-    clicks = m.click_urls  # the recipient's tracked links, [] when the send tracks none
-    for prefix, part in content.parts:
-        out += [f',"{prefix}{i}":{_q(value)}'
-                for i, value in enumerate(part.values(url, name, prefs, clicks))]
-    out.append("}")
-    return "".join(out)
+    Message-ID, "id": subscriber, then each slot key's value}``: the only place it is
+    written, for the general path and the row path alike. The values are what
+    ``Part.values`` gives each slot (HTML-escaped in the HTML part, a name's fallback
+    without a name); ``name`` as the message has it (cleaned)."""
+    who = "" if subscriber is None else subscriber
+    out = f'{_q(email)}:{{"u":{_q(url)},"m":{_q(message_id)},"id":"{who}"'
+    if content.url_html:
+        out += f',"uh":{_q(escape(url))}'
+    if content.preferences:
+        out += f',"p":{_q(preferences)}'
+        if content.preferences_html:
+            out += f',"ph":{_q(escape(preferences))}'
+    if content.name_keys:
+        if name:
+            as_text, as_html = _q(name), _q(escape(name))
+            out += "".join(f",{key}{as_html if html else as_text}"
+                           for key, html in content.name_keys)
+        else:
+            out += content.fallback_names
+    if content.rewrap_keys:
+        out += "".join(f",{key}{_q(rewrap(block, name))}" for key, block in content.rewrap_keys)
+    if content.click_keys:
+        out += "".join(f",{key}{_q(escape(clicks[where]) if escaped else clicks[where])}"
+                       for key, where, escaped in content.click_keys)
+    return out + "}"
+
+
+def _body(content: _Content, tos: list[str], entries: list[str]) -> bytes:
+    """The call's form: the shared fields, a ``to`` per recipient, the variables."""
+    head = content.to_head
+    boundary = content.boundary.decode("ascii")
+    tail = (f'--{boundary}\r\nContent-Disposition: form-data; name="recipient-variables"'
+            f'\r\n\r\n{{{",".join(entries)}}}\r\n--{boundary}--\r\n')
+    return content.form + "".join([f"{head}{to}\r\n" for to in tos] + [tail]).encode("utf-8")
 
 
 def request_body(content: _Content, messages: Sequence[OutgoingMessage]) -> bytes:
-    """The call's form: the shared fields, a ``to`` per recipient, the variables."""
-    head = content.to_head
-    to = [head + _to(m.name, m.email).encode("utf-8") + b"\r\n" for m in messages]
-    rv = "{" + ",".join([variables_json(content, m) for m in messages]) + "}"
-    return b"".join((content.form, *to, _field(content.boundary, "recipient-variables", rv),
-                     b"--", content.boundary, b"--\r\n"))
+    """The call's form for these messages (the general path)."""
+    one, clicks = variables_json, bool(content.click_keys)
+    return _body(content, [display_to(m.name, m.email) for m in messages],
+                 [one(content, m.email, m.unsubscribe_url, m.message_id, m.subscriber_id,
+                      m.name, m.preferences_url, m.click_urls if clicks else ())
+                  for m in messages])
 
 
-def _to(name: str | None, email: str) -> str:
-    if not name:
-        return email
-    if name.replace(" ", "").isalnum() and name.isascii():  # nothing to quote or encode
-        return f"{name} <{email}>"
-    return formataddr((name, email))
+def rows_body(content: _Content, template: MessageTemplate, rows: Sequence[ClaimedRow]
+              ) -> bytes | None:
+    """``request_body(content, template.messages(rows))`` for the usual batch, straight
+    from the ledger's rows: the same bytes (``variables_json`` writes both), no message
+    object per recipient; None when the general path must take it (``rows.row_values``)."""
+    values = row_values(template, rows, limit=MAX_RECIPIENTS, unique=True,
+                        clicks=bool(content.click_keys))
+    if values is None:
+        return None
+    one = variables_json
+    return _body(content, [display_to(row.name, row.email) for row in rows], [
+        one(content, row.email, url, message_id, row.subscriber_id, row.name, prefs, links)
+        for row, url, message_id, prefs, links in zip(rows, *values, strict=True)])
 
 
-class MailgunBackend(BackendBase):
+class MailgunBackend(ApiBackend):
     name = "mailgun"
     batch_size = MAX_RECIPIENTS
     writes_mime = False  # Mailgun builds the MIME from the form
@@ -128,12 +221,12 @@ class MailgunBackend(BackendBase):
 
     def __init__(self, api_key: str, domain: str, host: str = HOSTS["us"], *,
                  workers: int | None = None, **http) -> None:
+        super().__init__()
         self.domain = domain
         self.path = f"/v3/{domain}/messages"
         self.concurrency = workers or 4
         self.api = HttpApi(host, {"Accept": "application/json"}, label="Mailgun",
                            auth=("api", api_key), pool=self.concurrency, **http)
-        self._contents: dict[int, tuple[MessageTemplate, _Content]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, *, workers: int | None = None
@@ -151,47 +244,55 @@ class MailgunBackend(BackendBase):
         host = settings.mailgun_api_host or HOSTS[settings.mailgun_region]
         return cls(key, settings.mailgun_domain, host, workers=workers)
 
-    @property
-    def requests_made(self) -> int:
-        return self.api.requests_made
-
-    def close(self) -> None:
-        self.api.close()
-        self._contents.clear()
-
-    def content_for(self, template: MessageTemplate) -> _Content:
-        entry = self._contents.get(id(template))
-        if entry is None or entry[0] is not template:
-            entry = (template, build_content(template))
-            self._contents[id(template)] = entry
-        return entry[1]
+    def build_content(self, template: MessageTemplate) -> _Content:
+        return build_content(template)
 
     def send_batch(self, messages: Sequence[OutgoingMessage], progress: BatchLog | None = None
                    ) -> list[DeliveryResult]:
         position = {id(m): i for i, m in enumerate(messages)}
-        by_message: dict[int, DeliveryResult] = {}
-        accepted = False
-        for group in split_requests(messages, MAX_RECIPIENTS):
-            indices = [position[id(m)] for m in group]
-            try:
-                results = self._call(group, progress, indices)
-            except BackendUnavailable as exc:
-                if not accepted:
-                    raise  # nothing of the batch went out: it stays pending
-                results = [DeliveryResult(Status.TEMPORARY, str(exc))] * len(group)
-            accepted = accepted or any(r.ok for r in results)
-            by_message.update(zip(map(id, group), results, strict=True))
-        return [by_message[id(m)] for m in messages]
+        return each_call(len(messages), (
+            ([position[id(m)] for m in group], group)
+            for group in split_requests(messages, MAX_RECIPIENTS)),
+            lambda group, indices: self._call(group, progress, indices))
+
+    def send_rows(self, template: MessageTemplate, rows: Sequence[ClaimedRow],
+                  progress: BatchLog | None = None) -> list[DeliveryResult] | None:
+        """``send_batch(template.messages(rows))`` for a usual batch, built from the rows.
+
+        The call is the same, byte for byte (``rows_body``); only no message object is
+        made per recipient. Returns ``NOT_HANDLED``, having sent nothing, for anything
+        unusual (a test send, a name or address that needs cleaning or refusing, an
+        address twice) or a call refused whole (400, 413): the runner then takes the
+        general path, which finds the recipients at fault.
+        """
+        content = self.content_for(template)
+        body = rows_body(content, template, rows)
+        if body is None:
+            return NOT_HANDLED
+        answer = self._post(content, body, len(rows), progress, range(len(rows)))
+        return answer if isinstance(answer, list) else NOT_HANDLED
 
     def _call(self, group: list[OutgoingMessage], progress: BatchLog | None,
               indices: Sequence[int]) -> list[DeliveryResult]:
         content = self.content_for(group[0].template)
-        body = request_body(content, group)
+        answer = self._post(content, request_body(content, group), len(group), progress,
+                            indices)
+        if isinstance(answer, list):
+            return answer
+        if len(group) == 1:
+            return [DeliveryResult(Status.PERMANENT, f"{answer.status} {answer.text}")]
+        (first, at1), (second, at2) = halves(group, indices)
+        return self._call(first, progress, at1) + self._call(second, progress, at2)
+
+    def _post(self, content: _Content, body: bytes, count: int, progress: BatchLog | None,
+              indices: Sequence[int]) -> list[DeliveryResult] | Answer:
+        """One call's results; its ``Answer`` when refused for some of its recipients
+        (400, 413): split it to find them."""
         if progress is not None:
             progress.handing_group(indices)
         status, text, raw = self.api.post(self.path, body, content.content_type)
         if status == LOST:
-            return [DeliveryResult(Status.UNCERTAIN, text)] * len(group)
+            return [DeliveryResult(Status.UNCERTAIN, text)] * count
         if progress is not None:
             progress.answered_group(indices, status == 200)
         if status == 200:
@@ -199,16 +300,13 @@ class MailgunBackend(BackendBase):
                 provider_id = str(json.loads(raw).get("id") or "") or None
             except (ValueError, AttributeError):
                 provider_id = None
-            return [DeliveryResult(Status.SENT, "", provider_id)] * len(group)
+            return [DeliveryResult(Status.SENT, "", provider_id)] * count
         if status in (401, 403, 404) or status == UNREACHABLE:
             raise BackendUnavailable(self._fatal(status, text))
         if status in (400, 413):
-            if len(group) == 1:
-                return [DeliveryResult(Status.PERMANENT, f"{status} {text}")]
-            (first, at1), (second, at2) = halves(group, indices)
-            return self._call(first, progress, at1) + self._call(second, progress, at2)
+            return Answer(status, text, raw)
         reason = f"{status} {text} (after {self.api.max_attempts} attempts)"
-        return [DeliveryResult(Status.TEMPORARY, reason)] * len(group)
+        return [DeliveryResult(Status.TEMPORARY, reason)] * count
 
     def _fatal(self, status: int, text: str) -> str:
         if status == UNREACHABLE:

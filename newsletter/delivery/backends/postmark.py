@@ -8,10 +8,12 @@ Each message of a call is complete (Postmark's batch takes no substitutions): it
 HTML and text bodies, our ``List-Unsubscribe`` (the recipient's one-click link) and
 ``List-Unsubscribe-Post`` headers, ``List-Id``, ``Message-ID``, and ``Metadata``
 (``send_id``, ``list_id``, ``subscriber_id``), which Postmark returns on its webhooks. The
-JSON of the bodies is escaped once per send; per recipient only the merge values are. A
-call holds at most 500 messages and 5 MB (Postmark allows 50 MB: smaller calls bound each
-worker's memory, and what a call lost in flight leaves uncertain); each call is built just
-before it is posted, not the whole batch at once.
+JSON of the bodies is escaped and encoded once per send; per recipient only the merge
+values are, and each message is one ``bytes.join`` of those pieces (``message_item``, for
+the general path and the row path, ``send_rows``, alike). A call holds at most 500
+messages and 5 MB (Postmark allows 50 MB: smaller calls bound each worker's memory, and
+what a call lost in flight leaves uncertain); each call is built just before it is posted,
+not the whole batch at once.
 
 Answers: 200 carries one result per message: ``ErrorCode`` 0 -> sent (``MessageID``),
 406 (inactive recipient: it bounced or complained before) and other codes -> that
@@ -27,17 +29,21 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from email.utils import formataddr
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
+from typing import TYPE_CHECKING
 
 from ...config import Settings
 from ...errors import ConfigError
 from ..journal import BatchLog
 from ..personalize import LIST_UNSUBSCRIBE_POST, MessageTemplate, OutgoingMessage, Part
-from .base import BackendBase, BackendUnavailable, DeliveryResult, Status
-from .httpapi import LOST, UNREACHABLE, HttpApi, halves
+from .base import NOT_HANDLED, BackendUnavailable, DeliveryResult, Status
+from .httpapi import LOST, UNREACHABLE, ApiBackend, HttpApi, display_to, each_call, halves
+from .rows import row_values
+
+if TYPE_CHECKING:
+    from ..claims import ClaimedRow
 
 MAX_MESSAGES = 500
 MAX_BYTES = 50 * 1000 * 1000  # Postmark's limit per call
@@ -47,32 +53,21 @@ JSON_TYPE = "application/json"
 _q = encode_basestring_ascii
 
 
-def _pieces(part: Part) -> tuple[str, ...]:
-    """The part's literal pieces as escaped JSON string content (no quotes)."""
-    return tuple(_q(literal)[1:-1] for literal in part.literals)
-
-
-def _filled(part: Part, pieces: tuple[str, ...], url: str, name: str | None, prefs: str,
-            clicks: list[str]) -> str:
-    if len(pieces) == 1:
-        return pieces[0]
-    out = [pieces[0]]
-    for value, piece in zip(part.values(url, name, prefs, clicks), pieces[1:], strict=True):
-        out.append(_q(value)[1:-1])
-        out.append(piece)
-    return "".join(out)
+def _pieces(part: Part) -> tuple[bytes, ...]:
+    """The part's literal pieces as escaped JSON string content (no quotes), ASCII."""
+    return tuple(_q(literal)[1:-1].encode("ascii") for literal in part.literals)
 
 
 @dataclass(frozen=True)
 class _Content:
-    """A send's constant JSON, escaped once: head (From, Subject?), the bodies' pieces,
-    the shared headers and metadata."""
+    """A send's constant JSON, escaped and encoded once: head (From, Subject?), the
+    bodies' pieces, the shared headers and metadata."""
 
-    head: str
-    html: tuple[str, ...]
-    text: tuple[str, ...]
-    headers: str  # the constant header objects, each followed by a comma
-    tail: str  # ReplyTo, MessageStream, Metadata's send and list ids
+    head: bytes
+    html: tuple[bytes, ...]
+    text: tuple[bytes, ...]
+    headers: bytes  # the constant header objects, each followed by a comma
+    tail: bytes  # ReplyTo, MessageStream, Metadata's send and list ids
 
 
 def build_content(template: MessageTemplate, stream: str) -> _Content:
@@ -85,39 +80,52 @@ def build_content(template: MessageTemplate, stream: str) -> _Content:
     if template.reply_to:
         tail += f',"ReplyTo":{_q(template.reply_to)}'
     tail += f',"Metadata":{{"send_id":{_q(str(template.send_id))},"list_id":"{template.list_id}"'
-    return _Content(head, _pieces(template.html), _pieces(template.text), headers, tail)
+    return _Content(head.encode("ascii"), _pieces(template.html), _pieces(template.text),
+                    headers.encode("ascii"), tail.encode("ascii"))
 
 
-def message_json(content: _Content, m: OutgoingMessage) -> str:
-    """One message of the batch, as JSON."""
-    t, url, name, prefs = m.template, m.unsubscribe_url, m.name, m.preferences_url
-    clicks = m.click_urls  # the recipient's tracked links, [] when the send tracks none
-    to = formataddr((name, m.email)) if name else m.email
-    subject = f',"Subject":{_q(m.subject)}' if t.subject.personal else ""
-    who = f',"subscriber_id":"{m.subscriber_id}"' if m.subscriber_id is not None else ""
-    return (f'{content.head}{subject},"To":{_q(to)},'
-            f'"HtmlBody":"{_filled(t.html, content.html, url, name, prefs, clicks)}",'
-            f'"TextBody":"{_filled(t.text, content.text, url, name, prefs, clicks)}",'
-            f'"Headers":[{content.headers}{{"Name":"List-Unsubscribe","Value":{_q(f"<{url}>")}}},'
-            f'{{"Name":"Message-ID","Value":{_q(m.message_id)}}}]{content.tail}{who}}}}}')
+def message_item(content: _Content, template: MessageTemplate, subscriber: int | None,
+                 email: str, name: str | None, url: str, message_id: str, preferences: str,
+                 clicks: Sequence[str]) -> bytes:
+    """One message of the batch, as JSON: the only place it is written, for the general
+    path and the row path alike. The bodies are their pre-escaped pieces joined with the
+    recipient's values (``Part.values``), all in one ``bytes.join`` (no larger copy)."""
+    out = [content.head]
+    if template.subject.personal:
+        subject = template.subject
+        out.append(f',"Subject":{_q(subject.fill(subject.values(url, name)))}'.encode())
+    out.append(f',"To":{_q(display_to(name, email))},"HtmlBody":"'.encode())
+    for part, pieces, tail in ((template.html, content.html, b'","TextBody":"'),
+                               (template.text, content.text, b'","Headers":[')):
+        out.append(pieces[0])
+        if len(pieces) > 1:
+            for value, piece in zip(part.values(url, name, preferences, clicks), pieces[1:],
+                                    strict=True):
+                out += (_q(value)[1:-1].encode("ascii"), piece)
+        out.append(tail)
+    who = f',"subscriber_id":"{subscriber}"' if subscriber is not None else ""
+    out += (content.headers,
+            f'{{"Name":"List-Unsubscribe","Value":{_q(f"<{url}>")}}},'
+            f'{{"Name":"Message-ID","Value":{_q(message_id)}}}]'.encode("ascii"),
+            content.tail, f"{who}}}}}".encode("ascii"))
+    return b"".join(out)
 
 
-def calls(content_for: Callable[[MessageTemplate], _Content],
-          messages: Sequence[OutgoingMessage], limit: int = CALL_BYTES
+def calls(items: Iterable[bytes], limit: int = CALL_BYTES
           ) -> Iterator[tuple[range, list[bytes]]]:
-    """Each call's positions in ``messages`` and its messages' JSON: at most 500
-    messages and ``limit`` bytes (with the brackets and commas), built as it goes."""
-    items: list[bytes] = []
-    start, size = 0, 2
-    for i, m in enumerate(messages):
-        item = message_json(content_for(m.template), m).encode("ascii")
-        if items and (len(items) >= MAX_MESSAGES or size + len(item) + 1 > limit):
-            yield range(start, i), items
-            items, start, size = [], i, 2
-        items.append(item)
+    """Each call's positions in the batch and its messages' JSON: at most 500 messages
+    and ``limit`` bytes (with the brackets and commas), built as it goes."""
+    batch: list[bytes] = []
+    start = i = 0
+    size = 2
+    for i, item in enumerate(items):
+        if batch and (len(batch) >= MAX_MESSAGES or size + len(item) + 1 > limit):
+            yield range(start, i), batch
+            batch, start, size = [], i, 2
+        batch.append(item)
         size += len(item) + 1
-    if items:
-        yield range(start, len(messages)), items
+    if batch:
+        yield range(start, i + 1), batch
 
 
 def _item_result(item: object) -> DeliveryResult:
@@ -133,7 +141,7 @@ def _item_result(item: object) -> DeliveryResult:
     return DeliveryResult(Status.PERMANENT, f"{code} {words}")
 
 
-class PostmarkBackend(BackendBase):
+class PostmarkBackend(ApiBackend):
     name = "postmark"
     batch_size = MAX_MESSAGES
     writes_mime = False  # Postmark builds the MIME from the JSON
@@ -142,13 +150,13 @@ class PostmarkBackend(BackendBase):
     def __init__(self, token: str, host: str = "https://api.postmarkapp.com", *,
                  stream: str = "broadcast", workers: int | None = None,
                  call_bytes: int = CALL_BYTES, **http) -> None:
+        super().__init__()
         self.stream = stream
         self.call_bytes = min(call_bytes, MAX_BYTES)
         self.concurrency = workers or 4
         self.api = HttpApi(host, {"X-Postmark-Server-Token": token, "Accept": JSON_TYPE},
                            label="Postmark", pool=self.concurrency,
                            **http)
-        self._contents: dict[int, tuple[MessageTemplate, _Content]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, *, workers: int | None = None
@@ -162,38 +170,42 @@ class PostmarkBackend(BackendBase):
         return cls(token, settings.postmark_api_host, stream=settings.postmark_message_stream,
                    workers=workers)
 
-    @property
-    def requests_made(self) -> int:
-        return self.api.requests_made
+    def build_content(self, template: MessageTemplate) -> _Content:
+        return build_content(template, self.stream)
 
-    def close(self) -> None:
-        self.api.close()
-        self._contents.clear()
-
-    def content_for(self, template: MessageTemplate) -> _Content:
-        entry = self._contents.get(id(template))
-        if entry is None or entry[0] is not template:
-            entry = (template, build_content(template, self.stream))
-            self._contents[id(template)] = entry
-        return entry[1]
+    def message_items(self, messages: Sequence[OutgoingMessage]) -> Iterator[bytes]:
+        """Each message's JSON (``message_item``), made as it is needed."""
+        for m in messages:
+            t = m.template
+            yield message_item(self.content_for(t), t, m.subscriber_id, m.email, m.name,
+                               m.unsubscribe_url, m.message_id, m.preferences_url,
+                               m.click_urls)
 
     def payload(self, messages: Sequence[OutgoingMessage]) -> list[dict]:
         """The batch call's messages (for inspection and tests)."""
-        content = self.content_for(messages[0].template)
-        return [json.loads(message_json(content, m)) for m in messages]
+        return [json.loads(item) for item in self.message_items(messages)]
 
     def send_batch(self, messages: Sequence[OutgoingMessage], progress: BatchLog | None = None
                    ) -> list[DeliveryResult]:
-        results: list[DeliveryResult] = []
-        for indices, items in calls(self.content_for, messages, self.call_bytes):
-            try:
-                results += self._call(items, progress, indices)
-            except BackendUnavailable as exc:
-                if not any(r.ok for r in results):
-                    raise  # nothing of the batch went out: it stays pending
-                results += [DeliveryResult(Status.TEMPORARY, str(exc))] * len(items)
-            items.clear()  # freed now, not when the next call is built
-        return results
+        return each_call(len(messages), calls(self.message_items(messages), self.call_bytes),
+                         lambda items, indices: self._call(items, progress, indices))
+
+    def send_rows(self, template: MessageTemplate, rows: Sequence[ClaimedRow],
+                  progress: BatchLog | None = None) -> list[DeliveryResult] | None:
+        """``send_batch(template.messages(rows))`` for a usual batch, built from the rows:
+        the same calls, byte for byte (``message_item`` writes both), with the
+        per-recipient values computed a batch at a time (``rows.row_values``) and no
+        message object per recipient. ``NOT_HANDLED`` (nothing sent) for a test send or
+        a name or address that needs cleaning or refusing."""
+        values = row_values(template, rows, clicks=bool(template.links or template.has_open))
+        if values is None:
+            return NOT_HANDLED
+        content, one = self.content_for(template), message_item
+        items = (one(content, template, row.subscriber_id, row.email, row.name, url, msgid,
+                     prefs, links)
+                 for row, url, msgid, prefs, links in zip(rows, *values, strict=True))
+        return each_call(len(rows), calls(items, self.call_bytes),
+                         lambda items, indices: self._call(items, progress, indices))
 
     def _call(self, items: list[bytes], progress: BatchLog | None, indices: Sequence[int]
               ) -> list[DeliveryResult]:

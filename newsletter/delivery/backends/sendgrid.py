@@ -42,7 +42,6 @@ from python_http_client import exceptions as http_errors
 from ...authoring.text import rewrap
 from ...config import Settings
 from ...errors import ConfigError
-from ..headersafe import is_clean, sendable_address
 from ..journal import BatchLog
 from ..parts import Part
 from ..personalize import (
@@ -52,6 +51,7 @@ from ..personalize import (
     Recipient,
 )
 from .base import NOT_HANDLED, BackendBase, BackendUnavailable, DeliveryResult, Status
+from .rows import row_values
 
 if TYPE_CHECKING:
     from ..claims import ClaimedRow
@@ -249,32 +249,17 @@ def rows_json(content: _Content, template: MessageTemplate, rows: Sequence[Claim
     or an address ``messages`` would clean or refuse, an address twice, a personal
     subject or URLs and Message-IDs that need JSON escaping.
     """
-    if (not rows or len(rows) > MAX_PER_REQUEST or content.unsub_html_key
-            or content.personal_subject or not content.url_plain or not content.msgid_plain):
+    if (content.unsub_html_key or content.personal_subject or not content.url_plain
+            or not content.msgid_plain):
         return None
-    try:
-        if len({row.email.lower() for row in rows}) != len(rows):
-            return None
-    except AttributeError:  # not an address at all: the general path refuses that one
+    values = row_values(template, rows, limit=MAX_PER_REQUEST, unique=True,
+                        clicks=bool(content.click_keys))
+    if values is None:
         return None
-    try:
-        tokens = template.tokens([row.subscriber_id for row in rows])
-    except (TypeError, ValueError):  # a missing subscriber id (a test send)
-        return None
-    url_head, msgid_head, msgid_tail = template.urls_and_ids()
     one = personalization_json
-    out: list[str] = []
-    append = out.append
-    prefs = template.preferences_urls([row.subscriber_id for row in rows])
-    for row, token, pref in zip(rows, tokens, prefs, strict=True):
-        subscriber, email, name = row.subscriber_id, row.email, row.name
-        if type(subscriber) is not int or not sendable_address(email):
-            return None  # messages() refuses the address: the general path fails it alone
-        if name is not None and not (type(name) is str and is_clean(name)):
-            return None  # cleaned by messages(): the general path
-        append(one(content, subscriber, email, name, url_head + token,
-                   f"{msgid_head}{subscriber}{msgid_tail}", preferences=pref,
-                   clicks=template.click_urls(subscriber) if content.click_keys else ()))
+    out = [one(content, row.subscriber_id, row.email, row.name, url, message_id,
+               preferences=prefs, clicks=links)
+           for row, url, message_id, prefs, links in zip(rows, *values, strict=True)]
     return content.json_prefix + ",".join(out) + "]}"
 
 
