@@ -248,7 +248,10 @@ def _snapshot_chunk(
     ).scalar()
     last = upper is None  # fewer than size members left
     upper = until if last else upper
-    span = sa.and_(subscribers.c.id > after, subscribers.c.id <= upper)
+    # the range on both sides of the join: PostgreSQL does not carry a range across an
+    # equality, and without it scanned the whole list's memberships for every chunk
+    span = sa.and_(subscribers.c.id > after, subscribers.c.id <= upper,
+                   memberships.c.subscriber_id > after, memberships.c.subscriber_id <= upper)
     rows = conn.execute(_snapshot(send_id, list_id, span)).rowcount
     if rows is None or rows < 0:  # the driver cannot tell: count them
         rows = conn.execute(
