@@ -63,6 +63,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_sendgrid import KEY, phase, run_bare, standin_get  # noqa: E402
 from measure import peak_rss_mb  # noqa: E402
+from pgcluster import SETTINGS, counters, describe, temporary_cluster  # noqa: E402
 
 LABEL = 50  # width of a row's label
 
@@ -309,7 +310,7 @@ class Bench:
         with contextlib.ExitStack() as stack:
             stack.callback(shutil.rmtree, project, ignore_errors=True)
             if self.pg:
-                url = stack.enter_context(pg_database())
+                url = stack.enter_context(pg_database(self.args.admin_url))
                 seed_in_process(project, url, self.n)
                 note = f"fresh database seeded in {time.perf_counter() - started:.1f} s"
             else:
@@ -328,8 +329,11 @@ class Bench:
         for processes in args.processes:
             with self.fresh(f"round{k}-{processes}") as (project, database_url, note):
                 standin_get(self.url, "/_reset")
+                before = counters(database_url) if database_url else None
                 ours = send_phase(self.url, n, args.workers, project, processes=processes)
                 stats = standin_get(self.url, "/_stats")
+                if before is not None and database_url:
+                    ours["server"] = describe(before, counters(database_url))
                 ours["ledger_mb"] = ledger_mb(project, database_url)
                 if args.snapshot:
                     ours["snapshot"] = snapshot_phase(project)
@@ -350,6 +354,8 @@ class Bench:
               f"{stats['duplicates']} duplicated) in {stats['requests']:,} requests: exactly "
               f"once: {'yes' if exactly_once(n, stats, ours['counts']) else 'NO'} "
               f"({note}, not timed)", flush=True)
+        if "server" in ours:
+            print(f"    (c) server: {ours['server']}", flush=True)
         if "snapshot" in ours:
             snap = ours["snapshot"]
             print(f"    (s) snapshot alone, chunk by chunk: {snap['total']:,} recipients in "
@@ -394,10 +400,15 @@ def main() -> None:
                              "each in every round, e.g. --processes 1 2")
     parser.add_argument("--snapshot", action="store_true",
                         help="after each (c), also time the snapshot alone (s)")
+    parser.add_argument("--pg-cluster", type=int, metavar="PORT", default=None,
+                        help="PostgreSQL in a temporary cluster of its own on PORT, with "
+                             "README's settings for large sends (pgcluster.SETTINGS)")
     parser.add_argument("--journal", action="store_true",
                         help="(c) only, with and without the progress journal (SQLite)")
     args = parser.parse_args()
-    n, pg = args.recipients, args.database == "postgresql"
+    if args.pg_cluster is not None:
+        args.database = "postgresql"
+    pg = args.database == "postgresql"
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     if args.journal and pg:
@@ -405,38 +416,50 @@ def main() -> None:
     if min(args.processes) < 1:
         parser.error("--processes must be at least 1")
 
-    with tempfile.TemporaryDirectory() as tmp:
-        template = Path(tmp) / "template"
-        if not pg:
-            seconds = seed_in_process(template, None, n)
-            size = (template / "newsletter.db").stat().st_size / 1e6
-            print(f"seeded {n:,} subscribers (sqlite, {size:.0f} MB) into a template project "
-                  f"in {seconds:.1f} s; each round sends from a fresh copy (not timed)")
-        server = subprocess.Popen(
-            [sys.executable, "-m", "tests.sendgrid_standin", "--key", KEY, "--record", "counts"],
-            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )
-        try:
-            assert server.stdout is not None
-            url = server.stdout.readline().split()[1]
-            print(f"CPU cores: {mp.cpu_count()}; stand-in {url} (own process); "
-                  f"{args.workers} requests in flight; {args.rounds} rounds of "
-                  + ("(c) without and with the journal" if args.journal else "(a) then (c)"))
-            if args.journal:
-                if not journal_rounds(url, n, args.workers, template, args.rounds):
-                    raise SystemExit(1)
-                return
-            print(f"{'':{LABEL}} {'seconds':>8} {'recipients/s':>13} {'peak MB':>8} "
-                  f"{'CPU s':>6} {'vs (a)':>7}", flush=True)
-            bench = Bench(args, Path(tmp), url)
-            for k in range(1, args.rounds + 1):
-                bench.round(k)
-        finally:
-            if server.stdin:
-                server.stdin.close()
-            server.wait(10)
-    if not bench.summary():
+    with contextlib.ExitStack() as stack:
+        args.admin_url = None
+        if args.pg_cluster is not None:
+            args.admin_url = stack.enter_context(temporary_cluster(args.pg_cluster))
+            print(f"PostgreSQL: a temporary cluster on port {args.pg_cluster} with "
+                  + ", ".join(f"{k} = {v}" for k, v in SETTINGS.items()))
+        bench = _run(args, Path(stack.enter_context(tempfile.TemporaryDirectory())))
+    if bench is not None and not bench.summary():
         raise SystemExit(1)
+
+
+def _run(args: argparse.Namespace, tmp: Path) -> Bench | None:
+    """The stand-in, the seeded template (SQLite) and the rounds; None: ``--journal``."""
+    n, pg = args.recipients, args.database == "postgresql"
+    template = tmp / "template"
+    if not pg:
+        seconds = seed_in_process(template, None, n)
+        size = (template / "newsletter.db").stat().st_size / 1e6
+        print(f"seeded {n:,} subscribers (sqlite, {size:.0f} MB) into a template project "
+              f"in {seconds:.1f} s; each round sends from a fresh copy (not timed)")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.sendgrid_standin", "--key", KEY, "--record", "counts"],
+        cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().split()[1]
+        print(f"CPU cores: {mp.cpu_count()}; stand-in {url} (own process); "
+              f"{args.workers} requests in flight; {args.rounds} rounds of "
+              + ("(c) without and with the journal" if args.journal else "(a) then (c)"))
+        if args.journal:
+            if not journal_rounds(url, n, args.workers, template, args.rounds):
+                raise SystemExit(1)
+            return None
+        print(f"{'':{LABEL}} {'seconds':>8} {'recipients/s':>13} {'peak MB':>8} "
+              f"{'CPU s':>6} {'vs (a)':>7}", flush=True)
+        bench = Bench(args, tmp, url)
+        for k in range(1, args.rounds + 1):
+            bench.round(k)
+    finally:
+        if server.stdin:
+            server.stdin.close()
+        server.wait(10)
+    return bench
 
 
 if __name__ == "__main__":
