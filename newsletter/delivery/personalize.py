@@ -153,12 +153,21 @@ class MessageTemplate:
     def click_urls(self, subscriber_id: int | None) -> list[str]:
         """The recipient's tracked URLs by link index, then the pixel's (none without
         marks); a test address (no subscriber) gets subscriber 0's, which count for no one."""
+        return self.click_urls_for((subscriber_id,))[0]
+
+    def click_urls_for(self, subscriber_ids: Sequence[int | None]) -> list[list[str]]:
+        """``click_urls`` of each of these recipients (a batch's), signed in one go."""
         if not (self.links or self.has_open) or self.clicker is None:
-            return []
-        send, who, base = int(self.send_id), subscriber_id or 0, self.base_url
-        urls = [click_url(base, t) for t in self.clicker.many(send, who, self.links)]
-        if self.has_open and self.opener is not None:
-            urls.append(f"{base}/o/{self.opener.sign(send, who, 0)}")
+            return [[] for _ in subscriber_ids]
+        send, base = int(self.send_id), self.base_url
+        who = [subscriber_id or 0 for subscriber_id in subscriber_ids]
+        head = click_url(base, "")
+        urls = [[head + token for token in tokens]
+                for tokens in self.clicker.many_for(send, who, self.links)]
+        if self.has_open and self.opener is not None:  # the pixel: link 0 of the opener
+            pixel = f"{base}/o/"
+            for mine, (token,) in zip(urls, self.opener.many_for(send, who, 1), strict=True):
+                mine.append(pixel + token)
         return urls
 
     def preferences_urls(self, subscriber_ids: Sequence[int]) -> list[str]:

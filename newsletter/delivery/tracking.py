@@ -197,6 +197,8 @@ def store(db: DB, send_id: int, links: Sequence[TrackedLink]) -> None:
 
 
 def _varint(value: int) -> bytes:
+    if 0 <= value < 128:  # a link index, a small id: one byte
+        return _ONE_BYTE[value]
     out = bytearray()
     while True:
         byte = value & 0x7F
@@ -206,6 +208,10 @@ def _varint(value: int) -> bytes:
         else:
             out.append(byte)
             return bytes(out)
+
+
+_ONE_BYTE = [bytes((n,)) for n in range(128)]
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def _varints(data: bytes) -> list[int] | None:
@@ -238,8 +244,8 @@ def _mac(states: tuple[hashlib._Hash, hashlib._Hash], payload: bytes) -> bytes:
 
 
 def _b64(raw: bytes) -> str:
-    return binascii.b2a_base64(raw, newline=False).rstrip(b"=").translate(
-        bytes.maketrans(b"+/", b"-_")).decode("ascii")
+    return binascii.b2a_base64(raw, newline=False).rstrip(b"=").translate(_URLSAFE).decode(
+        "ascii")
 
 
 class ClickSigner:
@@ -260,10 +266,39 @@ class ClickSigner:
 
     def many(self, send_id: int, subscriber_id: int, count: int) -> list[str]:
         """The tokens of links 0..count-1 of one recipient's message."""
-        head = _varint(send_id) + _varint(subscriber_id)
-        states = self._sign
-        return [_b64(payload + _mac(states, payload))
-                for payload in (head + _varint(i) for i in range(count))]
+        return self.many_for(send_id, (subscriber_id,), count)[0]
+
+    def many_for(self, send_id: int, subscriber_ids: Sequence[int], count: int
+                 ) -> list[list[str]]:
+        """``many`` for each of these subscribers (a batch's), in one go.
+
+        The same tokens as ``sign`` makes one by one, for a fraction of the CPU (a send
+        makes one per link and recipient): the HMAC's inner hash takes each recipient's
+        common head once, and the base64url conversion is done for all tokens at once
+        ("=" is only ever padding, and " " never in base64).
+        """
+        if count <= 0:
+            return [[] for _ in subscriber_ids]
+        inner, outer = self._sign
+        send = _varint(send_id)
+        tails = [_varint(idx) for idx in range(count)]
+        encode = binascii.b2a_base64
+        raws: list[bytes] = []
+        append = raws.append
+        for subscriber_id in subscriber_ids:
+            head = send + _varint(subscriber_id)
+            common = inner.copy()
+            common.update(head)
+            for tail in tails:
+                h = common.copy()
+                h.update(tail)
+                o = outer.copy()
+                o.update(h.digest())
+                append(encode(head + tail + o.digest()[:TAG_BYTES], newline=False))
+        if not raws:
+            return []
+        flat = b" ".join(raws).translate(_URLSAFE).replace(b"=", b"").decode("ascii").split(" ")
+        return [flat[at:at + count] for at in range(0, len(flat), count)]
 
     def verify(self, token: str) -> tuple[int, int, int] | None:
         """(send, subscriber, link) of a token of ours; None for anything else."""
