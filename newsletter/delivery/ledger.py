@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ..audience.receiving import CLEAR, SUPPRESSED, receives, suppression_of
+from ..audience.receiving import CLEAR, SUPPRESSED, receives, suppression_joined
 from ..db.tables import (
     ID,
     memberships,
@@ -293,7 +293,8 @@ def _snapshot(
     """INSERT ... SELECT of the list's members who may receive (``receiving.receives``)
     and match ``condition``, as pending; members refused only because their address is
     suppressed are recorded ``skipped`` (reason ``suppressed``), so the report counts them."""
-    clear = suppression_of() == CLEAR
+    listed, on, suppression = suppression_joined()
+    clear = suppression == CLEAR
     snapshot = (
         sa.select(
             sa.literal(send_id, ID).label("send_id"),
@@ -306,6 +307,7 @@ def _snapshot(
             sa.case((clear, sa.null()), else_=sa.literal(SUPPRESSED)).label("reason"),
         )
         .join(memberships, memberships.c.subscriber_id == subscribers.c.id)
+        .outerjoin(listed, on)
         .where(memberships.c.list_id == list_id, receives(suppression=sa.literal(CLEAR)))
     )
     if condition is not None:
