@@ -46,7 +46,8 @@ def _as_postgres(command: list[str]) -> list[str]:
 
 @contextlib.contextmanager
 def temporary_cluster(port: int, settings: dict[str, str] | None = None) -> Iterator[str]:
-    """Start a cluster on ``port`` with ``settings`` (default ``SETTINGS``); yields its
+    """Start a cluster on ``port`` with ``settings`` (default ``SETTINGS``; ``{}``:
+    PostgreSQL's own defaults); yields its
     admin URL (the ``postgres`` database); stopped and removed on exit."""
     data = Path(tempfile.mkdtemp(prefix="newsletter-pgcluster-"))
     if os.geteuid() == 0:
@@ -57,7 +58,8 @@ def temporary_cluster(port: int, settings: dict[str, str] | None = None) -> Iter
                        check=True, capture_output=True, text=True)
         lines = [f"port = {port}", "listen_addresses = '127.0.0.1'",
                  f"unix_socket_directories = '{data}'"]
-        lines += [f"{name} = '{value}'" for name, value in (settings or SETTINGS).items()]
+        chosen = SETTINGS if settings is None else settings
+        lines += [f"{name} = '{value}'" for name, value in chosen.items()]
         with open(data / "postgresql.conf", "a", encoding="utf-8") as conf:
             conf.write("\n".join(lines) + "\n")
         subprocess.run(_as_postgres([_bin("pg_ctl"), "-D", str(data), "-w", "-l",
