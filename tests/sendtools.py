@@ -93,9 +93,11 @@ def pg_admin_engine() -> sa.Engine | None:
 
 
 @contextlib.contextmanager
-def pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for one test; dropped after. Skips (or fails under CI)."""
-    admin = pg_admin_engine()
+def pg_database(admin_url: str | None = None) -> Iterator[str]:
+    """A fresh PostgreSQL database for one test; dropped after. Skips (or fails under CI).
+    ``admin_url``: on that server (a benchmark's own cluster) instead of 127.0.0.1:5432."""
+    admin = (pg_admin_engine() if admin_url is None
+             else sa.create_engine(admin_url, isolation_level="AUTOCOMMIT"))
     if admin is None:
         if os.environ.get("CI") == "true":
             pytest.fail("PostgreSQL at 127.0.0.1:5432 is not reachable, and CI=true needs it")

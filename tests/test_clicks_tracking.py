@@ -81,6 +81,28 @@ def test_sendgrid_carries_each_recipients_tracked_links(
         assert "https://news.example.org/o/" in got["html"]
 
 
+def test_the_row_path_writes_tracked_links_as_the_escaping_path_does(project: Path) -> None:
+    """SendGrid's row path writes each tracked URL unescaped when base_url needs no JSON
+    or HTML escaping (a token is base64url): the same bytes as escaping each one."""
+    from dataclasses import replace
+
+    from newsletter.delivery.backends.sendgrid import SendGridBackend, rows_json
+    from newsletter.delivery.claims import ClaimedRow
+
+    settings = send_settings(project, track_opens=True)
+    template = prepare(_tracked(settings).rendered, settings, send_id=300, list_id=2,
+                       list_name="daily")
+    backend = SendGridBackend("SG.test", "http://127.0.0.1:9")
+    content = backend.content_for(template)
+    people = recipients(40, start=120)  # ids on both sides of a varint's one byte
+    claimed = [ClaimedRow(*r, seq=r.subscriber_id) for r in people]
+    fast = rows_json(content, template, claimed)
+    assert content.clicks_plain and content.click_keys
+    assert fast == rows_json(replace(content, clicks_plain=False), template, claimed)
+    assert fast == backend.payload_json(template.messages(people, headers=False))
+    assert len(TRACKED.findall(template.messages(people[:1])[0].html)) > 1
+
+
 def test_tokens_are_short_and_any_change_breaks_them(project: Path) -> None:
     settings = send_settings(project)
     signer = ClickSigner(settings)

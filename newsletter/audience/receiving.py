@@ -86,6 +86,20 @@ def suppression_of(subscriber_id: sa.ColumnElement[int] | None = None
     return sa.case((listed, sa.literal(SUPPRESSED)), else_=sa.literal(CLEAR))
 
 
+def suppression_joined() -> tuple[sa.Table, sa.ColumnElement[bool], sa.ColumnElement[str]]:
+    """The suppression form's status as an outer join, for a statement over many
+    subscribers (the snapshot): the table to outer-join, its ON condition, and the status.
+
+    The same status as ``suppression_of()`` (an address is on the suppression list at most
+    once: ``email_key`` is its primary key), but a join the planner can merge, hash or
+    look up in the index: the correlated EXISTS made PostgreSQL hash the whole
+    suppression list again for every statement that evaluated it (twice per chunk of the
+    snapshot: 75 ms for 50,000 suppressions), whatever the statement's own size."""
+    status = sa.case((suppressions.c.email_key.is_(None), sa.literal(CLEAR)),
+                     else_=sa.literal(SUPPRESSED))
+    return suppressions, suppressions.c.email_key == subscribers.c.email_key, status
+
+
 def _forms(subscriber: Status | None, membership: Status | None,
            suppression: Status | None) -> list[tuple[Check, Status]]:
     values = (subscribers.c.status if subscriber is None else subscriber,

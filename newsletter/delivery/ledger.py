@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ..audience.receiving import CLEAR, SUPPRESSED, receives, suppression_of
+from ..audience.receiving import CLEAR, SUPPRESSED, receives, suppression_joined
 from ..db.tables import (
     ID,
     memberships,
@@ -249,7 +249,10 @@ def _snapshot_chunk(
     ).scalar()
     last = upper is None  # fewer than size members left
     upper = until if last else upper
-    span = sa.and_(subscribers.c.id > after, subscribers.c.id <= upper)
+    # the range on both sides of the join: PostgreSQL does not carry a range across an
+    # equality, and without it scanned the whole list's memberships for every chunk
+    span = sa.and_(subscribers.c.id > after, subscribers.c.id <= upper,
+                   memberships.c.subscriber_id > after, memberships.c.subscriber_id <= upper)
     rows = conn.execute(_snapshot(send_id, list_id, span)).rowcount
     if rows is None or rows < 0:  # the driver cannot tell: count them
         rows = conn.execute(
@@ -291,7 +294,8 @@ def _snapshot(
     """INSERT ... SELECT of the list's members who may receive (``receiving.receives``)
     and match ``condition``, as pending; members refused only because their address is
     suppressed are recorded ``skipped`` (reason ``suppressed``), so the report counts them."""
-    clear = suppression_of() == CLEAR
+    listed, on, suppression = suppression_joined()
+    clear = suppression == CLEAR
     snapshot = (
         sa.select(
             sa.literal(send_id, ID).label("send_id"),
@@ -304,6 +308,7 @@ def _snapshot(
             sa.case((clear, sa.null()), else_=sa.literal(SUPPRESSED)).label("reason"),
         )
         .join(memberships, memberships.c.subscriber_id == subscribers.c.id)
+        .outerjoin(listed, on)
         .where(memberships.c.list_id == list_id, receives(suppression=sa.literal(CLEAR)))
     )
     if condition is not None:

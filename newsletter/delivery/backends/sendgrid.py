@@ -83,6 +83,7 @@ class _Content:
     preferences: bool = False  # a body links to the preference centre (PREFS_KEY/_H)
     preferences_plain: bool = False  # its URLs need neither JSON nor HTML escaping
     click_keys: tuple[tuple[str, int], ...] = ()  # (JSON key, link index; -1: the pixel)
+    clicks_plain: bool = False  # tracked URLs need neither JSON nor HTML escaping
 
 
 class Body:
@@ -179,6 +180,9 @@ def build_content(template: MessageTemplate) -> _Content:
         url_plain=_q(template.base_url) == f'"{template.base_url}"',
         preferences=template.has_preferences,
         click_keys=tuple(click_keys.items()),
+        # base_url plain, the rest of a tracked URL is "/c/" or "/o/" and a base64url token
+        clicks_plain=(_q(template.base_url) == f'"{template.base_url}"'
+                      and escape(template.base_url) == template.base_url),
         preferences_plain=(_q(template.preferences_head) == f'"{template.preferences_head}"'
                            and escape(template.preferences_head) == template.preferences_head),
         msgid_plain=_q(template.message_id(Recipient(1, "x@x"))) == (
@@ -227,7 +231,9 @@ def personalization_json(
         else:
             subs += (f',"{PREFS_KEY}":{_q(preferences)},'
                      f'"{PREFS_HTML_KEY}":{_q(escape(preferences))}')
-    if content.click_keys:  # the recipient's tracked links (template.click_urls)
+    if content.clicks_plain:  # the recipient's tracked links (template.click_urls)
+        subs += "".join(f',{key}:"{clicks[idx]}"' for key, idx in content.click_keys)
+    elif content.click_keys:
         subs += "".join(f",{key}:{_q(escape(clicks[idx]))}" for key, idx in content.click_keys)
     msgid = f'"{message_id}"' if content.msgid_plain else _q(message_id)
     item = (f'{{"to":[{to}],"headers":{{"List-Unsubscribe":"<{link}>","Message-ID":{msgid}}},'
