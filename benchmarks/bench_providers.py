@@ -50,7 +50,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_send import exactly_once, seed_in_process  # noqa: E402
 from bench_sendgrid import recipients, standin_get  # noqa: E402
-from measure import peak_rss_mb  # noqa: E402
+from measure import peak_rss_mb, phase  # noqa: E402
 
 KEYS = {"postmark": "pm-bench", "mailgun": "key-bench", "ses": "AKIDSTANDIN"}
 DOMAIN = "mg.example.org"
@@ -186,19 +186,6 @@ def cpu_of(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-
-def phase(target, *args) -> dict:
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    process = ctx.Process(target=target, args=(*args, child))
-    process.start()
-    try:
-        result = parent.recv()
-    except EOFError:
-        process.join()
-        raise SystemExit(f"{target.__name__} failed (exit code {process.exitcode})") from None
-    process.join()
-    return result
 
 
 def by_cpu(row: dict) -> float:

@@ -269,18 +269,7 @@ def _snapshot_alone(project: str, out) -> None:
 def snapshot_phase(project: Path) -> dict:
     """(s) the snapshot alone, as the runner copies it (chunk by chunk), into a second
     send on the same database, in a fresh process."""
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    process = ctx.Process(target=_snapshot_alone, args=(str(project), child))
-    process.start()
-    child.close()
-    try:
-        result = parent.recv()
-    except EOFError:
-        process.join()
-        raise SystemExit(f"(s) failed (exit code {process.exitcode})") from None
-    process.join()
-    return result
+    return phase(_snapshot_alone, str(project))
 
 
 def ledger_mb(project: Path, database_url: str | None) -> float:

@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from measure import peak_rss_mb  # noqa: E402
+from measure import peak_rss_mb, phase  # noqa: E402
 
 KEY = "SG.bench-key"
 BATCH = 1000
@@ -148,15 +148,6 @@ def run_ours(url: str, count: int, workers: int, out) -> None:
               "rss_mb": peak_rss_mb(), "rss_before_mb": rss_before, "failed": failed,
               "cpu": usage.ru_utime + usage.ru_stime - cpu_before})
 
-
-def phase(target, url: str, count: int, workers: int) -> dict:
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    process = ctx.Process(target=target, args=(url, count, workers, child))
-    process.start()
-    result = parent.recv()
-    process.join()
-    return result
 
 
 def standin_get(url: str, path: str) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import re
 import resource
@@ -63,3 +64,21 @@ class BackendCpu:
 
     def seconds(self) -> float:
         return self._closed + sum(self._cpu(pid) for pid in self._open.values())
+
+
+def phase(target, *args) -> dict:
+    """Run ``target(*args, conn)`` in a fresh spawned process and return what it sends on
+    ``conn`` (its own peak memory and imports stay its own); a child that dies without
+    answering ends the benchmark with its exit code."""
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    process = ctx.Process(target=target, args=(*args, child))
+    process.start()
+    child.close()
+    try:
+        result = parent.recv()
+    except EOFError:
+        process.join()
+        raise SystemExit(f"{target.__name__} failed (exit code {process.exitcode})") from None
+    process.join()
+    return result

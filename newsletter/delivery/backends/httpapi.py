@@ -158,12 +158,12 @@ class ApiBackend(BackendBase):
     built once per template (``build_content``), and the loop over a batch's calls."""
 
     api: HttpApi
+    # the provider's request pieces for one template, made once per send: each subclass
+    # (MailgunBackend, PostmarkBackend) defines it as a method
+    build_content: Callable[[MessageTemplate], Any]
 
     def __init__(self) -> None:
         self._contents: dict[int, tuple[MessageTemplate, Any]] = {}
-
-    def build_content(self, template: MessageTemplate) -> Any:
-        raise NotImplementedError
 
     def open(self) -> None:
         keep_freed_memory()
