@@ -171,8 +171,9 @@ def prepare(folder: Path, url: str, count: int) -> tuple[sa.Engine, list[bytes]]
                                      for i in range(LINKS + 1)])
     signer = tracking.ClickSigner(settings)
     rng = random.Random(7)
-    return engine, [loadgen.get(f"/c/{signer.sign(send_id, rng.randint(1, 10**6), rng.randint(1, LINKS))}")
-                    for _ in range(count)]
+    readers = signer.readers(send_id, [rng.randint(1, 10**6) for _ in range(count)])
+    return engine, [loadgen.get(f"/c/{tracking.click_url('', reader, rng.randint(1, LINKS))[3:]}")
+                    for reader in readers]
 
 
 def phase(server: loadgen.Server, run, *args) -> tuple[loadgen.Result, float]:

@@ -3,7 +3,8 @@
 For each provider, in ``--rounds`` interleaved rounds, each phase in its own fresh process:
 
 (a) the practical ceiling: a bare client posting pre-built requests (8 of them, built
-    before the clock starts by the backend's own builders, so the same shape and size)
+    before the clock starts by the backend's own builders from the send's own template,
+    ``measure.send_template``, so the same requests as (c)'s but for tokens and addresses)
     with ``--workers`` requests in flight: ``httpx`` for Postmark (calls of up to 500
     messages / 5 MB) and Mailgun (1,000 recipients a call), ``boto3`` ``sesv2``
     ``send_bulk_email`` with pre-built calls of 50 entries for SES (its template stored
@@ -49,8 +50,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_send import exactly_once, seed_in_process  # noqa: E402
-from bench_sendgrid import recipients, standin_get  # noqa: E402
-from measure import peak_rss_mb, phase  # noqa: E402
+from bench_sendgrid import seeded, standin_get  # noqa: E402
+from measure import peak_rss_mb, phase, send_template  # noqa: E402
 
 KEYS = {"postmark": "pm-bench", "mailgun": "key-bench", "ses": "AKIDSTANDIN"}
 DOMAIN = "mg.example.org"
@@ -77,11 +78,9 @@ def _prebuilt(provider: str, url: str, workers: int, project: str):
     """(requests, recipients per request, post(request) -> ok) for the bare client."""
     from newsletter.config import load_settings
     from newsletter.delivery.backends import get_backend
-    from tests.delivery_helpers import make_template
-
     settings = load_settings(project, **configure(provider, url))
     backend = get_backend(settings, provider, workers=workers)
-    template = make_template(Path(project) / "bare", send_id=1, list_id=1)
+    template = send_template(settings)  # the send's own: its requests, byte for byte
     if provider == "ses":
         return _ses_prebuilt(backend, template)
     import httpx
@@ -90,7 +89,7 @@ def _prebuilt(provider: str, url: str, workers: int, project: str):
         from newsletter.delivery.backends.postmark import calls
 
         built = [items for _, items in calls(backend.message_items(template.messages(
-            recipients(0, 800), headers=False)))]
+            seeded(0, 800), headers=False)))]
         pool = [b"[" + b",".join(items) + b"]" for items in built[:8]]
         per, path, kind = len(built[0]), "/email/batch", "application/json"
         headers, auth = {"X-Postmark-Server-Token": KEYS[provider]}, None
@@ -98,7 +97,7 @@ def _prebuilt(provider: str, url: str, workers: int, project: str):
         from newsletter.delivery.backends.mailgun import request_body
 
         content = backend.content_for(template)
-        pool = [request_body(content, template.messages(recipients(k * 1000, (k + 1) * 1000),
+        pool = [request_body(content, template.messages(seeded(k * 1000, (k + 1) * 1000),
                                                         headers=False)) for k in range(8)]
         per, path, kind = 1000, f"/v3/{DOMAIN}/messages", content.content_type
         headers, auth = {}, ("api", KEYS[provider])
@@ -122,7 +121,7 @@ def _ses_prebuilt(backend, template):
 
     content = backend.content_for(template)
     assert backend._store(content) is None, "the stand-in refused the template"
-    messages = template.messages(recipients(0, 8 * MAX_ENTRIES), headers=False)
+    messages = template.messages(seeded(0, 8 * MAX_ENTRIES), headers=False)
     pool = [content.request([content.entry_or_none(m) for m in messages[k:k + MAX_ENTRIES]],
                             backend.configuration_set)
             for k in range(0, len(messages), MAX_ENTRIES)]

@@ -3,7 +3,12 @@
 Side by side, in ``--rounds`` rounds (default 3), each phase in its own fresh process:
 
 (a) the practical ceiling: a bare ``sendgrid`` client posting pre-built 1,000-recipient
-    payloads with ``--workers`` requests in flight (``bench_sendgrid.run_bare``);
+    payloads with ``--workers`` requests in flight (``bench_sendgrid.run_bare``), made
+    from the template the send itself uses (``measure.send_template``: the sample issue's
+    tracked links, the preference link, every recipient named), so that the stand-in
+    reads the same requests in (a) and (c). ``--sample-ceiling`` adds (a0), the ceiling
+    as it was measured before 2026-11-30: requests from the tests' template (no tracked
+    links; a third of a personalization smaller), which the stand-in reads faster;
 (c) ``newsletter.delivery.sending``: preflight, create the send, snapshot the recipients into the
     ledger, claim batches of 1,000, personalise, post, record each answer — what
     ``newsletter send`` does. "send created in" is the time to the send's creation (the
@@ -67,7 +72,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bench_sendgrid import KEY, phase, run_bare, standin_get  # noqa: E402
+from bench_sendgrid import KEY, phase, run_bare, run_bare_send_like, standin_get  # noqa: E402
 from measure import BackendCpu, peak_rss_mb  # noqa: E402
 from pgcluster import SETTINGS, counters, describe, temporary_cluster  # noqa: E402
 
@@ -320,8 +325,12 @@ class Bench:
     def round(self, k: int) -> None:
         n, args = self.n, self.args
         standin_get(self.url, "/_reset")
-        bare = phase(run_bare, self.url, n, args.workers)
-        print(row(f"round {k} (a) bare client, pre-built payloads", bare, n, bare["seconds"]),
+        if args.sample_ceiling:  # the tests' template's requests: no tracked links
+            sample = phase(run_bare, self.url, n, args.workers)
+            print(row(f"round {k} (a0) bare client, tests' template", sample, n,
+                      sample["seconds"]), flush=True)
+        bare = phase(run_bare_send_like, self.url, n, args.workers)
+        print(row(f"round {k} (a) bare client, the send's requests", bare, n, bare["seconds"]),
               flush=True)
         sends: dict[int, tuple[dict, dict]] = {}
         for processes in args.processes:
@@ -411,6 +420,8 @@ def main() -> None:
     parser.add_argument("--pg-defaults", action="store_true",
                         help="with --pg-cluster: PostgreSQL's default settings instead, to "
                              "compare the server's counters")
+    parser.add_argument("--sample-ceiling", action="store_true",
+                        help="also (a0): the bare client with the tests' template's requests")
     parser.add_argument("--journal", action="store_true",
                         help="(c) only, with and without the progress journal (SQLite)")
     args = parser.parse_args()

@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from measure import peak_rss_mb, phase  # noqa: E402
+from measure import peak_rss_mb, phase, send_template  # noqa: E402
 
 KEY = "SG.bench-key"
 BATCH = 1000
@@ -50,6 +50,13 @@ def recipients(start: int, stop: int):
     from newsletter.delivery.personalize import Recipient
 
     return [Recipient(i, address(i), f"Reader {i}" if i % 3 else None) for i in range(start, stop)]
+
+
+def seeded(start: int, stop: int):
+    """Recipients as bench_send seeds its subscribers (r1@example.com, "Reader 1", ...)."""
+    from newsletter.delivery.personalize import Recipient
+
+    return [Recipient(i, f"r{i}@example.com", f"Reader {i}") for i in range(start + 1, stop + 1)]
 
 
 def _template(tmp: str):
@@ -70,18 +77,29 @@ def _batches(count: int):
     return take
 
 
-def run_bare(url: str, count: int, workers: int, out) -> None:
+def run_bare(url: str, count: int, workers: int, out, send_like: bool = False) -> None:
+    """The bare client. ``send_like``: its requests are made from the template a send of
+    bench_send's projects uses (``measure.send_template``: the sample issue with its
+    tracked links), not from the tests' template (``_template``, no tracked links), so
+    that they are the requests that send posts."""
     from sendgrid import SendGridAPIClient
 
     from newsletter.delivery.backends.sendgrid import JSON_HEADERS, Body, SendGridBackend
 
     with tempfile.TemporaryDirectory() as tmp:
-        template = _template(tmp)
+        if send_like:
+            from tests.sendtools import make_project
+
+            template = send_template(make_project(Path(tmp) / "bare"))
+            people = seeded  # as bench_send seeds them
+        else:
+            template = _template(tmp)
+            people = recipients
         builder = SendGridBackend(KEY, url)
         # pre-built and pre-serialized: the client only sends them
         # (as Body, as the backend posts them: see Body for why)
         pool = [
-            Body(builder.payload_json(template.messages(recipients(k * BATCH, (k + 1) * BATCH))))
+            Body(builder.payload_json(template.messages(people(k * BATCH, (k + 1) * BATCH))))
             for k in range(8)
         ]
         request_bytes = len(pool[0].data)
@@ -112,6 +130,11 @@ def run_bare(url: str, count: int, workers: int, out) -> None:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     out.send({"seconds": seconds, "requests": requests, "rss_mb": peak_rss_mb(),
               "bytes": request_bytes, "cpu": usage.ru_utime + usage.ru_stime - cpu_before})
+
+
+def run_bare_send_like(url: str, count: int, workers: int, out) -> None:
+    """``run_bare`` with the send's own requests (``send_like``), for ``phase``."""
+    run_bare(url, count, workers, out, send_like=True)
 
 
 def run_ours(url: str, count: int, workers: int, out) -> None:

@@ -82,3 +82,19 @@ def phase(target, *args) -> dict:
         raise SystemExit(f"{target.__name__} failed (exit code {process.exitcode})") from None
     process.join()
     return result
+
+
+def send_template(settings, send_id: int = 1, list_id: int = 1):  # noqa: ANN001, ANN201
+    """The message template a send from ``settings``' project makes of its sample issue
+    (init's ``issues/2026-11-24.md``, what bench_send and bench_providers send, with
+    ``tests.sendtools.make_project``'s settings): its tracked links, the pixel when
+    asked, the preference link, as ``delivery.runner`` prepares them. The bare clients'
+    pre-built requests are made from it, so that they are the requests the send posts,
+    byte for byte but for the tokens and addresses."""
+    from newsletter.delivery import sending
+    from newsletter.delivery.personalize import prepare
+
+    prepared = sending.preflight(settings, Path(settings.project_dir) / "issues" / "2026-11-24.md")
+    tracked = prepared.tracked(settings, "daily")
+    return prepare(tracked.rendered, settings, send_id=send_id, list_id=list_id,
+                   list_name="daily")

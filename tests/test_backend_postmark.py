@@ -202,8 +202,9 @@ def test_the_row_path_sends_the_same_messages_byte_for_byte(project: Path) -> No
     values = row_values(template, claimed)
     assert values is not None
     content = backend.content_for(template)
-    fast = [message_item(content, template, r.subscriber_id, r.email, r.name, *v)
-            for r, *v in zip(claimed, *values, strict=True)]
+    fast = [message_item(content, template, r.subscriber_id, r.email, r.name, url, msgid,
+                         prefs, template.click_urls_of(reader))
+            for r, url, msgid, prefs, reader in zip(claimed, *values, strict=True)]
     messages = template.messages(people, headers=False)
     assert fast == list(backend.message_items(messages))
     received = []

@@ -35,7 +35,7 @@ LINKED = {
         "The [constitutional court](https://news.sendtest.news/court) hands down",
 }
 T0 = dt.datetime(2026, 11, 30, 6, 0, tzinfo=dt.UTC)
-TRACKED = re.compile(r'href="(https://sendtest\.news/c/[A-Za-z0-9_-]+)"')
+TRACKED = re.compile(r'href="(https://sendtest\.news/c/[A-Za-z0-9_-]+\.[0-9]+)"')
 
 
 def linked_issue(project: Path, front: str = "") -> Path:

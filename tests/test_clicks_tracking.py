@@ -3,8 +3,10 @@ pixel and the click tokens."""
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
+from html import escape
 from pathlib import Path
 
 import pytest
@@ -27,7 +29,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from starlette.testclient import TestClient
 
-TRACKED = re.compile(r'href="https://news\.example\.org/c/([A-Za-z0-9_-]+)"')
+TRACKED = re.compile(r'href="https://news\.example\.org/c/([A-Za-z0-9_-]+\.[0-9]+)"')
 
 
 def _tracked(settings: Settings, list_name: str = "daily", issue: Path = SAMPLE):
@@ -59,34 +61,48 @@ def test_a_bad_track_clicks_value_is_one_finding_at_its_line(project: Path) -> N
     assert [(f.rule, f.line) for f in findings] == [("track-clicks-type", line)]
 
 
+@pytest.mark.parametrize("base_url", ["https://news.example.org", "https://news.example.org/a&b"])
+@pytest.mark.parametrize("rows", [False, True])
 def test_sendgrid_carries_each_recipients_tracked_links(
-        project: Path, sendgrid_standin: SendGridStandIn) -> None:  # noqa: F811
+        project: Path, sendgrid_standin: SendGridStandIn, base_url: str,  # noqa: F811
+        rows: bool) -> None:
+    """Each recipient's mail, as SendGrid expands it, has its own tracked links and pixel,
+    whichever path built the request (the row path or the messages') and whether the
+    URLs need escaping (one reader token substituted into them all) or not (each URL)."""
     from newsletter.delivery.backends.sendgrid import SendGridBackend
+    from newsletter.delivery.claims import ClaimedRow
 
-    settings = send_settings(project, track_opens=True)
+    settings = send_settings(project, track_opens=True, base_url=base_url)
     template = prepare(_tracked(settings).rendered, settings, send_id=41, list_id=2,
                        list_name="daily")
-    people = recipients(5)
+    people = recipients(5, start=126)  # ids on both sides of a varint's one byte
     messages = template.messages(people)
     with SendGridBackend(sendgrid_standin.api_key, sendgrid_standin.url,
                          backoff=0.01) as backend:
-        assert all(r.ok for r in backend.send_batch(messages))
+        content = backend.content_for(template)
+        assert content.clicks_plain is ("&" not in base_url)
+        assert bool(content.click_keys) is ("&" in base_url)
+        results = backend.send_rows(template, [ClaimedRow(*r, seq=r.subscriber_id)
+                                               for r in people]) if rows else None
+        if results is None:  # the row path leaves URLs that need escaping to messages'
+            assert not rows or "&" in base_url
+            results = backend.send_batch(messages)
+        assert results and all(r.ok for r in results)
     signer = ClickSigner(settings)
+    link = re.compile(rf'href="{re.escape(escape(base_url))}/c/([A-Za-z0-9_-]+\.[0-9]+)"')
     for message in messages:
         (got,) = sendgrid_standin.expand(message.email)
         assert got["html"] == message.html and got["text"] == message.text
-        tokens = TRACKED.findall(got["html"])
-        assert tokens and {signer.verify(t)[:2] for t in tokens} == {
+        tokens = link.findall(got["html"])
+        assert len(tokens) > 2 and {signer.verify(t)[:2] for t in tokens} == {
             (41, message.subscriber_id)}
-        assert "https://news.example.org/o/" in got["html"]
+        assert f'src="{escape(base_url)}/o/' in got["html"]
 
 
-def test_the_row_path_writes_tracked_links_as_the_escaping_path_does(project: Path) -> None:
-    """SendGrid's row path writes each tracked URL unescaped when base_url needs no JSON
-    or HTML escaping (a token is base64url): the same bytes as escaping each one."""
-    from dataclasses import replace
-
-    from newsletter.delivery.backends.sendgrid import SendGridBackend, rows_json
+def test_the_row_path_writes_the_request_the_messages_path_writes(project: Path) -> None:
+    """SendGrid's row path and the messages' path write the same bytes, and a
+    recipient's tracked links cost one substitution: the reader token."""
+    from newsletter.delivery.backends.sendgrid import READER_KEY, SendGridBackend, rows_json
     from newsletter.delivery.claims import ClaimedRow
 
     settings = send_settings(project, track_opens=True)
@@ -97,10 +113,14 @@ def test_the_row_path_writes_tracked_links_as_the_escaping_path_does(project: Pa
     people = recipients(40, start=120)  # ids on both sides of a varint's one byte
     claimed = [ClaimedRow(*r, seq=r.subscriber_id) for r in people]
     fast = rows_json(content, template, claimed)
-    assert content.clicks_plain and content.click_keys
-    assert fast == rows_json(replace(content, clicks_plain=False), template, claimed)
     assert fast == backend.payload_json(template.messages(people, headers=False))
-    assert len(TRACKED.findall(template.messages(people[:1])[0].html)) > 1
+    body = json.loads(fast)
+    html = body["content"][1]["value"]
+    assert html.count(f"https://news.example.org/c/{READER_KEY}.") == template.links
+    for item, person in zip(body["personalizations"], people, strict=True):
+        reader = item["substitutions"].pop(READER_KEY)
+        assert template.click_urls(person.subscriber_id)[0].endswith(f"/c/{reader}.0")
+        assert not any("/c/" in value for value in item["substitutions"].values())
 
 
 def test_tokens_are_short_and_any_change_breaks_them(project: Path) -> None:
@@ -119,17 +139,32 @@ def test_tokens_are_short_and_any_change_breaks_them(project: Path) -> None:
     assert ClickSigner(rotated).verify(token) == (123_456, 9_876_543, 17)
 
 
-def test_a_batch_of_readers_gets_the_tokens_each_would_get_alone(project: Path) -> None:
-    """``many_each`` (the backends' row paths) encodes a batch's tokens in one go: every
-    token as ``many`` makes it, whatever its length (varints of 1 to 6 bytes)."""
+def test_one_reader_token_opens_every_link_of_its_send_and_nothing_else(project: Path) -> None:
+    """A send signs one reader token per recipient (a batch at a time, whatever the
+    varints' lengths); ``READER.N`` is link N of that send for that reader, ``READER``
+    alone is the pixel's; a changed character, index or purpose is no link."""
     signer = ClickSigner(send_settings(project))
-    readers = [0, 1, 127, 128, 16_383, 16_384, 9_876_543, 2**40]
+    pixels = ClickSigner(send_settings(project), opens=True)
+    people = [0, 1, 127, 128, 16_383, 16_384, 9_876_543, 2**40]
     for send in (1, 300, 123_456):
-        for count in (0, 1, 3, 130):
-            batch = signer.many_each(send, readers, count)
-            assert batch == [signer.many(send, who, count) for who in readers]
-            assert all(signer.verify(t)[:2] == (send, who)
-                       for who, tokens in zip(readers, batch, strict=True) for t in tokens)
+        batch = signer.readers(send, people)
+        assert batch == [signer.readers(send, [who])[0] for who in people]
+        for who, reader in zip(people, batch, strict=True):
+            assert 16 <= len(reader) <= 26 and "." not in reader
+            assert signer.verify(f"{reader}.0") == (send, who, 0)
+            assert signer.verify(f"{reader}.130") == (send, who, 130)
+            assert pixels.verify(reader) == (send, who, 0)
+            assert signer.verify(reader) is None  # a pixel's URL is no link
+            assert pixels.verify(f"{reader}.1") is None  # nor a link's a pixel
+            for bad in (f"{reader}.01", f"{reader}.", f"{reader}.1.2", f"{reader}.-1",
+                        f"{reader}.123456", f"{reader[:-1]}{'A' if reader[-1] != 'A' else 'Q'}.1",
+                        f"{signer.sign(send, who, 1)}.1"):
+                assert signer.verify(bad) is None, bad
+    rotated = send_settings(project).model_copy(update={
+        "secret_key": "n" * 40, "old_secret_keys": [send_settings(project).secret_key]})
+    reader = signer.readers(5, [6])[0]
+    assert ClickSigner(rotated).verify(f"{reader}.3") == (5, 6, 3)  # the old key is kept
+    assert ClickSigner(rotated).readers(5, [6])[0] != reader  # new mail: the new key
 
 
 @pytest.mark.parametrize("track_opens", [False, True])

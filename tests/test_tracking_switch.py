@@ -24,7 +24,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from starlette.testclient import TestClient
 
-CLICK = re.compile(r"https://sendtest\.news/c/[A-Za-z0-9_-]+")
+CLICK = re.compile(r"https://sendtest\.news/c/[A-Za-z0-9_-]+\.[0-9]+")
 PIXEL = re.compile(r'<img src="https://sendtest\.news/o/[A-Za-z0-9_-]+"')
 
 

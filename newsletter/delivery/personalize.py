@@ -64,7 +64,7 @@ from .headersafe import (
     text_header,
 )
 from .parts import Part, _stuff
-from .tracking import ClickSigner, click_url
+from .tracking import ClickSigner, click_url, open_url
 
 TEST_PREFIX = "[TEST] "
 LIST_UNSUBSCRIBE_POST = "List-Unsubscribe=One-Click"
@@ -138,8 +138,7 @@ class MessageTemplate:
     variant_of: Mapping[int, str] = field(repr=False, default_factory=dict)
     default_variant: str | None = None
     _resolve_default: Callable[[], str | None] | None = field(repr=False, default=None)
-    clicker: ClickSigner | None = field(repr=False, default=None)  # tracked links' signer
-    opener: ClickSigner | None = field(repr=False, default=None)  # the pixel's
+    clicker: ClickSigner | None = field(repr=False, default=None)  # links' and pixel's
 
     def __post_init__(self) -> None:
         self._msgid_head = f"<{self.send_id}."
@@ -157,16 +156,26 @@ class MessageTemplate:
 
     def click_urls_each(self, subscriber_ids: Sequence[int | None]) -> list[list[str]]:
         """``click_urls`` of each of these subscribers, signed as a batch (faster)."""
+        return [self.click_urls_of(reader) for reader in self.readers(subscriber_ids)]
+
+    def readers(self, subscriber_ids: Sequence[int | None]) -> list[str]:
+        """The reader token of each of these subscribers (``tracking.ClickSigner.readers``:
+        one signature covers all of a recipient's tracked links and the pixel); "" each
+        when the message tracks nothing."""
         if not (self.links or self.has_open) or self.clicker is None:
-            return [[] for _ in subscriber_ids]
-        send, base = int(self.send_id), self.base_url
-        who = [subscriber or 0 for subscriber in subscriber_ids]
-        out = [[click_url(base, t) for t in tokens]
-               for tokens in self.clicker.many_each(send, who, self.links)]
-        if self.has_open and self.opener is not None:
-            for urls, (token,) in zip(out, self.opener.many_each(send, who, 1), strict=True):
-                urls.append(f"{base}/o/{token}")
-        return out
+            return [""] * len(subscriber_ids)
+        return self.clicker.readers(int(self.send_id), [s or 0 for s in subscriber_ids])
+
+    def click_urls_of(self, reader: str) -> list[str]:
+        """The tracked URLs of the recipient with this reader token, by link index, then
+        the pixel's (none for "": nothing tracked)."""
+        if not reader:
+            return []
+        base = self.base_url
+        urls = [click_url(base, reader, idx) for idx in range(self.links)]
+        if self.has_open:
+            urls.append(open_url(base, reader))
+        return urls
 
     def preferences_urls(self, subscriber_ids: Sequence[int]) -> list[str]:
         """The preference-centre URLs of these subscribers ("" for each when no part
@@ -312,6 +321,11 @@ class OutgoingMessage(NamedTuple):
     def click_urls(self) -> list[str]:
         """This message's tracked URLs by link index (``MessageTemplate.click_urls``)."""
         return self.template.click_urls(self.subscriber_id)
+
+    @property
+    def reader(self) -> str:
+        """This message's reader token ("" when nothing is tracked)."""
+        return self.template.readers((self.subscriber_id,))[0]
 
     @property
     def html(self) -> str:
@@ -464,7 +478,6 @@ def prepare(
         signer=signer(settings),
         _sign_preferences=preferences_signer(settings),
         clicker=ClickSigner(settings) if tracked else None,
-        opener=ClickSigner(settings, opens=True) if tracked else None,
         _msgid_tag=tag.hex()[:10],
         _msgid_domain=_ascii_domain(domain),
     )

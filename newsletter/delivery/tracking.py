@@ -5,8 +5,14 @@ copy, when the send is created. It replaces each tracked link's URL with a mark,
 ``%%click:N%%`` (N its index), records each link's URL and section (``TrackedLink``) and
 puts an invisible canary link, index 0, first in the body: no person can click it, so a
 hit on it is a scanner's (``feedback.clicks``). ``personalize`` fills the marks per
-recipient, like the unsubscribe link (no re-render): ``ClickSigner`` signs (send,
-subscriber, link index) into a short token, about 20 characters.
+recipient, like the unsubscribe link (no re-render): ``ClickSigner.readers`` signs one
+short token per recipient, the reader token (send, subscriber; about 20 characters), and
+each tracked link is ``base_url/c/READER.N`` (N the link's index), the pixel
+``base_url/o/READER``. One signature covers all of a recipient's links: the link index is
+not signed, since whoever holds one of a reader's links holds all of them anyway (the
+same email), and a forged index can only name another link of the same send. Links
+mailed before the reader token, ``base_url/c/TOKEN`` with (send, subscriber, index) each
+signed alone, keep working (``ClickSigner.verify``).
 
 Never rewritten: links to the newsletter's own site (``base_url``: view in browser,
 archive, subscribe, unsubscribe, preferences), everything in the footer, ``#`` anchors,
@@ -191,41 +197,66 @@ def store(db: DB, send_id: int, links: Sequence[TrackedLink]) -> None:
 
 
 # -- tokens ------------------------------------------------------------------------------
-# signed by ``newsletter.signing`` (keys, rotation, HMAC, encoding): purposes "click" and
-# "open", no issue day (a tracked link works as long as its key is kept)
+# signed by ``newsletter.signing`` (keys, rotation, HMAC, encoding): purposes "reader",
+# "click" and "open", no issue day (a tracked link works as long as its key is kept)
+
+
+READER = "reader"  # the purpose of reader tokens (one per recipient of a send)
+_INDEX = re.compile(r"0|[1-9][0-9]{0,4}")  # a link index as a click URL writes it
 
 
 class ClickSigner:
-    """Signs and checks click (and open) tokens: varint(send) varint(subscriber)
-    varint(link) + an 80-bit HMAC-SHA256 tag, base64url. Build once per send or app."""
+    """Signs and checks click and open tokens. Build once per send or app.
+
+    Reader tokens (what a send signs, ``readers``): varint(send) varint(subscriber) + an
+    80-bit HMAC-SHA256 tag under the purpose "reader", base64url; a click URL adds
+    ``.N``. The tokens of earlier sends (``sign``, ``many``: varint(send)
+    varint(subscriber) varint(link) + tag, purpose "click", or "open" with ``opens``;
+    ``sign`` and ``many`` still make them, for tests) still verify."""
 
     def __init__(self, settings: Settings, *, opens: bool = False) -> None:
         if not (settings.secret_key or any(settings.old_secret_keys)):
             raise ValueError("click tracking needs secret_key")
         self._ring = signing.KeyRing(settings.secret_key, settings.old_secret_keys,
                                      "open" if opens else "click", TAG_BYTES)
+        self._reader = signing.KeyRing(settings.secret_key, settings.old_secret_keys,
+                                       READER, TAG_BYTES)
+        self.opens = opens
+
+    def readers(self, send_id: int, subscriber_ids: Sequence[int]) -> list[str]:
+        """The reader token of each of these subscribers for this send: one signature per
+        recipient, whatever the number of links."""
+        send = varint(send_id)
+        return self._reader.mac().sign_many([send + varint(who) for who in subscriber_ids])
+
+    def reader(self, token: str) -> tuple[int, int] | None:
+        """(send, subscriber) of a reader token of ours; None for anything else."""
+        if not 16 <= len(token) <= 40:
+            return None
+        opened = self._reader.split(token, 40)
+        values = None if opened is None else signing.read_varints(opened[0])
+        if values is None or len(values) != 2:
+            return None
+        return values[0], values[1]
 
     def sign(self, send_id: int, subscriber_id: int, idx: int) -> str:
         return self._ring.sign(varint(send_id) + varint(subscriber_id) + varint(idx))
 
     def many(self, send_id: int, subscriber_id: int, count: int) -> list[str]:
-        """The tokens of links 0..count-1 of one recipient's message."""
+        """``sign`` of links 0..count-1 of one recipient's message (earlier sends' form)."""
         head = varint(send_id) + varint(subscriber_id)
         return self._ring.mac().sign_many([head + varint(i) for i in range(count)])
 
-    def many_each(self, send_id: int, subscriber_ids: Sequence[int], count: int
-                  ) -> list[list[str]]:
-        """``[self.many(send_id, s, count) for s in subscriber_ids]``, signed and encoded
-        as one batch (``signing.Mac.sign_many``): the backends' row paths."""
-        if count == 0:
-            return [[] for _ in subscriber_ids]
-        send, tails = varint(send_id), [varint(i) for i in range(count)]
-        tokens = self._ring.mac().sign_many(
-            [send + varint(who) + tail for who in subscriber_ids for tail in tails])
-        return [tokens[k:k + count] for k in range(0, len(tokens), count)]
-
     def verify(self, token: str) -> tuple[int, int, int] | None:
-        """(send, subscriber, link) of a token of ours; None for anything else."""
+        """(send, subscriber, link) of a token of ours: a link's ``READER.N``, the
+        pixel's ``READER`` (link 0; with ``opens``), or one signed before reader tokens
+        (same purpose); None for anything else."""
+        head, dot, index = token.partition(".")
+        if dot:
+            found = None if self.opens or not _INDEX.fullmatch(index) else self.reader(head)
+            return None if found is None else (found[0], found[1], int(index))
+        if self.opens and (found := self.reader(token)) is not None:
+            return found[0], found[1], 0
         if not 16 <= len(token) <= 40:
             return None
         opened = self._ring.split(token, 40)
@@ -235,5 +266,11 @@ class ClickSigner:
         return values[0], values[1], values[2]
 
 
-def click_url(base_url: str, token: str) -> str:
-    return f"{base_url}/c/{token}"
+def click_url(base_url: str, reader: str, idx: int) -> str:
+    """The tracked URL of link ``idx`` for the recipient whose reader token is ``reader``."""
+    return f"{base_url}/c/{reader}.{idx}"
+
+
+def open_url(base_url: str, reader: str) -> str:
+    """The open pixel's URL for the recipient whose reader token is ``reader``."""
+    return f"{base_url}/o/{reader}"

@@ -8,9 +8,10 @@ One ``POST /v3/{domain}/messages`` per batch (``multipart/form-data``, so nothin
 percent-encoded: the shared fields are encoded once per send): the HTML and text bodies go
 once per call with ``%recipient.KEY%`` where the per-recipient parts were, one ``to`` per
 recipient, and ``recipient-variables`` (JSON) holding each recipient's values: the
-unsubscribe link, the names, tracked links, the Message-ID and the subscriber id, one key
-per distinct value (a URL that HTML escaping leaves alone is one key for the text, the HTML
-and the header). Headers use them too,
+unsubscribe link, the names, the reader token (``r``: each tracked URL of the bodies is
+written out around ``%recipient.r%``, one short value for all of them), the Message-ID and
+the subscriber id, one key per distinct value (a URL that HTML escaping leaves alone is one
+key for the text, the HTML and the header). Headers use them too,
 so every recipient gets their own ``List-Unsubscribe: <%recipient.u%>`` and
 ``Message-Id``; ``v:send_id``, ``v:list_id`` and ``v:subscriber_id`` come back on
 Mailgun's webhook events. With recipient-variables, each recipient sees only their own
@@ -42,6 +43,7 @@ from ...errors import ConfigError
 from ..journal import BatchLog
 from ..parts import Part, Slot
 from ..personalize import LIST_UNSUBSCRIBE_POST, MessageTemplate, OutgoingMessage
+from ..tracking import click_url, open_url
 from .base import NOT_HANDLED, BackendUnavailable, DeliveryResult, Status
 from .httpapi import (
     LOST,
@@ -83,6 +85,8 @@ class _Content:
     fallback_names: str  # the name keys' values for a recipient without a name
     rewrap_keys: tuple[tuple[str, str], ...]  # ('"wK":', text.rewrap block)
     click_keys: tuple[tuple[str, int, bool], ...]  # ('"cK":', link index (-1: pixel), escaped?)
+    reader: bool = False  # "r": the reader token, inside each tracked URL of the bodies
+    base_url: str = ""  # what tracked URLs start with (click_keys' values)
 
     @property
     def content_type(self) -> str:
@@ -103,6 +107,8 @@ class _Keys:
         self.rewraps: dict[str, str] = {}
         self.clicks: dict[tuple[int, bool], str] = {}
         self.plain = plain
+        self.base = template.base_url
+        self.reader = False  # a tracked URL written around %recipient.r%
 
     def key(self, slot: Slot, html: bool) -> str:
         if slot.kind == "unsubscribe":
@@ -121,6 +127,12 @@ class _Keys:
         """The part with ``%recipient.KEY%`` in each slot."""
         out = [part.literals[0]]
         for slot, literal in zip(part.slots, part.literals[1:], strict=True):
+            if self.plain and slot.kind in ("click", "open"):  # one token for them all
+                self.reader = True
+                out += (click_url(self.base, "%recipient.r%", int(slot.fallback))
+                        if slot.kind == "click" else open_url(self.base, "%recipient.r%"),
+                        literal)
+                continue
             out += (f"%recipient.{self.key(slot, part.html)}%", literal)
         return "".join(out)
 
@@ -146,17 +158,19 @@ def build_content(template: MessageTemplate) -> _Content:
                                for (_, fallback), key in keys.names.items()),
         rewrap_keys=tuple((f'"{key}":', block) for block, key in keys.rewraps.items()),
         click_keys=tuple((f'"{key}":', where, escaped)
-                         for (where, escaped), key in keys.clicks.items()))
+                         for (where, escaped), key in keys.clicks.items()),
+        reader=keys.reader, base_url=template.base_url)
 
 
 def variables_json(content: _Content, email: str, url: str, message_id: str,
                    subscriber: int | None, name: str | None, preferences: str,
-                   clicks: Sequence[str]) -> str:
+                   reader: str) -> str:
     """One recipient's entry in ``recipient-variables``: ``"email":{"u": link, "m":
     Message-ID, "id": subscriber, then each slot key's value}``: the only place it is
     written, for the general path and the row path alike. The values are what
     ``Part.values`` gives each slot (HTML-escaped in the HTML part, a name's fallback
-    without a name); ``name`` as the message has it (cleaned)."""
+    without a name); ``name`` as the message has it (cleaned); ``reader`` the reader
+    token of the recipient's tracked links."""
     who = "" if subscriber is None else subscriber
     out = f'{_q(email)}:{{"u":{_q(url)},"m":{_q(message_id)},"id":"{who}"'
     if content.url_html:
@@ -174,9 +188,14 @@ def variables_json(content: _Content, email: str, url: str, message_id: str,
             out += content.fallback_names
     if content.rewrap_keys:
         out += "".join(f",{key}{_q(rewrap(block, name))}" for key, block in content.rewrap_keys)
+    if content.reader:
+        out += f',"r":"{reader}"'  # base64url: nothing to escape
     if content.click_keys:
-        out += "".join(f",{key}{_q(escape(clicks[where]) if escaped else clicks[where])}"
-                       for key, where, escaped in content.click_keys)
+        base = content.base_url
+        urls = [(key, click_url(base, reader, where) if where >= 0 else open_url(base, reader),
+                 escaped) for key, where, escaped in content.click_keys]
+        out += "".join(f",{key}{_q(escape(link) if escaped else link)}"
+                       for key, link, escaped in urls)
     return out + "}"
 
 
@@ -191,11 +210,14 @@ def _body(content: _Content, tos: list[str], entries: list[str]) -> bytes:
 
 def request_body(content: _Content, messages: Sequence[OutgoingMessage]) -> bytes:
     """The call's form for these messages (the general path)."""
-    one, clicks = variables_json, bool(content.click_keys)
+    one = variables_json
+    tracked = content.reader or bool(content.click_keys)
+    readers = messages[0].template.readers(
+        [m.subscriber_id for m in messages]) if tracked and messages else [""] * len(messages)
     return _body(content, [display_to(m.name, m.email) for m in messages],
                  [one(content, m.email, m.unsubscribe_url, m.message_id, m.subscriber_id,
-                      m.name, m.preferences_url, m.click_urls if clicks else ())
-                  for m in messages])
+                      m.name, m.preferences_url, reader)
+                  for m, reader in zip(messages, readers, strict=True)])
 
 
 def rows_body(content: _Content, template: MessageTemplate, rows: Sequence[ClaimedRow]
@@ -204,13 +226,13 @@ def rows_body(content: _Content, template: MessageTemplate, rows: Sequence[Claim
     from the ledger's rows: the same bytes (``variables_json`` writes both), no message
     object per recipient; None when the general path must take it (``rows.row_values``)."""
     values = row_values(template, rows, limit=MAX_RECIPIENTS, unique=True,
-                        clicks=bool(content.click_keys))
+                        readers=content.reader or bool(content.click_keys))
     if values is None:
         return None
     one = variables_json
     return _body(content, [display_to(row.name, row.email) for row in rows], [
-        one(content, row.email, url, message_id, row.subscriber_id, row.name, prefs, links)
-        for row, url, message_id, prefs, links in zip(rows, *values, strict=True)])
+        one(content, row.email, url, message_id, row.subscriber_id, row.name, prefs, reader)
+        for row, url, message_id, prefs, reader in zip(rows, *values, strict=True)])
 
 
 class MailgunBackend(ApiBackend):

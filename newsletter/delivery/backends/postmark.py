@@ -197,13 +197,13 @@ class PostmarkBackend(ApiBackend):
         per-recipient values computed a batch at a time (``rows.row_values``) and no
         message object per recipient. ``NOT_HANDLED`` (nothing sent) for a test send or
         a name or address that needs cleaning or refusing."""
-        values = row_values(template, rows, clicks=bool(template.links or template.has_open))
+        values = row_values(template, rows, readers=bool(template.links or template.has_open))
         if values is None:
             return NOT_HANDLED
-        content, one = self.content_for(template), message_item
+        content, one, links = self.content_for(template), message_item, template.click_urls_of
         items = (one(content, template, row.subscriber_id, row.email, row.name, url, msgid,
-                     prefs, links)
-                 for row, url, msgid, prefs, links in zip(rows, *values, strict=True))
+                     prefs, links(reader))
+                 for row, url, msgid, prefs, reader in zip(rows, *values, strict=True))
         return each_call(len(rows), calls(items, self.call_bytes),
                          lambda items, indices: self._call(items, progress, indices))
 

@@ -2,8 +2,8 @@
 per-recipient values, computed in bulk straight from the ledger's claimed rows.
 
 ``row_values(template, rows)`` gives each row's unsubscribe URL, Message-ID,
-preference-centre URL and tracked links (the tokens signed a batch at a time), exactly as
-``template.messages(rows)`` would make them, or None when the batch needs the general
+preference-centre URL and reader token (what its tracked links carry; the tokens signed a
+batch at a time), exactly as ``template.messages(rows)`` would make them, or None when the batch needs the general
 path: a test send (no subscriber ids), an address ``messages`` refuses, a name it would
 clean, an address twice (``unique=True``: one request cannot name it twice), too many
 rows for one request.
@@ -25,11 +25,11 @@ class RowValues(NamedTuple):
     urls: list[str]  # the unsubscribe URL of each row
     message_ids: list[str]
     preferences: list[str]  # the preference centre's URL ("" when no part links to it)
-    clicks: list[list[str]]  # tracked links (template.click_urls); [] each when not asked
+    readers: list[str]  # reader tokens (template.readers); "" each when not asked
 
 
 def row_values(template: MessageTemplate, rows: Sequence[ClaimedRow], *, limit: int = 0,
-               unique: bool = False, clicks: bool = True) -> RowValues | None:
+               unique: bool = False, readers: bool = True) -> RowValues | None:
     """The rows' values, or None for a batch the general path must take (see above);
     ``limit``: the most rows one request takes (0: any number, split by the backend)."""
     if not rows or (limit and len(rows) > limit):
@@ -51,4 +51,4 @@ def row_values(template: MessageTemplate, rows: Sequence[ClaimedRow], *, limit: 
         [url_head + token for token in template.tokens(ids)],
         [f"{msgid_head}{subscriber}{msgid_tail}" for subscriber in ids],
         template.preferences_urls(ids),
-        template.click_urls_each(ids) if clicks else [[]] * len(rows))
+        template.readers(ids) if readers else [""] * len(rows))

@@ -4,8 +4,8 @@ The API key comes only from the environment (``SENDGRID_API_KEY``); the host fro
 ``sendgrid_api_host`` (tests and benchmarks point it at a local stand-in).
 
 One request per batch: the HTML and text bodies go once per request with substitution
-keys where the per-recipient parts were (``%%unsubscribe_url%%``, ``%%nl_name_N%%``); each
-personalization carries its recipient, its ``substitutions``, its own headers
+keys where the per-recipient parts were (``%%unsubscribe_url%%``, ``%%nl_name_N%%``, the
+reader token ``%%nl_r%%`` inside every tracked URL); each personalization carries its recipient, its ``substitutions``, its own headers
 (``List-Unsubscribe``, ``Message-ID``) and ``custom_args`` (``subscriber_id``; the message
 level has ``send_id`` and ``list_id``), which SendGrid returns on every webhook event.
 A batch longer than 1,000, or naming an address twice, is split into several requests.
@@ -50,6 +50,7 @@ from ..personalize import (
     OutgoingMessage,
     Recipient,
 )
+from ..tracking import click_url, open_url
 from .base import NOT_HANDLED, BackendBase, BackendUnavailable, DeliveryResult, Status
 from .rows import row_values
 
@@ -60,6 +61,7 @@ MAX_PER_REQUEST = 1000
 UNSUB_KEY = "%%unsubscribe_url%%"
 REWRAP_MAX = 2000  # characters of a name-bearing text block sent as one substitution
 PREFS_KEY, PREFS_HTML_KEY = "%%preferences_url%%", "%%preferences_url_h%%"
+READER_KEY = "%%nl_r%%"  # the recipient's reader token, in every tracked URL
 _FATAL = {401, 403, 404, 405}
 JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 _q = encode_basestring_ascii  # a Python str -> a quoted, escaped JSON string (C speed)
@@ -82,8 +84,11 @@ class _Content:
     rewrap_keys: tuple[tuple[str, str], ...] = ()  # (JSON key, text.rewrap block)
     preferences: bool = False  # a body links to the preference centre (PREFS_KEY/_H)
     preferences_plain: bool = False  # its URLs need neither JSON nor HTML escaping
-    click_keys: tuple[tuple[str, int], ...] = ()  # (JSON key, link index; -1: the pixel)
-    clicks_plain: bool = False  # tracked URLs need neither JSON nor HTML escaping
+    click_keys: tuple[tuple[str, int, bool], ...] = ()  # (JSON key, link index (-1: the
+    # pixel), HTML-escaped?)
+    clicks_plain: bool = False  # tracked URLs need neither JSON nor HTML escaping: the
+    # bodies then carry READER_KEY in each of them, and click_keys is empty
+    base_url: str = ""  # what tracked URLs start with (when they need escaping)
 
 
 class Body:
@@ -112,10 +117,19 @@ def _address(value: str) -> dict[str, str]:
     return {"email": email, "name": name} if name else {"email": email}
 
 
-def _keyed(part: Part, prefix: str, keys: dict[tuple[str, str], str]) -> tuple[str, list[str]]:
+def _keyed(part: Part, prefix: str, keys: dict[tuple[str, str], str], base: str | None
+           ) -> tuple[str, list[str]]:
+    """The part with a substitution key in each slot, and each slot's key; ``base``: the
+    tracked URLs are written out around READER_KEY (their key: READER_KEY too)."""
     out = [part.literals[0]]
     slot_keys: list[str] = []
     for slot, literal in zip(part.slots, part.literals[1:], strict=True):
+        if base is not None and slot.kind in ("click", "open"):
+            slot_keys.append(READER_KEY)
+            out.append(click_url(base, READER_KEY, int(slot.fallback)) if slot.kind == "click"
+                       else open_url(base, READER_KEY))
+            out.append(literal)
+            continue
         if slot.kind == "unsubscribe":
             key = UNSUB_KEY if prefix == "t" else "%%unsubscribe_url_h%%"
         elif slot.kind == "rewrap":
@@ -123,7 +137,8 @@ def _keyed(part: Part, prefix: str, keys: dict[tuple[str, str], str]) -> tuple[s
         elif slot.kind == "preferences":
             key = PREFS_KEY if prefix == "t" else PREFS_HTML_KEY
         elif slot.kind in ("click", "open"):  # tracked links: base64url tokens need no
-            key = f"%%nl_c{slot.fallback or 'o'}%%"  # escaping when base_url needs none
+            key = f"%%nl_c{prefix}{slot.fallback or 'o'}%%"  # each URL (base_url needs
+            # escaping: HTML-escaped in the HTML part, as it is in the text)
         else:
             key = keys.setdefault((prefix, slot.fallback), f"%%nl_name_{prefix}{len(keys)}%%")
         slot_keys.append(key)
@@ -137,8 +152,13 @@ def build_content(template: MessageTemplate) -> _Content:
     # a plain-text block wrapped per recipient (text.rewrap) is one substitution; one too
     # long for SendGrid's 10,000 bytes of substitutions is wrapped with the name unfilled
     text_part = template.text.names_only(longer_than=REWRAP_MAX)
-    text, text_keys = _keyed(text_part, "t", keys)
-    html, html_keys = _keyed(template.html, "h", keys)
+    # base_url plain, the rest of a tracked URL is "/c/" or "/o/", a base64url token, "."
+    # and digits: then one substitution, the reader token, fills all of a recipient's
+    clicks_plain = (_q(template.base_url) == f'"{template.base_url}"'
+                    and escape(template.base_url) == template.base_url)
+    reader_base = template.base_url if clicks_plain else None
+    text, text_keys = _keyed(text_part, "t", keys, reader_base)
+    html, html_keys = _keyed(template.html, "h", keys, reader_base)
     shared_url = escape(template.base_url) == template.base_url
     if shared_url:
         html = html.replace("%%unsubscribe_url_h%%", UNSUB_KEY)
@@ -164,9 +184,10 @@ def build_content(template: MessageTemplate) -> _Content:
             if slot.kind == "name":
                 name_keys[key] = (_q(key), part.html, _q(slot.fallback))
     prefix = json.dumps(base, ensure_ascii=True, separators=(",", ":"))
-    click_keys = {_q(f"%%nl_c{s.fallback or 'o'}%%"): int(s.fallback or -1)
-                  for part in (text_part, template.html) for s in part.slots
-                  if s.kind in ("click", "open")}
+    click_keys = {} if clicks_plain else {
+        (_q(f"%%nl_c{prefix}{s.fallback or 'o'}%%"), int(s.fallback or -1), prefix == "h")
+        for prefix, part in (("t", text_part), ("h", template.html)) for s in part.slots
+        if s.kind in ("click", "open")}
     return _Content(
         base=base,
         html_keys=html_keys,
@@ -179,10 +200,9 @@ def build_content(template: MessageTemplate) -> _Content:
         fallback_names="".join(f",{key}:{fallback}" for key, _, fallback in name_keys.values()),
         url_plain=_q(template.base_url) == f'"{template.base_url}"',
         preferences=template.has_preferences,
-        click_keys=tuple(click_keys.items()),
-        # base_url plain, the rest of a tracked URL is "/c/" or "/o/" and a base64url token
-        clicks_plain=(_q(template.base_url) == f'"{template.base_url}"'
-                      and escape(template.base_url) == template.base_url),
+        click_keys=tuple(sorted(click_keys)),
+        clicks_plain=clicks_plain and (template.links > 0 or template.has_open),
+        base_url=template.base_url,
         preferences_plain=(_q(template.preferences_head) == f'"{template.preferences_head}"'
                            and escape(template.preferences_head) == template.preferences_head),
         msgid_plain=_q(template.message_id(Recipient(1, "x@x"))) == (
@@ -193,14 +213,14 @@ def build_content(template: MessageTemplate) -> _Content:
 
 def personalization_json(
     content: _Content, subscriber: int | None, email: str, name: str | None, url: str,
-    message_id: str, subject: str | None = None, preferences: str = "",
-    clicks: Sequence[str] = (),
+    message_id: str, subject: str | None = None, preferences: str = "", reader: str = "",
 ) -> str:
     """One recipient's personalization, compact JSON: the only place it is written, for
     the general path (``payload_json``) and the row path (``rows_json``) alike.
 
     ``name`` as the message has it (cleaned), ``url`` the unsubscribe URL, ``subject``
-    the personal subject (None when the subject is shared). ``to`` names the recipient
+    the personal subject (None when the subject is shared), ``reader`` the reader token
+    of the recipient's tracked links. ``to`` names the recipient
     when it has a name; ``substitutions`` fills the bodies' keys (the name HTML-escaped in
     the HTML part, the fallback without a name); ``custom_args`` carries the subscriber
     id, which SendGrid returns on each webhook event (none for a test address).
@@ -231,10 +251,13 @@ def personalization_json(
         else:
             subs += (f',"{PREFS_KEY}":{_q(preferences)},'
                      f'"{PREFS_HTML_KEY}":{_q(escape(preferences))}')
-    if content.clicks_plain:  # the recipient's tracked links (template.click_urls)
-        subs += "".join(f',{key}:"{clicks[idx]}"' for key, idx in content.click_keys)
-    elif content.click_keys:
-        subs += "".join(f",{key}:{_q(escape(clicks[idx]))}" for key, idx in content.click_keys)
+    if content.clicks_plain:  # the recipient's tracked links: one token for them all
+        subs += f',"{READER_KEY}":"{reader}"'
+    elif content.click_keys:  # each URL escaped (base_url needs it)
+        base = content.base_url
+        urls = [(key, click_url(base, reader, idx) if idx >= 0 else open_url(base, reader),
+                 html) for key, idx, html in content.click_keys]
+        subs += "".join(f",{key}:{_q(escape(link) if html else link)}" for key, link, html in urls)
     msgid = f'"{message_id}"' if content.msgid_plain else _q(message_id)
     item = (f'{{"to":[{to}],"headers":{{"List-Unsubscribe":"<{link}>","Message-ID":{msgid}}},'
             f'"substitutions":{{{subs}{names}}}')
@@ -259,13 +282,13 @@ def rows_json(content: _Content, template: MessageTemplate, rows: Sequence[Claim
             or not content.msgid_plain):
         return None
     values = row_values(template, rows, limit=MAX_PER_REQUEST, unique=True,
-                        clicks=bool(content.click_keys))
+                        readers=content.clicks_plain or bool(content.click_keys))
     if values is None:
         return None
     one = personalization_json
     out = [one(content, row.subscriber_id, row.email, row.name, url, message_id,
-               preferences=prefs, clicks=links)
-           for row, url, message_id, prefs, links in zip(rows, *values, strict=True)]
+               preferences=prefs, reader=reader)
+           for row, url, message_id, prefs, reader in zip(rows, *values, strict=True)]
     return content.json_prefix + ",".join(out) + "]}"
 
 
@@ -387,14 +410,17 @@ class SendGridBackend(BackendBase):
         recipient's ``personalization_json``."""
         content = self.content_for(messages[0].template)
         one = personalization_json
+        tracked = content.clicks_plain or bool(content.click_keys)
+        readers = messages[0].template.readers(
+            [m.subscriber_id for m in messages]) if tracked else [""] * len(messages)
         if content.personal_subject:
             items = [one(content, m.subscriber_id, m.email, m.name, m.unsubscribe_url,
-                         m.message_id, m.subject, m.preferences_url,
-                         m.click_urls if content.click_keys else ()) for m in messages]
+                         m.message_id, m.subject, m.preferences_url, reader)
+                     for m, reader in zip(messages, readers, strict=True)]
         else:
             items = [one(content, m.subscriber_id, m.email, m.name, m.unsubscribe_url,
-                         m.message_id, preferences=m.preferences_url,
-                         clicks=m.click_urls if content.click_keys else ()) for m in messages]
+                         m.message_id, preferences=m.preferences_url, reader=reader)
+                     for m, reader in zip(messages, readers, strict=True)]
         return content.json_prefix + ",".join(items) + "]}"
 
     # -- one request, with its retries ----------------------------------------------------
