@@ -1,6 +1,8 @@
 """``/c/{token}`` and ``/o/{token}``: tracked links and the open pixel (public part).
 
-``GET /c/TOKEN`` answers a 302 to the link's original URL at once; ``HEAD`` answers the
+``GET /c/READER.N`` (link N of the recipient whose reader token is READER; a link's own
+``TOKEN`` in mail sent before reader tokens, ``delivery.tracking.ClickSigner.verify``)
+answers a 302 to the link's original URL at once; ``HEAD`` answers the
 same (scanners check links with HEAD: recorded, flagged by ``feedback.clicks``). The
 click is appended to the process's click journal (``feedback.click_journal``: one
 ``os.write``) and queued before the answer, and written after it by one writer thread,
@@ -12,7 +14,8 @@ that is not ours in any way (forged, altered, cut short, or of a send whose link
 unknown) gets a plain 400 page that names nothing and nobody, and nothing is recorded.
 Subscriber 0 (a test address) is redirected and not recorded.
 
-``GET /o/TOKEN``: a 1x1 transparent GIF (``track_opens``), recorded as an open.
+``GET /o/READER`` (or an open token of earlier mail): a 1x1 transparent GIF
+(``track_opens``), recorded as an open.
 """
 
 from __future__ import annotations
