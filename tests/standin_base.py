@@ -51,6 +51,7 @@ class StandIn:
         self.times: list[float] = []  # when each accepted message arrived (record "full")
         self.statuses: Counter[int] = Counter()
         self.requests = self.accepted_requests = self.bytes_received = 0
+        self.in_flight = self.most_in_flight = 0  # POSTs being answered now, and at most
         self._limit: int | None = None
         self._window, self._window_start, self._window_count = 1.0, 0.0, 0
         self._fail: list[int] = []
@@ -91,6 +92,7 @@ class StandIn:
             self.times.clear()
             self.statuses.clear()
             self.requests = self.accepted_requests = self.bytes_received = 0
+            self.most_in_flight = 0
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
@@ -188,7 +190,13 @@ class StandIn:
             def do_POST(self) -> None:  # noqa: N802
                 with standin.lock:
                     standin.requests += 1
-                status, headers, body = standin._answer(self)
+                    standin.in_flight += 1
+                    standin.most_in_flight = max(standin.most_in_flight, standin.in_flight)
+                try:
+                    status, headers, body = standin._answer(self)
+                finally:
+                    with standin.lock:
+                        standin.in_flight -= 1
                 with standin.lock:
                     standin.statuses[status] += 1
                 standin.answered(status, body)

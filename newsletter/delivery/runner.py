@@ -2,8 +2,9 @@
 
 ``SendRunner(engine, settings, send, backend).run()`` drives one send to the end (or
 until ``stop`` is set: the batches in flight finish and are recorded first). It runs
-``workers`` threads, each a worker of its own in the ledger with its own database
-connection, each claiming batches of ``backend.batch_size`` (or the
+``workers`` threads (plus the backend's ``prepares_ahead``: threads that build the next
+requests while ``workers`` are out, ``BackendBase.request_slot``), each a worker of its
+own in the ledger with its own database connection, each claiming batches of ``backend.batch_size`` (or the
 ``send_batch_size`` setting). Recipients refused for now
 (temporary failures) are retried within the run, up to ``ledger.MAX_ATTEMPTS`` tries,
 after a growing pause. The HTML was rendered once, when the send was created; each
@@ -85,6 +86,9 @@ class SendRunner:
         self.send = send
         self.backend = backend
         self.workers = max(1, workers or getattr(backend, "concurrency", 1))
+        # threads: the workers, and those that build the next requests while the
+        # backend's ``concurrency`` are out (``BackendBase.request_slot``)
+        self.threads = self.workers + max(0, getattr(backend, "prepares_ahead", 0))
         self.batch_size = settings.send_batch_size or backend.batch_size
         # max_rate: shared with every worker of every process (one second's worth a batch)
         self.pace = ratelimit.for_backend(engine, settings, getattr(backend, "name", ""))
@@ -126,7 +130,7 @@ class SendRunner:
         folder = journal.folder_for(self.settings.project_dir) if KEEP_JOURNALS else None
         self._worker_ids = [senders.register_worker(self.engine, send.id,
                                                    str(folder) if folder else None)
-                            for _ in range(self.workers)]
+                            for _ in range(self.threads)]
         self._journals = {wid: journal.Journal.create(folder, wid) if folder else None
                           for wid in self._worker_ids}
         beat_stop = threading.Event()
@@ -168,7 +172,7 @@ class SendRunner:
         return settled
 
     def _run_workers(self) -> None:
-        if self.workers == 1:
+        if self.threads == 1:
             self._worker(self._worker_ids[0])
             return
         threads = [threading.Thread(target=self._worker, args=(wid,), daemon=True)

@@ -59,6 +59,7 @@ treat that batch as uncertain.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from enum import StrEnum
 from types import TracebackType
@@ -118,6 +119,9 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+_SLOTS_LOCK = threading.Lock()
+
+
 class BackendBase:
     """Context-manager plumbing shared by the backends."""
 
@@ -126,6 +130,21 @@ class BackendBase:
     concurrency = 1
     writes_mime = True  # see the module docstring
     logs_progress = False  # True: send_batch and send_rows take progress= (see above)
+    prepares_ahead = 0  # runner threads beyond ``concurrency`` (see ``request_slot``)
+
+    def request_slot(self) -> threading.BoundedSemaphore:
+        """What each request holds from just before it is marked handed in the progress
+        log until it is answered: ``concurrency`` requests are out at once, however many
+        threads build them. A backend whose ``prepares_ahead`` is more than 0 gets that
+        many more runner threads than ``concurrency``: they claim and build the next
+        requests while the others are out, so the provider's latency never leaves one of
+        the ``concurrency`` slots idle while a request is being built."""
+        slots = self.__dict__.get("_request_slots")
+        if slots is None:
+            with _SLOTS_LOCK:
+                slots = self.__dict__.setdefault(
+                    "_request_slots", threading.BoundedSemaphore(self.concurrency))
+        return slots
 
     def open(self) -> None:  # pragma: no cover - overridden where there is work to do
         return None

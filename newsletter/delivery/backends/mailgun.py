@@ -247,6 +247,7 @@ class MailgunBackend(ApiBackend):
         self.domain = domain
         self.path = f"/v3/{domain}/messages"
         self.concurrency = workers or 4
+        self.prepares_ahead = max(1, self.concurrency // 2)
         self.api = HttpApi(host, {"Accept": "application/json"}, label="Mailgun",
                            auth=("api", api_key), pool=self.concurrency, **http)
 
@@ -310,13 +311,14 @@ class MailgunBackend(ApiBackend):
               indices: Sequence[int]) -> list[DeliveryResult] | Answer:
         """One call's results; its ``Answer`` when refused for some of its recipients
         (400, 413): split it to find them."""
-        if progress is not None:
-            progress.handing_group(indices)
-        status, text, raw = self.api.post(self.path, body, content.content_type)
-        if status == LOST:
-            return [DeliveryResult(Status.UNCERTAIN, text)] * count
-        if progress is not None:
-            progress.answered_group(indices, status == 200)
+        with self.request_slot():  # ``concurrency`` calls out at once
+            if progress is not None:
+                progress.handing_group(indices)
+            status, text, raw = self.api.post(self.path, body, content.content_type)
+            if status == LOST:
+                return [DeliveryResult(Status.UNCERTAIN, text)] * count
+            if progress is not None:
+                progress.answered_group(indices, status == 200)
         if status == 200:
             try:
                 provider_id = str(json.loads(raw).get("id") or "") or None

@@ -354,6 +354,7 @@ class SendGridBackend(BackendBase):
         self.api_key = api_key
         self.host = host.rstrip("/")
         self.concurrency = workers or 4
+        self.prepares_ahead = max(1, self.concurrency // 2)
         self.timeout = timeout
         self.max_attempts = max_attempts
         self.backoff = backoff
@@ -478,13 +479,14 @@ class SendGridBackend(BackendBase):
         """``_post``, marked in the progress log (``indices``: the request's messages in
         the batch, None for all) before it leaves and when answered (a request lost in
         flight, -1, stays unanswered: its fate is unknown)."""
-        if progress is None:
-            return self._post(body)
-        progress.handing_group(indices)
-        status, text, message_id = self._post(body)
-        if status != -1:
-            progress.answered_group(indices, 200 <= status < 300)
-        return status, text, message_id
+        with self.request_slot():  # ``concurrency`` requests out at once
+            if progress is None:
+                return self._post(body)
+            progress.handing_group(indices)
+            status, text, message_id = self._post(body)
+            if status != -1:
+                progress.answered_group(indices, 200 <= status < 300)
+            return status, text, message_id
 
     def _send_group(self, group: list[OutgoingMessage], progress: BatchLog | None = None,
                     indices: Sequence[int] | None = None) -> list[DeliveryResult]:
