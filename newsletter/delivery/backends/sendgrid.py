@@ -147,6 +147,11 @@ def _keyed(part: Part, prefix: str, keys: dict[tuple[str, str], str], base: str 
     return "".join(out), slot_keys
 
 
+def _plain(value: str) -> bool:
+    """Whether ``value`` needs neither JSON nor HTML escaping."""
+    return _q(value) == f'"{value}"' and escape(value) == value
+
+
 def build_content(template: MessageTemplate) -> _Content:
     keys: dict[tuple[str, str], str] = {}
     # a plain-text block wrapped per recipient (text.rewrap) is one substitution; one too
@@ -154,8 +159,7 @@ def build_content(template: MessageTemplate) -> _Content:
     text_part = template.text.names_only(longer_than=REWRAP_MAX)
     # base_url plain, the rest of a tracked URL is "/c/" or "/o/", a base64url token, "."
     # and digits: then one substitution, the reader token, fills all of a recipient's
-    clicks_plain = (_q(template.base_url) == f'"{template.base_url}"'
-                    and escape(template.base_url) == template.base_url)
+    clicks_plain = _plain(template.base_url)
     reader_base = template.base_url if clicks_plain else None
     text, text_keys = _keyed(text_part, "t", keys, reader_base)
     html, html_keys = _keyed(template.html, "h", keys, reader_base)
@@ -203,8 +207,7 @@ def build_content(template: MessageTemplate) -> _Content:
         click_keys=tuple(sorted(click_keys)),
         clicks_plain=clicks_plain and (template.links > 0 or template.has_open),
         base_url=template.base_url,
-        preferences_plain=(_q(template.preferences_head) == f'"{template.preferences_head}"'
-                           and escape(template.preferences_head) == template.preferences_head),
+        preferences_plain=_plain(template.preferences_head),
         msgid_plain=_q(template.message_id(Recipient(1, "x@x"))) == (
             f'"{template.message_id(Recipient(1, "x@x"))}"'
         ),
