@@ -257,8 +257,11 @@ def _snapshot_alone(project: str, out) -> None:
     from newsletter.delivery.runner import SNAPSHOT_CHUNK
 
     engine = open_store(load_settings(project))
+    server = BackendCpu(engine)  # the PostgreSQL backends' CPU for the snapshot
     with engine.connect() as conn:
         list_id = conn.exec_driver_sql("SELECT id FROM lists WHERE name = 'daily'").scalar()
+    db_cpu = server.seconds()
+    before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     send_id = ledger.create_send(
         engine, kind="real", issue_path="snapshot.md", issue_slug="snapshot-alone",
@@ -267,8 +270,10 @@ def _snapshot_alone(project: str, out) -> None:
     total, after = 0, 0
     while after is not None:
         total, after = ledger.continue_snapshot(engine, send_id, SNAPSHOT_CHUNK)
-    out.send({"seconds": time.perf_counter() - started, "total": total,
-              "rss_mb": peak_rss_mb()})
+    seconds, usage = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF)
+    out.send({"seconds": seconds, "total": total, "rss_mb": peak_rss_mb(),
+              "cpu": usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime,
+              "db_cpu": server.seconds() - db_cpu})
 
 
 def snapshot_phase(project: Path) -> dict:
@@ -371,7 +376,9 @@ class Bench:
             snap = ours["snapshot"]
             print(f"    (s) snapshot alone, chunk by chunk: {snap['total']:,} recipients in "
                   f"{snap['seconds']:.1f} s ({snap['seconds'] / n * 1e6:.1f} s per million), "
-                  f"peak {snap['rss_mb']:.0f} MB", flush=True)
+                  f"peak {snap['rss_mb']:.0f} MB; CPU per million: ours "
+                  f"{snap['cpu'] / n * 1e6:.1f} s, the database server's backends "
+                  f"{snap['db_cpu'] / n * 1e6:.1f} s", flush=True)
 
     def summary(self) -> bool:
         n, rounds = self.n, self.rounds

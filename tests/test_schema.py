@@ -57,6 +57,7 @@ def _include_name(name: str | None, type_: str, parent: dict) -> bool:
 
 def differences(conn: sa.Connection, tables: sa.MetaData = metadata) -> list:
     """Everything in which the database's schema and ``tables`` disagree."""
+    tables = _as_created_on(tables, conn.dialect)
     context = MigrationContext.configure(conn, opts={
         "include_name": _include_name, "compare_type": True, "compare_server_default": True})
     found: list = list(compare_metadata(context, tables))
@@ -126,10 +127,32 @@ def test_migrated_schema_matches_the_tables(store: Engine) -> None:
     assert tables == set(metadata.tables)
 
 
+def _copy(tables: sa.MetaData) -> sa.MetaData:
+    copy = sa.MetaData(naming_convention=tables.naming_convention)
+    for table in tables.sorted_tables:
+        copied = table.to_metadata(copy)
+        # to_metadata leaves the constraints' ddl_if behind (SQLAlchemy 2.1): carry it over
+        rules = {c.name: c._ddl_if for c in table.constraints if c._ddl_if is not None}
+        for constraint in copied.constraints:
+            if constraint.name in rules:
+                constraint.ddl_if(*rules[constraint.name])
+    return copy
+
+
+def _as_created_on(tables: sa.MetaData, dialect: sa.Dialect) -> sa.MetaData:
+    """``tables`` as their DDL makes them on ``dialect``: without the foreign keys that
+    their ``ddl_if`` leaves off it (so that one the database has anyway is a difference)."""
+    copy = _copy(tables)
+    for table in copy.tables.values():
+        ddl = str(sa.schema.CreateTable(table).compile(dialect=dialect))
+        for key in list(table.foreign_key_constraints):
+            if f"CONSTRAINT {key.name} " not in ddl:
+                table.constraints.discard(key)
+    return copy
+
+
 def _with(change) -> sa.MetaData:  # noqa: ANN001 - a function changing the copied tables
-    copy = sa.MetaData(naming_convention=metadata.naming_convention)
-    for table in metadata.sorted_tables:
-        table.to_metadata(copy)
+    copy = _copy(metadata)
     change(copy.tables)
     return copy
 
@@ -150,7 +173,14 @@ def test_the_check_sees_a_table_change_without_a_migration(store: Engine) -> Non
         for dialect in ("sqlite", "postgresql"):
             index.dialect_options[dialect]["where"] = sa.text("status IN ('pending', 'sending')")
 
+    def key_everywhere(tables) -> None:  # noqa: ANN001 - the ledger's key without ddl_if
+        key = next(iter(tables["send_recipients"].foreign_key_constraints))
+        key._ddl_if = None
+
     with store.connect() as conn:
+        keyed = [(d[0], d[1].name) for d in differences(conn, _with(key_everywhere))]
+        assert keyed == ([] if conn.dialect.name == "sqlite" else
+                         [("add_fk", "fk_send_recipients_send_id_sends")])
         added = differences(conn, _with(add_column))
         assert [(d[0], d[3].name, d[3].table.name) for d in added] == [
             ("add_column", "colour", "sends")]
@@ -178,6 +208,44 @@ def test_the_tables_module_alone_holds_every_table() -> None:
     owners = {"newsletter.delivery.ledger", "newsletter.scheduler", "newsletter.feedback.effects",
               "newsletter.archive", "newsletter.delivery.sending"}
     assert not owners & set(modules.split())
+
+
+# -- revision 0018: the ledger's foreign key, PostgreSQL only --------------------------
+
+_KEY = "fk_send_recipients_send_id_sends"
+
+
+def _ledger_keys(engine: Engine) -> list[tuple[str | None, str, str | None]]:
+    return [(k["name"], k["referred_table"], k["options"].get("ondelete"))
+            for k in sa.inspect(engine).get_foreign_keys("send_recipients")]
+
+
+def _ledger_key_dropped_and_restored(engine: Engine) -> None:
+    config = alembic_config(engine)
+    command.upgrade(config, "0017_claim_cursor")
+    _fill(engine)
+    keyed = [(_KEY, "sends", "CASCADE")]
+    assert _ledger_keys(engine) == keyed
+    command.upgrade(config, "heads")
+    assert _ledger_keys(engine) == ([] if engine.dialect.name == "postgresql" else keyed)
+    command.downgrade(config, "0017_claim_cursor")  # a release rolled back has it again
+    assert _ledger_keys(engine) == keyed
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM send_recipients").scalar() == 2
+
+
+def test_ledger_key_kept_on_sqlite(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'keyed.db'}")
+    _ledger_key_dropped_and_restored(engine)
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_ledger_key_dropped_on_postgresql() -> None:
+    with pg_database() as url:
+        engine = make_engine(url)
+        _ledger_key_dropped_and_restored(engine)
+        engine.dispose()
 
 
 # -- revision 0007: the CHECK constraints' names ---------------------------------------
