@@ -148,3 +148,30 @@ def test_an_answer_records_who_left_while_the_batch_was_out(store: Engine) -> No
         found = dict(conn.execute(sa.select(ledger.send_recipients.c.seq,
                                             ledger.send_recipients.c.status)).all())
     assert found == {1: "sent", 2: "sent", 3: "skipped"}
+
+
+def test_a_count_sees_a_batch_out_or_answered_never_its_rows_pending_again(
+        store: Engine) -> None:
+    """Another process records a batch's answer while this one counts the send, between
+    the count's two statements (PostgreSQL: the statuses, then the batches still out):
+    the count is of one moment, the batch out or answered, never its rows back to
+    pending (which a process ending its share of a send reported as its last word)."""
+    send = _send(store, _list(store, 6))
+    batch_id, rows = claims.claim_batch(store, send, senders.register_worker(store, send.id), 4)
+    other = make_engine(store.url.render_as_string(hide_password=False))
+    answered: list[bool] = []
+
+    def answer_in_between(conn, cursor, statement, *args) -> None:  # noqa: ANN001
+        if not answered and "GROUP BY" in statement and "send_batches" not in statement:
+            answered.append(True)  # after the statuses were counted
+            claims.record_batch(other, send.id, batch_id, _answer(rows))
+
+    sa.event.listen(store, "after_cursor_execute", answer_in_between)
+    try:
+        counts = ledger.get_send(store, send.id).counts
+    finally:
+        sa.event.remove(store, "after_cursor_execute", answer_in_between)
+        other.dispose()
+    assert answered
+    assert counts in ({"sending": 4, "pending": 2}, {"sent": 4, "pending": 2}), counts
+    assert ledger.get_send(store, send.id).counts == {"sent": 4, "pending": 2}

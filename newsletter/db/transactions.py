@@ -20,16 +20,22 @@ RETRYABLE = ("40P01", "40001")  # deadlock detected, serialization failure
 
 
 @contextmanager
-def transaction(db: DB, *, read: bool = False) -> Iterator[sa.Connection]:
+def transaction(db: DB, *, read: bool = False, snapshot: bool = False
+                ) -> Iterator[sa.Connection]:
     """A connection in a transaction: a new one committed at the end for an Engine,
     or the caller's own connection (and transaction) as it is. ``read``: it only reads
-    (on SQLite it then takes no write lock)."""
+    (on SQLite it then takes no write lock). ``snapshot``: every statement sees the
+    database as it was when the first one ran (PostgreSQL's REPEATABLE READ; a write
+    to a row another transaction changed since then fails with a serialization error,
+    for ``retry_on_conflict``); SQLite's transactions always do."""
     if isinstance(db, sa.Connection):
         yield db
         return
     with db.connect() as connection:
         if read:
             connection.execution_options(**{READ_ONLY: True})
+        if snapshot and connection.dialect.name == "postgresql":
+            connection.execution_options(isolation_level="REPEATABLE READ")
         with connection.begin():
             yield connection
 

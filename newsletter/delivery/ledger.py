@@ -382,9 +382,11 @@ def get_send(db: DB, send_id: int, *, counts: bool = True) -> SendInfo:
     """The send, with its recipients counted per status unless ``counts=False``.
 
     Counting reads every recipient row of the send (about 0.4 s for a million on
-    SQLite), so callers that only need the send itself skip it.
+    SQLite), so callers that only need the send itself skip it. The counts come from
+    one snapshot: on PostgreSQL a batch in flight is counted by a second statement
+    (``count_in_flight``), which must see the batch as the first one did.
     """
-    with transaction(db, read=True) as conn:
+    with transaction(db, read=True, snapshot=counts) as conn:
         row = conn.execute(sa.select(*_INFO_COLUMNS).where(sends.c.id == send_id)).first()
         if row is None:
             raise SendNotFound(
@@ -410,7 +412,7 @@ def send_content(db: DB, send_id: int) -> tuple[str, str]:
 
 
 def list_sends(db: DB, *, limit: int = 50) -> list[SendInfo]:
-    with transaction(db) as conn:
+    with transaction(db, read=True, snapshot=True) as conn:  # counts: see get_send
         rows = conn.execute(
             sa.select(*_INFO_COLUMNS).order_by(sends.c.id.desc()).limit(limit)
         ).all()
@@ -517,19 +519,24 @@ def settle(db: DB, send_id: int) -> SendInfo:
     """The send with its counts, marked finished first if nothing is pending or sending.
 
     ``finish_if_done`` and ``get_send`` in one transaction: the recipients are counted
-    once (at the end of a million-recipient send, each count reads a million rows).
+    once (at the end of a million-recipient send, each count reads a million rows), from
+    one snapshot (``get_send``); when another process sharing the send settles it at the
+    same moment, PostgreSQL refuses one of the two updates and that one counts again.
     """
-    with transaction(db) as conn:
-        info = get_send(conn, send_id)
-        if info.status == "sending" and not info.unfinished:
-            now = utcnow()
-            conn.execute(
-                sends.update()
-                .where(sends.c.id == send_id, sends.c.status == "sending")
-                .values(status="finished", finished_at=now)
-            )
-            info.status, info.finished_at = "finished", now
-    return info
+    def attempt() -> SendInfo:
+        with transaction(db, snapshot=True) as conn:
+            info = get_send(conn, send_id)
+            if info.status == "sending" and not info.unfinished:
+                now = utcnow()
+                conn.execute(
+                    sends.update()
+                    .where(sends.c.id == send_id, sends.c.status == "sending")
+                    .values(status="finished", finished_at=now)
+                )
+                info.status, info.finished_at = "finished", now
+        return info
+
+    return attempt() if isinstance(db, sa.Connection) else retry_on_conflict(attempt)
 
 
 def cancel_send(db: DB, send_id: int, *, reason: str = "the send was cancelled") -> int:
