@@ -51,7 +51,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_send import exactly_once, seed_in_process  # noqa: E402
 from bench_sendgrid import seeded, standin_get  # noqa: E402
-from measure import peak_rss_mb, phase, send_template  # noqa: E402
+from measure import peak_rss_mb, phase, process_cpu, send_template  # noqa: E402
 
 KEYS = {"postmark": "pm-bench", "mailgun": "key-bench", "ses": "AKIDSTANDIN"}
 DOMAIN = "mg.example.org"
@@ -180,12 +180,6 @@ def run_send(provider: str, url: str, count: int, workers: int, project: str, ou
               "cpu": usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime})
 
 
-def cpu_of(pid: int) -> float:
-    """CPU seconds (user + system) a process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 
 def by_cpu(row: dict) -> float:
     """The seconds a phase would take with a core each for the stand-in and the sender,
@@ -212,13 +206,13 @@ def bench(provider: str, n: int, workers: int, rounds: int, tmp: Path) -> dict:
             project = tmp / f"{provider}-{k}"
             shutil.copytree(template, project)
             standin_get(url, "/_reset")
-            before = cpu_of(server.pid)
+            before = process_cpu(server.pid)
             bare = phase(run_bare, provider, url, n, workers, str(project))
-            bare["standin"] = cpu_of(server.pid) - before
+            bare["standin"] = process_cpu(server.pid) - before
             standin_get(url, "/_reset")
-            before = cpu_of(server.pid)
+            before = process_cpu(server.pid)
             ours = phase(run_send, provider, url, n, workers, str(project))
-            ours["standin"] = cpu_of(server.pid) - before
+            ours["standin"] = process_cpu(server.pid) - before
             once = exactly_once(n, standin_get(url, "/_stats"), ours["counts"])
             shutil.rmtree(project, ignore_errors=True)
             runs.append((bare, ours, once))

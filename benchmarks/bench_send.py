@@ -73,7 +73,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_sendgrid import KEY, phase, run_bare, run_bare_send_like, standin_get  # noqa: E402
-from measure import BackendCpu, peak_rss_mb  # noqa: E402
+from measure import BackendCpu, peak_rss_mb, process_cpu  # noqa: E402
 from pgcluster import SETTINGS, counters, describe, temporary_cluster  # noqa: E402
 
 LABEL = 50  # width of a row's label
@@ -316,8 +316,8 @@ def ledger_mb(project: Path, database_url: str | None) -> float:
 class Bench:
     """One run of the benchmark: the stand-in, the seeded template (SQLite), the rounds."""
 
-    def __init__(self, args: argparse.Namespace, tmp: Path, url: str) -> None:
-        self.args, self.tmp, self.url = args, tmp, url
+    def __init__(self, args: argparse.Namespace, tmp: Path, url: str, standin: int) -> None:
+        self.args, self.tmp, self.url, self.standin = args, tmp, url, standin
         self.n, self.pg = args.recipients, args.database == "postgresql"
         self.rounds: list[tuple[dict, dict[int, tuple[dict, dict]]]] = []
 
@@ -348,15 +348,21 @@ class Bench:
             sample = phase(run_bare, self.url, n, args.workers)
             print(row(f"round {k} (a0) bare client, tests' template", sample, n,
                       sample["seconds"]), flush=True)
+        before = process_cpu(self.standin)
         bare = phase(run_bare_send_like, self.url, n, args.workers)
+        bare["standin_cpu"] = process_cpu(self.standin) - before
         print(row(f"round {k} (a) bare client, the send's requests", bare, n, bare["seconds"]),
               flush=True)
+        print(f"    (a) CPU per million: the client {bare['cpu'] / n * 1e6:.1f} s, the "
+              f"stand-in {bare['standin_cpu'] / n * 1e6:.1f} s", flush=True)
         sends: dict[int, tuple[dict, dict]] = {}
         for processes in args.processes:
             with self.fresh(f"round{k}-{processes}") as (project, database_url, note):
                 standin_get(self.url, "/_reset")
                 before = counters(database_url) if database_url else None
+                before_cpu = process_cpu(self.standin)
                 ours = send_phase(self.url, n, args.workers, project, processes=processes)
+                ours["standin_cpu"] = process_cpu(self.standin) - before_cpu
                 stats = standin_get(self.url, "/_stats")
                 if before is not None and database_url:
                     ours["server"] = describe(before, counters(database_url))
@@ -384,10 +390,11 @@ class Bench:
               f"{stats['duplicates']} duplicated) in {stats['requests']:,} requests: exactly "
               f"once: {'yes' if exactly_once(n, stats, ours['final']) else 'NO'} "
               f"({note}, not timed)", flush=True)
-        if self.pg:
-            print(f"    (c) CPU per million: ours {ours['cpu'] / n * 1e6:.1f} s, the database "
-                  f"server's backends {ours['db_cpu'] / n * 1e6:.1f} s; load average "
-                  f"{os.getloadavg()[0]:.1f}", flush=True)
+        print(f"    (c) CPU per million: ours {ours['cpu'] / n * 1e6:.1f} s, "
+              + (f"the database server's backends {ours['db_cpu'] / n * 1e6:.1f} s, "
+                 if self.pg else "")
+              + f"the stand-in {ours['standin_cpu'] / n * 1e6:.1f} s; load average "
+              f"{os.getloadavg()[0]:.1f}", flush=True)
         if "server" in ours:
             print(f"    (c) server: {ours['server']}", flush=True)
         if "snapshot" in ours:
@@ -497,7 +504,7 @@ def _run(args: argparse.Namespace, tmp: Path) -> Bench | None:
             return None
         print(f"{'':{LABEL}} {'seconds':>8} {'recipients/s':>13} {'peak MB':>8} "
               f"{'CPU s':>6} {'vs (a)':>7}", flush=True)
-        bench = Bench(args, tmp, url)
+        bench = Bench(args, tmp, url, server.pid)
         for k in range(1, args.rounds + 1):
             bench.round(k)
     finally:

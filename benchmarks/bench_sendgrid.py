@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from measure import peak_rss_mb, phase, send_template  # noqa: E402
+from measure import peak_rss_mb, phase, process_cpu, send_template  # noqa: E402
 
 KEY = "SG.bench-key"
 BATCH = 1000
@@ -178,15 +178,6 @@ def standin_get(url: str, path: str) -> dict:
         return json.loads(response.read())
 
 
-def _cpu_of(pid: int) -> float:
-    """CPU seconds used so far by another process (Linux /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--recipients", type=int, default=1_000_000)
@@ -211,10 +202,10 @@ def main() -> None:
             bare = phase(run_bare, url, args.recipients, args.workers)
             bare_stats = standin_get(url, "/_stats")
             standin_get(url, "/_reset")
-            cpu_before = _cpu_of(server.pid)
+            cpu_before = process_cpu(server.pid)
             ours = phase(run_ours, url, args.recipients, args.workers)
             ours_stats = standin_get(url, "/_stats")
-            ours["server_cpu"] = _cpu_of(server.pid) - cpu_before
+            ours["server_cpu"] = process_cpu(server.pid) - cpu_before
             rounds.append((bare, bare_stats, ours, ours_stats))
     finally:
         if server.stdin:

@@ -25,6 +25,16 @@ def peak_rss_mb() -> float:
     return int(match.group(1)) / 1024
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) another process has used so far (Linux /proc); nan
+    when it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 class BackendCpu:
     """CPU seconds of the PostgreSQL server backends an engine's connections used.
 

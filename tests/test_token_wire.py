@@ -46,6 +46,9 @@ CLICK_BATCH = (5, 6, ["BQYAzZP-JYw1hDhsgw", "BQYBGdJXAV1P6nK1Mg", "BQYCi46AnaDZl
 OPEN = (77, 123456, 0, "TcDEBwATbyDZnF09DRYD")
 CLICK_OLD_KEY = (3, 4, 5, "AwQFj1mFaVXb5dIV7w")
 NONCE = ("sometoken", "f30872f220e203e9d0f2c3eb74a291d9")
+# reader tokens (2026-11-30): one per recipient of a send, for all its tracked links
+READERS = [(1, 1, "AQHtjELBNxM6gQ-W"), (77, 123456, "TcDEB-r3cV3pOaztYtM"),
+           (2**31, 2**40, "gICAgAiAgICAgCCUz6XbVjzDyFAR")]
 
 
 def current() -> Settings:
@@ -143,6 +146,16 @@ def test_click_batches_open_pixels_and_rotation() -> None:
     assert ClickSigner(rotated()).verify(token) == (send, subscriber, idx)
     assert ClickSigner(rotated()).verify(CLICKS[1][3]) == CLICKS[1][:3]
     assert ClickSigner(current()).verify(token) is None
+
+
+@pytest.mark.parametrize(("send", "subscriber", "reader"), READERS)
+def test_reader_tokens_are_made_alike_and_open_each_link(send: int, subscriber: int,
+                                                         reader: str) -> None:
+    assert ClickSigner(current()).readers(send, [subscriber]) == [reader]
+    assert ClickSigner(current()).verify(f"{reader}.3") == (send, subscriber, 3)
+    assert ClickSigner(current(), opens=True).verify(reader) == (send, subscriber, 0)
+    assert ClickSigner(rotated()).verify(f"{reader}.0") == (send, subscriber, 0)
+    assert ClickSigner(current()).verify(reader) is None  # the pixel's URL is no link
 
 
 def test_the_preference_form_nonce_is_made_alike() -> None:
