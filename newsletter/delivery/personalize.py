@@ -323,11 +323,6 @@ class OutgoingMessage(NamedTuple):
         return self.template.click_urls(self.subscriber_id)
 
     @property
-    def reader(self) -> str:
-        """This message's reader token ("" when nothing is tracked)."""
-        return self.template.readers((self.subscriber_id,))[0]
-
-    @property
     def html(self) -> str:
         part = self.template.html
         return part.fill(part.values(self.unsubscribe_url, self.name, self.preferences_url,
