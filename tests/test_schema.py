@@ -240,12 +240,17 @@ def test_ledger_key_kept_on_sqlite(tmp_path: Path) -> None:
     engine.dispose()
 
 
-@pytest.mark.postgres
-def test_ledger_key_dropped_on_postgresql() -> None:
+def _on_postgresql(check) -> None:  # noqa: ANN001
+    """``check(engine)`` on a fresh PostgreSQL database."""
     with pg_database() as url:
         engine = make_engine(url)
-        _ledger_key_dropped_and_restored(engine)
+        check(engine)
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_ledger_key_dropped_on_postgresql() -> None:
+    _on_postgresql(_ledger_key_dropped_and_restored)
 
 
 # -- revision 0007: the CHECK constraints' names ---------------------------------------
@@ -316,7 +321,4 @@ def test_upgrade_renames_the_check_constraints_sqlite(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 def test_upgrade_renames_the_check_constraints_postgresql() -> None:
-    with pg_database() as url:
-        engine = make_engine(url)
-        _upgrade_an_old_database(engine)
-        engine.dispose()
+    _on_postgresql(_upgrade_an_old_database)

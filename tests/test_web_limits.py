@@ -164,4 +164,6 @@ def test_healthz_answers_while_idle_connections_use_up_the_file_limit(
     text = log.read_text()
     assert "Traceback" not in text
     expected = "(the limit)" if reserve else "cannot accept a connection (Too many open files)"
-    assert 1 <= text.count(expected) <= 8, text  # at most once a second
+    logged = text.count(expected)
+    assert logged > 0, text  # the refusal is said
+    assert logged <= 8, text  # at most once a second, not once per refused connection

@@ -231,13 +231,8 @@ class ClickSigner:
 
     def reader(self, token: str) -> tuple[int, int] | None:
         """(send, subscriber) of a reader token of ours; None for anything else."""
-        if not 16 <= len(token) <= 40:
-            return None
-        opened = self._reader.split(token, 40)
-        values = None if opened is None else signing.read_varints(opened[0])
-        if values is None or len(values) != 2:
-            return None
-        return values[0], values[1]
+        values = _values(self._reader, token, 2)
+        return None if values is None else (values[0], values[1])
 
     def sign(self, send_id: int, subscriber_id: int, idx: int) -> str:
         return self._ring.sign(varint(send_id) + varint(subscriber_id) + varint(idx))
@@ -257,13 +252,18 @@ class ClickSigner:
             return None if found is None else (found[0], found[1], int(index))
         if self.opens and (found := self.reader(token)) is not None:
             return found[0], found[1], 0
-        if not 16 <= len(token) <= 40:
-            return None
-        opened = self._ring.split(token, 40)
-        values = None if opened is None else signing.read_varints(opened[0])
-        if values is None or len(values) != 3:
-            return None
-        return values[0], values[1], values[2]
+        values = _values(self._ring, token, 3)
+        return None if values is None else (values[0], values[1], values[2])
+
+
+def _values(ring: signing.KeyRing, token: str, count: int) -> list[int] | None:
+    """The ``count`` values a token of ``ring`` carries (16 to 40 characters); None for
+    anything else."""
+    if not 16 <= len(token) <= 40:
+        return None
+    opened = ring.split(token, 40)
+    values = None if opened is None else signing.read_varints(opened[0])
+    return values if values is not None and len(values) == count else None
 
 
 def click_url(base_url: str, reader: str, idx: int) -> str:
