@@ -112,3 +112,51 @@ def _small_batches(init):
         init(self, *args, **kwargs)
         self.batch_size = 3  # claims of 3 rows against chunks of 5: the runners interleave
     return patched
+
+
+@pytest.mark.postgres
+def test_claims_go_on_while_a_snapshot_chunk_is_copied(tmp_path: Path, monkeypatch) -> None:
+    """PostgreSQL: workers claim while the snapshot copies its next chunk. The chunk's
+    lock on the send's row must not hold their claims up (a claim's batch row names the
+    send, whose key PostgreSQL checks with a share lock that a full row lock blocks): a
+    chunk held open here as long as the test likes, a claim made meanwhile is answered
+    at once, and the chunk then commits as usual."""
+    import threading
+
+    from newsletter.delivery import claims, senders
+
+    monkeypatch.setattr(sending, "FIRST_CHUNK", 4)
+    with pg_database() as url:
+        settings = make_project(tmp_path / "p", url)
+        engine = seed(settings, 30)
+        try:
+            send = _start(settings, engine)
+            worker = senders.register_worker(engine, send.id)
+            copying, release = threading.Event(), threading.Event()
+            chunk = ledger._snapshot_chunk
+
+            def held(*args, **kwargs):
+                copied = chunk(*args, **kwargs)
+                copying.set()
+                release.wait(60)  # the chunk's transaction stays open until released
+                return copied
+
+            monkeypatch.setattr(ledger, "_snapshot_chunk", held)
+            snapshot = threading.Thread(target=ledger.continue_snapshot,
+                                        args=(engine, send.id, 10), daemon=True)
+            snapshot.start()
+            assert copying.wait(30)
+            claimed: list = []
+            claim = threading.Thread(target=lambda: claimed.append(
+                claims.claim_batch(engine, send, worker, 3)), daemon=True)
+            claim.start()
+            claim.join(timeout=10)
+            waited = claim.is_alive()
+            release.set()
+            snapshot.join(timeout=30)
+            claim.join(timeout=30)
+            assert not waited, "the claim waited for the snapshot chunk to commit"
+            assert [r.seq for r in claimed[0][1]] == [1, 2, 3]
+            assert ledger.get_send(engine, send.id).total == 14  # 4, then a chunk of 10
+        finally:
+            engine.dispose()
