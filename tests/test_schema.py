@@ -253,6 +253,38 @@ def test_ledger_key_dropped_on_postgresql() -> None:
     _on_postgresql(_ledger_key_dropped_and_restored)
 
 
+# -- revision 0019: a batch's seqs stored as they are, PostgreSQL only -----------------
+
+
+def _seqs_storage(engine: Engine) -> str:
+    with engine.connect() as conn:
+        return conn.exec_driver_sql(
+            "SELECT attstorage FROM pg_attribute WHERE attrelid = 'send_batches'::regclass "
+            "AND attname = 'seqs'").scalar_one()
+
+
+def _seqs_uncompressed_and_back(engine: Engine) -> None:
+    config = alembic_config(engine)
+    command.upgrade(config, "heads")
+    assert _seqs_storage(engine) == "e"  # EXTERNAL: out of line, never compressed
+    _fill(engine)
+    with engine.begin() as conn:  # a batch of 1,000 seqs is stored and read back whole
+        conn.exec_driver_sql(
+            "INSERT INTO send_batches (send_id, worker_id, status, size, claimed_at, seqs) "
+            f"SELECT 1, 'w', 'sending', 1000, '{_NOW}', array_agg(g) "
+            "FROM generate_series(1, 1000) AS g")
+        stored = conn.exec_driver_sql("SELECT seqs FROM send_batches WHERE send_id = 1"
+                                      ).scalar_one()
+    assert stored == list(range(1, 1001))
+    command.downgrade(config, "0018_snapshot_without_fk")
+    assert _seqs_storage(engine) == "x"  # EXTENDED, PostgreSQL's default, as before
+
+
+@pytest.mark.postgres
+def test_batch_seqs_stored_uncompressed_on_postgresql() -> None:
+    _on_postgresql(_seqs_uncompressed_and_back)
+
+
 # -- revision 0007: the CHECK constraints' names ---------------------------------------
 
 _OLD = "0006_issue_identity"
