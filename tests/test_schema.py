@@ -285,6 +285,47 @@ def test_batch_seqs_stored_uncompressed_on_postgresql() -> None:
     _on_postgresql(_seqs_uncompressed_and_back)
 
 
+# -- revision 0020: the ledger's fillfactor, PostgreSQL only ---------------------------
+
+
+def _fillfactor(engine: Engine) -> list[str] | None:
+    with engine.connect() as conn:
+        return conn.exec_driver_sql("SELECT reloptions FROM pg_class "
+                                    "WHERE oid = 'send_recipients'::regclass").scalar_one()
+
+
+def _every_answer_hot(engine: Engine) -> None:
+    """At the new fillfactor, answering a page's rows (each row growing by the provider's
+    id and the time, as an answer makes it) moves none to another page: every update is
+    HOT, the primary key gets no new entry."""
+    config = alembic_config(engine)
+    command.upgrade(config, "heads")
+    assert _fillfactor(engine) == ["fillfactor=35"]
+    _fill(engine)
+    with engine.begin() as conn:
+        run = conn.exec_driver_sql
+        run("INSERT INTO send_recipients (send_id, seq, subscriber_id, email, name, status) "
+            "SELECT 1, g, NULL, 'reader' || g || '@example.com', 'Reader ' || g, 'pending' "
+            "FROM generate_series(3, 2000) AS g")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE send_recipients SET status = 'sent', attempts = attempts + 1, "
+            "provider_id = 'kJ2Hx0Lq-RkqMNg3OdGv1w.filterdrecv-7d8f6c5-1-6769A1', "
+            f"updated_at = '{_NOW}' WHERE send_id = 1")
+        # the statistics of this transaction's own updates (no collector round trip)
+        updated, hot = conn.exec_driver_sql(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
+            "WHERE relname = 'send_recipients'").one()
+    assert (updated, hot) == (2000, 2000)
+    command.downgrade(config, "0019_batch_seqs_uncompressed")
+    assert _fillfactor(engine) == ["fillfactor=50"]  # revision 0015's, as before
+
+
+@pytest.mark.postgres
+def test_every_answer_is_a_hot_update_on_postgresql() -> None:
+    _on_postgresql(_every_answer_hot)
+
+
 # -- revision 0007: the CHECK constraints' names ---------------------------------------
 
 _OLD = "0006_issue_identity"

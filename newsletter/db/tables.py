@@ -247,8 +247,8 @@ send_recipients = sa.Table(
     # is claimed (``sending``). PostgreSQL claims by seq range from a cursor
     # (``send_cursors``) on the primary key and leaves the rows pending until the answer, so
     # that the answer is the only write of a row and changes no indexed column (a HOT
-    # update, with the table's fillfactor of 50); this index holds only the rows made
-    # pending again behind the cursor (migration 0017_claim_cursor).
+    # update, with the table's fillfactor of 35, revision 0020); this index holds only the
+    # rows made pending again behind the cursor (migration 0017_claim_cursor).
     _late(
         sa.Index(
             "ix_send_recipients_pending",
