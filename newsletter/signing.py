@@ -175,10 +175,39 @@ class Mac:
             o = outer.copy()
             o.update(h.digest())
             append(b64(payload + o.digest()[:size], newline=False))
-        if not raws:
-            return []
-        # base64url for the whole batch at once: "=" is only ever padding, " " never base64
-        return b" ".join(raws).translate(_URLSAFE).replace(b"=", b"").decode("ascii").split(" ")
+        return _urlsafe(raws)
+
+    def sign_halves(self, payloads: Iterable[bytes]) -> tuple[list[str], list[str]]:
+        """Two tokens of each payload from one HMAC: ``sign_many``'s (the tag is the
+        digest's first ``size`` bytes) and one whose tag is the next ``size`` bytes.
+
+        The two tags are disjoint parts of one HMAC-SHA256 output: knowing one tells
+        nothing of the other (HMAC is a pseudorandom function: each part of its output is
+        unpredictable without the key, whatever else of it is known), so each token opens
+        only what its own part is checked for (``KeyRing.check``'s ``half``)."""
+        inner, outer, size = self.inner, self.outer, self.size
+        if 2 * size > 32:
+            raise ValueError(f"two tags of {size} bytes do not fit in one HMAC-SHA256")
+        b64 = binascii.b2a_base64
+        firsts: list[bytes] = []
+        seconds: list[bytes] = []
+        for payload in payloads:
+            h = inner.copy()
+            h.update(payload)
+            o = outer.copy()
+            o.update(h.digest())
+            digest = o.digest()
+            firsts.append(b64(payload + digest[:size], newline=False))
+            seconds.append(b64(payload + digest[size:2 * size], newline=False))
+        return _urlsafe(firsts), _urlsafe(seconds)
+
+
+def _urlsafe(raws: list[bytes]) -> list[str]:
+    """Standard base64 lines (``b2a_base64``) as base64url without padding, all at once:
+    "=" is only ever padding, " " never base64."""
+    if not raws:
+        return []
+    return b" ".join(raws).translate(_URLSAFE).replace(b"=", b"").decode("ascii").split(" ")
 
 
 class KeyRing:
@@ -207,12 +236,14 @@ class KeyRing:
         raw = decode(token, limit)
         return None if raw is None else self.check(raw)
 
-    def check(self, raw: bytes) -> tuple[bytes, int] | None:
-        """(payload, key_index) of a decoded token whose tag one of the keys made."""
+    def check(self, raw: bytes, half: int = 0) -> tuple[bytes, int] | None:
+        """(payload, key_index) of a decoded token whose tag one of the keys made;
+        ``half`` 1: a tag that is the digest's second ``size`` bytes (``sign_halves``)."""
         if len(raw) <= self.size:
             return None
         size = self.size
         payload, tag = raw[:-size], raw[-size:]
+        start = size if half else 0
         found = -1
         same = hmac.compare_digest
         for index, inner, outer in self._states:  # every key: timing tells not which matched
@@ -220,7 +251,7 @@ class KeyRing:
             h.update(payload)
             o = outer.copy()
             o.update(h.digest())
-            if same(o.digest()[:size], tag) and found < 0:
+            if same(o.digest()[start:start + size], tag) and found < 0:
                 found = index
         return None if found < 0 else (payload, found)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from newsletter import signing
 from newsletter.audience import tokens
 from newsletter.config import Settings
 from newsletter.delivery.tracking import ClickSigner
@@ -110,6 +111,44 @@ def test_preference_tokens_expire_and_old_keys_verify() -> None:
     with pytest.raises(tokens.ExpiredToken):
         tokens.verify_preferences(PREFERENCES[0][1], short, now_day=DAY + 31)
     assert tokens.verify_preferences(PREFERENCES[0][1], short, now_day=DAY + 30) == 1
+
+
+# a send's preference tokens (2026-11-30): the second half of the HMAC whose first half
+# is the recipient's unsubscribe token's tag (list 9, the UNSUBSCRIBE_BATCH's recipients)
+PREFERENCES_OF_A_SEND = ["AQmgnAGzwtsv2rIlbm7eSxEIgevU", "yAEJoJwByBYfCZJky3dO_LUh-LjRfQ",
+                         "sOoBCaCcASon6j9U2FvuULKrsiu4rD0",
+                         "wJaxAgmgnAFCIOtENafk0qm870HI5IFI"]
+
+
+def test_a_sends_unsubscribe_and_preference_tokens_come_from_one_hmac() -> None:
+    """The unsubscribe tokens are the ones every send made before, character for
+    character; the preference tokens verify to their subscribers; neither opens the
+    other's page, nor does either with the two tags swapped or another list's id."""
+    list_id, ids, unsubscribe = UNSUBSCRIBE_BATCH
+    made = tokens.Signer(CURRENT, DAY).pairs_for_list(list_id)(ids)
+    assert made == (unsubscribe, PREFERENCES_OF_A_SEND)
+    assert [tokens.verify_preferences(t, current(), now_day=DAY + 30)
+            for t in PREFERENCES_OF_A_SEND] == ids
+    for mine, other in zip(unsubscribe, PREFERENCES_OF_A_SEND, strict=True):
+        with pytest.raises(tokens.InvalidToken):
+            tokens.verify(other, current())  # a preference link unsubscribes no one
+        with pytest.raises(tokens.InvalidToken):
+            tokens.verify_preferences(mine, current())  # and the reverse
+    first = signing.decode(PREFERENCES_OF_A_SEND[0], 64)
+    assert first is not None and first[:2] == bytes([1, list_id])  # subscriber 1, list 9
+    with pytest.raises(tokens.InvalidToken):  # another list's id under the same tag
+        tokens.verify_preferences(signing.encode(bytes([1, 10]) + first[2:]), current())
+
+
+def test_a_sends_preference_tokens_expire_and_survive_a_rotation() -> None:
+    token = PREFERENCES_OF_A_SEND[1]
+    assert tokens.verify_preferences(token, rotated(), now_day=DAY + 5) == 200
+    short = Settings(secret_key=CURRENT, old_secret_keys=[], preferences_link_days=30)
+    assert tokens.verify_preferences(token, short, now_day=DAY + 30) == 200
+    with pytest.raises(tokens.ExpiredToken):
+        tokens.verify_preferences(token, short, now_day=DAY + 31)
+    with pytest.raises(tokens.BadSignature):  # a key nobody keeps
+        tokens.verify_preferences(token, Settings(secret_key=OLD), now_day=DAY)
 
 
 def test_purpose_tokens_in_inboxes_verify_and_are_made_alike() -> None:

@@ -105,6 +105,22 @@ class Signer:
 
         return sign_many
 
+    def pairs_for_list(self, list_id: int
+                       ) -> Callable[[Iterable[int]], tuple[list[str], list[str]]]:
+        """``(unsubscribe tokens, preference tokens)`` of one list's subscribers, one HMAC
+        each: the unsubscribe tokens are ``many_for_list``'s, byte for byte; each
+        preference token carries the same payload and the second half of that HMAC (a
+        send's form of preference token, see below). For the unsubscribe purpose only."""
+        if self.purpose != UNSUBSCRIBE:
+            raise ValueError("pairs are signed under the unsubscribe purpose")
+        suffix = signing.varint(signing.check_value("list_id", list_id)) + self._day
+        halves = self._mac.sign_halves
+
+        def sign_pairs(subscriber_ids: Iterable[int]) -> tuple[list[str], list[str]]:
+            return halves([_head(n) + suffix for n in subscriber_ids])
+
+        return sign_pairs
+
 
 def signer(settings: Settings, issued_day: int | None = None) -> Signer:
     require(settings, "secret_key", purpose="signing unsubscribe links")
@@ -143,15 +159,16 @@ def purpose_sign(purpose: str, settings: Settings, *values: int,
     return ring.sign(payload)
 
 
-def _opened(purpose: str, token: str, settings: Settings, limit: int, what: str
-            ) -> tuple[list[int], int]:
-    """The values and key index of a token of ``purpose``; MalformedToken when it is no
-    token at all, BadSignature when no key kept signed it."""
+def _opened(purpose: str, token: str, settings: Settings, limit: int, what: str,
+            half: int = 0) -> tuple[list[int], int]:
+    """The values and key index of a token of ``purpose`` (``half`` 1: its tag the second
+    half of the HMAC, ``signing.Mac.sign_halves``); MalformedToken when it is no token at
+    all, BadSignature when no key kept signed it."""
     ring = signing.key_ring(settings, purpose)
     raw = signing.decode(token, limit)
     if raw is None or len(raw) < TAG_BYTES + 3:
         raise MalformedToken(f"invalid {what} link")
-    opened = ring.check(raw)
+    opened = ring.check(raw, half)
     if opened is None:
         raise BadSignature(f"invalid {what} link")
     values = signing.read_varints(opened[0])
@@ -212,10 +229,19 @@ def verify_unsubscribe(
 
 
 # -- preference-centre tokens ----------------------------------------------------------------
-# The same layout as unsubscribe tokens, under a purpose of their own, so a token of one
-# purpose never verifies as the other: varint(subscriber_id) varint(0) varint(issued_day)
-# tag[16]. Unlike an unsubscribe link (which must keep working), a preference link opens a
-# page that can download or erase a subscriber's data, so it expires:
+# Two forms, both verified by ``verify_preferences``:
+# - the first (any single preference link): the same layout as unsubscribe tokens, under
+#   a purpose of its own, so a token of one purpose never verifies as the other:
+#   varint(subscriber_id) varint(0) varint(issued_day) tag[16];
+# - a send's (``Signer.pairs_for_list``): the payload of the recipient's unsubscribe
+#   token, varint(subscriber_id) varint(list_id) varint(issued_day) with a list id of 1 or
+#   more, and as tag the second 16 bytes of the HMAC whose first 16 are the unsubscribe
+#   token's tag: one HMAC signs both links of a message (a third of a send's signing).
+#   Neither tag tells anything of the other, so an unsubscribe link (in every message's
+#   header, seen by mail providers) opens no preference page, and a preference link
+#   unsubscribes no one.
+# Unlike an unsubscribe link (which must keep working), a preference link opens a page
+# that can download or erase a subscriber's data, so it expires:
 # ``settings.preferences_link_days`` after it was signed, whichever key signed it.
 
 
@@ -232,6 +258,16 @@ def preferences_signer(settings: Settings, issued_day: int | None = None
     return PreferencesSigner(settings.secret_key, issued_day).many_for_list(0)
 
 
+def _send_form(token: object) -> bool:
+    """Whether ``token``'s payload (read before its tag is checked) names a list: a
+    send's preference token. Anything else is checked as the first form."""
+    raw = signing.decode(token, _LIMIT)
+    if raw is None or len(raw) < TAG_BYTES + 3:
+        return False
+    values = signing.read_varints(raw[:-TAG_BYTES])
+    return values is not None and len(values) == 3 and values[1] != 0
+
+
 def sign_preferences(settings: Settings, subscriber_id: int, issued_day: int | None = None
                      ) -> str:
     """The preference-centre token of one subscriber."""
@@ -239,10 +275,16 @@ def sign_preferences(settings: Settings, subscriber_id: int, issued_day: int | N
 
 
 def verify_preferences(token: str, settings: Settings, *, now_day: int | None = None) -> int:
-    """The subscriber id a preference token names, or an ``InvalidToken`` subclass."""
-    values, _ = _opened(PREFERENCES, token, settings, _LIMIT, "preference")
-    if len(values) != 3 or values[1] != 0:
-        raise MalformedToken("invalid preference link")
+    """The subscriber id a preference token of either form names, or an
+    ``InvalidToken`` subclass."""
+    if _send_form(token):  # a list id: the second half of the unsubscribe HMAC
+        values, _ = _opened(UNSUBSCRIBE, token, settings, _LIMIT, "preference", half=1)
+        if len(values) != 3 or values[1] == 0:
+            raise MalformedToken("invalid preference link")
+    else:
+        values, _ = _opened(PREFERENCES, token, settings, _LIMIT, "preference")
+        if len(values) != 3 or values[1] != 0:
+            raise MalformedToken("invalid preference link")
     subscriber, _, day = values
     current = today() if now_day is None else now_day
     if not 0 <= current - day <= settings.preferences_link_days:

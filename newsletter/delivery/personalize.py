@@ -22,8 +22,9 @@ quoted-printable, CRLF line ends, lines of at most 76 characters, and carries
 ``List-Unsubscribe: <{base_url}/u/{token}>`` plus ``List-Unsubscribe-Post:
 List-Unsubscribe=One-Click`` (RFC 8058) and the same link in the footer. Where the
 body has ``PREFERENCES_MARK`` (the default footer does) it becomes the recipient's
-preference-centre link, ``{base_url}/p/{token}`` (``audience.tokens.preferences_signer``:
-a token of its own purpose, per subscriber, that expires); signed only when a part has it.
+preference-centre link, ``{base_url}/p/{token}`` (``audience.tokens``: a token that
+expires, whose tag is the second half of the HMAC that signs the recipient's unsubscribe
+token, ``Signer.pairs_for_list``); signed only when a part has it.
 
 A subject test (``delivery.variants``) gives the template one derived template per
 variant (``with_variants``): the same bodies, its own subject and constant header block.
@@ -132,6 +133,8 @@ class MessageTemplate:
     _sign: Callable[[Iterable[int]], list[str]] | None = field(repr=False, default=None)
     _sign_preferences: Callable[[Iterable[int]], list[str]] | None = field(
         repr=False, default=None)
+    _sign_pairs: Callable[[Iterable[int]], tuple[list[str], list[str]]] | None = field(
+        repr=False, default=None)
     # a subject test: each variant's template, which variant a row (by seq) has, and the
     # variant of every other row (the winner, once decided)
     variants: dict[str, MessageTemplate] = field(repr=False, default_factory=dict)
@@ -180,11 +183,26 @@ class MessageTemplate:
     def preferences_urls(self, subscriber_ids: Sequence[int]) -> list[str]:
         """The preference-centre URLs of these subscribers ("" for each when no part
         links to the preference centre, or for a test address: subscriber 0)."""
+        return self.tokens_and_preferences(subscriber_ids)[1]
+
+    def tokens_and_preferences(self, subscriber_ids: Sequence[int]
+                               ) -> tuple[list[str], list[str]]:
+        """``tokens(ids)`` and ``preferences_urls(ids)``: when the message links to the
+        preference centre, one HMAC per recipient signs both (``Signer.pairs_for_list``:
+        the preference token's tag is the other half of the unsubscribe token's HMAC)."""
         if self._sign_preferences is None or not self.has_preferences:
-            return [""] * len(subscriber_ids)
+            return self.tokens(subscriber_ids), [""] * len(subscriber_ids)
+        if self.list_id > 0:
+            pairs = self._sign_pairs
+            if pairs is None:
+                pairs = self._sign_pairs = self.signer.pairs_for_list(self.list_id)
+            unsubscribe, preferences = pairs(subscriber_ids)
+        else:  # no list (a test send): the first form, signed on its own
+            unsubscribe = self.tokens(subscriber_ids)
+            preferences = self._sign_preferences(subscriber_ids)
         head = self.preferences_head
-        return [head + token if n else "" for n, token in
-                zip(subscriber_ids, self._sign_preferences(subscriber_ids), strict=True)]
+        return unsubscribe, [head + token if n else "" for n, token in
+                             zip(subscriber_ids, preferences, strict=True)]
 
     def with_variants(self, subjects: Mapping[str, str], variant_of: Mapping[int, str],
                       default: str | None,
@@ -261,8 +279,7 @@ class MessageTemplate:
         """
         recipients = recipients if isinstance(recipients, list | tuple) else list(recipients)
         ids = [r.subscriber_id or 0 for r in recipients]
-        tokens = self.tokens(ids)
-        preference_urls = self.preferences_urls(ids)
+        tokens, preference_urls = self.tokens_and_preferences(ids)
         head, tail, url_head = self._msgid_head, self._msgid_tail, self._url_head
         new = tuple.__new__  # an OutgoingMessage without a Python-level __new__ call
         out: list[OutgoingMessage] = []

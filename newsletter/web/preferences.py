@@ -7,8 +7,9 @@
   ``resume``, ``name``, ``download`` (a JSON file), ``erase`` (a page that asks once
   more) and ``erase-confirmed`` (erases, as ``newsletter subscribers remove`` does).
 
-The token (``audience.tokens.verify_preferences``: its own purpose, so an unsubscribe or
-sign-up token never opens this page, and it expires after ``preferences_link_days``) is
+The token (``audience.tokens.verify_preferences``: its own purpose, or in an issue its own
+half of the signature it shares with the unsubscribe link, so an unsubscribe or sign-up
+token never opens this page; it expires after ``preferences_link_days``) is
 the only credential; a token that is not ours, in any way, or names nobody (erased) gets
 the same plain 400 page as a bad unsubscribe link. Cross-site request forgery: the page
 uses no cookie or session, so a forged request carries no ambient authority; to change

@@ -47,8 +47,9 @@ def row_values(template: MessageTemplate, rows: Sequence[ClaimedRow], *, limit: 
         if name is not None and not (type(name) is str and is_clean(name)):
             return None  # cleaned by messages(): the general path
     url_head, msgid_head, msgid_tail = template.urls_and_ids()
+    tokens, preferences = template.tokens_and_preferences(ids)
     return RowValues(
-        [url_head + token for token in template.tokens(ids)],
+        [url_head + token for token in tokens],
         [f"{msgid_head}{subscriber}{msgid_tail}" for subscriber in ids],
-        template.preferences_urls(ids),
+        preferences,
         template.readers(ids) if readers else [""] * len(rows))
