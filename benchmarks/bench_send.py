@@ -287,13 +287,18 @@ def ledger_now(project: Path, database_url: str | None) -> dict[str, int]:
     read afresh (what a process saw as it finished may be older)."""
     import sqlalchemy as sa
 
+    from newsletter.delivery import outcomes
+
     url = database_url or f"sqlite:///{project / 'newsletter.db'}"
     engine = sa.create_engine(url)
-    with engine.connect() as conn:
-        found = conn.exec_driver_sql(
-            "SELECT status, count(*) FROM send_recipients GROUP BY status").all()
+    with engine.connect() as conn:  # as the ledger reads them (``outcomes``)
+        ids = conn.exec_driver_sql("SELECT id FROM sends").scalars().all()
+        found: dict[str, int] = {}
+        for per_send in outcomes.status_counts(conn, ids).values():
+            for status, n in per_send.items():
+                found[status] = found.get(status, 0) + n
     engine.dispose()
-    return {status: n for status, n in sorted(found)}
+    return dict(sorted(found.items()))
 
 
 def ledger_mb(project: Path, database_url: str | None) -> float:

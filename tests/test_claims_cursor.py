@@ -18,7 +18,7 @@ from newsletter.audience.lists import create_list
 from newsletter.audience.subscribers import add_subscriber, unsubscribe
 from newsletter.db.engine import make_engine
 from newsletter.db.tables import subscribers
-from newsletter.delivery import claims, ledger, senders
+from newsletter.delivery import claims, ledger, outcomes, senders
 
 SENT = claims.Verdict("sent", "", "x-message-id")
 
@@ -146,7 +146,7 @@ def test_an_answer_records_who_left_while_the_batch_was_out(store: Engine) -> No
     claims.record_batch(store, send.id, batch_id, _answer(rows))
     with store.connect() as conn:
         found = dict(conn.execute(sa.select(ledger.send_recipients.c.seq,
-                                            ledger.send_recipients.c.status)).all())
+                                            outcomes.status_of(conn))).all())
     assert found == {1: "sent", 2: "sent", 3: "skipped"}
 
 

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from newsletter.audience.lists import delete_list
 from newsletter.audience.subscribers import remove_subscriber, set_status, unsubscribe
 from newsletter.db.tables import memberships, subscribers
-from newsletter.delivery import claims, ledger, senders, sending
+from newsletter.delivery import claims, ledger, outcomes, senders, sending
 
 from .sendtools import make_project, pg_database, seed
 
@@ -51,7 +51,7 @@ def _start(settings, engine, list_name: str, **options) -> ledger.SendInfo:
 def _states(engine, send_id: int) -> dict[str, str]:
     with engine.connect() as conn:
         rows = conn.execute(sa.select(ledger.send_recipients.c.email,
-                                      ledger.send_recipients.c.status)
+                                      outcomes.status_of(conn))
                             .where(ledger.send_recipients.c.send_id == send_id)).all()
     return {email.split("@")[0]: status for email, status in rows}
 

@@ -34,6 +34,7 @@ from collections.abc import Iterable
 
 import sqlalchemy as sa
 
+from ..delivery import outcomes
 from ..delivery.ledger import send_recipients, sends
 from ..feedback.effects import send_recipient_events, webhook_events
 from . import status_changes
@@ -86,7 +87,7 @@ def _recipients(conn: sa.Connection, subscriber_id: int, email_key: str, erased:
                    r.send_id.in_(sa.select(sends.c.id).where(sends.c.kind.in_(("real", "welcome")))))
     test = sa.and_(sa.func.lower(r.email) == email_key,
                    r.send_id.in_(sa.select(sends.c.id).where(sends.c.kind == "test")))
-    rows = conn.execute(sa.select(r.send_id, r.seq, r.status, r.reason)
+    rows = conn.execute(sa.select(r.send_id, r.seq, outcomes.status_of(conn), r.reason)
                         .where(sa.or_(real, test))).all()
     for row in rows:
         values: dict[str, object] = {"email": erased, "name": None,

@@ -40,6 +40,7 @@ from ..db.tables import (
     webhook_events,
 )
 from ..db.transactions import aware, transaction, utcnow
+from ..delivery import outcomes
 from ..delivery.headersafe import clean_text
 from . import erasure, status_changes
 
@@ -173,8 +174,9 @@ def download(engine: Engine, subscriber_id: int) -> dict[str, Any] | None:
             data["consent"] = _rows(conn, sa.select(consent).where(
                 consent.c.subscriber_id == subscriber_id))
         data["sends_received"] = _rows(conn, sa.select(
-            d.id.label("send"), d.kind, d.subject, d.list_name.label("list"), r.status,
-            r.updated_at).join(sends, d.id == r.send_id)
+            d.id.label("send"), d.kind, d.subject, d.list_name.label("list"),
+            outcomes.status_of(conn), outcomes.updated_at_of(conn))
+            .select_from(send_recipients).join(sends, d.id == r.send_id)
             .where(r.subscriber_id == subscriber_id, d.kind.in_(("real", "welcome")))
             .order_by(d.id))
         e, c = webhook_events.c, send_recipient_events.c

@@ -32,7 +32,7 @@ SHIPPED_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MIGRATIONS = SHIPPED_MIGRATIONS  # where Alembic looks (a test may point it elsewhere)
 UPGRADE_HINT = "run `newsletter db upgrade`"
 #: The newest revisions in SHIPPED_MIGRATIONS/versions (the heads Alembic finds there).
-HEADS: tuple[str, ...] = ("0020_ledger_fillfactor_35",)
+HEADS: tuple[str, ...] = ("0021_batch_outcomes",)
 
 
 @dataclass(frozen=True)

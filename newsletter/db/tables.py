@@ -297,6 +297,9 @@ send_batches = sa.Table(
     # answer); NULL for a batch of rows marked ``sending`` (SQLite, requeued rows)
     sa.Column("seqs", sa.ARRAY(sa.BigInteger()).with_variant(sa.Text(), "sqlite"),
               nullable=True),
+    # PostgreSQL: the provider's message id of a cursor batch accepted as a whole, whose
+    # rows stay pending and are sent (``delivery.outcomes``, revision 0021)
+    sa.Column("provider_id", sa.String(200), nullable=True),
     sa.Index(None, "send_id", "status"),
     sqlite_autoincrement=True,
 )

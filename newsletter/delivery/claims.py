@@ -6,11 +6,12 @@ records its answer (``record_batch``), or both at once (``record_and_claim``).
 ``release_batch`` hands back a batch the backend took none of.
 
 SQLite marks the claimed rows ``sending``. PostgreSQL claims by seq range from the send's
-cursor (``send_cursors``) and leaves the rows pending, their seqs in the batch row, so
-that the answer is the only write of a row (migration 0017); a pending row of an open
-batch counts as ``sending`` (``count_in_flight``), and ``batch_rows`` finds a batch's rows
-in flight either way. Rows made pending again behind the cursor are ``requeued`` and
-claimed by a second path, marked ``sending`` as on SQLite.
+cursor (``send_cursors``) and leaves the rows pending, their seqs in the batch row
+(migration 0017): a pending row of an open batch is ``sending``, and a batch accepted as a
+whole is recorded on its batch row alone, its rows pending and ``sent`` (revision 0021;
+``outcomes`` reads them so). Other answers are written row by row; ``batch_rows`` finds a
+batch's rows in flight either way. Rows made pending again behind the cursor are
+``requeued`` and claimed by a second path, marked ``sending`` as on SQLite.
 """
 
 from __future__ import annotations
@@ -117,14 +118,20 @@ r.send_id = :send AND r.seq BETWEEN :low AND :high
        OR {open} AND r.batch_id = :answered AND r.status = 'sending')"""
 # The answer to a whole batch: the batch is finished only if still open (``recovery``
 # may have settled it, its worker taken for dead), and its rows answered only then.
+# ``:by_batch`` (the rest accepted, ``sent``): a cursor batch's pending rows are not
+# written, the batch row is their record (``outcomes``); only rows a trigger skipped
+# while in flight (revisions before 0021) are written, as the message went out anyway.
 _PG_ANSWERED = """
 finished AS (
-    UPDATE send_batches SET status = 'done', finished_at = :now
+    UPDATE send_batches SET status = 'done', finished_at = :now,
+        provider_id = CASE WHEN :by_batch AND seqs IS NOT NULL THEN :provider END
     WHERE id = :answered AND status = 'sending' RETURNING seqs IS NOT NULL AS ranged),
 answered AS (
     UPDATE send_recipients AS r SET status = :status, reason = :reason,
         provider_id = :provider, attempts = r.attempts + 1, updated_at = :now
-    WHERE :whole AND """ + _PG_IN_FLIGHT.format(
+    WHERE :whole AND NOT (:by_batch AND r.status = 'pending'
+                          AND (SELECT ranged FROM finished))
+      AND """ + _PG_IN_FLIGHT.format(
         ranged="(SELECT ranged FROM finished)", open="EXISTS (SELECT 1 FROM finished)") + ")"
 _PG_EACH = """
 UPDATE send_recipients AS r SET status = :status, reason = :reason, provider_id = :provider,
@@ -353,7 +360,7 @@ def _pg_answer(batch_id: int, answer: Answer) -> dict[str, object]:
     verdict = answer.rest or Verdict("")
     return {"answered": batch_id, "low": answer.low, "high": answer.high,
             "whole": answer.rest is not None, "status": verdict.status or None,
-            **_verdict_text(verdict)}
+            "by_batch": verdict.status == "sent", **_verdict_text(verdict)}
 
 
 def _pg_each(cursor, sql: _Statements, send_id: int, batch_id: int, answer: Answer,
@@ -490,55 +497,11 @@ def batch_rows(conn: sa.Connection, send_id: int, batch_id: int
     return [*in_flight, r.status == "pending"]
 
 
-def outside_batches(conn: sa.Connection, send_id: int) -> list[sa.ColumnElement[bool]]:
-    """Conditions for rows of ``send_id`` in no open batch: on PostgreSQL a pending row
-    may be in flight (a cursor batch's seqs); on SQLite such a row is ``sending``."""
-    if conn.dialect.name != "postgresql":
-        return []
-    b = send_batches.c
-    return [~sa.exists().where(b.send_id == send_id, b.status == "sending",
-                               send_recipients.c.seq == sa.any_(b.seqs))]
-
-
 def lock_cursor(conn: sa.Connection, send_id: int) -> int | None:
     """PostgreSQL: lock the send's claim cursor until commit (no claim of the send runs
     meanwhile) and return it: the rows at or below it were claimed by the cursor path, so
-    a row made pending there must be ``requeued``. None on SQLite (no cursor)."""
+    a row made pending there must be ``requeued`` (``outcomes``: such a row, pending and
+    not requeued, is in flight or sent). None on SQLite (no cursor)."""
     if conn.dialect.name != "postgresql":
         return None
     return conn.execute(sa.text(_PG_LOCK), {"send": send_id}).scalar_one()
-
-
-def flag_behind(conn: sa.Connection, send_id: int) -> int:
-    """PostgreSQL: pending rows behind the send's cursor and in no open batch (added by a
-    later wave) become ``requeued``, so that the second claim path finds them."""
-    after = lock_cursor(conn, send_id)
-    if after is None:
-        return 0
-    return conn.execute(sa.text("""
-UPDATE send_recipients AS r SET requeued = true
-WHERE r.send_id = :send AND r.seq <= :after AND r.status = 'pending' AND NOT r.requeued
-  AND NOT EXISTS (SELECT 1 FROM send_batches AS b WHERE b.send_id = :send
-                  AND b.status = 'sending' AND r.seq = ANY(b.seqs))"""),
-                        {"send": send_id, "after": after}).rowcount
-
-
-def count_in_flight(conn: sa.Connection, counts: dict[int, dict[str, int]]) -> None:
-    """Move the rows of open PostgreSQL cursor batches (pending, or skipped while in
-    flight) to ``sending`` in ``counts`` (per send id, per status), as a claim marked
-    them before: the counts then say what they always said."""
-    if conn.dialect.name != "postgresql" or not counts:
-        return
-    found = conn.execute(sa.text("""
-SELECT b.send_id, r.status, count(*) FROM send_batches AS b
-CROSS JOIN LATERAL unnest(b.seqs) AS s(seq)
-JOIN send_recipients AS r ON r.send_id = b.send_id AND r.seq = s.seq
-WHERE b.send_id = ANY(:sends) AND b.status = 'sending' AND b.seqs IS NOT NULL
-  AND r.status IN ('pending', 'skipped') AND NOT r.requeued
-GROUP BY b.send_id, r.status"""), {"sends": list(counts)}).all()
-    for send_id, status, n in found:
-        mine = counts[send_id]
-        mine[status] -= n
-        if not mine[status]:
-            del mine[status]
-        mine["sending"] = mine.get("sending", 0) + n

@@ -25,7 +25,9 @@ is in a precise state:
 Batches are claimed on PostgreSQL by seq range from a per-send cursor whose row lock
 orders the claims (rows in flight stay ``pending`` in the table and are counted as
 ``sending``; see ``claims``), so any number of workers on any number of machines share a
-send; on SQLite one process claims (``BEGIN IMMEDIATE`` serialises its threads). Workers register in ``send_workers`` and
+send; a batch accepted as a whole is recorded on its batch row and its rows, still
+``pending`` in the table, are ``sent`` (``outcomes`` reads them so: ``pending``, ``sending``
+and ``sent`` are read only through it; the other statuses are always written to the row); on SQLite one process claims (``BEGIN IMMEDIATE`` serialises its threads). Workers register in ``send_workers`` and
 heartbeat; a batch left ``sending`` by a worker whose heartbeat stopped (or whose process
 is gone, on the same host) is reconciled: message by message from the worker's progress
 journal where it can be read, else the whole batch ``uncertain``.
@@ -51,7 +53,8 @@ from ..db.tables import (
 )
 from ..db.transactions import DB, aware, retry_on_conflict, transaction, utcnow
 from ..errors import SendExists, SendNotFound
-from .claims import count_in_flight, flag_behind, outside_batches, write_transaction
+from . import outcomes
+from .claims import lock_cursor, write_transaction
 
 if TYPE_CHECKING:
     from ..authoring.identity import Identity  # not at run time: `sends list` starts faster
@@ -292,11 +295,14 @@ def continue_snapshot(engine: Engine, send_id: int, size: int) -> tuple[int, int
 
 
 def _snapshot(
-    send_id: int, list_id: int, condition: sa.ColumnElement[bool] | None
+    send_id: int, list_id: int, condition: sa.ColumnElement[bool] | None,
+    behind: int | None = None,
 ) -> sa.Insert:
     """INSERT ... SELECT of the list's members who may receive (``receiving.receives``)
     and match ``condition``, as pending; members refused only because their address is
-    suppressed are recorded ``skipped`` (reason ``suppressed``), so the report counts them."""
+    suppressed are recorded ``skipped`` (reason ``suppressed``), so the report counts them.
+    ``behind``: the send's claim cursor (PostgreSQL, a later wave): rows at or below it
+    are born ``requeued`` (``outcomes``: the cursor will not come back for them)."""
     listed, on, suppression = suppression_joined()
     clear = suppression == CLEAR
     snapshot = (
@@ -316,10 +322,12 @@ def _snapshot(
     )
     if condition is not None:
         snapshot = snapshot.where(condition)
-    return send_recipients.insert().from_select(
-        ["send_id", "seq", "subscriber_id", "email", "name", "status", "attempts", "reason"],
-        snapshot,
-    )
+    names = ["send_id", "seq", "subscriber_id", "email", "name", "status", "attempts",
+             "reason"]
+    if behind is not None:
+        snapshot = snapshot.add_columns((subscribers.c.id <= behind).label("requeued"))
+        names.append("requeued")
+    return send_recipients.insert().from_select(names, snapshot)
 
 
 def add_recipients(db: DB, send_id: int, condition: sa.ColumnElement[bool]) -> int:
@@ -341,8 +349,8 @@ def add_recipients(db: DB, send_id: int, condition: sa.ColumnElement[bool]) -> i
                                            send_recipients.c.seq == subscribers.c.id)
         )
         before = _count(conn, send_id)
-        conn.execute(_snapshot(send_id, row.list_id, sa.and_(condition, ~already)))
-        flag_behind(conn, send_id)  # PostgreSQL: those the claim cursor has passed
+        behind = lock_cursor(conn, send_id)  # PostgreSQL: no claim moves meanwhile
+        conn.execute(_snapshot(send_id, row.list_id, sa.and_(condition, ~already), behind))
         after = _count(conn, send_id)
         if after != before:
             conn.execute(sends.update().where(sends.c.id == send_id)
@@ -397,14 +405,7 @@ def get_send(db: DB, send_id: int, *, counts: bool = True) -> SendInfo:
             )
         if not counts:
             return _info(row)
-        per_status = dict(
-            conn.execute(
-                sa.select(send_recipients.c.status, sa.func.count())
-                .where(send_recipients.c.send_id == send_id)
-                .group_by(send_recipients.c.status)
-            ).all()
-        )
-        count_in_flight(conn, {send_id: per_status})
+        per_status = outcomes.status_counts(conn, [send_id])[send_id]
     return _info(row, per_status)
 
 
@@ -419,30 +420,23 @@ def list_sends(db: DB, *, limit: int = 50) -> list[SendInfo]:
         rows = conn.execute(
             sa.select(*_INFO_COLUMNS).order_by(sends.c.id.desc()).limit(limit)
         ).all()
-        ids = [r.id for r in rows]
-        counts: dict[int, dict[str, int]] = {i: {} for i in ids}
-        if ids:
-            for send_id, status, n in conn.execute(
-                sa.select(send_recipients.c.send_id, send_recipients.c.status, sa.func.count())
-                .where(send_recipients.c.send_id.in_(ids))
-                .group_by(send_recipients.c.send_id, send_recipients.c.status)
-            ):
-                counts[send_id][status] = n
-            count_in_flight(conn, counts)
+        counts = outcomes.status_counts(conn, [r.id for r in rows])
     return [_info(r, counts[r.id]) for r in rows]
 
 
 def recipients(
     db: DB, send_id: int, statuses: Iterable[str], *, limit: int | None = 100
 ) -> list[sa.Row]:
-    query = (
-        sa.select(send_recipients)
-        .where(send_recipients.c.send_id == send_id, send_recipients.c.status.in_(list(statuses)))
-        .order_by(send_recipients.c.seq)
-    )
-    if limit is not None:
-        query = query.limit(limit)
+    """The send's recipients in ``statuses`` (as ``outcomes`` reads them), in seq order."""
     with transaction(db) as conn:
+        status = outcomes.status_of(conn)
+        query = (
+            sa.select(*outcomes.with_status(conn))
+            .where(send_recipients.c.send_id == send_id, status.in_(list(statuses)))
+            .order_by(send_recipients.c.seq)
+        )
+        if limit is not None:
+            query = query.limit(limit)
         return list(conn.execute(query).all())
 
 
@@ -490,15 +484,8 @@ def requeue_counted(
 def in_flight(db: DB, send_id: int) -> int:
     """How many recipients of the send are still pending, in a batch being sent, or held
     for a subject test's decision."""
-    with transaction(db) as conn:
-        return conn.execute(
-            sa.select(sa.func.count())
-            .select_from(send_recipients)
-            .where(
-                send_recipients.c.send_id == send_id,
-                send_recipients.c.status.in_(["pending", "sending", "held"]),
-            )
-        ).scalar_one()
+    with transaction(db, snapshot=True) as conn:
+        return outcomes.unfinished_count(conn, send_id)
 
 
 def finish_if_done(db: DB, send_id: int) -> bool:
@@ -549,9 +536,9 @@ def cancel_send(db: DB, send_id: int, *, reason: str = "the send was cancelled")
     with transaction(db) as conn:
         skipped = conn.execute(
             send_recipients.update()
-            .where(send_recipients.c.send_id == send_id,
-                   send_recipients.c.status.in_(["pending", "held"]),
-                   *outside_batches(conn, send_id))  # PostgreSQL: not those in flight
+            .where(send_recipients.c.send_id == send_id,  # not those in flight or sent
+                   sa.or_(outcomes.claimable(conn, send_id),
+                          send_recipients.c.status == "held"))
             .values(status="skipped", reason=reason, updated_at=now)
         ).rowcount
         conn.execute(sends.update().where(sends.c.id == send_id, sends.c.status == "sending")

@@ -37,6 +37,7 @@ from ..authoring.subject_variants import LETTERS, variant_problems
 from ..db.tables import send_recipients, sends, subject_tests
 from ..db.transactions import DB, aware, retry_on_conflict, transaction
 from ..errors import UsageError
+from . import outcomes
 from .requeue import reopen
 
 if TYPE_CHECKING:  # (the renderer: `sends show` and `schedule list` need none of it)
@@ -142,7 +143,7 @@ def start_test(conn: sa.Connection, send_id: int, subjects: Sequence[str], share
         send_id=send_id, subjects=list(subjects), test_share=share, seed=seed,
         decide_at=decide_at, status="testing"))
     r = send_recipients.c
-    mine = [r.send_id == send_id, r.status == "pending"]
+    mine = [r.send_id == send_id, outcomes.claimable(conn, send_id)]
     seqs = conn.execute(sa.select(r.seq).where(*mine)).scalars().all()
     counts: dict[str, int] = {}
     for letter, chosen in zip(LETTERS, deal(seqs, len(subjects), share, seed), strict=False):
@@ -247,7 +248,7 @@ def sent_by_variant(db: DB, send_id: int) -> dict[str, int]:
     r = send_recipients.c
     with transaction(db, read=True) as conn:
         rows = conn.execute(sa.select(r.variant, sa.func.count())
-                            .where(r.send_id == send_id, r.status == "sent",
+                            .where(r.send_id == send_id, outcomes.sent(conn, send_id),
                                    r.variant.in_(LETTERS)).group_by(r.variant)).all()
     return {variant: int(n) for variant, n in rows}
 
@@ -337,7 +338,8 @@ def personalise(db: DB, send_id: int, template: MessageTemplate) -> MessageTempl
     with transaction(db, read=True) as conn:
         variant_of = dict(conn.execute(
             sa.select(r.seq, r.variant)
-            .where(r.send_id == send_id, r.variant.in_(LETTERS), r.status.not_in(DONE))
+            .where(r.send_id == send_id, r.variant.in_(LETTERS), r.status.not_in(DONE),
+                   ~outcomes.sent(conn, send_id))
         ).all())
 
     def winner() -> str | None:
@@ -423,8 +425,9 @@ def ab_report(db: DB, send_id: int) -> ABReport | None:
                           ranked[1].sent) if len(ranked) > 1 else None)
     r = send_recipients.c
     with transaction(db, read=True) as conn:
-        rest = dict(conn.execute(sa.select(r.status, sa.func.count())
+        status = outcomes.status_of(conn)
+        rest = dict(conn.execute(sa.select(status, sa.func.count())
                                  .where(r.send_id == send_id, r.variant == WINNER)
-                                 .group_by(r.status)).all())
+                                 .group_by(status)).all())
     return ABReport(send_id, test.status, test.decide_at, test.winner, lines, p,
                     {status: int(n) for status, n in rest.items()})

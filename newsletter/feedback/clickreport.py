@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from ..db.tables import memberships, send_recipients, subscribers
 from ..db.transactions import DB, aware, transaction
-from ..delivery import ledger
+from ..delivery import ledger, outcomes
 from . import clicks as clicklog
 from .effects import engagement
 
@@ -90,7 +90,7 @@ def _since(conn: sa.Connection, send: ledger.SendInfo) -> dict[str, int]:
         .select_from(send_recipients.join(subscribers, s.id == r.subscriber_id)
                      .outerjoin(memberships, sa.and_(m.subscriber_id == s.id,
                                                      m.list_id == send.list_id)))
-        .where(r.send_id == send.id, r.status == "sent")
+        .where(r.send_id == send.id, outcomes.sent(conn))
         .where(sa.or_(sa.and_(s.status != "active", s.status_changed_at >= after),
                       sa.and_(m.status == "unsubscribed", m.status_changed_at >= after)))
     ).all()

@@ -44,13 +44,17 @@ def to_run(ctx: WorkerContext, *, in_flight_too: bool = False) -> list[int]:
     batch being sent, which a worker process that died may have left; run() settles them).
     Not those of a schedule that is sending: the worker resumes those as the schedule's
     (``due.resume``), which settles the schedule when the rest of the list has it."""
+    from newsletter.delivery import outcomes
+
     r = send_recipients.c
-    statuses = ["pending", "sending"] if in_flight_too else ["pending"]
-    waiting = sa.exists(sa.select(sa.literal(1)).where(
-        r.send_id == subject_tests.c.send_id, r.status.in_(statuses)))
     scheduled = sa.exists(sa.select(sa.literal(1)).where(
         schedules.c.send_id == subject_tests.c.send_id, schedules.c.status == "sending"))
     with transaction(ctx.engine, read=True) as conn:
+        rows = outcomes.claimable(conn)
+        if in_flight_too:
+            rows = sa.or_(rows, outcomes.in_flight(conn))
+        waiting = sa.exists(sa.select(sa.literal(1)).where(
+            r.send_id == subject_tests.c.send_id, rows))
         return list(conn.execute(
             sa.select(subject_tests.c.send_id)
             .join(sends, sends.c.id == subject_tests.c.send_id)
