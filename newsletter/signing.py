@@ -67,6 +67,12 @@ def label(purpose: str) -> bytes:
 
 def varint(value: int) -> bytes:
     """``value`` (0 <= value < 2**63) as a little-endian base-128 varint."""
+    if value < 2_097_152:  # up to three bytes (every id of most lists), without a loop
+        if value < 128:
+            return bytes((value,))
+        if value < 16_384:
+            return bytes((value & 0x7F | 0x80, value >> 7))
+        return bytes((value & 0x7F | 0x80, (value >> 7) & 0x7F | 0x80, value >> 14))
     out = bytearray()
     while True:
         byte = value & 0x7F
